@@ -76,7 +76,9 @@ class MemoryStorage:
         if lo <= offset:
             raise CompactedError(f"requested index {lo} is compacted (first is {offset + 1})")
         if hi > self.last_index() + 1:
-            raise UnavailableError(f"entries' hi({hi}) is out of bound lastindex({self.last_index()})")
+            raise UnavailableError(
+                f"entries' hi({hi}) is out of bound lastindex({self.last_index()})"
+            )
         if len(self._ents) == 1:
             raise UnavailableError("no entries")
         return limit_size(self._ents[lo - offset : hi - offset], max_size)
@@ -110,19 +112,21 @@ class MemoryStorage:
         self._snapshot = snap
         self._ents = [Entry(term=snap.metadata.term, index=snap.metadata.index)]
 
-    def create_snapshot(
-        self, index: int, conf_state: ConfState | None, data: bytes
-    ) -> Snapshot:
+    def create_snapshot(self, index: int, conf_state: ConfState | None, data: bytes) -> Snapshot:
         """Record a snapshot of the application's state at ``index`` (<= last index)."""
         if index <= self._snapshot.metadata.index:
             raise SnapOutOfDateError("requested index is older than the existing snapshot")
         if index > self.last_index():
-            raise UnavailableError(f"snapshot {index} is out of bound lastindex({self.last_index()})")
+            raise UnavailableError(
+                f"snapshot {index} is out of bound lastindex({self.last_index()})"
+            )
         offset = self._ents[0].index
         cs = conf_state if conf_state is not None else self._snapshot.metadata.conf_state
         self._snapshot = Snapshot(
             data=data,
-            metadata=SnapshotMetadata(conf_state=cs, index=index, term=self._ents[index - offset].term),
+            metadata=SnapshotMetadata(
+                conf_state=cs, index=index, term=self._ents[index - offset].term
+            ),
         )
         return self._snapshot
 
@@ -132,7 +136,9 @@ class MemoryStorage:
         if compact_index <= offset:
             raise CompactedError(f"requested index {compact_index} is compacted")
         if compact_index > self.last_index():
-            raise UnavailableError(f"compact {compact_index} is out of bound lastindex({self.last_index()})")
+            raise UnavailableError(
+                f"compact {compact_index} is out of bound lastindex({self.last_index()})"
+            )
         i = compact_index - offset
         dummy = Entry(term=self._ents[i].term, index=self._ents[i].index)
         self._ents = [dummy, *self._ents[i + 1 :]]

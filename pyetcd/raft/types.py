@@ -266,7 +266,9 @@ class ConfChange:
 
     def leave_joint(self) -> bool:
         """An empty change with the AUTO transition and no context leaves joint."""
-        return not self.changes and self.transition == ConfChangeTransition.AUTO and not self.context
+        return (
+            not self.changes and self.transition == ConfChangeTransition.AUTO and not self.context
+        )
 
     def encode(self) -> bytes:
         """The entry payload for a CONF_CHANGE_V2 entry."""

@@ -1,0 +1,254 @@
+"""RawNode: the one entry point of the Raft core, and the Ready contract.
+
+The application drives a RawNode in a loop::
+
+    node.tick()  /  node.step(msg)  /  node.propose(data)  ...
+    if node.has_ready():
+        rd = node.ready()
+        persist(rd.hard_state, rd.entries, rd.snapshot)   # durable first
+        send(rd.messages)                                 # then talk
+        apply(rd.snapshot, rd.committed_entries)          # then apply
+        node.advance()
+
+Rule: between ``ready()`` and ``advance()`` the application may keep calling inputs
+(``step``, ``tick``, ``propose``...), but a second ``ready()`` raises
+ReadyContractError, and so does ``advance()`` without a ``ready()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import (
+    ReadyContractError,
+    StepLocalMsgError,
+    StepPeerNotFoundError,
+)
+from .raft import Config, Raft
+from .tracker import Progress
+from .types import (
+    LOCAL_MESSAGES,
+    NONE,
+    RESPONSE_MESSAGES,
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    ReadState,
+    Snapshot,
+    SoftState,
+    StateType,
+)
+
+__all__ = ["RawNode", "Ready", "Status"]
+
+MT = MessageType
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """What the core asks the application to do, field by field.
+
+    soft_state: the leader and role, if they changed since the last Ready. Not
+        persisted; for logging, metrics and leader-only duties.
+    hard_state: term, vote and commit, if they changed. Must be durable BEFORE any of
+        ``messages`` is sent (a vote must never be granted twice in one term).
+    entries: entries to append to stable storage, in order, replacing any stored
+        entries at the same indexes. Durable BEFORE ``messages`` are sent.
+    snapshot: a snapshot to persist (and to install in the state machine) if not None.
+        Durable before ``messages`` are sent.
+    committed_entries: entries to apply to the state machine, in order; they are all
+        already durable. A CONF_CHANGE_V2 entry is applied by calling
+        ``RawNode.apply_conf_change`` with its decoded ConfChange.
+    messages: messages to send once the above is durable. A failure to deliver one is
+        reported with ``report_unreachable``; a SNAP message's outcome with
+        ``report_snapshot``.
+    read_states: linearizable reads that are safe once ``index`` has been applied.
+    must_sync: whether persisting requires an fsync (entries, term or vote changed).
+    """
+
+    soft_state: SoftState | None = None
+    hard_state: HardState | None = None
+    entries: tuple[Entry, ...] = ()
+    snapshot: Snapshot | None = None
+    committed_entries: tuple[Entry, ...] = ()
+    messages: tuple[Message, ...] = ()
+    read_states: tuple[ReadState, ...] = ()
+    must_sync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    id: int
+    term: int
+    vote: int
+    commit: int
+    lead: int
+    raft_state: StateType
+    applied: int
+    lead_transferee: int
+    progress: dict[int, Progress] = field(default_factory=dict)
+
+
+class RawNode:
+    """The Raft core's only public object. See the module docstring for the loop."""
+
+    def __init__(self, config: Config) -> None:
+        self.raft = Raft(config)
+        self._prev_soft = self.raft.soft_state()
+        self._prev_hard = self.raft.hard_state()
+        self._in_progress: Ready | None = None
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance the logical clock by one tick."""
+        self.raft.tick()
+
+    def campaign(self) -> None:
+        """Start an election now (pre-vote first if enabled)."""
+        self.raft.step(Message(MT.HUP, frm=self.raft.id))
+
+    def propose(self, data: bytes) -> None:
+        """Propose ``data`` to be appended to the log.
+
+        Raises ProposalDroppedError when there is no leader to take it, a leadership
+        transfer is in progress, or the uncommitted budget is exhausted.
+        """
+        self.raft.step(
+            Message(MT.PROP, frm=self.raft.id, entries=(Entry(type=EntryType.NORMAL, data=data),))
+        )
+
+    def propose_many(self, datas: list[bytes]) -> None:
+        """Propose a batch as one message: one append, one broadcast."""
+        if not datas:
+            return
+        self.raft.step(
+            Message(MT.PROP, frm=self.raft.id, entries=tuple(Entry(data=d) for d in datas))
+        )
+
+    def propose_conf_change(self, cc: ConfChange) -> None:
+        """Propose a membership change; it takes effect when applied."""
+        self.raft.step(
+            Message(
+                MT.PROP,
+                frm=self.raft.id,
+                entries=(Entry(type=EntryType.CONF_CHANGE_V2, data=cc.encode()),),
+            )
+        )
+
+    def step(self, m: Message) -> None:
+        """Feed a message received from a peer."""
+        if m.type in LOCAL_MESSAGES:
+            raise StepLocalMsgError(f"raft: cannot step raft local message {m.type.name}")
+        if m.type in RESPONSE_MESSAGES and m.frm not in self.raft.trk.progress:
+            raise StepPeerNotFoundError(f"raft: cannot step as peer not found ({m.frm:x})")
+        self.raft.step(m)
+
+    def read_index(self, ctx: bytes) -> None:
+        """Request a linearizable read; a ReadState with ``ctx`` appears in a Ready."""
+        self.raft.step(Message(MT.READ_INDEX, frm=self.raft.id, entries=(Entry(data=ctx),)))
+
+    def transfer_leader(self, transferee: int) -> None:
+        self.raft.step(Message(MT.TRANSFER_LEADER, frm=transferee))
+
+    def report_unreachable(self, node: int) -> None:
+        self.raft.step(Message(MT.UNREACHABLE, frm=node))
+
+    def report_snapshot(self, node: int, ok: bool) -> None:
+        self.raft.step(Message(MT.SNAP_STATUS, frm=node, reject=not ok))
+
+    def apply_conf_change(self, cc: ConfChange) -> ConfState:
+        """Apply a committed conf change to the membership; returns the new ConfState."""
+        return self.raft.apply_conf_change(cc)
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        r = self.raft
+        if self._in_progress is not None:
+            return False
+        if r.soft_state() != self._prev_soft:
+            return True
+        hs = r.hard_state()
+        if hs != self._prev_hard and not hs.is_empty():
+            return True
+        return bool(
+            r.raft_log.unstable.next_snapshot() is not None
+            or r.msgs
+            or r.raft_log.has_next_unstable_ents()
+            or r.raft_log.has_next_committed_ents()
+            or r.read_states
+        )
+
+    def ready(self) -> Ready:
+        """Collect everything the application must do now. See ``Ready``."""
+        if self._in_progress is not None:
+            raise ReadyContractError("ready() called again before advance()")
+        r = self.raft
+        soft = r.soft_state()
+        hard = r.hard_state()
+        entries = tuple(r.raft_log.next_unstable_ents())
+        committed = tuple(r.raft_log.next_committed_ents())
+        rd = Ready(
+            soft_state=soft if soft != self._prev_soft else None,
+            hard_state=hard if hard != self._prev_hard else None,
+            entries=entries,
+            snapshot=r.raft_log.unstable.next_snapshot(),
+            committed_entries=committed,
+            messages=tuple(r.msgs),
+            read_states=tuple(r.read_states),
+            must_sync=bool(entries)
+            or hard.term != self._prev_hard.term
+            or hard.vote != self._prev_hard.vote,
+        )
+        r.msgs = []
+        r.read_states = []
+        r.raft_log.unstable.accept_in_progress()
+        if committed:
+            r.raft_log.accept_applying(committed[-1].index)
+        if rd.soft_state is not None:
+            self._prev_soft = soft
+        self._in_progress = rd
+        return rd
+
+    def advance(self) -> None:
+        """Acknowledge that the last Ready was persisted, sent and applied."""
+        rd = self._in_progress
+        if rd is None:
+            raise ReadyContractError("advance() called without a ready()")
+        self._in_progress = None
+        r = self.raft
+        if rd.hard_state is not None:
+            self._prev_hard = rd.hard_state
+        if rd.entries:
+            last = rd.entries[-1]
+            r.raft_log.stable_to(last.index, last.term)
+        if rd.snapshot is not None:
+            r.raft_log.stable_snap_to(rd.snapshot.metadata.index)
+            r.raft_log.applied_to(rd.snapshot.metadata.index)
+        if rd.committed_entries:
+            size = sum(len(e.data) for e in rd.committed_entries)
+            r.applied_to(rd.committed_entries[-1].index, size)
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        r = self.raft
+        return Status(
+            id=r.id,
+            term=r.term,
+            vote=r.vote,
+            commit=r.raft_log.committed,
+            lead=r.lead,
+            raft_state=r.state,
+            applied=r.raft_log.applied,
+            lead_transferee=r.lead_transferee,
+            progress=dict(r.trk.progress) if r.state == StateType.LEADER else {},
+        )
+
+    def is_leader(self) -> bool:
+        return self.raft.state == StateType.LEADER and self.raft.lead != NONE
