@@ -551,10 +551,8 @@ class Raft:
     def append_entries(self, es: list[Entry]) -> bool:
         """Append proposals to the leader's log; False if the uncommitted budget is full."""
         li = self.raft_log.last_index()
-        ents = [
-            Entry(term=self.term, index=li + 1 + i, type=e.type, data=e.data)
-            for i, e in enumerate(es)
-        ]
+        term = self.term
+        ents = [Entry(term, i, e.type, e.data) for i, e in enumerate(es, li + 1)]
         if not self._increase_uncommitted_size(ents):
             return False
         li = self.raft_log.append(ents)

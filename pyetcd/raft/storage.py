@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Protocol
 
 from .errors import CompactedError, SnapOutOfDateError, UnavailableError
-from .types import EMPTY_HARD_STATE, ConfState, Entry, HardState, Snapshot, SnapshotMetadata
+from .types import (
+    EMPTY_HARD_STATE,
+    ENTRY_OVERHEAD,
+    ConfState,
+    Entry,
+    HardState,
+    Snapshot,
+    SnapshotMetadata,
+)
 
 __all__ = ["MemoryStorage", "Storage", "limit_size"]
 
@@ -44,12 +52,12 @@ class Storage(Protocol):
 
 def limit_size(entries: list[Entry], max_size: int) -> list[Entry]:
     """The longest prefix of ``entries`` within ``max_size`` bytes (never empty)."""
-    if not entries:
+    if len(entries) <= 1:
         return entries
-    size = entries[0].size()
-    for i in range(1, len(entries)):
-        size += entries[i].size()
-        if size > max_size:
+    size = 0
+    for i, e in enumerate(entries):
+        size += len(e.data) + ENTRY_OVERHEAD
+        if size > max_size and i > 0:
             return entries[:i]
     return entries
 
@@ -158,4 +166,6 @@ class MemoryStorage:
             raise UnavailableError(
                 f"missing log entry [last: {self.last_index()}, append at: {entries[0].index}]"
             )
-        self._ents = self._ents[:offset] + list(entries)
+        # In place: copying the whole log on every append would make appends O(n).
+        del self._ents[offset:]
+        self._ents.extend(entries)

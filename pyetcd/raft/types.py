@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ENTRY_OVERHEAD",
     "NONE",
     "ConfChange",
     "ConfChangeSingle",
@@ -32,6 +33,9 @@ __all__ = [
 
 #: The "no node" id: no leader, no vote.
 NONE = 0
+
+#: Bytes an entry counts for beyond its payload, for message size limits.
+ENTRY_OVERHEAD = 24
 
 
 class StateType(enum.IntEnum):
@@ -116,7 +120,7 @@ class Entry:
 
     def size(self) -> int:
         # Rough byte size used for flow control (max message size, uncommitted budget).
-        return len(self.data) + 24
+        return len(self.data) + ENTRY_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)
