@@ -1,0 +1,94 @@
+"""WAL throughput: raw append+fdatasync vs. the WAL with 1, 16 and 256 asyncio writers.
+
+Usage: python bench/wal.py [--dir DIR] [--seconds S]
+The last line printed is JSON: {"raw_fdatasync_per_s": ..., "writers": {"1": ..., ...}}.
+DIR must be on the disk under test (default: a temp dir under the current directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from pyetcd.raft.types import Entry, HardState
+from pyetcd.server.wal_writer import AsyncWALWriter
+from pyetcd.wal import WAL, Metadata
+
+ENTRY_BYTES = 256
+
+
+def raw_fdatasync_per_s(directory: str, seconds: float) -> float:
+    """A plain append + fdatasync loop of 256-byte writes: the disk's limit."""
+    path = os.path.join(directory, "raw")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    data = b"x" * ENTRY_BYTES
+    n = 0
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < seconds:
+            os.write(fd, data)
+            os.fdatasync(fd)
+            n += 1
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return n / (time.perf_counter() - start)
+
+
+async def _writers(wal: WAL, count: int, seconds: float) -> float:
+    writer = AsyncWALWriter(wal)
+    await writer.save(HardState(term=1, vote=1, commit=0))
+    data = b"x" * ENTRY_BYTES
+    next_index = 1
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def one() -> None:
+        nonlocal next_index, done
+        while time.perf_counter() < deadline:
+            index = next_index
+            next_index += 1  # indexes are taken in call order, which is write order
+            await writer.save(HardState(), [Entry(term=1, index=index, data=data)])
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    return done / (time.perf_counter() - start)
+
+
+def writers_per_s(directory: str, count: int, seconds: float) -> float:
+    wal_dir = os.path.join(directory, f"wal-{count}")
+    wal = WAL.create(wal_dir, Metadata(member_id=1, cluster_id=1))
+    try:
+        return asyncio.run(_writers(wal, count, seconds))
+    finally:
+        wal.close()
+        shutil.rmtree(wal_dir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dir", default=None)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    directory = tempfile.mkdtemp(prefix="walbench-", dir=args.dir or os.getcwd())
+    try:
+        raw = raw_fdatasync_per_s(directory, args.seconds)
+        print(f"raw append+fdatasync: {raw:,.0f}/s")
+        writers: dict[str, float] = {}
+        for count in (1, 16, 256):
+            writers[str(count)] = round(writers_per_s(directory, count, args.seconds))
+            print(f"{count} writers: {writers[str(count)]:,} entries/s")
+        print(f"1 writer / raw = {writers['1'] / raw:.2f}")
+        print(json.dumps({"raw_fdatasync_per_s": round(raw), "writers": writers}))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+"""The server's configuration: etcd's flags as one frozen value, with etcd's rules.
+
+Rules this module keeps:
+
+1. One field per supported etcd flag, named like the flag with ``-`` → ``_``
+   (``--initial-cluster-token`` → ``initial_cluster_token``), defaulting to etcd
+   3.5's default. Millisecond flags stay integers in milliseconds; Go durations
+   (``5s``, ``2h``) become float seconds; URL lists are sorted, de-duplicated tuples
+   of URL strings, as etcd keeps them.
+2. etcd flags pyetcd does not implement are in :data:`FLAGS` with ``supported=False``:
+   giving one with its default value is harmless, any other value is refused with
+   ``--<flag> is not supported by pyetcd`` (never silently ignored).
+3. Error texts are etcd 3.5.1's, observed on the real binary; they are what scripts
+   and operators grep for.
+
+The command line and ``ETCD_*`` variables are read by :mod:`pyetcd.cli`; YAML config
+files by :func:`config_from_file` here. Both end in :func:`validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from pyetcd.flagspec import (
+    FLAGS,
+    FLAGS_BY_NAME,
+    FlagKind,
+    FlagSpec,
+    FlagValueError,
+    Value,
+    parse_value,
+    split_host_port,
+)
+from pyetcd.logutil import DEFAULT_LOG_OUTPUT, parse_level
+
+__all__ = [
+    "CLUSTER_STATE_EXISTING",
+    "CLUSTER_STATE_NEW",
+    "DEFAULT_INITIAL_CLUSTER",
+    "DEFAULT_NAME",
+    "DEFAULT_QUOTA_BYTES",
+    "MAX_ELECTION_MS",
+    "Config",
+    "ConfigError",
+    "config_from_file",
+    "validate",
+]
+
+DEFAULT_NAME = "default"
+DEFAULT_INITIAL_CLUSTER = "default=http://localhost:2380"
+CLUSTER_STATE_NEW = "new"
+CLUSTER_STATE_EXISTING = "existing"
+MAX_ELECTION_MS = 50000
+# --quota-backend-bytes 0 means etcd's default quota of 2 GiB.
+DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
+ERR_UNSET_ADVERTISE_CLIENT_URLS = (
+    "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+)
+
+
+class ConfigError(Exception):
+    """The configuration is refused; ``str(exc)`` is etcd's error text."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a pyetcd member is started with (one config object, see STYLE.md)."""
+
+    # Member
+    name: str = DEFAULT_NAME
+    data_dir: str = ""  # "" until resolved: cli turns it into "<name>.etcd"
+    wal_dir: str = ""
+    snapshot_count: int = 100000
+    heartbeat_interval: int = 100  # ms
+    election_timeout: int = 1000  # ms; >= 5 * heartbeat_interval, <= MAX_ELECTION_MS
+    initial_election_tick_advance: bool = True
+    listen_peer_urls: tuple[str, ...] = ("http://localhost:2380",)
+    listen_client_urls: tuple[str, ...] = ("http://localhost:2379",)
+    max_snapshots: int = 5
+    max_wals: int = 5
+    quota_backend_bytes: int = 0  # 0 = DEFAULT_QUOTA_BYTES
+    backend_batch_interval: float = 0.0  # seconds; 0 = the backend's default
+    backend_batch_limit: int = 0  # 0 = the backend's default
+    max_txn_ops: int = 128
+    max_request_bytes: int = 1572864
+    grpc_keepalive_min_time: float = 5.0
+    grpc_keepalive_interval: float = 7200.0
+    grpc_keepalive_timeout: float = 20.0
+    socket_reuse_port: bool = False
+    socket_reuse_address: bool = False
+    # Clustering
+    initial_advertise_peer_urls: tuple[str, ...] = ("http://localhost:2380",)
+    initial_cluster: str = DEFAULT_INITIAL_CLUSTER
+    initial_cluster_state: str = CLUSTER_STATE_NEW
+    initial_cluster_token: str = "etcd-cluster"
+    # Empty only when --listen-client-urls was given without it (then invalid).
+    advertise_client_urls: tuple[str, ...] = ("http://localhost:2379",)
+    strict_reconfig_check: bool = True
+    pre_vote: bool = True
+    auto_compaction_retention: str = "0"
+    auto_compaction_mode: str = "periodic"
+    enable_grpc_gateway: bool = True
+    # Security
+    cert_file: str = ""
+    key_file: str = ""
+    client_cert_auth: bool = False
+    trusted_ca_file: str = ""
+    auto_tls: bool = False
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_client_cert_auth: bool = False
+    peer_trusted_ca_file: str = ""
+    peer_auto_tls: bool = False
+    cors: tuple[str, ...] = ("*",)
+    host_whitelist: tuple[str, ...] = ("*",)
+    # Auth
+    auth_token: str = "simple"
+    bcrypt_cost: int = 10
+    auth_token_ttl: int = 300  # seconds
+    # Profiling and monitoring
+    metrics: str = "basic"
+    listen_metrics_urls: tuple[str, ...] = ()
+    # Logging
+    logger: str = "zap"
+    log_outputs: tuple[str, ...] = (DEFAULT_LOG_OUTPUT,)
+    log_level: str = "info"
+    # Experimental and unsafe
+    experimental_compaction_batch_limit: int = 1000
+    experimental_watch_progress_notify_interval: float = 600.0
+    experimental_warning_apply_duration: float = 0.1
+    force_new_cluster: bool = False
+    unsafe_no_fsync: bool = False
+    # Where this config came from: the flag names given explicitly (command line or
+    # ETCD_* variable, as etcd's FlagsExplicitlySet), and the YAML file if one was used.
+    flags_explicitly_set: frozenset[str] = field(default=frozenset())
+    config_file: str = ""
+
+    @property
+    def member_dir(self) -> str:
+        """``<data-dir>/member``, where etcd keeps the WAL and snapshots."""
+        return os.path.join(self.data_dir, "member")
+
+    @property
+    def wal_path(self) -> str:
+        """The WAL directory: ``--wal-dir`` if set, else ``<data-dir>/member/wal``."""
+        return self.wal_dir or os.path.join(self.member_dir, "wal")
+
+    @property
+    def snap_path(self) -> str:
+        """``<data-dir>/member/snap``: the backend ``db`` and raft snapshots."""
+        return os.path.join(self.member_dir, "snap")
+
+    @property
+    def election_ticks(self) -> int:
+        """Election timeout in heartbeat ticks, as etcd hands it to raft."""
+        return self.election_timeout // self.heartbeat_interval
+
+    @property
+    def quota_bytes(self) -> int:
+        """The backend quota in bytes with etcd's 0 → 2 GiB default applied."""
+        return self.quota_backend_bytes if self.quota_backend_bytes > 0 else DEFAULT_QUOTA_BYTES
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
+
+
+def field_name(flag: str) -> str:
+    """The :class:`Config` field of an etcd flag name."""
+    return flag.replace("-", "_")
+
+
+def check_unsupported(values: Mapping[str, Value], origin: Mapping[str, str]) -> None:
+    """Refuse any unsupported flag whose value differs from etcd's default.
+
+    Args:
+        values: flag name -> parsed value for the flags that were given.
+        origin: flag name -> how the user spelled it (``--flag`` or ``ETCD_FLAG``).
+    """
+    for name, value in values.items():
+        spec = FLAGS_BY_NAME[name]
+        if spec.supported:
+            continue
+        if value != parse_value(spec, spec.default):
+            shown = origin.get(name, f"--{name}")
+            raise ConfigError(f"{shown} is not supported by pyetcd")
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _check_bind_urls(urls: tuple[str, ...]) -> None:
+    for url in urls:
+        scheme, _, rest = url.partition("://")
+        if scheme in ("unix", "unixs"):
+            continue
+        host, _port = split_host_port(rest)
+        if host == "localhost":
+            continue
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"expected IP in URL for binding ({url})") from None
+
+
+def _check_host_urls(flag: str, urls: tuple[str, ...]) -> None:
+    for url in urls:
+        host, _port = split_host_port(url.partition("://")[2])
+        if host == "":
+            joined = ",".join(urls)
+            raise ConfigError(
+                f'{flag} "{joined}" must be "host:port" (unexpected empty host ({url}))'
+            )
+
+
+def _check_logging(cfg: Config) -> None:
+    if cfg.logger == "capnslog":
+        raise ConfigError("--logger=capnslog is removed in v3.5")
+    if cfg.logger != "zap":
+        raise ConfigError(f'unknown logger option "{cfg.logger}"')
+    if len(cfg.log_outputs) > 1 and DEFAULT_LOG_OUTPUT in cfg.log_outputs:
+        raise ConfigError(f'multi logoutput for "{DEFAULT_LOG_OUTPUT}" is not supported yet')
+    parse_level(cfg.log_level)  # LogLevelError: etcd panics here
+
+
+def validate(cfg: Config) -> None:
+    """Check ``cfg`` the way etcd's ``embed.Config.Validate`` does, in the same order.
+
+    Raises:
+        ConfigError: with etcd's message.
+        LogLevelError: for an unknown ``--log-level`` (etcd panics, exit status 2).
+    """
+    _check_logging(cfg)
+    _check_bind_urls(cfg.listen_peer_urls)
+    _check_bind_urls(cfg.listen_client_urls)
+    _check_bind_urls(cfg.listen_metrics_urls)
+    _check_host_urls("--initial-advertise-peer-urls", cfg.initial_advertise_peer_urls)
+    _check_host_urls("--advertise-client-urls", cfg.advertise_client_urls)
+    if cfg.initial_cluster_state not in (CLUSTER_STATE_NEW, CLUSTER_STATE_EXISTING):
+        raise ConfigError(f'unexpected clusterState "{cfg.initial_cluster_state}"')
+    if cfg.heartbeat_interval == 0:
+        raise ConfigError("--heartbeat-interval must be >0 (set to 0ms)")
+    if cfg.election_timeout == 0:
+        raise ConfigError("--election-timeout must be >0 (set to 0ms)")
+    if 5 * cfg.heartbeat_interval > cfg.election_timeout:
+        raise ConfigError(
+            f"--election-timeout[{cfg.election_timeout}ms] should be at least as 5 times "
+            f"as --heartbeat-interval[{cfg.heartbeat_interval}ms]"
+        )
+    if cfg.election_timeout > MAX_ELECTION_MS:
+        raise ConfigError(
+            f"--election-timeout[{cfg.election_timeout}ms] is too long, and should be set "
+            f"less than {MAX_ELECTION_MS}ms"
+        )
+    if cfg.listen_client_urls and not cfg.advertise_client_urls:
+        raise ConfigError(ERR_UNSET_ADVERTISE_CLIENT_URLS)
+    if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
+        raise ConfigError(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
+
+
+# ---------------------------------------------------------------- YAML config file
+
+# etcd nests the TLS settings of each side under one key with shorter names.
+_TLS_SECTIONS: dict[str, dict[str, str]] = {
+    "client-transport-security": {
+        "cert-file": "cert-file",
+        "key-file": "key-file",
+        "client-cert-auth": "client-cert-auth",
+        "trusted-ca-file": "trusted-ca-file",
+        "auto-tls": "auto-tls",
+        "crl-file": "client-crl-file",
+        "allowed-hostname": "client-cert-allowed-hostname",
+    },
+    "peer-transport-security": {
+        "cert-file": "peer-cert-file",
+        "key-file": "peer-key-file",
+        "client-cert-auth": "peer-client-cert-auth",
+        "trusted-ca-file": "peer-trusted-ca-file",
+        "auto-tls": "peer-auto-tls",
+        "crl-file": "peer-crl-file",
+        "allowed-cn": "peer-cert-allowed-cn",
+        "allowed-hostname": "peer-cert-allowed-hostname",
+    },
+}
+# Flags that are not YAML keys: they only make sense on a command line.
+_NOT_IN_FILE = frozenset({"config-file", "version"})
+
+
+def _yaml_value(spec: FlagSpec, key: str, raw: object) -> Value:
+    """Convert one YAML value the way etcd's JSON-tagged struct would accept it."""
+    if raw is None:
+        return parse_value(spec, spec.default)
+    kind = spec.kind
+    if isinstance(raw, str):
+        return parse_value(spec, raw)
+    if kind is FlagKind.BOOL and isinstance(raw, bool):
+        return raw
+    if kind in (FlagKind.INT, FlagKind.UINT) and isinstance(raw, int) and not isinstance(raw, bool):
+        return parse_value(spec, str(raw))
+    if kind is FlagKind.DURATION and isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw) / 1e9  # a Go time.Duration in JSON is nanoseconds
+    if kind in (FlagKind.STRINGS, FlagKind.URLS) and isinstance(raw, list):
+        return parse_value(spec, ",".join(str(item) for item in raw))
+    if kind is FlagKind.STRING and isinstance(raw, int | float) and not isinstance(raw, bool):
+        return str(raw)
+    raise FlagValueError(
+        f"error unmarshaling JSON: json: cannot unmarshal {type(raw).__name__} "
+        f"into Go struct field configYAML.{key}"
+    )
+
+
+def _flatten_yaml(doc: Mapping[str, object]) -> tuple[dict[str, object], list[str]]:
+    """Map YAML keys to flag names; return (flag -> raw value, unknown keys)."""
+    flat: dict[str, object] = {}
+    unknown: list[str] = []
+    for key, raw in doc.items():
+        if key in _TLS_SECTIONS and isinstance(raw, Mapping):
+            for sub, sub_raw in raw.items():
+                flag = _TLS_SECTIONS[key].get(str(sub))
+                if flag is None:
+                    unknown.append(f"{key}.{sub}")
+                else:
+                    flat[flag] = sub_raw
+        elif key in FLAGS_BY_NAME and key not in _NOT_IN_FILE:
+            flat[key] = raw
+        else:
+            unknown.append(str(key))
+    return flat, unknown
+
+
+def config_from_file(path: str) -> tuple[Config, list[str]]:
+    """Load a YAML file with etcd's keys (``name``, ``data-dir``, ``initial-cluster``...).
+
+    As in etcd, URL lists are comma-separated strings, ``log-outputs`` is a list,
+    durations are nanosecond integers (Go strings like ``5s`` are accepted too), TLS
+    settings sit under ``client-transport-security`` / ``peer-transport-security``,
+    and ``--listen-client-urls`` alone keeps the default advertise URL.
+
+    Returns:
+        The validated config and the YAML keys pyetcd does not know (etcd silently
+        ignores those; the caller warns about them).
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, a bad value, an unsupported setting or
+            a validation failure.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"open {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"error converting YAML to JSON: {exc}") from exc
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError("error unmarshaling JSON: the config file is not a YAML mapping")
+    flat, unknown = _flatten_yaml(doc)
+    values: dict[str, Value] = {}
+    for flag, raw in flat.items():
+        try:
+            values[flag] = _yaml_value(FLAGS_BY_NAME[flag], flag, raw)
+        except FlagValueError as exc:
+            raise ConfigError(f"unexpected error setting up {flag}: {exc}") from exc
+    check_unsupported(values, {})
+    changes = {field_name(f): v for f, v in values.items() if field_name(f) in CONFIG_FIELDS}
+    cfg = Config(config_file=path, flags_explicitly_set=frozenset(values)).replace(**changes)
+    if not cfg.initial_cluster_state:
+        cfg = cfg.replace(initial_cluster_state=CLUSTER_STATE_NEW)
+    validate(cfg)
+    return cfg, unknown
+
+
+def all_flags() -> tuple[FlagSpec, ...]:
+    """Every etcd server flag pyetcd knows, supported or not (for ``--help``)."""
+    return FLAGS

@@ -1,0 +1,368 @@
+"""etcd 3.5's server flags as data, and Go-compatible parsing of their values.
+
+Each :class:`FlagSpec` says how etcd spells a flag, what type of value it takes, its
+default as etcd prints it, and whether pyetcd implements it. Values parse with the
+rules of Go's ``flag``/``strconv``/``time`` packages and etcd's URL checks, so the
+same input is accepted or refused with the same words as by etcd.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = [
+    "FLAGS",
+    "FLAGS_BY_NAME",
+    "IGNORED_FLAGS",
+    "FlagKind",
+    "FlagSpec",
+    "FlagValueError",
+    "Value",
+    "check_url",
+    "parse_bool",
+    "parse_duration",
+    "parse_urls",
+    "parse_value",
+    "split_host_port",
+]
+
+Value = str | int | float | bool | tuple[str, ...]
+
+
+class FlagKind(IntEnum):
+    """The Go type behind a flag, which decides how its text parses."""
+
+    STRING = 0
+    BOOL = 1
+    INT = 2  # int64
+    UINT = 3  # uint64
+    DURATION = 4  # Go time.Duration, kept as float seconds
+    URLS = 5  # comma-separated URLs, sorted and de-duplicated
+    STRINGS = 6  # comma-separated strings, sorted and de-duplicated
+    CHOICE = 7  # one string out of ``choices``
+
+
+class FlagValueError(ValueError):
+    """A flag value does not parse; ``str(exc)`` is the reason Go's flag package gives."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagSpec:
+    """One etcd server flag."""
+
+    name: str  # without dashes, e.g. "initial-cluster-token"
+    kind: FlagKind
+    default: str  # etcd's default, as text that parse_value accepts ("" for empty)
+    group: str  # the --help section
+    help: str
+    supported: bool = True  # False: only etcd's default value is accepted
+    choices: tuple[str, ...] = ()
+    hidden: bool = False  # etcd has it but does not list it in --help
+
+    @property
+    def env_name(self) -> str:
+        """The ``ETCD_*`` environment variable for this flag."""
+        return "ETCD_" + self.name.upper().replace("-", "_")
+
+
+_S, _B, _I, _U, _D = FlagKind.STRING, FlagKind.BOOL, FlagKind.INT, FlagKind.UINT, FlagKind.DURATION
+_URLS, _STRS, _CH = FlagKind.URLS, FlagKind.STRINGS, FlagKind.CHOICE
+
+
+def _f(
+    name: str,
+    kind: FlagKind,
+    default: str,
+    group: str,
+    help: str,
+    *,
+    supported: bool = True,
+    choices: tuple[str, ...] = (),
+    hidden: bool = False,
+) -> FlagSpec:
+    return FlagSpec(name, kind, default, group, help, supported, choices, hidden)
+
+
+_M, _C, _SEC, _A = "Member", "Clustering", "Security", "Auth"
+_P, _L, _X, _UN = "Profiling and Monitoring", "Logging", "Experimental feature", "Unsafe feature"
+_T, _PX = "Experimental distributed tracing", "v2 Proxy (to be deprecated in v3.6)"
+
+FLAGS: tuple[FlagSpec, ...] = (
+    _f("name", _S, "default", _M, "Human-readable name of this member."),
+    _f("data-dir", _S, "", _M, "Data directory (default: '${name}.etcd')."),
+    _f("wal-dir", _S, "", _M, "Separate directory for the WAL."),
+    _f("snapshot-count", _U, "100000", _M, "Applied entries between two snapshots."),
+    _f("heartbeat-interval", _U, "100", _M, "Heartbeat interval in milliseconds."),
+    _f("election-timeout", _U, "1000", _M, "Election timeout in milliseconds."),
+    _f("initial-election-tick-advance", _B, "true", _M,
+       "Fast-forward election ticks at boot for a quicker first election."),
+    _f("listen-peer-urls", _URLS, "http://localhost:2380", _M, "URLs to listen on for peers."),
+    _f("listen-client-urls", _URLS, "http://localhost:2379", _M,
+       "URLs to listen on for clients."),
+    _f("max-snapshots", _U, "5", _M, "Snapshot files to keep (0 keeps all)."),
+    _f("max-wals", _U, "5", _M, "WAL files to keep (0 keeps all)."),
+    _f("quota-backend-bytes", _I, "0", _M,
+       "Backend size that raises the NOSPACE alarm (0 means 2 GiB)."),
+    _f("backend-bbolt-freelist-type", _S, "map", _M, "bbolt freelist type (bbolt only).",
+       supported=False),
+    _f("backend-batch-interval", _D, "", _M, "Longest time before a backend commit."),
+    _f("backend-batch-limit", _I, "0", _M, "Most operations before a backend commit."),
+    _f("max-txn-ops", _U, "128", _M, "Most operations in one transaction."),
+    _f("max-request-bytes", _U, "1572864", _M, "Largest client request in bytes."),
+    _f("grpc-keepalive-min-time", _D, "5s", _M, "Shortest client ping interval allowed."),
+    _f("grpc-keepalive-interval", _D, "2h", _M, "Server-to-client ping interval (0 disables)."),
+    _f("grpc-keepalive-timeout", _D, "20s", _M, "Wait for a ping answer (0 disables)."),
+    _f("socket-reuse-port", _B, "false", _M, "Set SO_REUSEPORT on listeners."),
+    _f("socket-reuse-address", _B, "false", _M, "Set SO_REUSEADDR on listeners."),
+    _f("initial-advertise-peer-urls", _URLS, "http://localhost:2380", _C,
+       "This member's peer URLs, as told to the rest of the cluster."),
+    _f("initial-cluster", _S, "default=http://localhost:2380", _C,
+       "Initial cluster for bootstrapping: name=peerURL,..."),
+    _f("initial-cluster-state", _CH, "new", _C, "'new' or 'existing'.",
+       choices=("new", "existing")),
+    _f("initial-cluster-token", _S, "etcd-cluster", _C,
+       "Token that makes the IDs of this cluster unique."),
+    _f("advertise-client-urls", _URLS, "http://localhost:2379", _C,
+       "This member's client URLs, as told to clients."),
+    _f("discovery", _S, "", _C, "Discovery URL for bootstrapping.", supported=False),
+    _f("discovery-fallback", _CH, "proxy", _C, "'exit' or 'proxy' when discovery fails.",
+       supported=False, choices=("exit", "proxy")),
+    _f("discovery-proxy", _S, "", _C, "HTTP proxy for discovery.", supported=False),
+    _f("discovery-srv", _S, "", _C, "DNS SRV domain for bootstrapping.", supported=False),
+    _f("discovery-srv-name", _S, "", _C, "Suffix of the DNS SRV name.", supported=False),
+    _f("strict-reconfig-check", _B, "true", _C,
+       "Refuse membership changes that would lose quorum."),
+    _f("pre-vote", _B, "true", _C, "Run Raft's pre-vote phase before elections."),
+    _f("auto-compaction-retention", _S, "0", _C,
+       "History to keep when auto-compacting (0 disables)."),
+    _f("auto-compaction-mode", _S, "periodic", _C, "'periodic' or 'revision'."),
+    _f("enable-v2", _B, "false", _C, "Serve the v2 API.", supported=False),
+    _f("v2-deprecation", _S, "not-yet", _C, "v2store deprecation phase.", supported=False),
+    _f("enable-grpc-gateway", _B, "true", _C, "Serve the JSON gateway (/v3/...).", hidden=True),
+    _f("cert-file", _S, "", _SEC, "Client TLS certificate file."),
+    _f("key-file", _S, "", _SEC, "Client TLS key file."),
+    _f("client-cert-auth", _B, "false", _SEC, "Require client certificates."),
+    _f("client-crl-file", _S, "", _SEC, "Client certificate revocation list.", supported=False),
+    _f("client-cert-allowed-hostname", _S, "", _SEC, "Allowed client cert hostname.",
+       supported=False),
+    _f("trusted-ca-file", _S, "", _SEC, "CA file for client certificates."),
+    _f("auto-tls", _B, "false", _SEC, "Client TLS with generated certificates."),
+    _f("peer-cert-file", _S, "", _SEC, "Peer TLS certificate file."),
+    _f("peer-key-file", _S, "", _SEC, "Peer TLS key file."),
+    _f("peer-client-cert-auth", _B, "false", _SEC, "Require peer certificates."),
+    _f("peer-trusted-ca-file", _S, "", _SEC, "CA file for peer certificates."),
+    _f("peer-cert-allowed-cn", _S, "", _SEC, "Required peer cert CN.", supported=False),
+    _f("peer-cert-allowed-hostname", _S, "", _SEC, "Allowed peer cert hostname.",
+       supported=False),
+    _f("peer-auto-tls", _B, "false", _SEC, "Peer TLS with generated certificates."),
+    _f("self-signed-cert-validity", _U, "1", _SEC, "Years generated certificates last.",
+       supported=False),
+    _f("peer-crl-file", _S, "", _SEC, "Peer certificate revocation list.", supported=False),
+    _f("cipher-suites", _STRS, "", _SEC, "TLS cipher suites.", supported=False),
+    _f("cors", _STRS, "*", _SEC, "Origins allowed by CORS (* allows all)."),
+    _f("host-whitelist", _STRS, "*", _SEC, "Host names accepted over plain HTTP (* all)."),
+    _f("auth-token", _S, "simple", _A, "Auth token type: 'simple' or 'jwt,...'."),
+    _f("bcrypt-cost", _U, "10", _A, "bcrypt cost for passwords (4..31)."),
+    _f("auth-token-ttl", _U, "300", _A, "Lifetime of a simple token in seconds."),
+    _f("enable-pprof", _B, "false", _P, "Serve Go profiling data.", supported=False),
+    _f("metrics", _S, "basic", _P, "'basic' or 'extensive' metrics."),
+    _f("listen-metrics-urls", _URLS, "", _P, "Extra URLs for /metrics and /health."),
+    _f("logger", _S, "zap", _L, "Only 'zap' (JSON lines)."),
+    _f("log-outputs", _STRS, "default", _L, "'default', 'stderr', 'stdout' or file paths."),
+    _f("log-level", _S, "info", _L, "debug, info, warn, error, panic or fatal."),
+    _f("enable-log-rotation", _B, "false", _L, "Rotate a file log output.", supported=False),
+    _f("log-rotation-config-json", _S,
+       '{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}',
+       _L, "Log rotation settings.", supported=False),
+    _f("experimental-enable-distributed-tracing", _B, "false", _T, "OpenTelemetry tracing.",
+       supported=False),
+    _f("experimental-distributed-tracing-address", _S, "localhost:4317", _T,
+       "Tracing collector address.", supported=False),
+    _f("experimental-distributed-tracing-service-name", _S, "etcd", _T,
+       "Tracing service name.", supported=False),
+    _f("experimental-distributed-tracing-instance-id", _S, "", _T, "Tracing instance ID.",
+       supported=False),
+    _f("proxy", _CH, "off", _PX, "v2 proxy mode.", supported=False,
+       choices=("off", "readonly", "on")),
+    _f("proxy-failure-wait", _U, "5000", _PX, "v2 proxy setting.", supported=False),
+    _f("proxy-refresh-interval", _U, "30000", _PX, "v2 proxy setting.", supported=False),
+    _f("proxy-dial-timeout", _U, "1000", _PX, "v2 proxy setting.", supported=False),
+    _f("proxy-write-timeout", _U, "5000", _PX, "v2 proxy setting.", supported=False),
+    _f("proxy-read-timeout", _U, "0", _PX, "v2 proxy setting.", supported=False),
+    _f("experimental-initial-corrupt-check", _B, "false", _X, "Check data at boot.",
+       supported=False),
+    _f("experimental-corrupt-check-time", _D, "0s", _X, "Corruption check period.",
+       supported=False),
+    _f("experimental-enable-v2v3", _S, "", _X, "v2 over the v3 backend.", supported=False),
+    _f("experimental-enable-lease-checkpoint", _B, "false", _X, "Persist lease TTLs.",
+       supported=False),
+    _f("experimental-compaction-batch-limit", _I, "1000", _X,
+       "Most revisions deleted per compaction batch."),
+    _f("experimental-peer-skip-client-san-verification", _B, "false", _X,
+       "Skip peer cert SAN checks.", supported=False),
+    _f("experimental-watch-progress-notify-interval", _D, "10m", _X,
+       "Period of watch progress notifications."),
+    _f("experimental-warning-apply-duration", _D, "100ms", _X,
+       "Log a warning for applies slower than this."),
+    _f("experimental-txn-mode-write-with-shared-buffer", _B, "true", _X,
+       "Shared buffer for write txn reads (bbolt only).", supported=False),
+    _f("experimental-bootstrap-defrag-threshold-megabytes", _U, "0", _X,
+       "Defragment at boot above this many free MB.", supported=False),
+    _f("experimental-memory-mlock", _B, "false", _X, "mlock the backend.", supported=False,
+       hidden=True),
+    _f("experimental-downgrade-check-time", _D, "5s", _X, "Downgrade check period.",
+       supported=False, hidden=True),
+    _f("force-new-cluster", _B, "false", _UN, "Force a new one-member cluster from the data."),
+    _f("unsafe-no-fsync", _B, "false", _UN, "Skip fsync: data can be lost."),
+    _f("config-file", _S, "", "", "YAML config file; other flags and ETCD_* are then ignored.",
+       hidden=True),
+    _f("version", _B, "false", "", "Print the version and exit.", hidden=True),
+)
+
+FLAGS_BY_NAME: dict[str, FlagSpec] = {spec.name: spec for spec in FLAGS}
+
+# Flags of etcd 2 that etcd 3.5 still accepts (as booleans) and ignores with a warning.
+IGNORED_FLAGS = frozenset({
+    "cluster-active-size", "cluster-remove-delay", "cluster-sync-interval", "config", "force",
+    "max-result-buffer", "max-retry-attempts", "peer-heartbeat-interval",
+    "peer-election-timeout", "retry-interval", "snapshot", "v", "vv",
+})
+
+# ---------------------------------------------------------------- value parsing
+
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+_INT_RE = re.compile(r"[+-]?[0-9][0-9a-zA-Z_]*")
+_DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0,
+    "m": 60.0, "h": 3600.0,
+}
+_DURATION_RE = re.compile(r"([0-9]*(?:\.[0-9]*)?)([a-zµμ]+)")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+def parse_bool(text: str) -> bool:
+    """Go's ``strconv.ParseBool``."""
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise FlagValueError("parse error")
+
+
+def parse_int(text: str, unsigned: bool) -> int:
+    """Go's ``strconv.ParseInt/ParseUint(text, 0, 64)``: 0x/0o/0b and leading-0 octal."""
+    if not _INT_RE.fullmatch(text) or (unsigned and text[0] in "+-"):
+        raise FlagValueError("parse error")
+    sign = -1 if text[0] == "-" else 1
+    digits = text.lstrip("+-")
+    try:
+        if digits[:2].lower() in ("0x", "0o", "0b"):
+            value = int(digits, 0)
+        elif len(digits) > 1 and digits[0] == "0":
+            value = int(digits, 8)
+        else:
+            value = int(digits, 10)
+    except ValueError:
+        raise FlagValueError("parse error") from None
+    value *= sign
+    low, high = (0, 2**64 - 1) if unsigned else (-(2**63), 2**63 - 1)
+    if not low <= value <= high:
+        raise FlagValueError("value out of range")
+    return value
+
+
+def parse_duration(text: str) -> float:
+    """Go's ``time.ParseDuration`` (``1h30m``, ``100ms``, ``0``), in seconds."""
+    body = text.lstrip("+-")
+    sign = -1.0 if text.startswith("-") else 1.0
+    if body == "0":
+        return 0.0
+    if not body:
+        raise FlagValueError("parse error")
+    total, pos = 0.0, 0
+    while pos < len(body):
+        match = _DURATION_RE.match(body, pos)
+        if not match or match.group(1) in ("", ".") or match.group(2) not in _DURATION_UNITS:
+            raise FlagValueError("parse error")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return sign * total
+
+
+def split_host_port(hostport: str) -> tuple[str, str]:
+    """Go's ``net.SplitHostPort`` for the forms etcd meets (``h:p``, ``[v6]:p``)."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0 or not hostport[end + 1 :].startswith(":"):
+            raise FlagValueError(f"address {hostport}: missing port in address")
+        return hostport[1:end], hostport[end + 2 :]
+    if ":" not in hostport:
+        raise FlagValueError(f"address {hostport}: missing port in address")
+    host, _, port = hostport.rpartition(":")
+    if ":" in host:
+        raise FlagValueError(f"address {hostport}: too many colons in address")
+    return host, port
+
+
+def check_url(url: str) -> str:
+    """One URL checked as etcd's ``types.NewURLs`` does; returns it unchanged.
+
+    Raises:
+        FlagValueError: etcd's text, e.g. ``URL must not contain a path: <url>``.
+    """
+    if "://" in url:
+        scheme, _, rest = url.partition("://")
+    else:
+        match = _SCHEME_RE.match(url)
+        if match is None and ":" in url.split("/", 1)[0]:
+            raise FlagValueError(
+                f'parse "{url}": first path segment in URL cannot contain colon'
+            )
+        scheme, rest = (match.group(0)[:-1], "") if match else ("", url)
+    if scheme in ("unix", "unixs"):
+        return url
+    if scheme not in ("http", "https"):
+        raise FlagValueError(f"URL scheme must be http, https, unix, or unixs: {url}")
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    try:
+        split_host_port(host)
+    except FlagValueError:
+        raise FlagValueError(f'URL address does not have the form "host:port": {url}') from None
+    if rest[len(host) :].split("?", 1)[0].split("#", 1)[0]:
+        raise FlagValueError(f"URL must not contain a path: {url}")
+    return url
+
+
+def parse_urls(text: str, unique: bool = True) -> tuple[str, ...]:
+    """etcd's URL list: comma-separated, each checked, then sorted (and de-duplicated)."""
+    if text == "":
+        return ()
+    urls = [check_url(part.strip()) for part in text.split(",")]
+    return tuple(sorted(set(urls) if unique else urls))
+
+
+def parse_value(spec: FlagSpec, text: str) -> Value:
+    """Parse ``text`` as a value of ``spec``.
+
+    Raises:
+        FlagValueError: with Go's reason ("parse error", "invalid value", a URL error).
+    """
+    kind = spec.kind
+    if kind is FlagKind.STRING:
+        return text
+    if kind is FlagKind.BOOL:
+        return parse_bool(text)
+    if kind in (FlagKind.INT, FlagKind.UINT):
+        return parse_int(text, unsigned=kind is FlagKind.UINT)
+    if kind is FlagKind.DURATION:
+        return 0.0 if text == "" else parse_duration(text)
+    if kind is FlagKind.URLS:
+        return parse_urls(text)
+    if kind is FlagKind.STRINGS:
+        return tuple(sorted({part for part in text.split(",") if part})) if text else ()
+    if text not in spec.choices:
+        raise FlagValueError("invalid value")
+    return text

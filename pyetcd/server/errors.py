@@ -1,0 +1,86 @@
+"""The server's typed errors, each carrying etcd's exact message.
+
+``pyetcd/api/errors.py`` maps every class here (and the store's) to a gRPC code.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BadLeaderTransfereeError",
+    "LeaderChangedError",
+    "LearnerNotReadyError",
+    "MemberExistsError",
+    "MemberNotFoundError",
+    "NoLeaderError",
+    "NotLeaderError",
+    "NotSupportedError",
+    "PeerURLExistsError",
+    "RequestTimeoutError",
+    "RequestTooLargeError",
+    "ServerError",
+    "StoppedError",
+    "TooManyRequestsError",
+]
+
+
+class ServerError(Exception):
+    """Base of the server's errors; ``str()`` is etcd's message."""
+
+    message: ClassVar[str] = "etcdserver: unknown error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+
+
+class NoLeaderError(ServerError):
+    message = "etcdserver: no leader"
+
+
+class NotLeaderError(ServerError):
+    message = "etcdserver: not leader"
+
+
+class LeaderChangedError(ServerError):
+    message = "etcdserver: leader changed"
+
+
+class RequestTimeoutError(ServerError):
+    message = "etcdserver: request timed out"
+
+
+class StoppedError(ServerError):
+    message = "etcdserver: server stopped"
+
+
+class RequestTooLargeError(ServerError):
+    message = "etcdserver: request is too large"
+
+
+class TooManyRequestsError(ServerError):
+    message = "etcdserver: too many requests"
+
+
+class BadLeaderTransfereeError(ServerError):
+    message = "etcdserver: bad leader transferee"
+
+
+class MemberNotFoundError(ServerError):
+    message = "etcdserver: member not found"
+
+
+class MemberExistsError(ServerError):
+    message = "etcdserver: member ID already exist"
+
+
+class PeerURLExistsError(ServerError):
+    message = "etcdserver: Peer URLs already exists"
+
+
+class LearnerNotReadyError(ServerError):
+    message = "etcdserver: can only promote a learner member which is in sync with leader"
+
+
+class NotSupportedError(ServerError):
+    message = "etcdserver: not capable"

@@ -1,0 +1,79 @@
+"""Linearizable reads: one ReadIndex round serves every read that arrived before it.
+
+A read waits until (1) the leader confirmed, with a quorum of heartbeats, that it was
+still leader when the round began and told us its commit index, and (2) this member
+has applied up to that index. Reads arriving during a round join the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pyetcd.raft import ReadState
+
+from .errors import RequestTimeoutError
+
+if TYPE_CHECKING:
+    from .server import EtcdServer
+
+__all__ = ["ReadIndexer"]
+
+
+class ReadIndexer:
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+        self._waiting: list[asyncio.Future[None]] = []
+        self._trigger = asyncio.Event()
+        self._rounds: dict[bytes, asyncio.Future[int]] = {}
+        self._ids = itertools.count(1)
+
+    async def wait_linearizable(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(fut)
+        self._trigger.set()
+        await fut
+
+    def on_read_states(self, states: Sequence[ReadState]) -> None:
+        for rs in states:
+            fut = self._rounds.pop(rs.request_ctx, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+
+    async def run(self) -> None:
+        while True:
+            await self._trigger.wait()
+            self._trigger.clear()
+            batch, self._waiting = self._waiting, []
+            if not batch:
+                continue
+            try:
+                index = await self._round()
+                await self.server.applied_wait.wait(index)
+            except Exception as err:
+                for fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _round(self) -> int:
+        server = self.server
+        await server.wait_leader()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + server.request_timeout
+        # Retry a lost round (e.g. a dropped heartbeat) until the deadline.
+        while loop.time() < deadline:
+            ctx = next(self._ids).to_bytes(8, "big")
+            fut: asyncio.Future[int] = loop.create_future()
+            self._rounds[ctx] = fut
+            server.raft.read_index(ctx)
+            try:
+                return await asyncio.wait_for(fut, min(1.0, max(0.01, deadline - loop.time())))
+            except TimeoutError:
+                self._rounds.pop(ctx, None)
+        raise RequestTimeoutError()

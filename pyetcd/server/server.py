@@ -1,0 +1,506 @@
+"""EtcdServer: one member. Proposes writes through Raft, serves reads, runs the
+leader's duties (lease expiry), and answers in etcd's protobuf messages.
+
+The path of a write: ``put()`` wraps the request in an InternalRaftRequest with a
+fresh ID, registers a waiter, hands the bytes to the RaftNode and awaits the waiter,
+which the Applier resolves once the entry is committed and applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from pyetcd import __version__
+from pyetcd.config import Config
+from pyetcd.ids import InitialCluster, bootstrap_cluster
+from pyetcd.logutil import Logger
+from pyetcd.mvcc import (
+    IDGenerator,
+    KVStore,
+    check_delete_request,
+    check_put_request,
+    check_range_request,
+    check_txn_request,
+)
+from pyetcd.mvcc import types as mt
+from pyetcd.pb import raft_internal_pb2, rpc_pb2
+from pyetcd.raft import NONE, HardState, RaftError, RawNode
+from pyetcd.raft import Config as RaftConfig
+from pyetcd.wal import Metadata, WALStorage
+
+from . import pbconv
+from .apply import Applier
+from .errors import (
+    BadLeaderTransfereeError,
+    NoLeaderError,
+    RequestTimeoutError,
+    RequestTooLargeError,
+    StoppedError,
+)
+from .membership import Member, Membership
+from .raft_node import RaftNode, conf_change_entries
+from .read_index import ReadIndexer
+from .transport import NullTransport, Transport
+from .wait import AppliedWait, RequestWait
+
+__all__ = ["CLUSTER_VERSION", "SERVER_VERSION", "EtcdServer"]
+
+#: The etcd API version pyetcd implements, as /version and Status report it.
+SERVER_VERSION = "3.5.1"
+CLUSTER_VERSION = "3.5.0"
+
+T = TypeVar("T")
+
+
+class EtcdServer:
+    """One pyetcd member. ``await start()``, serve, ``await stop()``."""
+
+    def __init__(self, cfg: Config, logger: Logger, transport: Transport | None = None) -> None:
+        self.cfg = cfg
+        self.log = logger
+        self.transport: Transport = transport or NullTransport()
+        self.member_id = 0
+        self.cluster_id = 0
+        self.waits = RequestWait()
+        self.applied_wait = AppliedWait()
+        self._tasks: list[asyncio.Future[None]] = []
+        self._background: set[asyncio.Future[None]] = set()
+        self._stopped = False
+        self._leader_event = asyncio.Event()
+        self._no_leader_backlog: list[bytes] = []
+        self.heartbeat = cfg.heartbeat_interval / 1000.0
+        self.election_ticks = max(2, cfg.election_timeout // max(1, cfg.heartbeat_interval))
+        # etcd: 5 s plus twice the election timeout.
+        self.request_timeout = 5.0 + 2 * cfg.election_timeout / 1000.0
+        self.started_at = time.time()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        member_dir = os.path.join(cfg.data_dir, "member")
+        os.makedirs(os.path.join(member_dir, "snap"), mode=0o700, exist_ok=True)
+        storage, boot = await asyncio.to_thread(self._open_storage)
+        self.storage = storage
+        md = storage.metadata
+        self.member_id, self.cluster_id = md.member_id, md.cluster_id
+        self.store = KVStore(
+            os.path.join(member_dir, "snap", "db"),
+            quota_bytes=cfg.quota_backend_bytes,
+            min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
+        )
+        self.lessor = self.store.lessor
+        self.membership = Membership(self.store.backend, self.cluster_id)
+        self.applier = Applier(self.store, self.membership, self.waits, self.log)
+        self.idgen = IDGenerator(self.member_id, int(time.time() * 1000))
+        hs, cs = storage.initial_state()
+        snap_index = storage.snapshot().metadata.index
+        rawnode = RawNode(
+            RaftConfig(
+                id=self.member_id,
+                storage=storage,
+                election_tick=self.election_ticks,
+                heartbeat_tick=1,
+                applied=snap_index,
+                pre_vote=cfg.pre_vote,
+                check_quorum=True,
+                max_size_per_msg=1 << 20,
+                max_inflight_msgs=512,
+                rng=random.Random(self.member_id ^ time.time_ns()),
+                logger=lambda line: self.log.info(line),
+            )
+        )
+        self.raft = RaftNode(
+            rawnode,
+            storage,
+            self.transport,
+            self.applier,
+            tick_interval=self.heartbeat,
+            snapshot_count=cfg.snapshot_count,
+            conf_state=cs,
+            logger=self.log,
+            on_leader_change=self._on_leader_change,
+            on_read_states=lambda rs: self.read_indexer.on_read_states(rs),
+            on_dropped=self._on_dropped,
+        )
+        self.applied_wait.applied = self.store.consistent_index
+        self.read_indexer = ReadIndexer(self)
+        self._advance_election_ticks(rawnode, boot)
+        self.raft.start()
+        self._spawn(self._applied_loop(), "applied")
+        self._spawn(self._lease_loop(), "lease-expiry")
+        self._spawn(self._backend_commit_loop(), "backend-commit")
+        self._spawn(self.read_indexer.run(), "read-index")
+        self._spawn(self._publish(), "publish")
+        self.log.info(
+            "started pyetcd member",
+            {
+                "local-member-id": f"{self.member_id:x}",
+                "cluster-id": f"{self.cluster_id:x}",
+                "data-dir": cfg.data_dir,
+                "hard-state-term": hs.term,
+                "commit-index": hs.commit,
+            },
+        )
+
+    def _open_storage(self) -> tuple[WALStorage, InitialCluster | None]:
+        cfg = self.cfg
+        wal_dir = cfg.wal_dir or None
+        probe = (
+            WALStorage.open(
+                cfg.data_dir,
+                wal_dir=wal_dir,
+                metadata=None,
+                max_wals=cfg.max_wals,
+                max_snapshots=cfg.max_snapshots,
+            )
+            if self._member_initialized()
+            else None
+        )
+        if probe is not None:
+            return probe, None
+        boot = bootstrap_cluster(cfg)
+        storage = WALStorage.open(
+            cfg.data_dir,
+            wal_dir=wal_dir,
+            metadata=Metadata(member_id=boot.local_member_id, cluster_id=boot.cluster_id),
+            max_wals=cfg.max_wals,
+            max_snapshots=cfg.max_snapshots,
+        )
+        members = [(m.id, Member(m.id, "", m.peer_urls).encode()) for m in boot.members]
+        ents = conf_change_entries(members)
+        # The bootstrap log: every initial member added at term 1, already committed.
+        storage.save(HardState(term=1, vote=NONE, commit=len(ents)), ents).result()
+        return storage, boot
+
+    def _member_initialized(self) -> bool:
+        wal_dir = self.cfg.wal_dir or os.path.join(self.cfg.data_dir, "member", "wal")
+        return os.path.isdir(wal_dir)
+
+    def _advance_election_ticks(self, rawnode: RawNode, boot: InitialCluster | None) -> None:
+        # etcd's --initial-election-tick-advance: a member that has no peers to hear
+        # from fast-forwards its election clock so a single member elects itself quickly.
+        if not self.cfg.initial_election_tick_advance:
+            return
+        peers = len(boot.members) if boot is not None else len(self.membership.members)
+        if peers <= 1:
+            for _ in range(self.election_ticks - 1):
+                rawnode.tick()
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.raft.stop()
+        await self.transport.close()
+        self.waits.fail_all(StoppedError())
+        self.store.close()
+        await asyncio.to_thread(self.storage.close)
+        self.log.info("stopped pyetcd member", {"local-member-id": f"{self.member_id:x}"})
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    # -- leadership ----------------------------------------------------------------------------
+
+    @property
+    def leader(self) -> int:
+        return self.raft.lead
+
+    @property
+    def is_leader(self) -> bool:
+        return self.raft.is_leader
+
+    @property
+    def term(self) -> int:
+        return self.raft.term
+
+    def _on_leader_change(self, old: int, new: int) -> None:
+        self.log.info(
+            "raft.node: elected leader" if new != NONE else "raft.node: lost leader",
+            {"local-member-id": f"{self.member_id:x}", "leader": f"{new:x}", "term": self.term},
+        )
+        if new == self.member_id:
+            self.lessor.promote(self.cfg.election_timeout / 1000.0)
+        elif old == self.member_id:
+            self.lessor.demote()
+        if new != NONE:
+            self._leader_event.set()
+            backlog, self._no_leader_backlog = self._no_leader_backlog, []
+            for data in backlog:
+                self.raft.propose(data)
+        else:
+            self._leader_event.clear()
+
+    def _on_dropped(self, batch: list[bytes], err: RaftError) -> None:
+        # Proposals made while there is no leader wait for one (until they time out).
+        self._no_leader_backlog.extend(batch)
+
+    async def wait_leader(self) -> None:
+        if self.raft.lead != NONE:
+            return
+        try:
+            await asyncio.wait_for(self._leader_event.wait(), self.request_timeout)
+        except TimeoutError:
+            raise NoLeaderError() from None
+
+    # -- proposing -----------------------------------------------------------------------------
+
+    async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> object:
+        """Replicate ``req`` through Raft and return what applying it produced."""
+        if self._stopped:
+            raise StoppedError()
+        req_id = self.idgen.next()
+        req.header.ID = req_id
+        data = req.SerializeToString()
+        if len(data) > self.cfg.max_request_bytes:
+            raise RequestTooLargeError()
+        fut = self.waits.register(req_id)
+        self.raft.propose(data)
+        try:
+            return await asyncio.wait_for(fut, self.request_timeout)
+        except TimeoutError:
+            self.waits.cancel(req_id)
+            if self.raft.lead == NONE:
+                raise NoLeaderError() from None
+            raise RequestTimeoutError() from None
+
+    def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader:
+        return rpc_pb2.ResponseHeader(
+            cluster_id=self.cluster_id,
+            member_id=self.member_id,
+            revision=self.store.current_revision if revision is None else revision,
+            raft_term=self.raft.term,
+        )
+
+    def _fill(self, h: rpc_pb2.ResponseHeader) -> None:
+        h.cluster_id = self.cluster_id
+        h.member_id = self.member_id
+        h.raft_term = self.raft.term
+
+    # -- KV --------------------------------------------------------------------------------------
+
+    async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        r = pbconv.range_from_pb(req)
+        check_range_request(r)
+        if not req.serializable:
+            await self.read_indexer.wait_linearizable()
+        resp = pbconv.range_to_pb(self.store.range(r))
+        self._fill(resp.header)
+        return resp
+
+    async def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+        check_put_request(pbconv.put_from_pb(req))
+        result = await self.propose(raft_internal_pb2.InternalRaftRequest(put=req))
+        assert isinstance(result, mt.PutResponse)
+        resp = pbconv.put_to_pb(result)
+        self._fill(resp.header)
+        return resp
+
+    async def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
+        check_delete_request(pbconv.delete_range_from_pb(req))
+        result = await self.propose(raft_internal_pb2.InternalRaftRequest(delete_range=req))
+        assert isinstance(result, mt.DeleteRangeResponse)
+        resp = pbconv.delete_range_to_pb(result)
+        self._fill(resp.header)
+        return resp
+
+    async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        t = pbconv.txn_from_pb(req)
+        check_txn_request(t, self.cfg.max_txn_ops)
+        if _txn_read_only(req):
+            # A read-only txn is a read: linearizable through ReadIndex, not the log.
+            await self.read_indexer.wait_linearizable()
+            result: object = self.store.txn(t)
+        else:
+            result = await self.propose(raft_internal_pb2.InternalRaftRequest(txn=req))
+        assert isinstance(result, mt.TxnResponse)
+        resp = pbconv.txn_to_pb(result)
+        self._fill(resp.header)
+        return resp
+
+    async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
+        result = await self.propose(raft_internal_pb2.InternalRaftRequest(compaction=req))
+        assert isinstance(result, mt.CompactionResponse)
+        return rpc_pb2.CompactionResponse(header=self.header(result.header.revision))
+
+    # -- leases -----------------------------------------------------------------------------------
+
+    async def lease_grant(self, req: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
+        grant = rpc_pb2.LeaseGrantRequest(TTL=req.TTL, ID=req.ID or self.idgen.next())
+        ttl = await self.propose(raft_internal_pb2.InternalRaftRequest(lease_grant=grant))
+        assert isinstance(ttl, int)
+        return rpc_pb2.LeaseGrantResponse(header=self.header(), ID=grant.ID, TTL=ttl)
+
+    async def lease_revoke(self, req: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
+        await self.propose(raft_internal_pb2.InternalRaftRequest(lease_revoke=req))
+        return rpc_pb2.LeaseRevokeResponse(header=self.header())
+
+    async def lease_renew(self, lease_id: int) -> int:
+        """KeepAlive: the new TTL, or raises the lessor's errors."""
+        await self.wait_leader()
+        return self.lessor.renew(lease_id)
+
+    async def lease_time_to_live(
+        self, req: rpc_pb2.LeaseTimeToLiveRequest
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        await self.read_indexer.wait_linearizable()
+        ttl = self.lessor.time_to_live(req.ID)
+        if ttl is None:
+            return rpc_pb2.LeaseTimeToLiveResponse(header=self.header(), ID=req.ID, TTL=-1)
+        remaining, granted, keys = ttl
+        resp = rpc_pb2.LeaseTimeToLiveResponse(
+            header=self.header(), ID=req.ID, TTL=remaining, grantedTTL=granted
+        )
+        if req.keys:
+            resp.keys.extend(keys)
+        return resp
+
+    async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
+        await self.read_indexer.wait_linearizable()
+        resp = rpc_pb2.LeaseLeasesResponse(header=self.header())
+        for lease in sorted(self.lessor.leases(), key=lambda item: item.id):
+            resp.leases.add(ID=lease.id)
+        return resp
+
+    # -- cluster & maintenance ---------------------------------------------------------------------
+
+    def member_list(self) -> list[Member]:
+        return self.membership.sorted()
+
+    async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
+        if req.action == rpc_pb2.AlarmRequest.GET:
+            active = sorted(self.applier.alarms)
+        else:
+            result = await self.propose(raft_internal_pb2.InternalRaftRequest(alarm=req))
+            assert isinstance(result, list)
+            active = result
+        resp = rpc_pb2.AlarmResponse(header=self.header())
+        for member_id, alarm in active:
+            if req.action == rpc_pb2.AlarmRequest.GET and req.memberID not in (0, member_id):
+                continue
+            resp.alarms.add(memberID=member_id, alarm=alarm)
+        return resp
+
+    def status(self) -> rpc_pb2.StatusResponse:
+        log = self.raft.rawnode.raft.raft_log
+        resp = rpc_pb2.StatusResponse(
+            header=self.header(),
+            version=SERVER_VERSION,
+            dbSize=self.store.db_size,
+            leader=self.raft.lead,
+            raftIndex=log.committed,
+            raftTerm=self.raft.term,
+            raftAppliedIndex=self.raft.applied_index,
+            dbSizeInUse=self.store.db_size_in_use,
+            isLearner=self.raft.rawnode.raft.is_learner,
+        )
+        if self.raft.lead == NONE:
+            resp.errors.append("etcdserver: no leader")
+        for _, alarm in sorted(self.applier.alarms):
+            resp.errors.append(f"memberID:{self.member_id} alarm:{rpc_pb2.AlarmType.Name(alarm)} ")
+        return resp
+
+    async def defragment(self) -> None:
+        self.store.defragment()
+
+    def hash(self) -> int:
+        return self.store.hash()
+
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        return self.store.hash_kv(revision)
+
+    async def move_leader(self, target: int) -> None:
+        if target not in self.membership.members or self.membership.members[target].is_learner:
+            raise BadLeaderTransfereeError()
+        if target == self.raft.lead:
+            return
+        self.raft.transfer_leader(target)
+        deadline = time.monotonic() + self.request_timeout
+        while self.raft.lead != target:
+            if time.monotonic() > deadline:
+                raise RequestTimeoutError()
+            await asyncio.sleep(self.heartbeat)
+
+    def version(self) -> dict[str, str]:
+        return {"etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION, "pyetcd": __version__}
+
+    # -- background duties ------------------------------------------------------------------
+
+    async def _applied_loop(self) -> None:
+        while True:
+            await self.raft.applied_event.wait()
+            self.raft.applied_event.clear()
+            self.applied_wait.trigger(self.raft.applied_index)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if not self.is_leader:
+                continue
+            for lease_id in self.lessor.expired_leases():
+                self._spawn_revoke(lease_id)
+            cps = self.lessor.due_checkpoints()
+            if cps:
+                req = raft_internal_pb2.InternalRaftRequest()
+                for lease_id, remaining in cps:
+                    req.lease_checkpoint.checkpoints.add(ID=lease_id, remaining_TTL=remaining)
+                self._spawn_quiet(self.propose(req))
+
+    def _spawn_revoke(self, lease_id: int) -> None:
+        req = raft_internal_pb2.InternalRaftRequest(
+            lease_revoke=rpc_pb2.LeaseRevokeRequest(ID=lease_id)
+        )
+        self._spawn_quiet(self.propose(req))
+
+    def _spawn_quiet(self, coro: Awaitable[object]) -> None:
+        async def run() -> None:
+            with contextlib.suppress(Exception):
+                await coro
+
+        task = asyncio.ensure_future(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _backend_commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            self.store.maybe_commit()
+
+    async def _publish(self) -> None:
+        # Tell the cluster this member's name and client URLs (etcd's publish).
+        req = raft_internal_pb2.InternalRaftRequest()
+        attr = req.cluster_member_attr_set
+        attr.member_ID = self.member_id
+        attr.member_attributes.name = self.cfg.name
+        attr.member_attributes.client_urls.extend(self.cfg.advertise_client_urls)
+        while True:
+            try:
+                await self.wait_leader()
+                await self.propose(req)
+                return
+            except Exception as err:  # keep trying until it lands
+                self.log.warn("failed to publish local member to cluster", {"error": str(err)})
+                await asyncio.sleep(self.heartbeat * 5)
+
+
+def _txn_read_only(req: rpc_pb2.TxnRequest) -> bool:
+    for op in (*req.success, *req.failure):
+        which = op.WhichOneof("request")
+        if which == "request_range":
+            continue
+        if which == "request_txn" and _txn_read_only(op.request_txn):
+            continue
+        return False
+    return True

@@ -1,0 +1,66 @@
+"""Waiting for applied entries: by request ID, and by applied index."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+
+__all__ = ["AppliedWait", "RequestWait"]
+
+
+class RequestWait:
+    """Futures keyed by request ID, resolved by the apply loop."""
+
+    def __init__(self) -> None:
+        self._futs: dict[int, asyncio.Future[object]] = {}
+
+    def register(self, req_id: int) -> asyncio.Future[object]:
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._futs[req_id] = fut
+        return fut
+
+    def cancel(self, req_id: int) -> None:
+        self._futs.pop(req_id, None)
+
+    def trigger(self, req_id: int, result: object) -> None:
+        fut = self._futs.pop(req_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    def fail(self, req_id: int, err: BaseException) -> None:
+        fut = self._futs.pop(req_id, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(err)
+
+    def fail_all(self, err: BaseException) -> None:
+        for req_id in list(self._futs):
+            self.fail(req_id, err)
+
+    def __len__(self) -> int:
+        return len(self._futs)
+
+
+class AppliedWait:
+    """Futures that resolve once the applied index reaches theirs."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def wait(self, index: int) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if index <= self.applied:
+            fut.set_result(None)
+        else:
+            self._seq += 1
+            heapq.heappush(self._heap, (index, self._seq, fut))
+        return fut
+
+    def trigger(self, applied: int) -> None:
+        self.applied = max(self.applied, applied)
+        heap = self._heap
+        while heap and heap[0][0] <= self.applied:
+            _, _, fut = heapq.heappop(heap)
+            if not fut.done():
+                fut.set_result(None)

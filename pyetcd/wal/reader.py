@@ -1,0 +1,146 @@
+"""Replay of the WAL from a snapshot marker onwards.
+
+Rule: reading never writes. It returns what it found together with the scan of the
+last segment, and the caller (``WAL.open``) decides whether a torn tail is repaired.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from pyetcd.raft.types import EMPTY_HARD_STATE, Entry, HardState
+
+from .errors import (
+    CorruptWALError,
+    MetadataConflictError,
+    SnapshotMismatchError,
+    SnapshotNotFoundError,
+    WALNotFoundError,
+)
+from .fs import FS
+from .record import (
+    Metadata,
+    RecordType,
+    WALSnapshot,
+    decode_entry,
+    decode_metadata,
+    decode_snapshot,
+    decode_state,
+)
+from .segment import Record, SegmentName, SegmentScan, scan_segment
+
+__all__ = ["ReadResult", "Replay", "read_log", "search_index"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """What a restarted member recovers from its WAL."""
+
+    metadata: Metadata
+    hard_state: HardState
+    # Entries after the snapshot the WAL was opened at, contiguous, in order.
+    entries: list[Entry]
+
+
+@dataclass(slots=True)
+class Replay:
+    """Accumulates records in log order; raises on anything inconsistent."""
+
+    snap: WALSnapshot
+    # False: only collect snapshot markers and state (the log may start anywhere).
+    replay_entries: bool = True
+    metadata: Metadata | None = None
+    hard_state: HardState = EMPTY_HARD_STATE
+    # entries[i] has log position snap.index + 1 + i
+    entries: list[Entry] = field(default_factory=list)
+    # Highest index the log has reached so far (entry or snapshot marker); -1: nothing yet.
+    last: int = -1
+    # Index of the last entry record written (names the next segment).
+    last_written: int = 0
+    snapshot_found: bool = False
+    snapshots: list[WALSnapshot] = field(default_factory=list)
+
+    def apply(self, path: str, records: list[Record]) -> None:
+        for rec in records:
+            try:
+                self._apply_one(path, rec)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise CorruptWALError(
+                    path, rec.offset, f"undecodable {rec.type.name.lower()} record: {exc}"
+                ) from None
+
+    def _apply_one(self, path: str, rec: Record) -> None:
+        if rec.type == RecordType.ENTRY:
+            if self.replay_entries:
+                self._apply_entry(path, rec, decode_entry(rec.data))
+        elif rec.type == RecordType.STATE:
+            self.hard_state = decode_state(rec.data)
+        elif rec.type == RecordType.METADATA:
+            md = decode_metadata(rec.data)
+            if self.metadata is not None and md != self.metadata:
+                raise MetadataConflictError()
+            self.metadata = md
+        elif rec.type == RecordType.SNAPSHOT:
+            s = decode_snapshot(rec.data)
+            self.snapshots.append(s)
+            if s.index == self.snap.index:
+                if s.term != self.snap.term:
+                    raise SnapshotMismatchError()
+                self.snapshot_found = True
+            self.last = max(self.last, s.index)
+            self.last_written = max(self.last_written, s.index)
+
+    def _apply_entry(self, path: str, rec: Record, e: Entry) -> None:
+        # An entry may overwrite a suffix (a new leader's log wins) but never skip ahead.
+        limit = (self.snap.index if self.last < 0 else self.last) + 1
+        if e.index > limit:
+            raise CorruptWALError(
+                path, rec.offset, f"entry index {e.index} leaves a gap after index {limit - 1}"
+            )
+        self.last = e.index
+        self.last_written = e.index
+        if e.index <= self.snap.index:
+            return
+        k = e.index - self.snap.index - 1
+        if k > len(self.entries):
+            raise CorruptWALError(
+                path, rec.offset, f"entry index {e.index} leaves a gap after the snapshot"
+            )
+        del self.entries[k:]
+        self.entries.append(e)
+
+    def result(self) -> ReadResult:
+        if self.snap.index != 0 and not self.snapshot_found:
+            raise SnapshotNotFoundError()
+        return ReadResult(self.metadata or Metadata(), self.hard_state, self.entries)
+
+
+def search_index(segments: list[SegmentName], index: int) -> int:
+    """Position of the last segment whose first index is <= ``index``."""
+    for i in range(len(segments) - 1, -1, -1):
+        if segments[i].index <= index:
+            return i
+    raise WALNotFoundError()
+
+
+def read_log(
+    fs: FS, wal_dir: str, segments: list[SegmentName], replay: Replay, start: int
+) -> SegmentScan:
+    """Scan and replay ``segments[start:]``; the scan of the last one is returned."""
+    selected = segments[start:]
+    crc: int | None = None
+    scan: SegmentScan | None = None
+    for i, seg in enumerate(selected):
+        path = os.path.join(wal_dir, str(seg))
+        if seg.seq != selected[0].seq + i:
+            expected = selected[0].seq + i
+            raise CorruptWALError(path, 0, f"segment sequence gap: expected {expected:x}")
+        scan = scan_segment(path, fs.read_file(path), crc, last=i == len(selected) - 1)
+        recs = scan.records
+        if len(recs) < 2 or recs[1].type != RecordType.METADATA:
+            raise CorruptWALError(path, scan.end, "segment lacks its crc and metadata records")
+        replay.apply(path, recs)
+        crc = scan.crc
+    assert scan is not None  # segments is never empty here
+    return scan

@@ -1,0 +1,142 @@
+"""The Raft core's Storage, backed by the WAL and the snapshot files.
+
+Like etcd's server, the log lives in a MemoryStorage filled from the WAL at start; every
+write goes to memory and to the WAL, and a restart rebuilds exactly the durable part.
+
+Rule: the thread that drives the Raft core is the only caller of the write methods;
+``save`` queues the WAL write (group commit) and returns its future, which the caller
+must await before sending messages that depend on what was saved.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+from pyetcd.raft.storage import MemoryStorage
+from pyetcd.raft.types import ConfState, Entry, HardState, Snapshot
+
+from .fs import FS, OS_FS
+from .record import Metadata, WALSnapshot
+from .snap import Snapshotter
+from .wal import SEGMENT_SIZE_BYTES, WAL, wal_exists
+
+__all__ = ["WALStorage"]
+
+
+class WALStorage:
+    """A ``pyetcd.raft.storage.Storage`` whose writes are durable in the WAL."""
+
+    def __init__(self, wal: WAL, snapshotter: Snapshotter, memory: MemoryStorage,
+                 created: bool) -> None:
+        self.wal = wal
+        self.snapshotter = snapshotter
+        self.memory = memory
+        #: True if this open created the WAL (a new member), False on restart.
+        self.created = created
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str,
+        *,
+        wal_dir: str | None = None,
+        metadata: Metadata | None = None,
+        fs: FS = OS_FS,
+        segment_size: int = SEGMENT_SIZE_BYTES,
+        max_wals: int = 5,
+        max_snapshots: int = 5,
+    ) -> WALStorage:
+        """Open the member's storage under ``data_dir`` (``member/wal``, ``member/snap``),
+        creating it with ``metadata`` if there is no WAL yet.
+
+        On restart the newest snapshot that has a marker in the WAL is loaded, and the
+        WAL is replayed from it. Raises the WAL's errors (see ``WAL.open``).
+        """
+        wal_dir = wal_dir or os.path.join(data_dir, "member", "wal")
+        snapshotter = Snapshotter(os.path.join(data_dir, "member", "snap"), fs=fs,
+                                  max_snapshots=max_snapshots)
+        memory = MemoryStorage()
+        if not wal_exists(wal_dir, fs):
+            wal = WAL.create(wal_dir, metadata or Metadata(), fs=fs, segment_size=segment_size,
+                             max_wals=max_wals)
+            fs.mkdir_all(snapshotter.dir)
+            return cls(wal, snapshotter, memory, created=True)
+        markers = WAL.valid_snapshot_entries(wal_dir, fs)
+        snap = snapshotter.load_newest_available(markers)
+        walsnap = WALSnapshot() if snap is None else WALSnapshot(snap.metadata.index,
+                                                                 snap.metadata.term)
+        wal, result = WAL.open(wal_dir, walsnap, fs=fs, segment_size=segment_size,
+                               max_wals=max_wals)
+        if snap is not None:
+            memory.apply_snapshot(snap)
+        memory.set_hard_state(result.hard_state)
+        memory.append(result.entries)
+        return cls(wal, snapshotter, memory, created=False)
+
+    @property
+    def metadata(self) -> Metadata:
+        return self.wal.metadata
+
+    # -- Storage (reads) ----------------------------------------------------
+
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        return self.memory.initial_state()
+
+    def entries(self, lo: int, hi: int, max_size: int) -> list[Entry]:
+        return self.memory.entries(lo, hi, max_size)
+
+    def term(self, index: int) -> int:
+        return self.memory.term(index)
+
+    def first_index(self) -> int:
+        return self.memory.first_index()
+
+    def last_index(self) -> int:
+        return self.memory.last_index()
+
+    def snapshot(self) -> Snapshot:
+        return self.memory.snapshot()
+
+    # -- writes by the application -----------------------------------------------
+
+    def save(self, hard_state: HardState, entries: Sequence[Entry] = ()) -> Future[None]:
+        """Append ``entries`` and set ``hard_state`` (if not empty); the future completes
+        when they are durable. Memory is updated at once, so reads see them before then."""
+        if entries:
+            self.memory.append(list(entries))
+        if not hard_state.is_empty():
+            self.memory.set_hard_state(hard_state)
+        return self.wal.save(hard_state, entries)
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """Persist a snapshot received from the leader and replace the log with it.
+
+        Blocks until durable (snapshot file, then WAL marker; an orphan file is harmless,
+        a marker without its file is not). The hard state saying commit >= the snapshot
+        index must have been saved too, or the marker is ignored at the next start.
+        """
+        self._persist_snapshot(snap)
+        self.memory.apply_snapshot(snap)
+        self.wal.release_to(snap.metadata.index)
+
+    def create_snapshot(self, index: int, conf_state: ConfState | None, data: bytes) -> Snapshot:
+        """Record the applied state at ``index`` as a snapshot, durably; then release
+        WAL segments before it. Blocks until durable."""
+        snap = self.memory.create_snapshot(index, conf_state, data)
+        self._persist_snapshot(snap)
+        self.wal.release_to(index)
+        return snap
+
+    def compact(self, compact_index: int) -> None:
+        """Drop cached entries before ``compact_index`` (memory only; see create_snapshot)."""
+        self.memory.compact(compact_index)
+
+    def close(self) -> None:
+        self.wal.close()
+
+    def _persist_snapshot(self, snap: Snapshot) -> None:
+        self.snapshotter.save_snap(snap)
+        md = snap.metadata
+        self.wal.save_snapshot(WALSnapshot(md.index, md.term)).result()

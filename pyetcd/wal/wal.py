@@ -1,0 +1,436 @@
+"""The write-ahead log: segment files, group commit, repair and release.
+
+Rules:
+1. One writer thread owns the tail (open segment, offset, running crc). ``save`` only
+   queues; the thread drains everything queued, encodes it in order, writes it with one
+   ``write`` and makes it durable with one ``fdatasync`` (group commit). Callers learn
+   completion per save through a ``concurrent.futures.Future``.
+2. A save is synced when it carries entries, changes term or vote, or is a snapshot
+   marker (etcd's MustSync); a commit-only hard state is written but not synced.
+3. A new segment is a temp file, preallocated, written, fsynced, renamed, and the
+   directory fsynced; the segment before it is truncated to its end and synced first.
+4. The WAL directory is created as a temp directory that is renamed into place, its
+   parent fsynced; the directory is ``flock``ed while a WAL object has it open.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import msgpack
+
+from pyetcd.raft.types import EMPTY_HARD_STATE, Entry, HardState
+
+from .errors import WALClosedError, WALExistsError, WALLockedError, WALNotFoundError
+from .fs import FS, OS_FS
+from .reader import ReadResult, Replay, read_log, search_index
+from .record import (
+    Metadata,
+    RecordType,
+    WALSnapshot,
+    encode_frame,
+    encode_metadata,
+    encode_snapshot,
+    encode_state,
+    length_word,
+    padding_for,
+)
+from .segment import SegmentName, list_segment_names, segment_name
+
+__all__ = ["SEGMENT_SIZE_BYTES", "WAL", "wal_exists"]
+
+log = logging.getLogger(__name__)
+
+#: Preallocated size of a segment (etcd's SegmentSizeBytes).
+SEGMENT_SIZE_BYTES = 64 * 1000 * 1000
+#: An fsync slower than this is logged (etcd's warnSyncDuration).
+WARN_SYNC_SECONDS = 1.0
+
+_HEADER = struct.Struct("<QIB")
+_ENTRY_TYPE = bytes([RecordType.ENTRY])
+_PAD = [b"\0" * i for i in range(8)]
+
+
+@dataclass(slots=True)
+class _Save:
+    hard_state: HardState
+    entries: Sequence[Entry]
+    snapshot: WALSnapshot | None
+    future: Future[None]
+
+
+def wal_exists(wal_dir: str, fs: FS = OS_FS) -> bool:
+    """Whether ``wal_dir`` holds at least one segment file."""
+    return fs.exists(wal_dir) and bool(list_segment_names(fs.listdir(wal_dir)))
+
+
+def _lock_dir(fs: FS, wal_dir: str) -> int:
+    if not fs.exists(wal_dir):
+        raise WALNotFoundError()
+    fd = fs.open(wal_dir, os.O_RDONLY | os.O_DIRECTORY)
+    if not fs.lock(fd):
+        fs.close(fd)
+        raise WALLockedError(wal_dir)
+    return fd
+
+
+class WAL:
+    """An open write-ahead log positioned for appending. Build with ``create``/``open``."""
+
+    def __init__(
+        self,
+        fs: FS,
+        wal_dir: str,
+        lock_fd: int,
+        metadata: Metadata,
+        segments: list[SegmentName],
+        tail: tuple[int, int, int, int, HardState],
+        segment_size: int,
+        max_wals: int,
+    ) -> None:
+        self.fs = fs
+        self.dir = wal_dir
+        self.metadata = metadata
+        self.segment_size = segment_size
+        self.max_wals = max_wals
+        self._lock_fd = lock_fd
+        self._segments_lock = threading.Lock()
+        self._segments = segments  # guarded by _segments_lock; appended by the writer
+        # Writer-thread state: fd of the last segment, write offset, running crc,
+        # index of the last entry written, last hard state written.
+        self._fd, self._offset, self._crc, self._last_index, self._hs = tail
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._queue: queue.SimpleQueue[_Save | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._closed = False
+        #: Number of fdatasync calls for saves (group commit makes it << number of saves).
+        self.sync_count = 0
+        self._writer = threading.Thread(target=self._run, name="wal-writer", daemon=True)
+        self._writer.start()
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        wal_dir: str,
+        metadata: Metadata,
+        *,
+        fs: FS = OS_FS,
+        segment_size: int = SEGMENT_SIZE_BYTES,
+        max_wals: int = 5,
+    ) -> WAL:
+        """Create a new WAL in ``wal_dir`` (which must not hold one) and open it.
+
+        Raises WALExistsError if segments are already there.
+        """
+        wal_dir = os.path.abspath(wal_dir)
+        if wal_exists(wal_dir, fs):
+            raise WALExistsError(wal_dir)
+        parent = os.path.dirname(wal_dir)
+        fs.mkdir_all(parent)
+        tmp = wal_dir + ".tmp"
+        if fs.exists(tmp):
+            fs.rmtree(tmp)
+        fs.mkdir(tmp)
+        name = segment_name(0, 0)
+        fd = fs.open(os.path.join(tmp, name), os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        try:
+            fs.preallocate(fd, segment_size)
+            head, crc = _header(0, metadata, None)
+            frame, crc = encode_frame(RecordType.SNAPSHOT, encode_snapshot(WALSnapshot()), crc)
+            head += frame
+            fs.write(fd, head)
+            fs.fsync(fd)
+            fs.fsync_dir(tmp)
+            if fs.exists(wal_dir):  # an empty directory left by someone: replace it
+                fs.rmtree(wal_dir)
+            fs.rename(tmp, wal_dir)
+            fs.fsync_dir(parent)
+            lock_fd = _lock_dir(fs, wal_dir)
+        except BaseException:
+            fs.close(fd)
+            raise
+        tail = (fd, len(head), crc, 0, EMPTY_HARD_STATE)
+        segments = [SegmentName(0, 0)]
+        return cls(fs, wal_dir, lock_fd, metadata, segments, tail, segment_size, max_wals)
+
+    @classmethod
+    def open(
+        cls,
+        wal_dir: str,
+        snap: WALSnapshot | None = None,
+        *,
+        fs: FS = OS_FS,
+        segment_size: int = SEGMENT_SIZE_BYTES,
+        max_wals: int = 5,
+    ) -> tuple[WAL, ReadResult]:
+        """Open an existing WAL, replay it from ``snap`` and position it for appending.
+
+        A torn tail of the last segment is truncated (a ``.broken`` copy kept). Raises
+        WALNotFoundError, WALLockedError, CorruptWALError (nothing changed on disk),
+        SnapshotNotFoundError, SnapshotMismatchError or MetadataConflictError.
+        """
+        wal_dir = os.path.abspath(wal_dir)
+        snap = snap or WALSnapshot()
+        lock_fd = _lock_dir(fs, wal_dir)
+        try:
+            names = fs.listdir(wal_dir)
+            segments = list_segment_names(names)
+            if not segments:
+                raise WALNotFoundError()
+            replay = Replay(snap)
+            scan = read_log(fs, wal_dir, segments, replay, search_index(segments, snap.index))
+            result = replay.result()
+            last_path = os.path.join(wal_dir, str(segments[-1]))
+            if scan.torn:
+                _repair(fs, last_path, scan.end, scan.reason)
+            for name in names:  # cuts that never completed
+                if name.endswith(".wal.tmp"):
+                    fs.unlink(os.path.join(wal_dir, name))
+            fd = fs.open(last_path, os.O_RDWR)
+        except BaseException:
+            fs.close(lock_fd)
+            raise
+        try:
+            fs.preallocate(fd, segment_size)
+            fs.seek(fd, scan.end)
+        except BaseException:
+            fs.close(fd)
+            fs.close(lock_fd)
+            raise
+        tail = (fd, scan.end, scan.crc, replay.last_written, result.hard_state)
+        wal = cls(fs, wal_dir, lock_fd, result.metadata, segments, tail, segment_size, max_wals)
+        return wal, result
+
+    @staticmethod
+    def valid_snapshot_entries(wal_dir: str, fs: FS = OS_FS) -> list[WALSnapshot]:
+        """The snapshot markers a restart may start from, oldest first: those at or
+        below the last hard state's commit index (read only, no lock taken)."""
+        wal_dir = os.path.abspath(wal_dir)
+        segments = list_segment_names(fs.listdir(wal_dir))
+        if not segments:
+            raise WALNotFoundError()
+        replay = Replay(WALSnapshot(), replay_entries=False)
+        read_log(fs, wal_dir, segments, replay, 0)
+        commit = replay.hard_state.commit
+        return [s for s in replay.snapshots if s.index <= commit]
+
+    # -- writing ------------------------------------------------------------
+
+    def save(self, hard_state: HardState, entries: Sequence[Entry] = ()) -> Future[None]:
+        """Queue ``entries`` then ``hard_state`` for writing; the future completes when
+        they are written (and fdatasynced if entries, term or vote changed).
+
+        Safe to call from any thread; saves are written in call order. ``entries`` must
+        not be mutated afterwards. A failed write fails this and every later save.
+        """
+        fut: Future[None] = Future()
+        if self._closed:
+            fut.set_exception(WALClosedError())
+        elif hard_state.is_empty() and not entries:
+            fut.set_result(None)
+        else:
+            self._queue.put(_Save(hard_state, entries, None, fut))
+        return fut
+
+    def save_snapshot(self, snap: WALSnapshot) -> Future[None]:
+        """Queue a snapshot marker; completes once it is fdatasynced."""
+        fut: Future[None] = Future()
+        if self._closed:
+            fut.set_exception(WALClosedError())
+        else:
+            self._queue.put(_Save(EMPTY_HARD_STATE, (), snap, fut))
+        return fut
+
+    def close(self) -> None:
+        """Stop the writer after everything queued, sync, and release the lock."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        try:
+            if self._error is None:
+                self.fs.fdatasync(self._fd)
+        finally:
+            self.fs.close(self._fd)
+            self.fs.close(self._lock_fd)
+
+    # -- release ------------------------------------------------------------
+
+    def segments(self) -> list[SegmentName]:
+        with self._segments_lock:
+            return list(self._segments)
+
+    def release_to(self, index: int) -> list[str]:
+        """Remove segments wholly before ``index`` (a durable snapshot's index) while more
+        than ``max_wals`` files exist (0 keeps all); returns the removed file names."""
+        with self._segments_lock:
+            try:
+                keep_from = search_index(self._segments, index)
+            except WALNotFoundError:
+                return []
+            excess = len(self._segments) - self.max_wals if self.max_wals > 0 else 0
+            doomed = self._segments[: max(0, min(keep_from, excess))]
+            del self._segments[: len(doomed)]
+        for seg in doomed:
+            self.fs.unlink(os.path.join(self.dir, str(seg)))
+        if doomed:
+            self.fs.fsync_dir(self.dir)
+        return [str(s) for s in doomed]
+
+    # -- the writer thread ----------------------------------------------------
+
+    def _run(self) -> None:
+        q = self._queue
+        while True:
+            batch = [q.get()]
+            while True:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            reqs = [r for r in batch if r is not None]
+            if reqs:
+                self._commit(reqs)
+            if len(reqs) != len(batch):
+                return
+
+    def _commit(self, reqs: list[_Save]) -> None:
+        # RUNNING futures can no longer be cancelled; a save is written even if its
+        # caller gave up waiting, or the log would get a hole.
+        live = [r.future.set_running_or_notify_cancel() for r in reqs]
+        try:
+            if self._error is not None:
+                raise self._error
+            if self._write_batch(reqs):
+                self._sync()
+        except BaseException as exc:
+            self._error = exc
+            for r, ok in zip(reqs, live, strict=True):
+                if ok:
+                    r.future.set_exception(exc)
+            return
+        for r, ok in zip(reqs, live, strict=True):
+            if ok:
+                r.future.set_result(None)
+
+    def _sync(self) -> None:
+        start = time.monotonic()
+        self.fs.fdatasync(self._fd)
+        self.sync_count += 1
+        took = time.monotonic() - start
+        if took > WARN_SYNC_SECONDS:
+            log.warning("slow fdatasync took %.3fs, expected < %.3fs", took, WARN_SYNC_SECONDS)
+
+    def _write_batch(self, reqs: list[_Save]) -> bool:
+        """Write the batch (cutting segments as they fill); True if a sync is owed."""
+        chunks: list[bytes] = []
+        size = 0
+        must_sync = False
+        for r in reqs:
+            added, sync = self._encode(r, chunks)
+            size += added
+            must_sync = must_sync or sync
+            if self._offset + size >= self.segment_size:
+                self._write(chunks)
+                chunks = []
+                size = 0
+                self._cut()  # syncs everything written so far
+                must_sync = False
+        if chunks:
+            self._write(chunks)
+        return must_sync
+
+    def _encode(self, r: _Save, out: list[bytes]) -> tuple[int, bool]:
+        start = len(out)
+        crc = self._crc
+        sync = False
+        if r.entries:
+            pack = self._packer.pack
+            crc32 = zlib.crc32
+            header = _HEADER.pack
+            append = out.append
+            for e in r.entries:
+                data = pack((e.term, e.index, int(e.type), e.data))
+                crc = crc32(data, crc32(_ENTRY_TYPE, crc))
+                n = 5 + len(data)
+                append(header(length_word(n), crc, RecordType.ENTRY) + data + _PAD[padding_for(n)])
+            self._last_index = r.entries[-1].index
+            sync = True
+        hs = r.hard_state
+        if not hs.is_empty() and hs != self._hs:
+            sync = sync or hs.term != self._hs.term or hs.vote != self._hs.vote
+            frame, crc = encode_frame(RecordType.STATE, encode_state(hs), crc)
+            out.append(frame)
+            self._hs = hs
+        if r.snapshot is not None:
+            frame, crc = encode_frame(RecordType.SNAPSHOT, encode_snapshot(r.snapshot), crc)
+            out.append(frame)
+            self._last_index = max(self._last_index, r.snapshot.index)
+            sync = True
+        self._crc = crc
+        return sum(len(b) for b in out[start:]), sync
+
+    def _write(self, chunks: list[bytes]) -> None:
+        data = b"".join(chunks)
+        self.fs.write(self._fd, data)
+        self._offset += len(data)
+
+    def _cut(self) -> None:
+        fs = self.fs
+        fs.ftruncate(self._fd, self._offset)  # drop the preallocated rest: the segment is final
+        fs.fdatasync(self._fd)
+        fs.close(self._fd)
+        with self._segments_lock:
+            seg = SegmentName(self._segments[-1].seq + 1, self._last_index + 1)
+        path = os.path.join(self.dir, str(seg))
+        tmp = path + ".tmp"
+        fd = fs.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        self._fd = fd
+        fs.preallocate(fd, self.segment_size)
+        head, self._crc = _header(self._crc, self.metadata, self._hs)
+        fs.write(fd, head)
+        fs.fsync(fd)
+        fs.rename(tmp, path)
+        fs.fsync_dir(self.dir)
+        self._offset = len(head)
+        with self._segments_lock:
+            self._segments.append(seg)
+        log.info("created a new WAL segment %s", path)
+
+
+def _header(crc: int, metadata: Metadata, hs: HardState | None) -> tuple[bytes, int]:
+    """The records opening a segment: crc, metadata and (after a cut) the hard state."""
+    out, crc = encode_frame(RecordType.CRC, b"", crc)
+    frame, crc = encode_frame(RecordType.METADATA, encode_metadata(metadata), crc)
+    out += frame
+    if hs is not None and not hs.is_empty():
+        frame, crc = encode_frame(RecordType.STATE, encode_state(hs), crc)
+        out += frame
+    return out, crc
+
+
+def _repair(fs: FS, path: str, end: int, reason: str) -> None:
+    """Keep a ``.broken`` copy of the last segment, then cut it at its last valid record."""
+    fs.copy_durable(path, path + ".broken")
+    fd = fs.open(path, os.O_RDWR)
+    try:
+        fs.ftruncate(fd, end)
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)
+    log.warning("repaired torn WAL tail of %s at offset %d (%s); copy kept as %s.broken",
+                path, end, reason, path)
+
+
