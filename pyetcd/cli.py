@@ -345,9 +345,9 @@ def _log_notices(logger: Logger, notices: Sequence[Notice]) -> None:
 
 def _start_server(cfg: Config, err: TextIO) -> int:
     try:
-        embed = importlib.import_module("pyetcd.server.embed")
+        embed = importlib.import_module("pyetcd.embed")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("pyetcd.server.embed", "pyetcd.server"):
+        if exc.name not in ("pyetcd.embed", "pyetcd.server"):
             raise
         err.write(NOT_BUILT + "\n")
         return 1

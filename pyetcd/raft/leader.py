@@ -38,7 +38,11 @@ def maybe_send_append(r: Raft, to: int, send_if_empty: bool = True) -> bool:
     prev_index = pr.next - 1
     try:
         prev_term = r.raft_log.term(prev_index)
-        ents = r.raft_log.entries(pr.next, r.max_msg_size)
+        ents: list[Entry] = []
+        # With a full window only an empty append goes out: if all in-flight appends
+        # were lost, the follower's answer to it (ack or reject) restarts the flow.
+        if pr.state != ProgressState.REPLICATE or not pr.inflights.full():
+            ents = r.raft_log.entries(pr.next, r.max_msg_size)
     except (CompactedError, UnavailableError):
         return _maybe_send_snapshot(r, to, pr)
     if not ents and not send_if_empty:

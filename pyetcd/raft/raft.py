@@ -271,7 +271,11 @@ class Raft:
         self._tick = self._tick_heartbeat
         self.lead = self.id
         self.state = StateType.LEADER
-        self.trk.progress[self.id].become_replicate()
+        pr = self.trk.progress[self.id]
+        pr.become_replicate()
+        # The leader is always active for check-quorum; otherwise a lone leader
+        # (or one that lost a single follower) would step down at the first check.
+        pr.recent_active = True
         # Conf changes already in the log might be pending; be conservative.
         self.pending_conf_index = self.raft_log.last_index()
         # The empty entry of the new term lets the leader commit earlier terms' entries.

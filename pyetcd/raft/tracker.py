@@ -110,13 +110,15 @@ class Progress:
 
     def update_on_entries_send(self, entries: int, nbytes: int, next_index: int) -> None:
         """Account for an append of ``entries`` entries starting at ``next_index``."""
-        if entries == 0:
-            return
         if self.state == ProgressState.REPLICATE:
-            last = next_index + entries - 1
-            self.next = last + 1
-            self.inflights.add(last, nbytes)
-        elif self.state == ProgressState.PROBE:
+            if entries:
+                last = next_index + entries - 1
+                self.next = last + 1
+                self.inflights.add(last, nbytes)
+            # A full window pauses the flow until an ack or a heartbeat response
+            # (which lets one empty append through, so lost appends cannot stall us).
+            self.msg_app_flow_paused = self.inflights.full()
+        elif self.state == ProgressState.PROBE and entries:
             self.msg_app_flow_paused = True
 
     def maybe_update(self, n: int) -> bool:
@@ -146,7 +148,7 @@ class Progress:
         if self.state == ProgressState.PROBE:
             return self.msg_app_flow_paused
         if self.state == ProgressState.REPLICATE:
-            return self.inflights.full()
+            return self.msg_app_flow_paused
         return True
 
     def __repr__(self) -> str:

@@ -1,0 +1,82 @@
+"""The one table mapping pyetcd's typed errors to gRPC status codes.
+
+The message sent is always the error's ``str()``, which is etcd's exact text:
+clients decide the typed error from the text and whether to retry from the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from pyetcd.mvcc import errors as mvcc_errors
+from pyetcd.server import errors as server_errors
+
+__all__ = ["ERROR_CODES", "abort", "code_of", "translate_errors"]
+
+SC = grpc.StatusCode
+
+ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
+    mvcc_errors.EmptyKeyError: SC.INVALID_ARGUMENT,
+    mvcc_errors.ValueProvidedError: SC.INVALID_ARGUMENT,
+    mvcc_errors.LeaseProvidedError: SC.INVALID_ARGUMENT,
+    mvcc_errors.TooManyOpsError: SC.INVALID_ARGUMENT,
+    mvcc_errors.DuplicateKeyError: SC.INVALID_ARGUMENT,
+    mvcc_errors.KeyNotFoundError: SC.INVALID_ARGUMENT,
+    mvcc_errors.CompactedError: SC.OUT_OF_RANGE,
+    mvcc_errors.FutureRevisionError: SC.OUT_OF_RANGE,
+    mvcc_errors.LeaseTTLTooLargeError: SC.OUT_OF_RANGE,
+    mvcc_errors.NoSpaceError: SC.RESOURCE_EXHAUSTED,
+    mvcc_errors.LeaseNotFoundError: SC.NOT_FOUND,
+    mvcc_errors.LeaseExpiredError: SC.NOT_FOUND,
+    mvcc_errors.LeaseExistsError: SC.FAILED_PRECONDITION,
+    mvcc_errors.LeaseNotPrimaryError: SC.FAILED_PRECONDITION,
+    server_errors.RequestTooLargeError: SC.INVALID_ARGUMENT,
+    server_errors.TooManyRequestsError: SC.RESOURCE_EXHAUSTED,
+    server_errors.MemberNotFoundError: SC.NOT_FOUND,
+    server_errors.MemberExistsError: SC.FAILED_PRECONDITION,
+    server_errors.PeerURLExistsError: SC.FAILED_PRECONDITION,
+    server_errors.LearnerNotReadyError: SC.FAILED_PRECONDITION,
+    server_errors.NotLeaderError: SC.FAILED_PRECONDITION,
+    server_errors.BadLeaderTransfereeError: SC.FAILED_PRECONDITION,
+    server_errors.NoLeaderError: SC.UNAVAILABLE,
+    server_errors.LeaderChangedError: SC.UNAVAILABLE,
+    server_errors.RequestTimeoutError: SC.UNAVAILABLE,
+    server_errors.StoppedError: SC.UNAVAILABLE,
+    server_errors.NotSupportedError: SC.UNAVAILABLE,
+}
+
+
+def code_of(err: BaseException) -> grpc.StatusCode | None:
+    for cls in type(err).__mro__:
+        code = ERROR_CODES.get(cls)
+        if code is not None:
+            return code
+    return None
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], err: BaseException) -> NoReturn:
+    code = code_of(err)
+    if code is None:
+        raise err
+    await context.abort(code, str(err))
+    raise AssertionError("unreachable")
+
+
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+def translate_errors(fn: F) -> F:
+    """Wrap a unary handler: typed errors become etcd's status; others propagate."""
+
+    @wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await fn(self, request, context)
+        except (mvcc_errors.MvccError, server_errors.ServerError) as err:
+            await abort(context, err)
+
+    return wrapper  # type: ignore[return-value]

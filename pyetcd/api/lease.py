@@ -1,0 +1,62 @@
+"""etcdserverpb.Lease over grpc.aio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from pyetcd.mvcc import errors as mvcc_errors
+from pyetcd.pb import rpc_pb2
+from pyetcd.server import errors as server_errors
+from pyetcd.server.server import EtcdServer
+
+from .common import Ctx, require_leader
+from .errors import abort, translate_errors
+
+__all__ = ["LeaseService"]
+
+
+class LeaseService:
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+
+    @translate_errors
+    async def LeaseGrant(
+        self, request: rpc_pb2.LeaseGrantRequest, context: Ctx
+    ) -> rpc_pb2.LeaseGrantResponse:
+        return await self.server.lease_grant(request)
+
+    @translate_errors
+    async def LeaseRevoke(
+        self, request: rpc_pb2.LeaseRevokeRequest, context: Ctx
+    ) -> rpc_pb2.LeaseRevokeResponse:
+        return await self.server.lease_revoke(request)
+
+    @translate_errors
+    async def LeaseTimeToLive(
+        self, request: rpc_pb2.LeaseTimeToLiveRequest, context: Ctx
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        return await self.server.lease_time_to_live(request)
+
+    @translate_errors
+    async def LeaseLeases(
+        self, request: rpc_pb2.LeaseLeasesRequest, context: Ctx
+    ) -> rpc_pb2.LeaseLeasesResponse:
+        return await self.server.lease_leases()
+
+    async def LeaseKeepAlive(
+        self, request_iterator: AsyncIterator[rpc_pb2.LeaseKeepAliveRequest], context: Ctx
+    ) -> AsyncIterator[rpc_pb2.LeaseKeepAliveResponse]:
+        try:
+            require_leader(self.server, context)
+            async for req in request_iterator:
+                yield await self._keep_alive(req.ID)
+        except (mvcc_errors.MvccError, server_errors.ServerError) as err:
+            await abort(context, err)
+
+    async def _keep_alive(self, lease_id: int) -> rpc_pb2.LeaseKeepAliveResponse:
+        try:
+            ttl = await self.server.lease_renew(lease_id)
+        except (mvcc_errors.LeaseNotFoundError, mvcc_errors.LeaseExpiredError):
+            # etcd answers an unknown (or just expired) lease with TTL 0, not an error.
+            ttl = 0
+        return rpc_pb2.LeaseKeepAliveResponse(header=self.server.header(), ID=lease_id, TTL=ttl)

@@ -1,0 +1,481 @@
+"""The MVCC key-value store: what Raft entries are applied to.
+
+Rules this module keeps:
+
+1. Every write transaction (a Put, a DeleteRange, a Txn with writes, a lease
+   revoke) takes main revision ``current + 1``; each change in it takes the
+   next sub revision. A write transaction that changes nothing does not bump
+   the revision.
+2. Apply is deterministic: every check that can fail before any change is
+   made (compares, lease existence, ignore_value on a missing key, revisions
+   of ranges) runs first, so a failing request changes nothing.
+3. The in-memory index and the ``latest`` cache always equal what is in the
+   backend's open transaction; a reopen rebuilds them from the backend.
+4. The apply loop calls :meth:`KVStore.set_consistent_index` before applying
+   each entry; the index is written in the same sqlite transaction as the
+   changes (via the backend's pre-commit hook).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterator
+
+from pyetcd.mvcc import ops
+from pyetcd.mvcc.backend import Backend
+from pyetcd.mvcc.errors import (
+    CompactedError,
+    FutureRevisionError,
+    KeyNotFoundError,
+    LeaseNotFoundError,
+    NoSpaceError,
+)
+from pyetcd.mvcc.key_index import KeyIndex, TreeIndex
+from pyetcd.mvcc.lessor import Lessor
+from pyetcd.mvcc.revision import (
+    Revision,
+    bytes_to_rev,
+    decode_kv,
+    encode_kv,
+    is_tombstone,
+    rev_to_bytes,
+)
+from pyetcd.mvcc.types import (
+    CompactionResponse,
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    KeyValue,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    ResponseHeader,
+    TxnRequest,
+    TxnResponse,
+)
+
+__all__ = ["DEFAULT_QUOTA_BYTES", "KVStore"]
+
+DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
+COMPACTION_BATCH_LIMIT = 1000
+_META_CONSISTENT_INDEX = b"consistent_index"
+_META_TERM = b"term"
+_META_SCHEDULED_COMPACT = b"scheduledCompactRev"
+_META_FINISHED_COMPACT = b"finishedCompactRev"
+
+ChangeHook = Callable[[int, list[KeyValue]], None]
+
+
+class KVStore:
+    """Revisions, the key index, the backend and the lessor of one member."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        batch_limit: int = 10000,
+        batch_interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+        quota_bytes: int = 0,
+        min_lease_ttl: int = 2,
+        lease_checkpoint_interval: float | None = None,
+    ) -> None:
+        """Open the store at ``path`` (``<data-dir>/member/snap/db``), rebuilding the index.
+
+        Args:
+            path: the sqlite3 file.
+            batch_limit, batch_interval: backend commit batching (etcd's defaults).
+            clock: monotonic seconds for batching and the lessor.
+            quota_bytes: --quota-backend-bytes; 0 = 2 GiB, negative = no quota.
+            min_lease_ttl: the lessor's minimum TTL in seconds.
+            lease_checkpoint_interval: None disables lease checkpoints.
+        """
+        self.backend = Backend(
+            path, batch_limit=batch_limit, batch_interval=batch_interval, clock=clock
+        )
+        self.backend.pre_commit_hook = self._write_meta
+        self.quota_bytes = DEFAULT_QUOTA_BYTES if quota_bytes == 0 else quota_bytes
+        # the NOSPACE alarm: set by a write that crossed the quota, cleared by the server
+        self.nospace = False
+        self.index = TreeIndex()
+        self._current_rev = 1
+        self._compact_rev = -1
+        self.consistent_index = self.backend.get_int("meta", _META_CONSISTENT_INDEX)
+        self.term = self.backend.get_int("meta", _META_TERM)
+        self.lessor = Lessor(
+            self.backend,
+            clock=clock,
+            min_lease_ttl=min_lease_ttl,
+            checkpoint_interval=lease_checkpoint_interval,
+        )
+        # called after each write transaction with (revision, changes); the
+        # watchable store installs itself here
+        self.on_changes: ChangeHook | None = None
+        self._begin_rev = 0
+        self._changes: list[KeyValue] = []
+        self._restore()
+
+    # -- properties ----------------------------------------------------------
+
+    @property
+    def current_revision(self) -> int:
+        """The revision of the last write transaction (1 for an empty store)."""
+        return self._current_rev
+
+    @property
+    def compact_revision(self) -> int:
+        """The last compaction revision (-1: never compacted)."""
+        return self._compact_rev
+
+    @property
+    def db_size(self) -> int:
+        """Backend size in bytes (as of the last commit)."""
+        return self.backend.size
+
+    @property
+    def db_size_in_use(self) -> int:
+        """Backend bytes in use, free pages excluded (as of the last commit)."""
+        return self.backend.size_in_use
+
+    # -- durability -----------------------------------------------------------
+
+    def set_consistent_index(self, index: int, term: int) -> None:
+        """Record the Raft entry being applied; persisted with the next commit."""
+        self.consistent_index = index
+        self.term = term
+
+    def _write_meta(self, be: Backend) -> None:
+        be.put_int("meta", _META_CONSISTENT_INDEX, self.consistent_index)
+        be.put_int("meta", _META_TERM, self.term)
+
+    def commit(self) -> None:
+        """Commit the backend's open batch now (etcd's ForceCommit)."""
+        self.backend.commit()
+
+    force_commit = commit
+
+    def maybe_commit(self) -> bool:
+        """Commit if the batch is full or ``batch_interval`` passed; call it periodically."""
+        return self.backend.maybe_commit()
+
+    def close(self) -> None:
+        """Commit and close the backend."""
+        self.backend.close()
+
+    def defragment(self) -> None:
+        """Rewrite the backend compactly."""
+        self.backend.defragment()
+
+    # -- reads ----------------------------------------------------------------
+
+    def range(self, req: RangeRequest) -> RangeResponse:
+        """Range at ``req.revision`` (0: current), with etcd's sort/filter/limit rules.
+
+        Raises:
+            FutureRevisionError, CompactedError.
+        """
+        return ops.apply_range(self, req, self._current_rev)
+
+    def range_keys(
+        self, key: bytes, end: bytes | None, at_rev: int, cur_rev: int, limit: int, count: bool
+    ) -> tuple[list[KeyValue], int]:
+        """etcd's rangeKeys: (kvs up to limit, total count) at ``at_rev`` (<= 0: cur_rev).
+
+        ``end`` uses the index convention (None: one key; b"": to the end).
+        """
+        if at_rev > cur_rev:
+            raise FutureRevisionError()
+        if at_rev <= 0:
+            at_rev = cur_rev
+        if at_rev < self._compact_rev:
+            raise CompactedError()
+        pairs, total = self.index.revisions(key, end, at_rev, limit)
+        if count:
+            return [], total
+        return [self._kv_at(ki, rev) for ki, rev in pairs], total
+
+    def _kv_at(self, ki: KeyIndex, rev: Revision) -> KeyValue:
+        latest = ki.latest
+        if latest is not None and rev == ki.modified:
+            return latest
+        raw = self.backend.key_get(rev_to_bytes(rev))
+        if raw is None:
+            raise RuntimeError(f"revision {rev} of {ki.key!r} missing from the backend")
+        return decode_kv(raw)
+
+    def get(self, key: bytes) -> KeyValue | None:
+        """The live KeyValue of ``key`` at the current revision, or None."""
+        ki = self.index.get_index(key)
+        return None if ki is None else ki.latest
+
+    # -- writes -----------------------------------------------------------------
+
+    def put(self, req: PutRequest) -> PutResponse:
+        """Apply a Put in its own write transaction.
+
+        Raises:
+            NoSpaceError, LeaseNotFoundError, KeyNotFoundError (ignore_* on a missing key).
+        """
+        self._check_space(ops.cost_put(req))
+        if req.lease and self.lessor.lookup(req.lease) is None:
+            raise LeaseNotFoundError()
+        if (req.ignore_value or req.ignore_lease) and self.get(req.key) is None:
+            raise KeyNotFoundError()
+        self._begin_write()
+        resp = ops.apply_put(self, req)
+        self._end_write()
+        self._check_quota_after()
+        return resp
+
+    def delete_range(self, req: DeleteRangeRequest) -> DeleteRangeResponse:
+        """Apply a DeleteRange in its own write transaction."""
+        self._begin_write()
+        resp = ops.apply_delete_range(self, req)
+        self._end_write()
+        return resp
+
+    def txn(self, req: TxnRequest) -> TxnResponse:
+        """Apply a Txn: compares first, then one branch, all in one revision.
+
+        Raises:
+            NoSpaceError, LeaseNotFoundError, KeyNotFoundError,
+            FutureRevisionError, CompactedError (nothing is changed on error).
+        """
+        path = ops.compare_to_path(self, req)
+        writes = not ops.is_txn_readonly(req)
+        if writes:
+            self._check_space(ops.cost_txn(req))
+        ops.check_txn_branches(self, req, path, writes)
+        if not writes:
+            return ops.apply_txn(self, req, iter(path), self._current_rev, top=True)
+        self._begin_write()
+        resp = ops.apply_txn(self, req, iter(path), None, top=True)
+        rev = self._end_write()
+        self._check_quota_after()
+        return TxnResponse(ResponseHeader(revision=rev), resp.succeeded, resp.responses)
+
+    def txn_rev(self) -> int:
+        """The revision a read inside the running write transaction sees."""
+        return self._begin_rev + 1 if self._changes else self._begin_rev
+
+    def _begin_write(self) -> None:
+        self._begin_rev = self._current_rev
+        self._changes = []
+
+    def _end_write(self) -> int:
+        changes = self._changes
+        if changes:
+            self._current_rev = rev = self._begin_rev + 1
+            self._changes = []
+            if self.on_changes is not None:
+                self.on_changes(rev, changes)
+            self.backend.maybe_commit()
+        return self._current_rev
+
+    def write_put(self, key: bytes, value: bytes, lease: int) -> int:
+        """One put inside the running write transaction; returns its main revision."""
+        rev = self._begin_rev + 1
+        sub = len(self._changes)
+        ki = self.index.get_index(key)
+        create = rev
+        ver = 0
+        old_lease = 0
+        if ki is not None:
+            got = ki.get(rev)
+            if got is not None:
+                create = got[1][0]
+                ver = got[2]
+                if ki.latest is not None:
+                    old_lease = ki.latest.lease
+        kv = KeyValue(key, create, rev, ver + 1, value, lease)
+        self.backend.key_put(rev_to_bytes((rev, sub)), encode_kv(kv))
+        ki = self.index.put(key, (rev, sub))
+        ki.latest = kv
+        self._changes.append(kv)
+        if old_lease:
+            self.lessor.detach(old_lease, key)
+        if lease:
+            self.lessor.attach(lease, key)
+        return rev
+
+    def write_delete_range(self, key: bytes, end: bytes | None) -> int:
+        """Delete every key alive in the range inside the running write transaction."""
+        at = self.txn_rev()
+        doomed = [ki for ki in self.index.visit(key, end) if ki.get(at) is not None]
+        rev = self._begin_rev + 1
+        for ki in doomed:
+            sub = len(self._changes)
+            self.backend.key_put(rev_to_bytes((rev, sub), True), encode_kv(KeyValue(ki.key)))
+            old = ki.latest
+            ki.tombstone((rev, sub))
+            self._changes.append(KeyValue(ki.key))
+            if old is not None and old.lease:
+                self.lessor.detach(old.lease, ki.key)
+        return len(doomed)
+
+    # -- quota ------------------------------------------------------------------
+
+    def _check_space(self, cost: int) -> None:
+        if self.nospace:
+            raise NoSpaceError()
+        self._over_quota = self.quota_bytes > 0 and self.backend.size + cost > self.quota_bytes
+
+    def _check_quota_after(self) -> None:
+        # etcd applies the write that crosses the quota, then answers NOSPACE
+        # and raises the alarm, which stops later writes
+        if self._over_quota:
+            self._over_quota = False
+            self.nospace = True
+            raise NoSpaceError()
+
+    _over_quota = False
+
+    # -- leases -----------------------------------------------------------------
+
+    def lease_grant(self, lease_id: int, ttl: int) -> int:
+        """Apply a LeaseGrant; returns the granted TTL.
+
+        Raises:
+            NoSpaceError, LeaseNotFoundError (ID 0), LeaseExistsError, LeaseTTLTooLargeError.
+        """
+        self._check_space(ops.LEASE_GRANT_COST)
+        self._over_quota = False
+        return self.lessor.grant(lease_id, ttl).ttl
+
+    def lease_revoke(self, lease_id: int) -> int:
+        """Apply a LeaseRevoke: delete its keys in one revision; returns the revision.
+
+        Raises:
+            LeaseNotFoundError.
+        """
+        lease = self.lessor.lookup(lease_id)
+        if lease is None:
+            raise LeaseNotFoundError()
+        self._begin_write()
+        for key in sorted(lease.keys):
+            self.write_delete_range(key, None)
+        self.lessor.remove(lease_id)
+        return self._end_write()
+
+    def lease_checkpoint(self, lease_id: int, remaining_ttl: int) -> None:
+        """Apply a LeaseCheckpoint."""
+        self.lessor.checkpoint(lease_id, remaining_ttl)
+
+    # -- compaction -------------------------------------------------------------
+
+    def compact(self, rev: int) -> CompactionResponse:
+        """Compact history at ``rev``: index first, then the backend in committed batches.
+
+        Raises:
+            CompactedError: ``rev`` <= the compaction revision.
+            FutureRevisionError: ``rev`` > the current revision.
+        """
+        if rev <= self._compact_rev:
+            raise CompactedError()
+        if rev > self._current_rev:
+            raise FutureRevisionError()
+        self._compact_rev = rev
+        self.backend.put_int("meta", _META_SCHEDULED_COMPACT, rev)
+        self.backend.commit()
+        self._compact_backend(rev, self.index.compact(rev))
+        return CompactionResponse(ResponseHeader(revision=self._current_rev))
+
+    def _compact_backend(self, rev: int, keep: set[Revision]) -> None:
+        # batches are committed one by one so a crash midway leaves a store the
+        # next open can finish compacting (scheduled > finished)
+        end = rev_to_bytes((rev + 1, 0))
+        last = rev_to_bytes((0, 0))
+        while True:
+            rows = self.backend.key_range(last, end, COMPACTION_BATCH_LIMIT)
+            doomed = [k for k, _ in rows if bytes_to_rev(k) not in keep]
+            self.backend.key_delete(doomed)
+            if len(rows) < COMPACTION_BATCH_LIMIT:
+                self.backend.put_int("meta", _META_FINISHED_COMPACT, rev)
+                self.backend.commit()
+                return
+            r = bytes_to_rev(rows[-1][0])
+            last = rev_to_bytes((r[0], r[1] + 1))
+            self.backend.commit()
+
+    # -- hashes -----------------------------------------------------------------
+
+    def hash(self) -> int:
+        """Maintenance.Hash: CRC-32 over the whole backend (equal stores, equal hash)."""
+        return self.backend.hash()
+
+    def hash_kv(self, rev: int = 0) -> tuple[int, int, int]:
+        """Maintenance.HashKV: (hash, current revision, compact revision).
+
+        Hashes the key table's records up to ``rev`` (0: current), skipping
+        records at or below the compaction revision that a compaction would
+        drop, as etcd does.
+
+        Raises:
+            CompactedError, FutureRevisionError.
+        """
+        compact = self._compact_rev
+        if 0 < rev <= compact:
+            raise CompactedError()
+        if rev > self._current_rev:
+            raise FutureRevisionError()
+        if rev == 0:
+            rev = self._current_rev
+        keep = self.index.keep(compact)
+        lower = (compact + 1, 0)
+        h = zlib.crc32(b"key")
+        for k, v in self.backend.key_range(rev_to_bytes((0, 0)), rev_to_bytes((rev + 1, 0))):
+            r = bytes_to_rev(k)
+            if r < lower and keep and r not in keep:
+                continue
+            h = zlib.crc32(v, zlib.crc32(k, h))
+        return h, self._current_rev, compact
+
+    # -- restore ----------------------------------------------------------------
+
+    def _restore(self) -> None:
+        finished = self._meta_rev(_META_FINISHED_COMPACT)
+        scheduled = self._meta_rev(_META_SCHEDULED_COMPACT)
+        self._compact_rev = finished
+        last_main = 0
+        for rb, raw in self._iter_key_table():
+            rev = bytes_to_rev(rb)
+            last_main = rev[0]
+            kv = decode_kv(raw)
+            ki = self.index.get_index(kv.key)
+            if is_tombstone(rb):
+                if ki is not None and ki.generations[-1].revs:
+                    ki.tombstone(rev)
+                continue
+            if ki is None:
+                ki = KeyIndex(kv.key)
+                self.index.insert(ki)
+            if ki.generations[-1].revs:
+                ki.put(rev)
+            else:
+                ki.restore((kv.create_revision, 0), rev, kv.version)
+            ki.latest = kv
+        self._current_rev = max(last_main, finished, 1)
+        for ki in self.index.visit(b"", b""):
+            live = ki.latest
+            if live is not None and live.lease and self.lessor.lookup(live.lease) is not None:
+                self.lessor.attach(live.lease, live.key)
+        if scheduled > finished:
+            # a compaction was interrupted by a crash: finish it
+            self._current_rev = max(self._current_rev, scheduled)
+            self._compact_rev = scheduled
+            self._compact_backend(scheduled, self.index.compact(scheduled))
+
+    def _meta_rev(self, name: bytes) -> int:
+        # absent means "never compacted" (-1); 0 is a valid compaction revision
+        return -1 if self.backend.get("meta", name) is None else self.backend.get_int("meta", name)
+
+    def _iter_key_table(self) -> Iterator[tuple[bytes, bytes]]:
+        last = rev_to_bytes((0, 0))
+        while True:
+            rows = self.backend.key_range(last, None, 10000)
+            yield from rows
+            if len(rows) < 10000:
+                return
+            r = bytes_to_rev(rows[-1][0])
+            last = rev_to_bytes((r[0], r[1] + 1))

@@ -1,0 +1,289 @@
+"""How each request is applied to the store (etcd's applier for KV requests).
+
+These functions hold etcd's request semantics — sorting and filtering of
+ranges, prev_kv, ignore_value/ignore_lease, compares, txn branch selection
+and which revision each response header carries — on top of the primitive
+operations of :class:`~pyetcd.mvcc.kvstore.KVStore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from pyetcd.mvcc.errors import CompactedError, FutureRevisionError, KeyNotFoundError
+from pyetcd.mvcc.errors import LeaseNotFoundError as _LeaseNotFound
+from pyetcd.mvcc.types import (
+    Compare,
+    CompareResult,
+    CompareTarget,
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    KeyValue,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    RequestOp,
+    ResponseHeader,
+    ResponseOp,
+    SortOrder,
+    SortTarget,
+    TxnRequest,
+    TxnResponse,
+)
+
+if TYPE_CHECKING:
+    from pyetcd.mvcc.kvstore import KVStore
+
+__all__ = [
+    "LEASE_GRANT_COST",
+    "apply_compare",
+    "apply_delete_range",
+    "apply_put",
+    "apply_range",
+    "apply_txn",
+    "compare_to_path",
+    "cost_put",
+    "cost_txn",
+    "index_end",
+    "is_txn_readonly",
+]
+
+# etcd's quota estimates: per-key overhead and a lease's cost
+_KV_OVERHEAD = 256
+LEASE_GRANT_COST = 64
+_EMPTY_KV = KeyValue(b"")
+_NO_HEADER = ResponseHeader()
+
+_SORT_KEYS: dict[SortTarget, Callable[[KeyValue], int | bytes]] = {
+    SortTarget.KEY: lambda kv: kv.key,
+    SortTarget.VERSION: lambda kv: kv.version,
+    SortTarget.CREATE: lambda kv: kv.create_revision,
+    SortTarget.MOD: lambda kv: kv.mod_revision,
+    SortTarget.VALUE: lambda kv: kv.value,
+}
+
+
+def index_end(range_end: bytes) -> bytes | None:
+    """Wire range_end -> index end: b"" -> None (one key), b"\\0" -> b"" (no bound)."""
+    if not range_end:
+        return None
+    if range_end == b"\x00":
+        return b""
+    return range_end
+
+
+def _plain(req: RangeRequest) -> bool:
+    return not (
+        req.min_mod_revision
+        or req.max_mod_revision
+        or req.min_create_revision
+        or req.max_create_revision
+    )
+
+
+def apply_range(store: KVStore, req: RangeRequest, cur_rev: int) -> RangeResponse:
+    """A Range as etcd applies it, seen at ``cur_rev`` (the header's revision)."""
+    header = ResponseHeader(revision=cur_rev)
+    if not req.range_end and req.revision == 0 and not req.count_only and _plain(req):
+        # point read of the newest revision: served from the index's cache
+        ki = store.index.get_index(req.key)
+        kv = None if ki is None else ki.latest
+        if kv is None:
+            return RangeResponse(header)
+        if req.keys_only:
+            kv = replace(kv, value=b"")
+        return RangeResponse(header, (kv,), False, 1)
+    limit = req.limit
+    order = req.sort_order
+    if order != SortOrder.NONE or not _plain(req):
+        limit = 0  # sort/filter everything, truncate afterwards
+    if limit > 0:
+        limit += 1  # one more to learn whether there is more
+    kvs, count = store.range_keys(
+        req.key, index_end(req.range_end), req.revision, cur_rev, limit, req.count_only
+    )
+    if not _plain(req):
+        kvs = [kv for kv in kvs if _passes_filters(req, kv)]
+    if req.sort_target != SortTarget.KEY and order == SortOrder.NONE:
+        order = SortOrder.ASCEND
+    if order == SortOrder.DESCEND:
+        kvs.sort(key=_SORT_KEYS[req.sort_target], reverse=True)
+    elif order == SortOrder.ASCEND and req.sort_target != SortTarget.KEY:
+        kvs.sort(key=_SORT_KEYS[req.sort_target])
+    more = False
+    if 0 < req.limit < len(kvs):
+        kvs = kvs[: req.limit]
+        more = True
+    if req.keys_only:
+        kvs = [replace(kv, value=b"") for kv in kvs]
+    return RangeResponse(header, tuple(kvs), more, count)
+
+
+def _passes_filters(req: RangeRequest, kv: KeyValue) -> bool:
+    if req.max_mod_revision and kv.mod_revision > req.max_mod_revision:
+        return False
+    if req.min_mod_revision and kv.mod_revision < req.min_mod_revision:
+        return False
+    if req.min_create_revision and kv.create_revision < req.min_create_revision:
+        return False
+    return not (req.max_create_revision and kv.create_revision > req.max_create_revision)
+
+
+def apply_put(store: KVStore, req: PutRequest) -> PutResponse:
+    """A Put inside the store's running write transaction."""
+    value, lease = req.value, req.lease
+    prev = None
+    if req.ignore_value or req.ignore_lease or req.prev_kv:
+        prev = store.get(req.key)
+        if prev is None and (req.ignore_value or req.ignore_lease):
+            raise KeyNotFoundError()
+        if prev is not None:
+            if req.ignore_value:
+                value = prev.value
+            if req.ignore_lease:
+                lease = prev.lease
+    rev = store.write_put(req.key, value, lease)
+    return PutResponse(ResponseHeader(revision=rev), prev if req.prev_kv else None)
+
+
+def apply_delete_range(store: KVStore, req: DeleteRangeRequest) -> DeleteRangeResponse:
+    """A DeleteRange inside the store's running write transaction."""
+    end = index_end(req.range_end)
+    prev_kvs: tuple[KeyValue, ...] = ()
+    if req.prev_kv:
+        kvs, _ = store.range_keys(req.key, end, 0, store.txn_rev(), 0, False)
+        prev_kvs = tuple(kvs)
+    n = store.write_delete_range(req.key, end)
+    return DeleteRangeResponse(ResponseHeader(revision=store.txn_rev()), n, prev_kvs)
+
+
+def _compare_kv(c: Compare, kv: KeyValue) -> bool:
+    t = c.target
+    a: int | bytes
+    b: int | bytes
+    if t == CompareTarget.VALUE:
+        a, b = kv.value, c.value
+    elif t == CompareTarget.CREATE:
+        a, b = kv.create_revision, c.create_revision
+    elif t == CompareTarget.MOD:
+        a, b = kv.mod_revision, c.mod_revision
+    elif t == CompareTarget.VERSION:
+        a, b = kv.version, c.version
+    else:
+        a, b = kv.lease, c.lease
+    r = c.result
+    if r == CompareResult.EQUAL:
+        return a == b
+    if r == CompareResult.NOT_EQUAL:
+        return a != b
+    if r == CompareResult.GREATER:
+        return a > b  # type: ignore[operator]
+    return a < b  # type: ignore[operator]
+
+
+def apply_compare(store: KVStore, c: Compare, cur_rev: int) -> bool:
+    """One compare: true iff it holds for every key in its range.
+
+    No key: a VALUE compare fails; others compare against zeros.
+    """
+    kvs, _ = store.range_keys(c.key, index_end(c.range_end), 0, cur_rev, 0, False)
+    if not kvs:
+        return c.target != CompareTarget.VALUE and _compare_kv(c, _EMPTY_KV)
+    return all(_compare_kv(c, kv) for kv in kvs)
+
+
+def compare_to_path(store: KVStore, req: TxnRequest) -> list[bool]:
+    """Evaluate the compares of ``req`` and of every nested txn on the chosen
+    branches, all against the state before the txn (depth-first order)."""
+    cur = store.current_revision
+    ok = all(apply_compare(store, c, cur) for c in req.compare)
+    path = [ok]
+    for op in req.success if ok else req.failure:
+        if op.request_txn is not None:
+            path.extend(compare_to_path(store, op.request_txn))
+    return path
+
+
+def is_txn_readonly(req: TxnRequest) -> bool:
+    """True when both branches hold only ranges (a nested txn counts as a write)."""
+    return all(op.request_range is not None for op in (*req.success, *req.failure))
+
+
+def check_txn_branches(store: KVStore, req: TxnRequest, path: list[bool], writes: bool) -> None:
+    """Checks etcd makes on the chosen branches before changing anything.
+
+    Raises:
+        FutureRevisionError, CompactedError: a range at an unusable revision.
+        LeaseNotFoundError, KeyNotFoundError: a put that cannot be applied.
+    """
+    _check_branch(store, req, iter(path), writes)
+
+
+def _check_branch(store: KVStore, req: TxnRequest, path: Iterator[bool], writes: bool) -> None:
+    for op in req.success if next(path) else req.failure:
+        if op.request_txn is not None:
+            _check_branch(store, op.request_txn, path, writes)
+        elif op.request_range is not None:
+            rev = op.request_range.revision
+            if rev > store.current_revision:
+                raise FutureRevisionError()
+            if rev != 0 and rev < store.compact_revision:
+                raise CompactedError()
+        elif op.request_put is not None and writes:
+            p = op.request_put
+            if (p.ignore_value or p.ignore_lease) and store.get(p.key) is None:
+                raise KeyNotFoundError()
+            if p.lease and store.lessor.lookup(p.lease) is None:
+                raise _LeaseNotFound()
+
+
+def apply_op(
+    store: KVStore, op: RequestOp, path: Iterator[bool], read_rev: int | None
+) -> ResponseOp:
+    """One op of a txn branch; ``read_rev`` is set for read-only txns."""
+    if op.request_range is not None:
+        cur = store.txn_rev() if read_rev is None else read_rev
+        return ResponseOp(response_range=apply_range(store, op.request_range, cur))
+    if op.request_put is not None:
+        return ResponseOp(response_put=apply_put(store, op.request_put))
+    if op.request_delete_range is not None:
+        return ResponseOp(response_delete_range=apply_delete_range(store, op.request_delete_range))
+    if op.request_txn is not None:
+        return ResponseOp(
+            response_txn=apply_txn(store, op.request_txn, path, read_rev, top=False)
+        )
+    raise KeyNotFoundError()
+
+
+def apply_txn(
+    store: KVStore, req: TxnRequest, path: Iterator[bool], read_rev: int | None, *, top: bool
+) -> TxnResponse:
+    """Apply the branch ``path`` chose; nested txn responses carry an empty header."""
+    ok = next(path)
+    branch = req.success if ok else req.failure
+    resps = tuple(apply_op(store, op, path, read_rev) for op in branch)
+    header = ResponseHeader(revision=read_rev) if top and read_rev is not None else _NO_HEADER
+    return TxnResponse(header, ok, resps)
+
+
+def cost_put(req: PutRequest) -> int:
+    """Quota cost of a put (etcd: the marshalled KeyValue plus an overhead)."""
+    return len(req.key) + len(req.value) + 16 + _KV_OVERHEAD
+
+
+def cost_txn(req: TxnRequest) -> int:
+    """Quota cost of a txn: the costlier of its two branches."""
+
+    def branch(branch_ops: tuple[RequestOp, ...]) -> int:
+        total = 0
+        for op in branch_ops:
+            if op.request_put is not None:
+                total += cost_put(op.request_put)
+            elif op.request_txn is not None:
+                total += cost_txn(op.request_txn)
+        return total
+
+    return max(branch(req.success), branch(req.failure))

@@ -1,0 +1,132 @@
+"""Validation, error texts, quota/NOSPACE, defragment, hashes, txn details."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyetcd.mvcc import (
+    CompactedError,
+    Compare,
+    CompareResult,
+    CompareTarget,
+    DeleteRangeRequest,
+    DuplicateKeyError,
+    EmptyKeyError,
+    FutureRevisionError,
+    KeyNotFoundError,
+    KVStore,
+    LeaseProvidedError,
+    NoSpaceError,
+    PutRequest,
+    RangeRequest,
+    RequestOp,
+    TooManyOpsError,
+    TxnRequest,
+    ValueProvidedError,
+    check_put_request,
+    check_txn_request,
+)
+
+
+def put(k: bytes) -> RequestOp:
+    return RequestOp(request_put=PutRequest(k, b"v"))
+
+
+def delete(k: bytes, end: bytes = b"") -> RequestOp:
+    return RequestOp(request_delete_range=DeleteRangeRequest(k, end))
+
+
+def test_error_texts() -> None:
+    assert str(CompactedError()) == "etcdserver: mvcc: required revision has been compacted"
+    assert str(FutureRevisionError()) == "etcdserver: mvcc: required revision is a future revision"
+    assert str(NoSpaceError()) == "etcdserver: mvcc: database space exceeded"
+    assert str(DuplicateKeyError()) == "etcdserver: duplicate key given in txn request"
+    assert str(TooManyOpsError()) == "etcdserver: too many operations in txn request"
+
+
+def test_request_checks() -> None:
+    with pytest.raises(EmptyKeyError):
+        check_put_request(PutRequest(b""))
+    with pytest.raises(ValueProvidedError):
+        check_put_request(PutRequest(b"k", b"v", ignore_value=True))
+    with pytest.raises(LeaseProvidedError):
+        check_put_request(PutRequest(b"k", lease=5, ignore_lease=True))
+    with pytest.raises(TooManyOpsError):
+        check_txn_request(TxnRequest(success=tuple(put(b"%d" % i) for i in range(3))), 2)
+    with pytest.raises(DuplicateKeyError):
+        check_txn_request(TxnRequest(success=(put(b"a"), put(b"a"))))
+    with pytest.raises(DuplicateKeyError):
+        check_txn_request(TxnRequest(success=(delete(b"a", b"c"), put(b"b"))))
+    nested = TxnRequest(success=(put(b"a"),), failure=(put(b"a"),))
+    check_txn_request(TxnRequest(success=(RequestOp(request_txn=nested),)))
+    with pytest.raises(DuplicateKeyError):
+        check_txn_request(TxnRequest(success=(put(b"a"), RequestOp(request_txn=nested))))
+    with pytest.raises(KeyNotFoundError):
+        check_txn_request(TxnRequest(success=(RequestOp(),)))
+    check_txn_request(TxnRequest(success=(delete(b"a"), delete(b"a", b"b"))))
+
+
+def test_quota_nospace_and_defragment(tmp_path: Path) -> None:
+    kv = KVStore(str(tmp_path / "db"), quota_bytes=200_000, batch_limit=10)
+    with pytest.raises(NoSpaceError):
+        for i in range(1000):
+            kv.put(PutRequest(b"k%d" % i, b"x" * 1000))
+    assert kv.nospace
+    with pytest.raises(NoSpaceError):
+        kv.put(PutRequest(b"other", b"v"))
+    kv.delete_range(DeleteRangeRequest(b"k", b"l"))  # deletes are still allowed
+    kv.compact(kv.current_revision)
+    kv.commit()
+    before = kv.db_size
+    assert kv.db_size_in_use < before
+    kv.defragment()
+    assert kv.db_size < before
+    kv.nospace = False  # the server disarms the alarm
+    kv.put(PutRequest(b"other", b"v"))
+    kv.close()
+
+
+def test_hashes_equal_for_equal_stores(tmp_path: Path) -> None:
+    stores = [KVStore(str(tmp_path / f"db{i}"), batch_limit=3 + i) for i in range(2)]
+    for kv in stores:
+        for i in range(20):
+            kv.put(PutRequest(b"k%d" % (i % 7), b"v%d" % i))
+        kv.delete_range(DeleteRangeRequest(b"k3"))
+        kv.compact(10)
+    assert stores[0].hash() == stores[1].hash()
+    assert stores[0].hash_kv(15) == stores[1].hash_kv(15)
+    assert stores[0].hash_kv(0) != stores[0].hash_kv(15)
+    with pytest.raises(CompactedError):
+        stores[0].hash_kv(9)
+    stores[1].put(PutRequest(b"k1", b"different"))
+    assert stores[0].hash() != stores[1].hash()
+    for kv in stores:
+        kv.close()
+
+
+def test_txn_revisions_and_failed_checks_change_nothing(tmp_path: Path) -> None:
+    kv = KVStore(str(tmp_path / "db"))
+    kv.put(PutRequest(b"a", b"1"))
+    cmp = Compare(b"a", CompareResult.EQUAL, CompareTarget.VALUE, value=b"1")
+    req = TxnRequest(
+        compare=(cmp,),
+        success=(
+            RequestOp(request_range=RangeRequest(b"a")),
+            put(b"b"),
+            RequestOp(request_range=RangeRequest(b"b")),
+        ),
+    )
+    resp = kv.txn(req)
+    assert resp.succeeded and resp.header.revision == 3
+    assert [r.response_range.header.revision for r in resp.responses if r.response_range] == [2, 3]
+    bad = TxnRequest(success=(put(b"c"), RequestOp(request_range=RangeRequest(b"a", revision=9))))
+    with pytest.raises(FutureRevisionError):
+        kv.txn(bad)
+    with pytest.raises(KeyNotFoundError):
+        kv.txn(TxnRequest(success=(RequestOp(request_put=PutRequest(b"z", ignore_value=True)),)))
+    assert kv.current_revision == 3
+    ro = kv.txn(TxnRequest(success=(RequestOp(request_range=RangeRequest(b"a")),)))
+    assert ro.header.revision == 3
+    kv.close()
