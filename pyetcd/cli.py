@@ -212,16 +212,26 @@ def _read_environment(
             error = ConfigError(f'invalid value "{text}" for {key}: {exc}')
             continue
         origin[spec.name] = key
-        notices.append(Notice(Level.INFO, "recognized and used environment variable",
-                              (("variable-name", key), ("variable-value", text))))
+        notices.append(
+            Notice(
+                Level.INFO,
+                "recognized and used environment variable",
+                (("variable-name", key), ("variable-value", text)),
+            )
+        )
     for key, text in environ.items():
         if key in used:
             continue
         if key in shadowed:
             raise EnvConflictError(key)
         if key.startswith("ETCD_"):
-            notices.append(Notice(Level.WARN, "unrecognized environment variable",
-                                  (("environment-variable", f"{key}={text}"),)))
+            notices.append(
+                Notice(
+                    Level.WARN,
+                    "unrecognized environment variable",
+                    (("environment-variable", f"{key}={text}"),),
+                )
+            )
     if error is not None:
         raise error
     return values, origin
@@ -270,14 +280,25 @@ def load_config(
     config_file = str(cmd.values.get("config-file", "") or environ.get("ETCD_CONFIG_FILE", ""))
     if config_file:
         cfg, unknown = config_from_file(config_file)
-        notices += [Notice(Level.WARN, "unrecognized configuration file key",
-                           (("key", key), ("path", config_file))) for key in unknown]
+        notices += [
+            Notice(
+                Level.WARN,
+                "unrecognized configuration file key",
+                (("key", key), ("path", config_file)),
+            )
+            for key in unknown
+        ]
         notices.append(Notice(Level.INFO, _LOADED_MSG, (("path", config_file),)))
         return LoadedConfig(cfg, tuple(notices))
     env = dict(environ)
     if env.get("ETCD_VERSION", ""):
-        notices.append(Notice(Level.WARN, "cannot set special environment variable",
-                              (("key", "ETCD_VERSION"), ("value", env.pop("ETCD_VERSION")))))
+        notices.append(
+            Notice(
+                Level.WARN,
+                "cannot set special environment variable",
+                (("key", "ETCD_VERSION"), ("value", env.pop("ETCD_VERSION"))),
+            )
+        )
     values, origin = _read_environment(cmd, env, notices)
     cfg = _config_from_values(values, origin)
     validate(cfg)
@@ -416,5 +437,3 @@ def _run(
             return 1
     logger.close()
     return _start_server(cfg, err)
-
-

@@ -17,6 +17,7 @@ from .cluster import ClusterService
 from .kv import KVService
 from .lease import LeaseService
 from .maintenance import MaintenanceService
+from .watch import WatchService
 
 __all__ = ["build_grpc_server", "grpc_bind_address"]
 
@@ -55,6 +56,7 @@ def build_grpc_server(server: EtcdServer, extra_services: list[Any] | None = Non
     rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(server), g)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(server), g)
     rpc_pb2_grpc.add_AuthServicer_to_server(AuthService(server), g)
+    rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(server), g)
     for add in extra_services or []:
         add(g)
     health = health_aio.HealthServicer()

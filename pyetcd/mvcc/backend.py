@@ -27,8 +27,16 @@ from collections.abc import Callable, Iterable
 __all__ = ["BLOB_TABLES", "Backend"]
 
 # etcd's buckets that hold opaque key/value blobs (the server owns their content)
-BLOB_TABLES = ("meta", "auth", "auth_users", "auth_roles", "members", "members_removed",
-               "cluster", "alarm")
+BLOB_TABLES = (
+    "meta",
+    "auth",
+    "auth_users",
+    "auth_roles",
+    "members",
+    "members_removed",
+    "cluster",
+    "alarm",
+)
 
 _U64 = struct.Struct(">Q")
 

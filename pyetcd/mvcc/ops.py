@@ -252,9 +252,7 @@ def apply_op(
     if op.request_delete_range is not None:
         return ResponseOp(response_delete_range=apply_delete_range(store, op.request_delete_range))
     if op.request_txn is not None:
-        return ResponseOp(
-            response_txn=apply_txn(store, op.request_txn, path, read_rev, top=False)
-        )
+        return ResponseOp(response_txn=apply_txn(store, op.request_txn, path, read_rev, top=False))
     raise KeyNotFoundError()
 
 

@@ -29,6 +29,7 @@ from pyetcd.mvcc import (
     check_txn_request,
 )
 from pyetcd.mvcc import types as mt
+from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import NONE, HardState, RaftError, RawNode
 from pyetcd.raft import Config as RaftConfig
@@ -96,6 +97,8 @@ class EtcdServer:
             min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
         )
         self.lessor = self.store.lessor
+        self.watchable = WatchableStore(self.store)
+        self._watch_kick = asyncio.Event()
         self.membership = Membership(self.store.backend, self.cluster_id)
         self.applier = Applier(self.store, self.membership, self.waits, self.log)
         self.idgen = IDGenerator(self.member_id, int(time.time() * 1000))
@@ -136,6 +139,7 @@ class EtcdServer:
         self._spawn(self._applied_loop(), "applied")
         self._spawn(self._lease_loop(), "lease-expiry")
         self._spawn(self._backend_commit_loop(), "backend-commit")
+        self._spawn(self._watch_sync_loop(), "watch-sync")
         self._spawn(self.read_indexer.run(), "read-index")
         self._spawn(self._publish(), "publish")
         self.log.info(
@@ -472,6 +476,22 @@ class EtcdServer:
         task = asyncio.ensure_future(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def kick_watch_sync(self) -> None:
+        """Catch unsynced watchers up soon (a watcher was created or a consumer drained)."""
+        if self.watchable.unsynced or self.watchable.victims:
+            self._watch_kick.set()
+
+    async def _watch_sync_loop(self) -> None:
+        # etcd syncs unsynced watchers every 100 ms; we also sync at once when kicked.
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._watch_kick.wait(), 0.1)
+            self._watch_kick.clear()
+            if self.watchable.sync() and self.watchable.unsynced:
+                # More history to catch up on: yield to writers, then continue.
+                self._watch_kick.set()
+                await asyncio.sleep(0)
 
     async def _backend_commit_loop(self) -> None:
         while True:

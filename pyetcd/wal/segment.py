@@ -74,8 +74,9 @@ class SegmentScan:
 
 
 class _Damage(Exception):
-    def __init__(self, offset: int, reason: str, frame_end: int, past_eof: bool = False,
-                 crc: bool = False) -> None:
+    def __init__(
+        self, offset: int, reason: str, frame_end: int, past_eof: bool = False, crc: bool = False
+    ) -> None:
         super().__init__(reason)
         self.offset = offset
         self.reason = reason
@@ -136,8 +137,12 @@ def _scan_frames(buf: bytes, state: list[int | None], records: list[Record]) -> 
         n, pad = parsed
         end = off + 8 + n + pad
         if end > size:
-            raise _Damage(off, f"record length {n} runs past the end of the file ({size} bytes)",
-                          size, past_eof=True)
+            raise _Damage(
+                off,
+                f"record length {n} runs past the end of the file ({size} bytes)",
+                size,
+                past_eof=True,
+            )
         rcrc, rtype = _CRC_TYPE.unpack_from(buf, off + 8)
         if pad and view[end - pad : end] != b"\0" * pad:
             raise _Damage(off, "nonzero padding", end)

@@ -92,8 +92,9 @@ class Snapshotter:
             return
         self.fs.mkdir_all(self.dir)
         md = snap.metadata
-        self.fs.write_atomic(os.path.join(self.dir, snap_name(md.term, md.index)),
-                             encode_snapshot_file(snap))
+        self.fs.write_atomic(
+            os.path.join(self.dir, snap_name(md.term, md.index)), encode_snapshot_file(snap)
+        )
         self.purge()
 
     def snap_names(self) -> list[str]:
@@ -122,8 +123,11 @@ class Snapshotter:
             try:
                 return decode_snapshot_file(self.fs.read_file(path))
             except ValueError as exc:
-                log.warning("failed to load snapshot %s (%s); renaming it .broken and "
-                            "trying an older one", path, exc)
+                log.warning(
+                    "failed to load snapshot %s (%s); renaming it .broken and trying an older one",
+                    path,
+                    exc,
+                )
                 self.fs.rename(path, path + ".broken")
                 self.fs.fsync_dir(self.dir)
         return None

@@ -28,8 +28,9 @@ __all__ = ["WALStorage"]
 class WALStorage:
     """A ``pyetcd.raft.storage.Storage`` whose writes are durable in the WAL."""
 
-    def __init__(self, wal: WAL, snapshotter: Snapshotter, memory: MemoryStorage,
-                 created: bool) -> None:
+    def __init__(
+        self, wal: WAL, snapshotter: Snapshotter, memory: MemoryStorage, created: bool
+    ) -> None:
         self.wal = wal
         self.snapshotter = snapshotter
         self.memory = memory
@@ -55,20 +56,24 @@ class WALStorage:
         WAL is replayed from it. Raises the WAL's errors (see ``WAL.open``).
         """
         wal_dir = wal_dir or os.path.join(data_dir, "member", "wal")
-        snapshotter = Snapshotter(os.path.join(data_dir, "member", "snap"), fs=fs,
-                                  max_snapshots=max_snapshots)
+        snapshotter = Snapshotter(
+            os.path.join(data_dir, "member", "snap"), fs=fs, max_snapshots=max_snapshots
+        )
         memory = MemoryStorage()
         if not wal_exists(wal_dir, fs):
-            wal = WAL.create(wal_dir, metadata or Metadata(), fs=fs, segment_size=segment_size,
-                             max_wals=max_wals)
+            wal = WAL.create(
+                wal_dir, metadata or Metadata(), fs=fs, segment_size=segment_size, max_wals=max_wals
+            )
             fs.mkdir_all(snapshotter.dir)
             return cls(wal, snapshotter, memory, created=True)
         markers = WAL.valid_snapshot_entries(wal_dir, fs)
         snap = snapshotter.load_newest_available(markers)
-        walsnap = WALSnapshot() if snap is None else WALSnapshot(snap.metadata.index,
-                                                                 snap.metadata.term)
-        wal, result = WAL.open(wal_dir, walsnap, fs=fs, segment_size=segment_size,
-                               max_wals=max_wals)
+        walsnap = (
+            WALSnapshot() if snap is None else WALSnapshot(snap.metadata.index, snap.metadata.term)
+        )
+        wal, result = WAL.open(
+            wal_dir, walsnap, fs=fs, segment_size=segment_size, max_wals=max_wals
+        )
         if snap is not None:
             memory.apply_snapshot(snap)
         memory.set_hard_state(result.hard_state)

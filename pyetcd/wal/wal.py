@@ -430,7 +430,10 @@ def _repair(fs: FS, path: str, end: int, reason: str) -> None:
         fs.fsync(fd)
     finally:
         fs.close(fd)
-    log.warning("repaired torn WAL tail of %s at offset %d (%s); copy kept as %s.broken",
-                path, end, reason, path)
-
-
+    log.warning(
+        "repaired torn WAL tail of %s at offset %d (%s); copy kept as %s.broken",
+        path,
+        end,
+        reason,
+        path,
+    )
