@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 
 from pyetcd.api.grpc_server import build_grpc_server, grpc_bind_address
 from pyetcd.config import Config
-from pyetcd.ids import BootstrapError
+from pyetcd.ids import BootstrapError, InitialCluster
 from pyetcd.logutil import Logger, new_logger
+from pyetcd.server.peer_transport import PeerTransport
 from pyetcd.server.server import EtcdServer
 from pyetcd.wal import WALError
 
@@ -27,7 +29,7 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    server = EtcdServer(cfg, logger)
+    server = EtcdServer(cfg, logger, transport_factory=peer_transport_factory)
     try:
         await server.start()
     except (BootstrapError, WALError, OSError) as err:
@@ -49,12 +51,35 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
         {"address": ",".join(cfg.listen_client_urls)},
     )
     logger.info("ready to serve client requests", {})
-    await stop.wait()
+    removed = asyncio.ensure_future(server.removed_event.wait())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({removed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    removed.cancel()
+    stopped.cancel()
     logger.info("received signal; shutting down", {})
     # In-flight requests get a grace period; new ones are refused.
     await g.stop(grace=2.0)
     await server.stop()
     return 0
+
+
+def peer_transport_factory(server: EtcdServer, boot: InitialCluster | None) -> PeerTransport:
+    """The TCP transport on the peer URLs, wired to the server's Raft driver."""
+    peers = {} if boot is None else {m.id: m.peer_urls for m in boot.members}
+    return PeerTransport(
+        server.member_id,
+        server.cluster_id,
+        server.cfg.listen_peer_urls,
+        peers,
+        on_message=lambda m: server.raft.step(m),
+        on_unreachable=lambda peer: server.raft.report_unreachable(peer),
+        on_snapshot_status=lambda peer, ok: server.raft.report_snapshot(peer, ok),
+        logger=server.log,
+        open_snapshot_db=server.open_snapshot_db,
+        on_snapshot=server.on_snapshot_received,
+        snapshot_dir=os.path.join(server.cfg.data_dir, "member", "snap"),
+        on_removed=lambda peer: server.removed_event.set(),
+    )
 
 
 def run(cfg: Config) -> int:

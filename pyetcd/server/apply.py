@@ -33,20 +33,19 @@ AlarmType = rpc_pb2.AlarmType
 class Applier:
     """The state machine of one member."""
 
-    def __init__(
-        self,
-        store: KVStore,
-        membership: Membership,
-        waits: RequestWait,
-        logger: Logger,
-    ) -> None:
-        self.store = store
-        self.membership = membership
+    def __init__(self, waits: RequestWait, logger: Logger) -> None:
         self.waits = waits
         self.log = logger
         # Active alarms: (member ID, alarm type).
         self.alarms: set[tuple[int, int]] = set()
         self.on_member_change: Callable[[], None] | None = None
+        self.on_restore: Callable[[Snapshot], None] | None = None
+
+    def attach(self, store: KVStore, membership: Membership) -> None:
+        """Apply to ``store`` (at start, and after a backend arrived with a snapshot)."""
+        self.store = store
+        self.membership = membership
+        self.alarms = set()
         for k, _ in store.backend.items("alarm"):
             self.alarms.add((int.from_bytes(k[:8], "big"), int.from_bytes(k[8:], "big")))
 
@@ -68,9 +67,12 @@ class Applier:
         self.store.maybe_commit()
 
     def apply_snapshot(self, snap: Snapshot) -> None:
-        # The backend travels beside the raft snapshot (see the peer transport); a
-        # single member never receives one.
-        raise NotImplementedError("receiving a snapshot needs the peer transport")
+        # The backend travels beside the raft snapshot (see the peer transport).
+        if self.on_restore is None:
+            raise RuntimeError("cannot restore a snapshot without a backend")
+        self.on_restore(snap)
+        if self.on_member_change is not None:
+            self.on_member_change()
 
     def snapshot_data(self) -> bytes:
         self.store.commit()

@@ -221,6 +221,9 @@ class PeerTransport:
         if peer is not None:
             peer.urls = checked_urls(urls)
 
+    def has_peer(self, peer_id: int) -> bool:
+        return peer_id in self._peers
+
     def peer_active(self, peer_id: int) -> bool:
         """Whether the outbound message stream to ``peer_id`` is established."""
         peer = self._peers.get(peer_id)

@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import os
 import random
+import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from pyetcd import __version__
@@ -31,7 +32,7 @@ from pyetcd.mvcc import (
 from pyetcd.mvcc import types as mt
 from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
-from pyetcd.raft import NONE, HardState, RaftError, RawNode
+from pyetcd.raft import NONE, HardState, RaftError, RawNode, Snapshot
 from pyetcd.raft import Config as RaftConfig
 from pyetcd.wal import Metadata, WALStorage
 
@@ -58,14 +59,23 @@ CLUSTER_VERSION = "3.5.0"
 
 T = TypeVar("T")
 
+#: Builds the peer transport once the member's IDs and initial peers are known.
+TransportFactory = Callable[["EtcdServer", "InitialCluster | None"], Transport]
+
 
 class EtcdServer:
     """One pyetcd member. ``await start()``, serve, ``await stop()``."""
 
-    def __init__(self, cfg: Config, logger: Logger, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        logger: Logger,
+        transport_factory: TransportFactory | None = None,
+    ) -> None:
         self.cfg = cfg
         self.log = logger
-        self.transport: Transport = transport or NullTransport()
+        self.transport: Transport = NullTransport()
+        self.transport_factory = transport_factory
         self.member_id = 0
         self.cluster_id = 0
         self.waits = RequestWait()
@@ -74,6 +84,8 @@ class EtcdServer:
         self._background: set[asyncio.Future[None]] = set()
         self._stopped = False
         self._leader_event = asyncio.Event()
+        self.removed_event = asyncio.Event()
+        self._received_db: str | None = None
         self._no_leader_backlog: list[bytes] = []
         self.heartbeat = cfg.heartbeat_interval / 1000.0
         self.election_ticks = max(2, cfg.election_timeout // max(1, cfg.heartbeat_interval))
@@ -91,16 +103,13 @@ class EtcdServer:
         self.storage = storage
         md = storage.metadata
         self.member_id, self.cluster_id = md.member_id, md.cluster_id
-        self.store = KVStore(
-            os.path.join(member_dir, "snap", "db"),
-            quota_bytes=cfg.quota_backend_bytes,
-            min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
-        )
-        self.lessor = self.store.lessor
-        self.watchable = WatchableStore(self.store)
         self._watch_kick = asyncio.Event()
-        self.membership = Membership(self.store.backend, self.cluster_id)
-        self.applier = Applier(self.store, self.membership, self.waits, self.log)
+        self.applier = Applier(self.waits, self.log)
+        self._open_store()
+        self.applier.on_member_change = self._sync_peers
+        self.applier.on_restore = self._restore_backend
+        if self.transport_factory is not None:
+            self.transport = self.transport_factory(self, boot)
         self.idgen = IDGenerator(self.member_id, int(time.time() * 1000))
         hs, cs = storage.initial_state()
         snap_index = storage.snapshot().metadata.index
@@ -135,6 +144,8 @@ class EtcdServer:
         self.applied_wait.applied = self.store.consistent_index
         self.read_indexer = ReadIndexer(self)
         self._advance_election_ticks(rawnode, boot)
+        await self.transport.start()
+        self._sync_peers()
         self.raft.start()
         self._spawn(self._applied_loop(), "applied")
         self._spawn(self._lease_loop(), "lease-expiry")
@@ -152,6 +163,29 @@ class EtcdServer:
                 "commit-index": hs.commit,
             },
         )
+
+    def _open_store(self) -> None:
+        cfg = self.cfg
+        self.store = KVStore(
+            os.path.join(cfg.data_dir, "member", "snap", "db"),
+            quota_bytes=cfg.quota_backend_bytes,
+            min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
+        )
+        self.lessor = self.store.lessor
+        if self.is_leader_now():
+            self.lessor.promote(cfg.election_timeout / 1000.0)
+        old = getattr(self, "watchable", None)
+        self.watchable = WatchableStore(self.store)
+        if old is not None:
+            # Watchers move to the restored store; they catch up from their next revision.
+            for w in [*old.synced, *old.unsynced, *old.victims]:
+                self.watchable.unsynced.add(w)
+        self.membership = Membership(self.store.backend, self.cluster_id)
+        self.applier.attach(self.store, self.membership)
+
+    def is_leader_now(self) -> bool:
+        raft = getattr(self, "raft", None)
+        return raft is not None and raft.is_leader
 
     def _open_storage(self) -> tuple[WALStorage, InitialCluster | None]:
         cfg = self.cfg
@@ -215,6 +249,61 @@ class EtcdServer:
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
+
+    # -- peers and snapshots ------------------------------------------------------------------
+
+    def _sync_peers(self) -> None:
+        """Make the transport's peers match the applied membership."""
+        tr = self.transport
+        for m in self.membership.members.values():
+            if m.id != self.member_id and m.peer_urls:
+                if tr.has_peer(m.id):
+                    tr.update_peer(m.id, m.peer_urls)
+                else:
+                    tr.add_peer(m.id, m.peer_urls)
+        for member_id in self.membership.removed:
+            tr.remove_peer(member_id)
+        if self.member_id in self.membership.removed and not self._stopped:
+            self.log.warn("the member has been permanently removed from the cluster", {})
+            self.removed_event.set()
+
+    async def open_snapshot_db(self, msg: object) -> AsyncIterator[bytes]:
+        """The backend, consistent as of now, streamed to a follower with a MsgSnap."""
+        fd, path = tempfile.mkstemp(prefix="pyetcd-send-", suffix=".db")
+        os.close(fd)
+        try:
+            self.store.commit()
+            await asyncio.to_thread(self.store.backend.snapshot_to, path)
+            with open(path, "rb") as f:
+                while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                    yield chunk
+        finally:
+            os.unlink(path)
+
+    def on_snapshot_received(self, msg: object, path: str | None) -> None:
+        if path is not None:
+            self._received_db = path
+
+    def _restore_backend(self, snap: Snapshot) -> None:
+        """Replace the backend with the one that came with ``snap`` (etcd's recoverSnapshot)."""
+        path = self._received_db
+        if path is None:
+            raise RuntimeError(f"no backend received for snapshot {snap.metadata.index}")
+        self._received_db = None
+        db = os.path.join(self.cfg.data_dir, "member", "snap", "db")
+        self.store.close()
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(db + suffix)
+        os.replace(path, db)
+        self._open_store()
+        self.log.info(
+            "restored backend from snapshot",
+            {
+                "snapshot-index": snap.metadata.index,
+                "consistent-index": self.store.consistent_index,
+            },
+        )
 
     # -- leadership ----------------------------------------------------------------------------
 

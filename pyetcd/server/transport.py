@@ -15,6 +15,18 @@ __all__ = ["NullTransport", "Transport"]
 
 
 class Transport(Protocol):
+    async def start(self) -> None: ...
+
+    def add_peer(self, peer_id: int, urls: Sequence[str]) -> None: ...
+
+    def remove_peer(self, peer_id: int) -> None: ...
+
+    def update_peer(self, peer_id: int, urls: Sequence[str]) -> None: ...
+
+    def has_peer(self, peer_id: int) -> bool: ...
+
+    def peer_active(self, peer_id: int) -> bool: ...
+
     def send(self, msgs: Sequence[Message]) -> None:
         """Queue ``msgs`` for their peers; never blocks. Undeliverable messages are
         reported to the Raft driver as unreachable."""
@@ -25,6 +37,24 @@ class Transport(Protocol):
 
 class NullTransport:
     """Drops every message: the transport of a single-member cluster."""
+
+    async def start(self) -> None:
+        pass
+
+    def add_peer(self, peer_id: int, urls: Sequence[str]) -> None:
+        pass
+
+    def remove_peer(self, peer_id: int) -> None:
+        pass
+
+    def update_peer(self, peer_id: int, urls: Sequence[str]) -> None:
+        pass
+
+    def has_peer(self, peer_id: int) -> bool:
+        return False
+
+    def peer_active(self, peer_id: int) -> bool:
+        return False
 
     def send(self, msgs: Sequence[Message]) -> None:
         pass
