@@ -65,8 +65,11 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
 
 def peer_transport_factory(server: EtcdServer, boot: InitialCluster | None) -> PeerTransport:
     """The TCP transport on the peer URLs, wired to the server's Raft driver."""
-    peers = {} if boot is None else {m.id: m.peer_urls for m in boot.members}
-    return PeerTransport(
+    if boot is not None:
+        peers = {m.id: m.peer_urls for m in boot.members}
+    else:
+        peers = dict(server.join_peers)
+    tr = PeerTransport(
         server.member_id,
         server.cluster_id,
         server.cfg.listen_peer_urls,
@@ -80,6 +83,8 @@ def peer_transport_factory(server: EtcdServer, boot: InitialCluster | None) -> P
         snapshot_dir=os.path.join(server.cfg.data_dir, "member", "snap"),
         on_removed=lambda peer: server.removed_event.set(),
     )
+    tr.http_handler = server.serve_peer_http
+    return tr
 
 
 def run(cfg: Config) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pyetcd.pb import rpc_pb2
-from pyetcd.server.errors import NotSupportedError
 from pyetcd.server.membership import Member
 from pyetcd.server.server import EtcdServer
 
@@ -42,26 +41,43 @@ class ClusterService:
             member_to_pb(m, resp.members.add())
         return resp
 
+    def _members(self, out: object) -> None:
+        for m in self.server.member_list():
+            member_to_pb(m, out.add())  # type: ignore[attr-defined]
+
     @translate_errors
     async def MemberAdd(
         self, request: rpc_pb2.MemberAddRequest, context: Ctx
     ) -> rpc_pb2.MemberAddResponse:
-        raise NotSupportedError()
+        member, _ = await self.server.member_add(list(request.peerURLs), request.isLearner)
+        resp = rpc_pb2.MemberAddResponse(header=self._header())
+        member_to_pb(member, resp.member)
+        self._members(resp.members)
+        return resp
 
     @translate_errors
     async def MemberRemove(
         self, request: rpc_pb2.MemberRemoveRequest, context: Ctx
     ) -> rpc_pb2.MemberRemoveResponse:
-        raise NotSupportedError()
+        await self.server.member_remove(request.ID)
+        resp = rpc_pb2.MemberRemoveResponse(header=self._header())
+        self._members(resp.members)
+        return resp
 
     @translate_errors
     async def MemberUpdate(
         self, request: rpc_pb2.MemberUpdateRequest, context: Ctx
     ) -> rpc_pb2.MemberUpdateResponse:
-        raise NotSupportedError()
+        await self.server.member_update(request.ID, list(request.peerURLs))
+        resp = rpc_pb2.MemberUpdateResponse(header=self._header())
+        self._members(resp.members)
+        return resp
 
     @translate_errors
     async def MemberPromote(
         self, request: rpc_pb2.MemberPromoteRequest, context: Ctx
     ) -> rpc_pb2.MemberPromoteResponse:
-        raise NotSupportedError()
+        await self.server.member_promote(request.ID)
+        resp = rpc_pb2.MemberPromoteResponse(header=self._header())
+        self._members(resp.members)
+        return resp

@@ -21,7 +21,13 @@ from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot
 
 from . import pbconv
-from .errors import MemberNotFoundError, ServerError
+from .errors import (
+    MemberExistsError,
+    MemberNotFoundError,
+    MemberRemovedError,
+    PeerURLExistsError,
+    ServerError,
+)
 from .membership import Member, Membership
 from .wait import RequestWait
 
@@ -161,22 +167,61 @@ class Applier:
         self, e: Entry, apply_conf: Callable[[ConfChange], ConfState], skip_store: bool
     ) -> None:
         cc = ConfChange.decode(e.data)
+        req_id = Member.request_id(cc.context) if cc.context else 0
+        if not skip_store:
+            try:
+                self._validate_conf_change(cc)
+            except ServerError as err:
+                # Every member rejects it alike; Raft's configuration stays as it was.
+                self.store.set_consistent_index(e.index, e.term)
+                self.waits.fail(req_id, err)
+                return
         try:
             apply_conf(cc)
         except Exception as err:  # the core refused it: answer the waiter, change nothing
-            self.log.warn("failed to apply conf change", error=str(err))
+            self.log.warn("failed to apply conf change", {"error": str(err)})
+            self.waits.fail(req_id, ServerError(str(err)))
             return
         if not skip_store:
             self.store.set_consistent_index(e.index, e.term)
             self._record_members(cc)
         if self.on_member_change is not None:
             self.on_member_change()
-        if cc.context:
-            try:
-                req_id = Member.decode(cc.context).id
-            except (ValueError, KeyError):
-                return
-            self.waits.trigger(req_id, sorted(self.membership.members))
+        if req_id:
+            self.waits.trigger(req_id, None)
+
+    def _validate_conf_change(self, cc: ConfChange) -> None:
+        """etcd's ValidateConfigurationChange, run at apply time on every member."""
+        members = self.membership.members
+        member = Member.decode(cc.context) if cc.context else None
+        for change in cc.changes:
+            node = change.node_id
+            if node in self.membership.removed:
+                raise MemberRemovedError()
+            if change.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
+                existing = members.get(node)
+                promoting = (
+                    existing is not None
+                    and existing.is_learner
+                    and change.type == ConfChangeType.ADD_NODE
+                )
+                if existing is not None and not promoting:
+                    raise MemberExistsError()
+                if member is not None and not promoting:
+                    self._check_urls_free(node, member.peer_urls)
+            elif change.type == ConfChangeType.REMOVE_NODE:
+                if node not in members:
+                    raise MemberNotFoundError()
+            elif change.type == ConfChangeType.UPDATE_NODE:
+                if node not in members:
+                    raise MemberNotFoundError()
+                if member is not None:
+                    self._check_urls_free(node, member.peer_urls)
+
+    def _check_urls_free(self, node: int, urls: tuple[str, ...]) -> None:
+        for other in self.membership.members.values():
+            if other.id != node and set(other.peer_urls) & set(urls):
+                raise PeerURLExistsError()
 
     def _record_members(self, cc: ConfChange) -> None:
         member = Member.decode(cc.context) if cc.context else None

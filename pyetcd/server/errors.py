@@ -9,11 +9,15 @@ from typing import ClassVar
 
 __all__ = [
     "BadLeaderTransfereeError",
+    "InvalidPeerURLsError",
     "LeaderChangedError",
     "LearnerNotReadyError",
     "MemberExistsError",
     "MemberNotFoundError",
+    "MemberNotLearnerError",
+    "MemberRemovedError",
     "NoLeaderError",
+    "NotEnoughStartedMembersError",
     "NotLeaderError",
     "NotSupportedError",
     "PeerURLExistsError",
@@ -80,6 +84,22 @@ class PeerURLExistsError(ServerError):
 
 class LearnerNotReadyError(ServerError):
     message = "etcdserver: can only promote a learner member which is in sync with leader"
+
+
+class MemberNotLearnerError(ServerError):
+    message = "etcdserver: can only promote a learner member"
+
+
+class NotEnoughStartedMembersError(ServerError):
+    message = "etcdserver: re-configuration failed due to not enough started members"
+
+
+class InvalidPeerURLsError(ServerError):
+    message = "etcdserver: given member URLs are invalid"
+
+
+class MemberRemovedError(ServerError):
+    message = "etcdserver: member ID has been removed"
 
 
 class NotSupportedError(ServerError):

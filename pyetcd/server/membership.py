@@ -24,18 +24,29 @@ class Member:
     client_urls: tuple[str, ...] = ()
     is_learner: bool = False
 
+    def _fields(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "peerURLs": list(self.peer_urls),
+            "clientURLs": list(self.client_urls),
+            "isLearner": self.is_learner,
+        }
+
     def encode(self) -> bytes:
         """The conf change context / backend record (etcd's member JSON shape)."""
-        return json.dumps(
-            {
-                "id": self.id,
-                "name": self.name,
-                "peerURLs": list(self.peer_urls),
-                "clientURLs": list(self.client_urls),
-                "isLearner": self.is_learner,
-            },
-            separators=(",", ":"),
-        ).encode()
+        return json.dumps(self._fields(), separators=(",", ":")).encode()
+
+    def encode_with_request(self, req_id: int) -> bytes:
+        """A conf change context that also names the request waiting for it."""
+        return json.dumps({**self._fields(), "req": req_id}, separators=(",", ":")).encode()
+
+    @staticmethod
+    def request_id(data: bytes) -> int:
+        try:
+            return int(json.loads(data).get("req", 0))
+        except (ValueError, AttributeError):
+            return 0
 
     @staticmethod
     def decode(data: bytes) -> Member:

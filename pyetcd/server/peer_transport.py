@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from pyetcd.logutil import Logger
@@ -117,6 +117,10 @@ class PeerTransport:
         self.on_snapshot = on_snapshot
         self.snapshot_dir = snapshot_dir
         self._on_removed = on_removed
+        #: Serves plain HTTP GETs on the peer port (reader positioned after "GET ").
+        self.http_handler: (
+            Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]] | None
+        ) = None
         self._peers: dict[int, Peer] = {}
         self._servers: list[asyncio.Server] = []
         self._inbound: dict[asyncio.Task[None], int] = {}
@@ -327,6 +331,13 @@ class PeerTransport:
         remote = writer.get_extra_info("peername")
         try:
             async with asyncio.timeout(self.options.handshake_timeout):
+                first = await reader.readexactly(4)
+                if first == b"GET " and self.http_handler is not None:
+                    # A plain HTTP request on the peer port (etcd's /members, used by a
+                    # member joining with --initial-cluster-state existing).
+                    await self.http_handler(reader, writer)
+                    return
+                frames.pending.extend(frames.decoder.feed(first))
                 hello = await frames.next()
             if not isinstance(hello, Hello):
                 raise CodecError("expected a handshake frame")
@@ -350,7 +361,7 @@ class PeerTransport:
                     "error": str(exc),
                 },
             )
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             self.log.debug(
                 "peer connection failed", {"remote-addr": str(remote), "error": repr(exc)}
             )

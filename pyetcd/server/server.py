@@ -16,10 +16,12 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from pyetcd import __version__
 from pyetcd.config import Config
 from pyetcd.ids import InitialCluster, bootstrap_cluster
+from pyetcd.ids import member_id as derive_member_id
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import (
     IDGenerator,
@@ -32,7 +34,16 @@ from pyetcd.mvcc import (
 from pyetcd.mvcc import types as mt
 from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
-from pyetcd.raft import NONE, HardState, RaftError, RawNode, Snapshot
+from pyetcd.raft import (
+    NONE,
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
+    HardState,
+    RaftError,
+    RawNode,
+    Snapshot,
+)
 from pyetcd.raft import Config as RaftConfig
 from pyetcd.wal import Metadata, WALStorage
 
@@ -40,11 +51,18 @@ from . import pbconv
 from .apply import Applier
 from .errors import (
     BadLeaderTransfereeError,
+    InvalidPeerURLsError,
+    LearnerNotReadyError,
+    MemberNotFoundError,
+    MemberNotLearnerError,
     NoLeaderError,
+    NotEnoughStartedMembersError,
+    NotLeaderError,
     RequestTimeoutError,
     RequestTooLargeError,
     StoppedError,
 )
+from .join import fetch_cluster, match_local_member, serve_members
 from .membership import Member, Membership
 from .raft_node import RaftNode, conf_change_entries
 from .read_index import ReadIndexer
@@ -86,6 +104,8 @@ class EtcdServer:
         self._leader_event = asyncio.Event()
         self.removed_event = asyncio.Event()
         self._received_db: str | None = None
+        #: Peers learned from the running cluster when joining it.
+        self.join_peers: dict[int, tuple[str, ...]] = {}
         self._no_leader_backlog: list[bytes] = []
         self.heartbeat = cfg.heartbeat_interval / 1000.0
         self.election_ticks = max(2, cfg.election_timeout // max(1, cfg.heartbeat_interval))
@@ -190,20 +210,18 @@ class EtcdServer:
     def _open_storage(self) -> tuple[WALStorage, InitialCluster | None]:
         cfg = self.cfg
         wal_dir = cfg.wal_dir or None
-        probe = (
-            WALStorage.open(
+        if self._member_initialized():
+            # A restarted member ignores the --initial-* flags and trusts its data dir.
+            storage = WALStorage.open(
                 cfg.data_dir,
                 wal_dir=wal_dir,
-                metadata=None,
                 max_wals=cfg.max_wals,
                 max_snapshots=cfg.max_snapshots,
             )
-            if self._member_initialized()
-            else None
-        )
-        if probe is not None:
-            return probe, None
+            return storage, None
         boot = bootstrap_cluster(cfg)
+        if cfg.initial_cluster_state == "existing":
+            return self._join_existing(boot), None
         storage = WALStorage.open(
             cfg.data_dir,
             wal_dir=wal_dir,
@@ -216,6 +234,21 @@ class EtcdServer:
         # The bootstrap log: every initial member added at term 1, already committed.
         storage.save(HardState(term=1, vote=NONE, commit=len(ents)), ents).result()
         return storage, boot
+
+    def _join_existing(self, boot: InitialCluster) -> WALStorage:
+        """Create an empty log for a member added to a running cluster."""
+        cfg = self.cfg
+        others = [url for m in boot.members if m.id != boot.local_member_id for url in m.peer_urls]
+        cluster_id, members = fetch_cluster(others)
+        local = match_local_member(members, cfg.initial_advertise_peer_urls)
+        self.join_peers = {m.id: m.peer_urls for m in members if m.id != local.id}
+        return WALStorage.open(
+            cfg.data_dir,
+            wal_dir=cfg.wal_dir or None,
+            metadata=Metadata(member_id=local.id, cluster_id=cluster_id),
+            max_wals=cfg.max_wals,
+            max_snapshots=cfg.max_snapshots,
+        )
 
     def _member_initialized(self) -> bool:
         wal_dir = self.cfg.wal_dir or os.path.join(self.cfg.data_dir, "member", "wal")
@@ -304,6 +337,91 @@ class EtcdServer:
                 "consistent-index": self.store.consistent_index,
             },
         )
+
+    async def serve_peer_http(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await serve_members(reader, writer, self.cluster_id, self.membership.sorted)
+
+    # -- membership changes ------------------------------------------------------------------
+
+    async def member_add(
+        self, peer_urls: list[str], is_learner: bool
+    ) -> tuple[Member, list[Member]]:
+        """Add a member (etcd: ID from the peer URLs and the current time)."""
+        if not peer_urls:
+            raise InvalidPeerURLsError()
+        for url in peer_urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+                raise InvalidPeerURLsError()
+        new_id = derive_member_id(peer_urls, "", int(time.time()))
+        member = Member(new_id, "", tuple(peer_urls), (), is_learner)
+        if not is_learner:
+            self._check_quorum_after(len(self._voters()) + 1, len(self._started_voters()))
+        cc_type = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
+        await self._propose_conf_change(cc_type, member)
+        return member, self.membership.sorted()
+
+    async def member_remove(self, mid: int) -> list[Member]:
+        m = self.membership.members.get(mid)
+        if m is None:
+            raise MemberNotFoundError()
+        if not m.is_learner:
+            voters = self._voters()
+            started = [v for v in self._started_voters() if v != mid]
+            self._check_quorum_after(len(voters) - 1, len(started))
+        await self._propose_conf_change(ConfChangeType.REMOVE_NODE, m)
+        return self.membership.sorted()
+
+    async def member_update(self, mid: int, peer_urls: list[str]) -> list[Member]:
+        m = self.membership.members.get(mid)
+        if m is None:
+            raise MemberNotFoundError()
+        await self._propose_conf_change(
+            ConfChangeType.UPDATE_NODE,
+            Member(mid, m.name, tuple(peer_urls), m.client_urls, m.is_learner),
+        )
+        return self.membership.sorted()
+
+    async def member_promote(self, mid: int) -> list[Member]:
+        m = self.membership.members.get(mid)
+        if m is None:
+            raise MemberNotFoundError()
+        if not m.is_learner:
+            raise MemberNotLearnerError()
+        if not self.is_leader:
+            # Only the leader knows whether the learner has caught up.
+            raise NotLeaderError()
+        pr = self.raft.rawnode.raft.trk.progress.get(mid)
+        last = self.raft.rawnode.raft.raft_log.last_index()
+        if pr is None or pr.match < last * 0.9:
+            raise LearnerNotReadyError()
+        await self._propose_conf_change(ConfChangeType.ADD_NODE, m)
+        return self.membership.sorted()
+
+    def _voters(self) -> list[int]:
+        return [i for i, m in self.membership.members.items() if not m.is_learner]
+
+    def _started_voters(self) -> list[int]:
+        # A member counts as started when it is this member or its stream is up.
+        return [i for i in self._voters() if i == self.member_id or self.transport.peer_active(i)]
+
+    def _check_quorum_after(self, voters: int, started: int) -> None:
+        if self.cfg.strict_reconfig_check and started < voters // 2 + 1:
+            raise NotEnoughStartedMembersError()
+
+    async def _propose_conf_change(self, cc_type: ConfChangeType, member: Member) -> None:
+        req_id = self.idgen.next()
+        ctx = member.encode_with_request(req_id)
+        cc = ConfChange(changes=(ConfChangeSingle(cc_type, member.id),), context=ctx)
+        fut = self.waits.register(req_id)
+        self.raft.propose_conf_change(cc)
+        try:
+            await asyncio.wait_for(fut, self.request_timeout)
+        except TimeoutError:
+            self.waits.cancel(req_id)
+            raise RequestTimeoutError() from None
 
     # -- leadership ----------------------------------------------------------------------------
 
