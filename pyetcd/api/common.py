@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 from pyetcd.server.errors import NoLeaderError
 from pyetcd.server.server import EtcdServer
 
-__all__ = ["Ctx", "require_leader"]
+__all__ = ["Ctx", "grpc_bind_address", "require_leader"]
 
 #: grpc.aio.ServicerContext; grpc ships no type stubs.
 Ctx: TypeAlias = Any
@@ -19,3 +20,13 @@ def require_leader(server: EtcdServer, context: Ctx) -> None:
     for key, value in md:
         if key == "hasleader" and value == "true" and server.leader == 0:
             raise NoLeaderError()
+
+
+def grpc_bind_address(url: str) -> str:
+    """host:port for a client URL such as ``http://127.0.0.1:2379``."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or 2379
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"

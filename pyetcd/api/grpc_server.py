@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -14,6 +13,7 @@ from pyetcd.server.server import EtcdServer
 
 from .auth import AuthService
 from .cluster import ClusterService
+from .common import grpc_bind_address
 from .kv import KVService
 from .lease import LeaseService
 from .maintenance import MaintenanceService
@@ -23,16 +23,6 @@ __all__ = ["build_grpc_server", "grpc_bind_address"]
 
 #: gRPC receives up to --max-request-bytes plus this much framing, as etcd allows.
 GRPC_OVERHEAD_BYTES = 512 * 1024
-
-
-def grpc_bind_address(url: str) -> str:
-    """host:port for a client URL such as ``http://127.0.0.1:2379``."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = parts.port or 2379
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}"
 
 
 def build_grpc_server(server: EtcdServer, extra_services: list[Any] | None = None) -> Any:

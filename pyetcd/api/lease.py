@@ -11,6 +11,7 @@ from pyetcd.server.server import EtcdServer
 
 from .common import Ctx, require_leader
 from .errors import abort, translate_errors
+from .forward import LeaderForwarder
 
 __all__ = ["LeaseService"]
 
@@ -18,6 +19,7 @@ __all__ = ["LeaseService"]
 class LeaseService:
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
+        self.forward = LeaderForwarder(server)
 
     @translate_errors
     async def LeaseGrant(
@@ -35,6 +37,10 @@ class LeaseService:
     async def LeaseTimeToLive(
         self, request: rpc_pb2.LeaseTimeToLiveRequest, context: Ctx
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        if not self.server.is_leader:
+            await self.server.wait_leader()
+            if not self.server.is_leader:
+                return await self.forward.time_to_live(request)
         return await self.server.lease_time_to_live(request)
 
     @translate_errors
@@ -55,7 +61,10 @@ class LeaseService:
 
     async def _keep_alive(self, lease_id: int) -> rpc_pb2.LeaseKeepAliveResponse:
         try:
-            ttl = await self.server.lease_renew(lease_id)
+            try:
+                ttl = await self.server.lease_renew(lease_id)
+            except mvcc_errors.LeaseNotPrimaryError:
+                ttl = await self.forward.keep_alive(lease_id)
         except (mvcc_errors.LeaseNotFoundError, mvcc_errors.LeaseExpiredError):
             # etcd answers an unknown (or just expired) lease with TTL 0, not an error.
             ttl = 0

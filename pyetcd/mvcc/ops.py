@@ -212,6 +212,9 @@ def is_txn_readonly(req: TxnRequest) -> bool:
     return all(op.request_range is not None for op in (*req.success, *req.failure))
 
 
+_OpCheck = Callable[["KVStore", RequestOp], None]
+
+
 def check_txn_branches(store: KVStore, req: TxnRequest, path: list[bool], writes: bool) -> None:
     """Checks etcd makes on the chosen branches before changing anything.
 
@@ -219,25 +222,39 @@ def check_txn_branches(store: KVStore, req: TxnRequest, path: list[bool], writes
         FutureRevisionError, CompactedError: a range at an unusable revision.
         LeaseNotFoundError, KeyNotFoundError: a put that cannot be applied.
     """
-    _check_branch(store, req, iter(path), writes)
+    # etcd checks every put on the path first, then every range: a txn with
+    # both a bad put and a bad range fails with the put's error
+    if writes:
+        _check_branch(store, req, iter(path), _check_put)
+    _check_branch(store, req, iter(path), _check_range)
 
 
-def _check_branch(store: KVStore, req: TxnRequest, path: Iterator[bool], writes: bool) -> None:
+def _check_branch(store: KVStore, req: TxnRequest, path: Iterator[bool], check: _OpCheck) -> None:
     for op in req.success if next(path) else req.failure:
         if op.request_txn is not None:
-            _check_branch(store, op.request_txn, path, writes)
-        elif op.request_range is not None:
-            rev = op.request_range.revision
-            if rev > store.current_revision:
-                raise FutureRevisionError()
-            if rev != 0 and rev < store.compact_revision:
-                raise CompactedError()
-        elif op.request_put is not None and writes:
-            p = op.request_put
-            if (p.ignore_value or p.ignore_lease) and store.get(p.key) is None:
-                raise KeyNotFoundError()
-            if p.lease and store.lessor.lookup(p.lease) is None:
-                raise _LeaseNotFound()
+            _check_branch(store, op.request_txn, path, check)
+        else:
+            check(store, op)
+
+
+def _check_range(store: KVStore, op: RequestOp) -> None:
+    if op.request_range is None:
+        return
+    rev = op.request_range.revision
+    if rev > store.current_revision:
+        raise FutureRevisionError()
+    if rev != 0 and rev < store.compact_revision:
+        raise CompactedError()
+
+
+def _check_put(store: KVStore, op: RequestOp) -> None:
+    p = op.request_put
+    if p is None:
+        return
+    if (p.ignore_value or p.ignore_lease) and store.get(p.key) is None:
+        raise KeyNotFoundError()
+    if p.lease and store.lessor.lookup(p.lease) is None:
+        raise _LeaseNotFound()
 
 
 def apply_op(
