@@ -13,7 +13,8 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
-from pyetcd.api.grpc_server import build_grpc_server, grpc_bind_address
+from pyetcd.api.grpc_server import build_grpc_server
+from pyetcd.api.http_listener import ClientListener, ListenError
 from pyetcd.config import Config
 from pyetcd.ids import BootstrapError, InitialCluster
 from pyetcd.logutil import Logger, new_logger
@@ -38,15 +39,16 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
         logger.fatal("failed to start etcd", {"error": str(err)})
         return 1
     g = build_grpc_server(server)
-    for url in cfg.listen_client_urls:
-        addr = grpc_bind_address(url)
-        try:
-            g.add_insecure_port(addr)
-        except RuntimeError as err:
-            logger.fatal("failed to listen on client URL", {"address": url, "error": str(err)})
-            await server.stop()
-            return 1
+    # gRPC and HTTP share each client port: the listener sorts connections (cmux).
+    client = ClientListener(server)
+    try:
+        client.listen(g)
+    except ListenError as err:
+        logger.fatal("failed to listen on client URL", {"address": err.url, "error": str(err)})
+        await server.stop()
+        return 1
     await g.start()
+    client.start()
     await g.pyetcd_health.set("", g.pyetcd_serving)
     logger.info(
         "serving client traffic insecurely; this is strongly discouraged!",
@@ -61,6 +63,7 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
     logger.info("received signal; shutting down", {})
     # In-flight requests get a grace period; new ones are refused.
     await g.stop(grace=2.0)
+    await client.stop()
     await server.stop()
     return 0
 

@@ -8,14 +8,16 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from pyetcd.pb import rpc_pb2_grpc
+from pyetcd.pb import rpc_pb2_grpc, v3election_pb2_grpc, v3lock_pb2_grpc
 from pyetcd.server.server import EtcdServer
 
 from .auth import AuthService
 from .cluster import ClusterService
 from .common import grpc_bind_address
+from .election import ElectionService
 from .kv import KVService
 from .lease import LeaseService
+from .lock import LockService
 from .maintenance import MaintenanceService
 from .watch import WatchService
 
@@ -47,6 +49,8 @@ def build_grpc_server(server: EtcdServer, extra_services: list[Any] | None = Non
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(server), g)
     rpc_pb2_grpc.add_AuthServicer_to_server(AuthService(server), g)
     rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(server), g)
+    v3lock_pb2_grpc.add_LockServicer_to_server(LockService(server), g)
+    v3election_pb2_grpc.add_ElectionServicer_to_server(ElectionService(server), g)
     for add in extra_services or []:
         add(g)
     health = health_aio.HealthServicer()

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from pyetcd.logutil import Logger
@@ -24,11 +25,13 @@ from pyetcd.raft import (
     EntryType,
     HardState,
     Message,
+    MessageType,
     ProposalDroppedError,
     RawNode,
     ReadState,
     Ready,
     Snapshot,
+    SnapshotMetadata,
     StateType,
 )
 from pyetcd.raft.errors import RaftError
@@ -237,13 +240,29 @@ class RaftNode:
                 await asyncio.wrap_future(fut)
                 self.fsync_seconds.append(time.perf_counter() - t0)
         if rd.messages:
-            self.transport.send(rd.messages)
+            msgs = rd.messages
+            if any(m.type == MessageType.SNAP for m in msgs):
+                msgs = tuple(self._merged_snapshot(m) for m in msgs)
+            self.transport.send(msgs)
         if rd.committed_entries:
             self.applier.apply_entries(rd.committed_entries, self._apply_conf_change)
             self.applied_index = rd.committed_entries[-1].index
             self.applied_event.set()
         if rd.read_states and self._on_read_states is not None:
             self._on_read_states(rd.read_states)
+
+    def _merged_snapshot(self, m: Message) -> Message:
+        """A MsgSnap describes the state the backend sent with it has: the applied index
+        and the current membership (etcd's merged snapshot). The stored snapshot may
+        predate a member that joined since, which would refuse it forever."""
+        if m.type != MessageType.SNAP:
+            return m
+        index = self.applied_index
+        term = self.rawnode.raft.raft_log.zero_term_on_out_of_range(index)
+        if term == 0 or m.snapshot is None or index < m.snapshot.metadata.index:
+            return m
+        md = SnapshotMetadata(conf_state=self.conf_state, index=index, term=term)
+        return replace(m, snapshot=Snapshot(data=m.snapshot.data, metadata=md))
 
     def _apply_conf_change(self, cc: ConfChange) -> ConfState:
         self.conf_state = self.rawnode.apply_conf_change(cc)

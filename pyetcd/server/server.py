@@ -112,6 +112,8 @@ class EtcdServer:
         # etcd: 5 s plus twice the election timeout.
         self.request_timeout = 5.0 + 2 * cfg.election_timeout / 1000.0
         self.started_at = time.time()
+        self.leader_changes_seen = 0  # etcd_server_leader_changes_seen_total
+        self.proposals_failed = 0  # etcd_server_proposals_failed_total
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -267,6 +269,7 @@ class EtcdServer:
     async def stop(self) -> None:
         if self._stopped:
             return
+        await self._transfer_leadership_on_stop()
         self._stopped = True
         for task in self._tasks:
             task.cancel()
@@ -279,6 +282,26 @@ class EtcdServer:
         self.store.close()
         await asyncio.to_thread(self.storage.close)
         self.log.info("stopped pyetcd member", {"local-member-id": f"{self.member_id:x}"})
+
+    async def _transfer_leadership_on_stop(self) -> None:
+        """A leader hands over before it stops, so writes go on without an election."""
+        voters = [v for v in self._voters() if v != self.member_id]
+        if not self.is_leader or not voters:
+            return
+        progress = self.raft.rawnode.raft.trk.progress
+        target = max(voters, key=lambda v: progress[v].match if v in progress else -1)
+        self.log.info(
+            "leadership transfer starting",
+            {"local-member-id": f"{self.member_id:x}", "transferee": f"{target:x}"},
+        )
+        self.raft.transfer_leader(target)
+        deadline = time.monotonic() + self.cfg.election_timeout / 1000.0
+        while self.raft.lead in (self.member_id, NONE) and time.monotonic() < deadline:
+            await asyncio.sleep(self.heartbeat / 4)
+        self.log.info(
+            "leadership transfer finished",
+            {"local-member-id": f"{self.member_id:x}", "new-leader": f"{self.raft.lead:x}"},
+        )
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
@@ -447,6 +470,7 @@ class EtcdServer:
         elif old == self.member_id:
             self.lessor.demote()
         if new != NONE:
+            self.leader_changes_seen += 1
             self._leader_event.set()
             backlog, self._no_leader_backlog = self._no_leader_backlog, []
             for data in backlog:
@@ -482,6 +506,7 @@ class EtcdServer:
         try:
             return await asyncio.wait_for(fut, self.request_timeout)
         except TimeoutError:
+            self.proposals_failed += 1
             self.waits.cancel(req_id)
             if self.raft.lead == NONE:
                 raise NoLeaderError() from None

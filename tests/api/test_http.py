@@ -1,0 +1,275 @@
+"""HTTP on the client port: the connection sorter (cmux), the endpoints, the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+
+from pyetcd.api.http import HTTPFrontend, Request
+from pyetcd.api.http_mux import HTTP2_PREFACE, ClientMux
+from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
+
+from .conftest import LiveMember, http, read_reply
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def doc(reply: Any) -> Any:
+    return json.loads(reply.body)
+
+
+# -- the connection sorter, against an echo server -------------------------------------
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(1 << 16):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def test_mux_relays_http2_and_hands_off_http1(tmp_path: Path) -> None:
+    path = str(tmp_path / "grpc.sock")
+    echo = await asyncio.start_unix_server(_echo, path)
+    loop = asyncio.get_running_loop()
+    handed: asyncio.Queue[tuple[socket.socket, bytes]] = asyncio.Queue()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    mux = ClientMux(
+        [listener], path, lambda s, b: loop.call_soon_threadsafe(handed.put_nowait, (s, b))
+    )
+    mux.start()
+    try:
+        # 8 MiB each way through the relay, written and read concurrently.
+        payload = HTTP2_PREFACE + os.urandom(8 << 20)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def send() -> None:
+            for i in range(0, len(payload), 100_000):
+                writer.write(payload[i : i + 100_000])
+                await writer.drain()
+            writer.write_eof()  # half-close travels through; the echo then closes
+
+        sender = asyncio.ensure_future(send())
+        got = await reader.read(-1)  # until EOF
+        await sender
+        assert got == payload
+        writer.close()
+
+        # A client that sends the preface a byte at a time is still relayed.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"P")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # let the sorter see the lone byte first
+        writer.write(b"RI * rest")
+        assert await reader.readexactly(9) == b"PRI * res"
+        writer.close()
+
+        # Anything else is HTTP/1.x: handed off with the bytes already read.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v3/kv/range HTTP/1.1\r\n")
+        sock, first = await asyncio.wait_for(handed.get(), 5)
+        assert first == b"POS"
+        assert sock.recv(100, socket.MSG_WAITALL) == b"T /v3/kv/range HTTP/1.1\r\n"[:26]
+        sock.close()
+        writer.close()
+    finally:
+        await asyncio.to_thread(mux.stop)
+        echo.close()
+        await echo.wait_closed()
+    assert not mux.relays
+
+
+# -- endpoints, through a real member ----------------------------------------------------
+
+
+async def test_health_version_and_errors(member: LiveMember) -> None:
+    r = await http(member, "GET", "/health")
+    assert (r.status, r.body) == (200, b'{"health":"true","reason":""}')
+    assert r.headers["content-type"] == "application/json"
+    r = await http(member, "GET", "/health?serializable=true")
+    assert r.status == 200 and doc(r)["health"] == "true"
+    r = await http(member, "POST", "/health")
+    assert (r.status, r.headers["allow"], r.body) == (405, "GET", b"Method Not Allowed\n")
+    r = await http(member, "GET", "/version")
+    assert doc(r) == {"etcdserver": "3.5.1", "etcdcluster": "3.5.0"}
+    r = await http(member, "GET", "/nope")
+    assert (r.status, r.body) == (404, b"404 page not found\n")
+    r = await http(member, "GET", "/v3/kv/range")
+    assert r.status == 405
+    r = await http(member, "POST", "/v3/kv/nope", b"{}")
+    assert (r.status, r.body) == (404, b"Not Found\n")
+
+
+async def test_livez_readyz(member: LiveMember) -> None:
+    r = await http(member, "GET", "/livez")
+    assert (r.status, r.body) == (200, b"ok\n")
+    r = await http(member, "GET", "/readyz?verbose")
+    assert r.status == 200
+    assert r.body.decode().splitlines() == [
+        "[+]data_corruption ok",
+        "[+]serializable_read ok",
+        "[+]linearizable_read ok",
+        "ok",
+    ]
+
+
+async def test_keep_alive_and_chunked_body(member: LiveMember) -> None:
+    reader, writer = await asyncio.open_connection(member.host, member.port)
+    body = json.dumps({"key": b64(b"ka"), "value": b64(b"v")}).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    writer.write(
+        b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked
+    )
+    writer.write(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = await read_reply(reader)
+    second = await read_reply(reader)
+    writer.close()
+    assert first.status == 200 and "header" in doc(first)
+    assert doc(second)["etcdserver"] == "3.5.1"
+
+
+async def test_grpc_and_http_share_the_port(member: LiveMember) -> None:
+    async with grpc.aio.insecure_channel(member.target) as ch:
+        kv = rpc_pb2_grpc.KVStub(ch)
+        put = await kv.Put(rpc_pb2.PutRequest(key=b"shared", value=b"x" * 300_000))
+        got = await kv.Range(rpc_pb2.RangeRequest(key=b"shared"))
+        assert got.kvs[0].value == b"x" * 300_000
+    r = await http(member, "POST", "/v3/kv/range", json.dumps({"key": b64(b"shared")}).encode())
+    kvs = doc(r)["kvs"]
+    assert base64.b64decode(kvs[0]["value"]) == b"x" * 300_000
+    assert kvs[0]["mod_revision"] == str(put.header.revision)
+
+
+# -- the JSON gateway ----------------------------------------------------------------------
+
+
+async def post(m: LiveMember, path: str, obj: Any = None, raw: bytes | None = None) -> Any:
+    body = raw if raw is not None else json.dumps(obj or {}).encode()
+    return await http(m, "POST", path, body)
+
+
+async def test_gateway_kv(member: LiveMember) -> None:
+    r = await post(member, "/v3/kv/put", {"key": b64(b"foo"), "value": b64(b"bar")})
+    header = doc(r)["header"]
+    assert set(header) == {"cluster_id", "member_id", "revision", "raft_term"}
+    assert all(isinstance(v, str) for v in header.values())  # int64 as strings
+    rev = int(header["revision"])
+    put = {"key": b64(b"foo"), "value": b64(b"baz"), "prev_kv": True}
+    r = await post(member, "/v3/kv/put", put)
+    assert doc(r)["prev_kv"] == {
+        "key": b64(b"foo"),
+        "create_revision": str(rev),
+        "mod_revision": str(rev),
+        "version": "1",
+        "value": b64(b"bar"),
+    }
+    r = await post(member, "/v3/kv/range", {"key": b64(b"foo"), "count_only": True})
+    assert set(doc(r)) == {"header", "count"} and doc(r)["count"] == "1"
+    r = await post(member, "/v3/kv/range", {"key": b64(b"missing")})
+    assert set(doc(r)) == {"header"}  # zero values are omitted
+    txn = {
+        "compare": [{"target": "VALUE", "key": b64(b"foo"), "value": b64(b"baz")}],
+        "success": [{"requestRange": {"key": b64(b"foo")}}],  # camelCase accepted
+    }
+    r = await post(member, "/v3/kv/txn", txn)
+    assert doc(r)["succeeded"] is True
+    assert doc(r)["responses"][0]["response_range"]["count"] == "1"
+    r = await post(member, "/v3/kv/deleterange", {"key": b64(b"foo")})
+    assert doc(r)["deleted"] == "1"
+    r = await post(member, "/v3/kv/compaction", {"revision": str(rev)})
+    assert r.status == 200
+
+
+async def test_gateway_errors(member: LiveMember) -> None:
+    r = await post(member, "/v3/kv/range", {"key": ""})
+    message = "etcdserver: key is not provided"
+    assert (r.status, r.body) == (
+        400,
+        b'{"error":"%s","code":3,"message":"%s"}' % (message.encode(), message.encode()),
+    )
+    r = await post(member, "/v3/kv/range", {"key": b64(b"k"), "revision": "100"})
+    assert (r.status, doc(r)["code"]) == (400, 11)
+    assert doc(r)["error"] == "etcdserver: mvcc: required revision is a future revision"
+    r = await post(member, "/v3/lease/revoke", {"ID": "5"})
+    assert (r.status, doc(r)["code"], doc(r)["message"]) == (
+        404,
+        5,
+        "etcdserver: requested lease not found",
+    )
+    r = await post(member, "/v3/kv/range", raw=b"garbage")
+    assert (r.status, doc(r)["code"]) == (400, 3)
+
+
+async def test_gateway_lease_maintenance_cluster(member: LiveMember) -> None:
+    r = await post(member, "/v3/lease/grant", {"TTL": 30, "ID": 77})
+    assert (doc(r)["ID"], doc(r)["TTL"]) == ("77", "30")
+    r = await post(member, "/v3/lease/timetolive", {"ID": 77, "keys": True})
+    assert doc(r)["grantedTTL"] == "30" and "keys" not in doc(r)
+    r = await post(member, "/v3/kv/lease/leases", {})  # etcd's older alias
+    assert doc(r)["leases"] == [{"ID": "77"}]
+    r = await post(member, "/v3/lease/revoke", {"ID": 77})
+    assert r.status == 200
+    r = await post(member, "/v3/maintenance/status", {})
+    status = doc(r)
+    assert status["version"] == "3.5.1"
+    assert status["leader"] == status["header"]["member_id"]
+    assert int(status["dbSize"]) > 0 and int(status["raftIndex"]) > 0
+    r = await post(member, "/v3/cluster/member/list", {})
+    body = doc(r)
+    assert "revision" not in body["header"]
+    (m,) = body["members"]
+    assert m["name"] == "default" and m["clientURLs"] == [member.url]
+    assert m["ID"] == body["header"]["member_id"]
+
+
+# -- /health when unhealthy (a stand-in server: a lone member always has a leader) ---------
+
+
+def _stub(leader: int, alarms: set[tuple[int, int]]) -> Any:
+    async def range_(req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        return rpc_pb2.RangeResponse()
+
+    return SimpleNamespace(
+        leader=leader,
+        applier=SimpleNamespace(alarms=alarms),
+        range=range_,
+        request_timeout=1.0,
+        cfg=SimpleNamespace(max_request_bytes=1 << 20),
+    )
+
+
+async def _get(front: HTTPFrontend, target: str) -> Any:
+    path, _, query = target.partition("?")
+    from urllib.parse import parse_qs
+
+    req = Request("GET", path, parse_qs(query, keep_blank_values=True), {}, b"", "HTTP/1.1")
+    return await front.dispatch(req)
+
+
+async def test_health_reasons() -> None:
+    metrics = SimpleNamespace(
+        health_success=SimpleNamespace(inc=lambda: None),
+        health_failures=SimpleNamespace(inc=lambda: None),
+    )
+    front = HTTPFrontend(_stub(0, set()), metrics)  # type: ignore[arg-type]
+    r = await _get(front, "/health")
+    assert (r.status, json.loads(r.body)) == (503, {"health": "false", "reason": "RAFT NO LEADER"})
+    r = await _get(front, "/health?serializable=true")
+    assert r.status == 200
+    front = HTTPFrontend(_stub(1, {(1, rpc_pb2.NOSPACE)}), metrics)  # type: ignore[arg-type]
+    r = await _get(front, "/health")
+    assert (r.status, json.loads(r.body)["reason"]) == (503, "ALARM NOSPACE")
+    r = await _get(front, "/health?exclude=NOSPACE")
+    assert r.status == 200

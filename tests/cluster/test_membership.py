@@ -1,0 +1,171 @@
+"""Membership changes with stock etcdctl: add (voter and learner), promote, remove,
+update, and the strict reconfiguration check. Expected outputs were taken from etcd
+3.5.1 running the same steps (``PYETCD_CLUSTER_KIND=etcd`` reruns them there)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from .client import put
+from .harness import Cluster, MemberProc, free_ports, wait_until
+
+# etcd refuses reconfiguration until the leader has been connected to its peers for
+# its health interval (5 s) after start: "etcdserver: unhealthy cluster".
+UNHEALTHY_RETRY = 15.0
+
+
+def _ctl_retrying(c: Cluster, *args: str, endpoints: str | None = None) -> str:
+    """etcdctl that retries while the cluster is (transiently) "unhealthy"."""
+    deadline = time.monotonic() + UNHEALTHY_RETRY
+    while True:
+        out = c.etcdctl(*args, endpoints=endpoints, check=False)
+        if out.returncode == 0:
+            return out.stdout
+        if "etcdserver: unhealthy cluster" not in out.stderr or time.monotonic() > deadline:
+            raise AssertionError(f"etcdctl {' '.join(args)} failed:\n{out.stderr}")
+        time.sleep(0.2)
+
+
+def _ctl_error(c: Cluster, *args: str) -> str:
+    """The ``Error: ...`` line of an etcdctl command that must fail."""
+    out = c.etcdctl(*args, check=False)
+    assert out.returncode != 0, out.stdout
+    return next(line for line in out.stderr.splitlines() if line.startswith("Error: "))
+
+
+def _member_lines(c: Cluster, endpoints: str | None = None) -> list[str]:
+    return sorted(c.etcdctl("member", "list", endpoints=endpoints).stdout.splitlines())
+
+
+def _add_member(c: Cluster, name: str, *flags: str) -> tuple[MemberProc, int, dict[str, str]]:
+    """``member add``; returns the new (unstarted) member, its ID and the printed env."""
+    client_port, peer_port = free_ports(2)
+    m = c.new_member(name, client_port, peer_port)
+    out = _ctl_retrying(c, "member", "add", name, f"--peer-urls={m.peer_url}", *flags)
+    first, _, rest = out.partition("\n")
+    match = re.fullmatch(r"Member +([0-9a-f]+) added to cluster +([0-9a-f]+)", first)
+    assert match, out
+    env = dict(re.findall(r'^(ETCD_[A-Z_]+)="(.*)"$', rest, re.MULTILINE))
+    return m, int(match.group(1), 16), env
+
+
+def _start_added(c: Cluster, m: MemberProc, env: dict[str, str]) -> None:
+    """Start a member the way ``member add`` told the user to."""
+    assert env["ETCD_NAME"] == m.name
+    assert env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == m.peer_url
+    assert env["ETCD_INITIAL_CLUSTER_STATE"] == "existing"
+    m.start(m.flags(env["ETCD_INITIAL_CLUSTER"], c.token, "existing"))
+    c.members.append(m)
+
+
+def test_member_add_and_start_with_existing_state(cluster: Cluster) -> None:
+    first = cluster.members[0]
+    put(first, "before-add", "1")
+    ids = {m.name: cluster.member_id(m) for m in cluster.members}
+    m4, new_id, env = _add_member(cluster, "infra4")
+    expected = {f"{m.name}={m.peer_url}" for m in cluster.members} | {f"infra4={m4.peer_url}"}
+    assert set(env["ETCD_INITIAL_CLUSTER"].split(",")) == expected
+    unstarted = f"{new_id:x}, unstarted, , {m4.peer_url}, , false"
+    assert unstarted in _member_lines(cluster)
+
+    _start_added(cluster, m4, env)
+    cluster.wait_leader(timeout=30)
+    assert cluster.member_id(m4) == new_id
+    ids["infra4"] = new_id
+    expected_lines = sorted(
+        f"{ids[m.name]:x}, started, {m.name}, {m.peer_url}, {m.client_url}, false"
+        for m in cluster.members
+    )
+    wait_until("infra4 published", lambda: _member_lines(cluster) == expected_lines, 15)
+    # The new member has what was written before it joined, and takes writes.
+    assert (
+        cluster.etcdctl("get", "before-add", "--print-value-only", endpoints=m4.endpoint).stdout
+        == "1\n"
+    )
+    put(m4, "after-add", "2")
+    assert (
+        cluster.etcdctl("get", "after-add", "--print-value-only", endpoints=first.endpoint).stdout
+        == "2\n"
+    )
+
+
+def test_learner_add_and_promote(cluster: Cluster) -> None:
+    m4, new_id, env = _add_member(cluster, "infra4", "--learner")
+    assert f"{new_id:x}, unstarted, , {m4.peer_url}, , true" in _member_lines(cluster)
+    assert _ctl_error(
+        cluster, "member", "promote", f"{cluster.member_id(cluster.members[0]):x}"
+    ) == ("Error: etcdserver: can only promote a learner member")
+
+    _start_added(cluster, m4, env)
+    cluster.wait_leader(timeout=30)
+    st = m4.status()
+    assert st is not None and st.isLearner
+
+    def promoted() -> str | None:
+        out = cluster.etcdctl("member", "promote", f"{new_id:x}", check=False)
+        # Until it has caught up: "can only promote a learner member which is in sync
+        # with leader".
+        return out.stdout if out.returncode == 0 else None
+
+    out = wait_until("learner promoted", promoted, 20, step=0.2)
+    assert re.fullmatch(r"Member +[0-9a-f]+ promoted in cluster +[0-9a-f]+\n", out), out
+    assert f"{new_id:x}, started, infra4, {m4.peer_url}, {m4.client_url}, false" in _member_lines(
+        cluster
+    )
+    wait_until("infra4 is a voter", lambda: (s := m4.status()) is not None and not s.isLearner, 10)
+
+
+def test_member_remove_shuts_removed_member_down(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
+    victim = next(m for m in cluster.members if m is not leader)
+    victim_id = cluster.member_id(victim)
+    assert (
+        _ctl_error(cluster, "member", "remove", "deadbeef") == "Error: etcdserver: member not found"
+    )
+
+    out = _ctl_retrying(cluster, "member", "remove", f"{victim_id:x}", endpoints=leader.endpoint)
+    assert re.fullmatch(rf"Member {victim_id:16x} removed from cluster [ 0-9a-f]+\n", out), out
+    assert victim.proc is not None
+    try:
+        victim.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the removed member did not shut itself down")
+    cluster.members.remove(victim)
+    names = sorted(line.split(", ")[2] for line in _member_lines(cluster))
+    assert names == sorted(m.name for m in cluster.members)
+    put(cluster.members[0], "after-remove", "1")
+
+
+def test_member_update_peer_urls(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
+    target = next(m for m in cluster.members if m is not leader)
+    target_id = cluster.member_id(target)
+    (new_peer_port,) = free_ports(1)
+    new_url = f"http://127.0.0.1:{new_peer_port}"
+    out = _ctl_retrying(cluster, "member", "update", f"{target_id:x}", f"--peer-urls={new_url}")
+    assert re.fullmatch(rf"Member {target_id:16x} updated in cluster [ 0-9a-f]+\n", out), out
+    line = f"{target_id:x}, started, {target.name}, {new_url}, {target.client_url}, false"
+    assert line in _member_lines(cluster)
+
+    # The member now listens where it is advertised; its data dir overrides the
+    # initial-cluster flags, so only the URL flags change.
+    target.terminate()
+    target.peer_port = new_peer_port
+    cluster.restart(target)
+    cluster.wait_leader(timeout=30)
+    put(target, "after-update", "1")
+    assert line in _member_lines(cluster, endpoints=target.endpoint)
+
+
+def test_quorum_losing_change_refused(cluster: Cluster) -> None:
+    # An added member that never starts leaves voters {1, 2, 3, 4(unstarted)}; after
+    # removing 3, removing 2 would leave {1, 4} with one started member of two.
+    _add_member(cluster, "infra4")
+    m1, m2, m3 = cluster.members
+    _ctl_retrying(cluster, "member", "remove", f"{cluster.member_id(m3):x}", endpoints=m1.endpoint)
+    err = _ctl_error(cluster, "member", "remove", f"{cluster.member_id(m2):x}")
+    assert err == "Error: etcdserver: re-configuration failed due to not enough started members"
