@@ -12,68 +12,46 @@ import asyncio
 import contextlib
 import os
 import random
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from urllib.parse import urlsplit
 
-from pyetcd import __version__
 from pyetcd.config import Config
 from pyetcd.ids import InitialCluster, bootstrap_cluster
-from pyetcd.ids import member_id as derive_member_id
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import (
     IDGenerator,
     KVStore,
-    check_delete_request,
-    check_put_request,
-    check_range_request,
-    check_txn_request,
 )
-from pyetcd.mvcc import types as mt
 from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import (
     NONE,
-    ConfChange,
-    ConfChangeSingle,
-    ConfChangeType,
     HardState,
     RaftError,
     RawNode,
-    Snapshot,
 )
 from pyetcd.raft import Config as RaftConfig
 from pyetcd.wal import Metadata, WALStorage
 
-from . import pbconv
 from .apply import Applier
+from .cluster_ops import ClusterOps
 from .errors import (
-    BadLeaderTransfereeError,
-    InvalidPeerURLsError,
-    LearnerNotReadyError,
-    MemberNotFoundError,
-    MemberNotLearnerError,
     NoLeaderError,
-    NotEnoughStartedMembersError,
-    NotLeaderError,
     RequestTimeoutError,
     RequestTooLargeError,
     StoppedError,
 )
-from .join import fetch_cluster, match_local_member, serve_members
+from .join import fetch_cluster, match_local_member
 from .membership import Member, Membership
 from .raft_node import RaftNode, conf_change_entries
 from .read_index import ReadIndexer
 from .transport import NullTransport, Transport
+from .v3_ops import CLUSTER_VERSION, SERVER_VERSION, V3Ops
 from .wait import AppliedWait, RequestWait
 
 __all__ = ["CLUSTER_VERSION", "SERVER_VERSION", "EtcdServer"]
 
-#: The etcd API version pyetcd implements, as /version and Status report it.
-SERVER_VERSION = "3.5.1"
-CLUSTER_VERSION = "3.5.0"
 
 T = TypeVar("T")
 
@@ -81,7 +59,7 @@ T = TypeVar("T")
 TransportFactory = Callable[["EtcdServer", "InitialCluster | None"], Transport]
 
 
-class EtcdServer:
+class EtcdServer(V3Ops, ClusterOps):
     """One pyetcd member. ``await start()``, serve, ``await stop()``."""
 
     def __init__(
@@ -306,146 +284,6 @@ class EtcdServer:
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
 
-    # -- peers and snapshots ------------------------------------------------------------------
-
-    def _sync_peers(self) -> None:
-        """Make the transport's peers match the applied membership."""
-        tr = self.transport
-        for m in self.membership.members.values():
-            if m.id != self.member_id and m.peer_urls:
-                if tr.has_peer(m.id):
-                    tr.update_peer(m.id, m.peer_urls)
-                else:
-                    tr.add_peer(m.id, m.peer_urls)
-        for member_id in self.membership.removed:
-            tr.remove_peer(member_id)
-        if self.member_id in self.membership.removed and not self._stopped:
-            self.log.warn("the member has been permanently removed from the cluster", {})
-            self.removed_event.set()
-
-    async def open_snapshot_db(self, msg: object) -> AsyncIterator[bytes]:
-        """The backend, consistent as of now, streamed to a follower with a MsgSnap."""
-        fd, path = tempfile.mkstemp(prefix="pyetcd-send-", suffix=".db")
-        os.close(fd)
-        try:
-            self.store.commit()
-            await asyncio.to_thread(self.store.backend.snapshot_to, path)
-            with open(path, "rb") as f:
-                while chunk := await asyncio.to_thread(f.read, 1 << 20):
-                    yield chunk
-        finally:
-            os.unlink(path)
-
-    def on_snapshot_received(self, msg: object, path: str | None) -> None:
-        if path is not None:
-            self._received_db = path
-
-    def _restore_backend(self, snap: Snapshot) -> None:
-        """Replace the backend with the one that came with ``snap`` (etcd's recoverSnapshot)."""
-        path = self._received_db
-        if path is None:
-            raise RuntimeError(f"no backend received for snapshot {snap.metadata.index}")
-        self._received_db = None
-        db = os.path.join(self.cfg.data_dir, "member", "snap", "db")
-        self.store.close()
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(db + suffix)
-        os.replace(path, db)
-        self._open_store()
-        self.log.info(
-            "restored backend from snapshot",
-            {
-                "snapshot-index": snap.metadata.index,
-                "consistent-index": self.store.consistent_index,
-            },
-        )
-
-    async def serve_peer_http(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await serve_members(reader, writer, self.cluster_id, self.membership.sorted)
-
-    # -- membership changes ------------------------------------------------------------------
-
-    async def member_add(
-        self, peer_urls: list[str], is_learner: bool
-    ) -> tuple[Member, list[Member]]:
-        """Add a member (etcd: ID from the peer URLs and the current time)."""
-        if not peer_urls:
-            raise InvalidPeerURLsError()
-        for url in peer_urls:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
-                raise InvalidPeerURLsError()
-        new_id = derive_member_id(peer_urls, "", int(time.time()))
-        member = Member(new_id, "", tuple(peer_urls), (), is_learner)
-        if not is_learner:
-            self._check_quorum_after(len(self._voters()) + 1, len(self._started_voters()))
-        cc_type = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
-        await self._propose_conf_change(cc_type, member)
-        return member, self.membership.sorted()
-
-    async def member_remove(self, mid: int) -> list[Member]:
-        m = self.membership.members.get(mid)
-        if m is None:
-            raise MemberNotFoundError()
-        if not m.is_learner:
-            voters = self._voters()
-            started = [v for v in self._started_voters() if v != mid]
-            self._check_quorum_after(len(voters) - 1, len(started))
-        await self._propose_conf_change(ConfChangeType.REMOVE_NODE, m)
-        return self.membership.sorted()
-
-    async def member_update(self, mid: int, peer_urls: list[str]) -> list[Member]:
-        m = self.membership.members.get(mid)
-        if m is None:
-            raise MemberNotFoundError()
-        await self._propose_conf_change(
-            ConfChangeType.UPDATE_NODE,
-            Member(mid, m.name, tuple(peer_urls), m.client_urls, m.is_learner),
-        )
-        return self.membership.sorted()
-
-    async def member_promote(self, mid: int) -> list[Member]:
-        m = self.membership.members.get(mid)
-        if m is None:
-            raise MemberNotFoundError()
-        if not m.is_learner:
-            raise MemberNotLearnerError()
-        if not self.is_leader:
-            # Only the leader knows whether the learner has caught up.
-            raise NotLeaderError()
-        pr = self.raft.rawnode.raft.trk.progress.get(mid)
-        last = self.raft.rawnode.raft.raft_log.last_index()
-        if pr is None or pr.match < last * 0.9:
-            raise LearnerNotReadyError()
-        await self._propose_conf_change(ConfChangeType.ADD_NODE, m)
-        return self.membership.sorted()
-
-    def _voters(self) -> list[int]:
-        return [i for i, m in self.membership.members.items() if not m.is_learner]
-
-    def _started_voters(self) -> list[int]:
-        # A member counts as started when it is this member or its stream is up.
-        return [i for i in self._voters() if i == self.member_id or self.transport.peer_active(i)]
-
-    def _check_quorum_after(self, voters: int, started: int) -> None:
-        if self.cfg.strict_reconfig_check and started < voters // 2 + 1:
-            raise NotEnoughStartedMembersError()
-
-    async def _propose_conf_change(self, cc_type: ConfChangeType, member: Member) -> None:
-        req_id = self.idgen.next()
-        ctx = member.encode_with_request(req_id)
-        cc = ConfChange(changes=(ConfChangeSingle(cc_type, member.id),), context=ctx)
-        fut = self.waits.register(req_id)
-        self.raft.propose_conf_change(cc)
-        try:
-            await asyncio.wait_for(fut, self.request_timeout)
-        except TimeoutError:
-            self.waits.cancel(req_id)
-            raise RequestTimeoutError() from None
-
     # -- leadership ----------------------------------------------------------------------------
 
     @property
@@ -525,153 +363,6 @@ class EtcdServer:
         h.member_id = self.member_id
         h.raft_term = self.raft.term
 
-    # -- KV --------------------------------------------------------------------------------------
-
-    async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
-        r = pbconv.range_from_pb(req)
-        check_range_request(r)
-        if not req.serializable:
-            await self.read_indexer.wait_linearizable()
-        resp = pbconv.range_to_pb(self.store.range(r))
-        self._fill(resp.header)
-        return resp
-
-    async def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
-        check_put_request(pbconv.put_from_pb(req))
-        result = await self.propose(raft_internal_pb2.InternalRaftRequest(put=req))
-        assert isinstance(result, mt.PutResponse)
-        resp = pbconv.put_to_pb(result)
-        self._fill(resp.header)
-        return resp
-
-    async def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
-        check_delete_request(pbconv.delete_range_from_pb(req))
-        result = await self.propose(raft_internal_pb2.InternalRaftRequest(delete_range=req))
-        assert isinstance(result, mt.DeleteRangeResponse)
-        resp = pbconv.delete_range_to_pb(result)
-        self._fill(resp.header)
-        return resp
-
-    async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        t = pbconv.txn_from_pb(req)
-        check_txn_request(t, self.cfg.max_txn_ops)
-        if _txn_read_only(req):
-            # A read-only txn is a read: linearizable through ReadIndex, not the log.
-            await self.read_indexer.wait_linearizable()
-            result: object = self.store.txn(t)
-        else:
-            result = await self.propose(raft_internal_pb2.InternalRaftRequest(txn=req))
-        assert isinstance(result, mt.TxnResponse)
-        resp = pbconv.txn_to_pb(result)
-        self._fill(resp.header)
-        return resp
-
-    async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
-        result = await self.propose(raft_internal_pb2.InternalRaftRequest(compaction=req))
-        assert isinstance(result, mt.CompactionResponse)
-        return rpc_pb2.CompactionResponse(header=self.header(result.header.revision))
-
-    # -- leases -----------------------------------------------------------------------------------
-
-    async def lease_grant(self, req: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
-        grant = rpc_pb2.LeaseGrantRequest(TTL=req.TTL, ID=req.ID or self.idgen.next())
-        ttl = await self.propose(raft_internal_pb2.InternalRaftRequest(lease_grant=grant))
-        assert isinstance(ttl, int)
-        return rpc_pb2.LeaseGrantResponse(header=self.header(), ID=grant.ID, TTL=ttl)
-
-    async def lease_revoke(self, req: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
-        await self.propose(raft_internal_pb2.InternalRaftRequest(lease_revoke=req))
-        return rpc_pb2.LeaseRevokeResponse(header=self.header())
-
-    async def lease_renew(self, lease_id: int) -> int:
-        """KeepAlive: the new TTL, or raises the lessor's errors."""
-        await self.wait_leader()
-        return self.lessor.renew(lease_id)
-
-    async def lease_time_to_live(
-        self, req: rpc_pb2.LeaseTimeToLiveRequest
-    ) -> rpc_pb2.LeaseTimeToLiveResponse:
-        await self.read_indexer.wait_linearizable()
-        ttl = self.lessor.time_to_live(req.ID)
-        if ttl is None:
-            return rpc_pb2.LeaseTimeToLiveResponse(header=self.header(), ID=req.ID, TTL=-1)
-        remaining, granted, keys = ttl
-        resp = rpc_pb2.LeaseTimeToLiveResponse(
-            header=self.header(), ID=req.ID, TTL=remaining, grantedTTL=granted
-        )
-        if req.keys:
-            resp.keys.extend(keys)
-        return resp
-
-    async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
-        await self.read_indexer.wait_linearizable()
-        resp = rpc_pb2.LeaseLeasesResponse(header=self.header())
-        for lease in sorted(self.lessor.leases(), key=lambda item: item.id):
-            resp.leases.add(ID=lease.id)
-        return resp
-
-    # -- cluster & maintenance ---------------------------------------------------------------------
-
-    def member_list(self) -> list[Member]:
-        return self.membership.sorted()
-
-    async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
-        if req.action == rpc_pb2.AlarmRequest.GET:
-            active = sorted(self.applier.alarms)
-        else:
-            result = await self.propose(raft_internal_pb2.InternalRaftRequest(alarm=req))
-            assert isinstance(result, list)
-            active = result
-        resp = rpc_pb2.AlarmResponse(header=self.header())
-        for member_id, alarm in active:
-            if req.action == rpc_pb2.AlarmRequest.GET and req.memberID not in (0, member_id):
-                continue
-            resp.alarms.add(memberID=member_id, alarm=alarm)
-        return resp
-
-    def status(self) -> rpc_pb2.StatusResponse:
-        log = self.raft.rawnode.raft.raft_log
-        resp = rpc_pb2.StatusResponse(
-            header=self.header(),
-            version=SERVER_VERSION,
-            dbSize=self.store.db_size,
-            leader=self.raft.lead,
-            raftIndex=log.committed,
-            raftTerm=self.raft.term,
-            raftAppliedIndex=self.raft.applied_index,
-            dbSizeInUse=self.store.db_size_in_use,
-            isLearner=self.raft.rawnode.raft.is_learner,
-        )
-        if self.raft.lead == NONE:
-            resp.errors.append("etcdserver: no leader")
-        for _, alarm in sorted(self.applier.alarms):
-            resp.errors.append(f"memberID:{self.member_id} alarm:{rpc_pb2.AlarmType.Name(alarm)} ")
-        return resp
-
-    async def defragment(self) -> None:
-        self.store.defragment()
-
-    def hash(self) -> int:
-        return self.store.hash()
-
-    def hash_kv(self, revision: int) -> tuple[int, int, int]:
-        return self.store.hash_kv(revision)
-
-    async def move_leader(self, target: int) -> None:
-        if target not in self.membership.members or self.membership.members[target].is_learner:
-            raise BadLeaderTransfereeError()
-        if target == self.raft.lead:
-            return
-        self.raft.transfer_leader(target)
-        deadline = time.monotonic() + self.request_timeout
-        while self.raft.lead != target:
-            if time.monotonic() > deadline:
-                raise RequestTimeoutError()
-            await asyncio.sleep(self.heartbeat)
-
-    def version(self) -> dict[str, str]:
-        return {"etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION, "pyetcd": __version__}
-
     # -- background duties ------------------------------------------------------------------
 
     async def _applied_loop(self) -> None:
@@ -745,14 +436,3 @@ class EtcdServer:
             except Exception as err:  # keep trying until it lands
                 self.log.warn("failed to publish local member to cluster", {"error": str(err)})
                 await asyncio.sleep(self.heartbeat * 5)
-
-
-def _txn_read_only(req: rpc_pb2.TxnRequest) -> bool:
-    for op in (*req.success, *req.failure):
-        which = op.WhichOneof("request")
-        if which == "request_range":
-            continue
-        if which == "request_txn" and _txn_read_only(op.request_txn):
-            continue
-        return False
-    return True
