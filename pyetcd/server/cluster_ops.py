@@ -11,15 +11,9 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from pyetcd.config import Config
 from pyetcd.ids import member_id as derive_member_id
-from pyetcd.logutil import Logger
-from pyetcd.mvcc import IDGenerator, KVStore, Lessor
-from pyetcd.mvcc.watchable_store import WatchableStore
-from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import ConfChange, ConfChangeSingle, ConfChangeType, Snapshot
 
-from .apply import Applier
 from .errors import (
     InvalidPeerURLsError,
     LearnerNotReadyError,
@@ -30,55 +24,17 @@ from .errors import (
     RequestTimeoutError,
 )
 from .join import serve_members
-from .membership import Member, Membership
-from .transport import Transport
-from .wait import RequestWait
+from .membership import Member
+from .state import ServerState
 
 if TYPE_CHECKING:
-    from .raft_node import RaftNode
-    from .read_index import ReadIndexer
+    pass
 
 __all__ = ["ClusterOps"]
 
 
-class ClusterOps:
+class ClusterOps(ServerState):
     """Mixed into EtcdServer."""
-
-    # State owned by EtcdServer (declared here for the type checker).
-    cfg: Config
-    log: Logger
-    member_id: int
-    cluster_id: int
-    store: KVStore
-    lessor: Lessor
-    watchable: WatchableStore
-    membership: Membership
-    applier: Applier
-    raft: RaftNode
-    read_indexer: ReadIndexer
-    idgen: IDGenerator
-    transport: Transport
-    waits: RequestWait
-    heartbeat: float
-    request_timeout: float
-    removed_event: asyncio.Event
-    _received_db: str | None
-    _stopped: bool
-
-    if TYPE_CHECKING:
-
-        async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> object: ...
-
-        def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader: ...
-
-        def _fill(self, h: rpc_pb2.ResponseHeader) -> None: ...
-
-        def _open_store(self) -> None: ...
-
-        @property
-        def is_leader(self) -> bool: ...
-
-        async def wait_leader(self) -> None: ...
 
     # -- peers and snapshots ------------------------------------------------------------------
 

@@ -7,35 +7,26 @@ import time
 from typing import TYPE_CHECKING
 
 from pyetcd import __version__
-from pyetcd.config import Config
-from pyetcd.logutil import Logger
 from pyetcd.mvcc import (
-    IDGenerator,
-    KVStore,
-    Lessor,
     check_delete_request,
     check_put_request,
     check_range_request,
     check_txn_request,
 )
 from pyetcd.mvcc import types as mt
-from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import NONE
 
 from . import pbconv
-from .apply import Applier
 from .errors import (
     BadLeaderTransfereeError,
     RequestTimeoutError,
 )
-from .membership import Member, Membership
-from .transport import Transport
-from .wait import RequestWait
+from .membership import Member
+from .state import ServerState
 
 if TYPE_CHECKING:
-    from .raft_node import RaftNode
-    from .read_index import ReadIndexer
+    pass
 
 __all__ = ["CLUSTER_VERSION", "SERVER_VERSION", "V3Ops"]
 
@@ -44,44 +35,8 @@ SERVER_VERSION = "3.5.1"
 CLUSTER_VERSION = "3.5.0"
 
 
-class V3Ops:
+class V3Ops(ServerState):
     """Mixed into EtcdServer."""
-
-    # State owned by EtcdServer (declared here for the type checker).
-    cfg: Config
-    log: Logger
-    member_id: int
-    cluster_id: int
-    store: KVStore
-    lessor: Lessor
-    watchable: WatchableStore
-    membership: Membership
-    applier: Applier
-    raft: RaftNode
-    read_indexer: ReadIndexer
-    idgen: IDGenerator
-    transport: Transport
-    waits: RequestWait
-    heartbeat: float
-    request_timeout: float
-    removed_event: asyncio.Event
-    _received_db: str | None
-    _stopped: bool
-
-    if TYPE_CHECKING:
-
-        async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> object: ...
-
-        def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader: ...
-
-        def _fill(self, h: rpc_pb2.ResponseHeader) -> None: ...
-
-        def _open_store(self) -> None: ...
-
-        @property
-        def is_leader(self) -> bool: ...
-
-        async def wait_leader(self) -> None: ...
 
     # -- KV --------------------------------------------------------------------------------------
 
