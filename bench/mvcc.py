@@ -48,8 +48,10 @@ def main() -> None:
             kv.range(r)
         point_s = len(point) / (time.perf_counter() - t0)
 
-        wide = [RangeRequest(b"key-%08d" % (i * 1000), b"key-%08d" % (i * 1000 + 1000))
-                for i in range(min(50, n // 1000))]
+        wide = [
+            RangeRequest(b"key-%08d" % (i * 1000), b"key-%08d" % (i * 1000 + 1000))
+            for i in range(min(50, n // 1000))
+        ]
         t0 = time.perf_counter()
         for r in wide:
             assert len(kv.range(r).kvs) == 1000
@@ -69,14 +71,18 @@ def main() -> None:
 
         size = kv.db_size
         kv.close()
-        print(json.dumps({
-            "keys": n,
-            "put_per_s": round(put_s),
-            "range_point_per_s": round(point_s),
-            "range_1000_per_s": round(wide_s, 1),
-            "watch_events_per_s": round(watch_s),
-            "db_size_bytes": size,
-        }))
+        print(
+            json.dumps(
+                {
+                    "keys": n,
+                    "put_per_s": round(put_s),
+                    "range_point_per_s": round(point_s),
+                    "range_1000_per_s": round(wide_s, 1),
+                    "watch_events_per_s": round(watch_s),
+                    "db_size_bytes": size,
+                }
+            )
+        )
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -37,7 +37,8 @@ class MaintenanceService:
         self, request: rpc_pb2.DefragmentRequest, context: Ctx
     ) -> rpc_pb2.DefragmentResponse:
         await self.server.defragment()
-        return rpc_pb2.DefragmentResponse(header=self.server.header())
+        # etcd 3.5 answers Defragment, MoveLeader and Snapshot with an empty header.
+        return rpc_pb2.DefragmentResponse()
 
     @translate_errors
     async def Hash(self, request: rpc_pb2.HashRequest, context: Ctx) -> rpc_pb2.HashResponse:
@@ -55,7 +56,7 @@ class MaintenanceService:
         self, request: rpc_pb2.MoveLeaderRequest, context: Ctx
     ) -> rpc_pb2.MoveLeaderResponse:
         await self.server.move_leader(request.targetID)
-        return rpc_pb2.MoveLeaderResponse(header=self.server.header())
+        return rpc_pb2.MoveLeaderResponse()
 
     @translate_errors
     async def Downgrade(
@@ -82,13 +83,12 @@ class MaintenanceService:
                         break
                     digest.update(chunk)
                     remaining -= len(chunk)
+                    # etcd counts the backend bytes still to come, not the hash trailer.
                     yield rpc_pb2.SnapshotResponse(
-                        header=self.server.header(),
-                        remaining_bytes=remaining + digest.digest_size,
+                        remaining_bytes=remaining,
                         blob=chunk,
                     )
             yield rpc_pb2.SnapshotResponse(
-                header=self.server.header(),
                 remaining_bytes=0,
                 blob=digest.digest(),
             )

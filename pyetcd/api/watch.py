@@ -105,15 +105,16 @@ class _Session:
         self.server.kick_watch_sync()
 
     def _to_pb(self, r: WatchResponse) -> rpc_pb2.WatchResponse:
+        # etcd's cancel for a compacted start revision has header revision 0 and no
+        # cancel_reason; other responses without a revision carry the current one
+        compacted = r.canceled and r.compact_revision != 0
         m = rpc_pb2.WatchResponse(
-            header=self.server.header(r.revision or None),
+            header=self.server.header(0 if compacted else (r.revision or None)),
             watch_id=r.watch_id,
             compact_revision=r.compact_revision,
             canceled=r.canceled,
             fragment=r.fragment,
         )
-        if r.canceled and r.compact_revision:
-            m.cancel_reason = "etcdserver: mvcc: required revision has been compacted"
         for e in r.events:
             m.events.append(pbconv.event_to_pb(e))
         return m

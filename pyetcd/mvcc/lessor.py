@@ -189,8 +189,8 @@ class Lessor:
         return self._leases.get(lease_id)
 
     def leases(self) -> list[Lease]:
-        """Every lease, by ID."""
-        return [self._leases[i] for i in sorted(self._leases)]
+        """Every lease, soonest expiry first (etcd's LeaseLeases order); ties by ID."""
+        return sorted(self._leases.values(), key=lambda item: (item.expiry, item.id))
 
     def lease_of(self, key: bytes) -> int:
         """The lease ``key`` is attached to (0: none)."""

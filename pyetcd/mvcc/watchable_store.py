@@ -132,15 +132,18 @@ class WatchStream:
         ``watch_id`` -1 lets the stream choose (IDs count up from 0).
 
         Raises:
-            ValueError: the client-chosen ID is in use.
+            ValueError: with etcd's text: the range is empty (``key >= range_end``)
+                or the client-chosen ID is in use.
         """
+        if range_end not in (b"", b"\x00") and key >= range_end:
+            raise ValueError("mvcc: watcher range is empty")
         if watch_id == -1:
             while self._next_id in self.watchers:
                 self._next_id += 1
             watch_id = self._next_id
             self._next_id += 1
         elif watch_id in self.watchers:
-            raise ValueError(f"watch id {watch_id} already in use")
+            raise ValueError("mvcc: duplicate watch ID provided on the WatchStream")
         w = Watcher(
             self, watch_id, key, index_end(range_end), start_revision, frozenset(filters), prev_kv
         )
@@ -263,10 +266,13 @@ class WatchableStore:
         batches: dict[Watcher, list[Event]] = {}
         for kv in changes:
             ev = _to_event(kv, rev)
+            # a watcher created with a future start revision is synced but
+            # must see nothing before that revision
             for w in self._synced_keys.get(kv.key, ()):
-                batches.setdefault(w, []).append(ev)
+                if w.min_rev <= rev:
+                    batches.setdefault(w, []).append(ev)
             for w in self._synced_ranges:
-                if w.matches(kv.key):
+                if w.min_rev <= rev and w.matches(kv.key):
                     batches.setdefault(w, []).append(ev)
         for w, events in batches.items():
             w.min_rev = rev + 1
@@ -329,7 +335,8 @@ class WatchableStore:
             if len(chosen) >= MAX_WATCHERS_PER_SYNC:
                 break
             if w.min_rev < compact:
-                resp = WatchResponse(w.id, (), cur, compact_revision=compact, canceled=True)
+                # etcd's compaction cancel carries no revision (its header shows 0)
+                resp = WatchResponse(w.id, (), 0, compact_revision=compact, canceled=True)
                 if w.stream.send(w, resp):
                     self.unsynced.discard(w)
                     w.stream.watchers.pop(w.id, None)

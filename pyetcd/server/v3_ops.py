@@ -119,7 +119,8 @@ class V3Ops(ServerState):
     async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
         await self.read_indexer.wait_linearizable()
         resp = rpc_pb2.LeaseLeasesResponse(header=self.header())
-        for lease in sorted(self.lessor.leases(), key=lambda item: item.id):
+        # The lessor lists leases soonest expiry first, as etcd's LeaseLeases does.
+        for lease in self.lessor.leases():
             resp.leases.add(ID=lease.id)
         return resp
 

@@ -201,17 +201,24 @@ class Model:
         return ok, req.success if ok else req.failure
 
     def _precheck(self, req: TxnRequest, writes: bool) -> None:
+        # etcd (and real etcd 3.5.1, see tests/conformance) checks every put on
+        # the chosen path before any range
+        if writes:
+            self._precheck_ops(req, puts=True)
+        self._precheck_ops(req, puts=False)
+
+    def _precheck_ops(self, req: TxnRequest, puts: bool) -> None:
         _, ops = self._branch(req)
         for op in ops:
             if op.request_txn is not None:
-                self._precheck(op.request_txn, writes)
-            elif op.request_range is not None:
+                self._precheck_ops(op.request_txn, puts)
+            elif op.request_range is not None and not puts:
                 r = op.request_range.revision
                 if r > self.rev:
                     raise FutureRevisionError()
                 if r != 0 and r < self.compact_rev:
                     raise CompactedError()
-            elif op.request_put is not None and writes:
+            elif op.request_put is not None and puts:
                 p = op.request_put
                 if (p.ignore_value or p.ignore_lease) and p.key not in self.state():
                     raise KeyNotFoundError()
