@@ -64,7 +64,6 @@ __all__ = [
 ]
 
 ETCD_API_VERSION = "3.5"
-NOT_BUILT = "pyetcd: the server is not built yet; configuration is valid"
 _LOADED_MSG = (
     "loaded server configuration, other configuration command line flags and "
     "environment variables will be ignored if provided"
@@ -365,13 +364,8 @@ def _log_notices(logger: Logger, notices: Sequence[Notice]) -> None:
 
 
 def _start_server(cfg: Config, err: TextIO) -> int:
-    try:
-        embed = importlib.import_module("pyetcd.embed")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("pyetcd.embed", "pyetcd.server"):
-            raise
-        err.write(NOT_BUILT + "\n")
-        return 1
+    # Imported here: --help and --version need not load grpc and the server.
+    embed = importlib.import_module("pyetcd.embed")
     result = embed.run(cfg)
     return result if isinstance(result, int) else 0
 

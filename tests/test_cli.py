@@ -41,14 +41,14 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
     started: list[Config] = []
-    module = types.ModuleType("pyetcd.server.embed")
+    module = types.ModuleType("pyetcd.embed")
 
     def fake_run(cfg: Config) -> int:
         started.append(cfg)
         return 0
 
     module.run = fake_run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pyetcd.server.embed", module)
+    monkeypatch.setitem(sys.modules, "pyetcd.embed", module)
     return started
 
 
@@ -282,14 +282,6 @@ def test_version() -> None:
     assert rc == 0 and lines[0] == "pyetcd Version: 0.1.0"
     assert lines[1] == "etcd API Version: 3.5"
     assert lines[2].startswith("Python Version: ") and lines[3].startswith("Python OS/Arch: ")
-
-
-def test_server_not_built_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pyetcd.server.embed", None)
-    rc, _out, records, raw = run([])
-    assert rc == 1
-    assert raw.splitlines()[-1] == cli.NOT_BUILT
-    assert [r["msg"] for r in records] == ["Running: ", "'data-dir' was empty; using default"]
 
 
 def test_logs_follow_log_outputs_and_level(tmp_path: Path, fake_server: list[Config]) -> None:

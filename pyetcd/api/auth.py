@@ -1,90 +1,298 @@
-"""etcdserverpb.Auth over grpc.aio: auth is not built yet, so it is never enabled.
+"""etcdserverpb.Auth over grpc.aio, and the token lookup every service shares.
 
-Until it is, the store holds no users and no roles, and every RPC answers exactly as
-etcd does on a cluster where none were ever added: lists are empty, lookups say "not
-found", enabling fails for want of a root user. Adding users or roles is refused.
+Every Auth RPC is proposed through Raft as etcd 3.5 does (so every member
+applies it, and the admin check happens at apply with the proposer's identity
+in the entry header). Passwords never enter the log: UserAdd and
+UserChangePassword are bcrypt-hashed here, Authenticate checks the password
+here and proposes only the user name and the simple-token prefix.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from typing import Any, Protocol, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
-from pyetcd.pb import rpc_pb2
-from pyetcd.server.server import EtcdServer
+from pyetcd.mvcc.backend import Backend
+from pyetcd.pb import raft_internal_pb2, rpc_pb2
+from pyetcd.server import auth_errors as ae
+from pyetcd.server.auth_check import apply_auth_request
+from pyetcd.server.auth_store import AuthInfo, AuthStore, hash_password
+from pyetcd.server.auth_token import SimpleTokenProvider
 
+from . import errors
 from .common import Ctx
 
-__all__ = ["AuthService"]
+__all__ = ["AUTH_ERROR_CODES", "AuthServer", "AuthService", "auth_info_from_context"]
 
-NOT_ENABLED = "etcdserver: authentication is not enabled"
-NOT_SUPPORTED = "pyetcd: authentication is not supported yet"
-ROOT_USER_NOT_EXIST = "etcdserver: root user does not exist"
-USER_NOT_FOUND = "etcdserver: user name not found"
-ROLE_NOT_FOUND = "etcdserver: role name not found"
-USER_EMPTY = "etcdserver: user name is empty"
-ROLE_EMPTY = "etcdserver: role name is empty"
+SC = grpc.StatusCode
 
-#: etcd's auth store commits revision 1 when it is first created.
-INITIAL_AUTH_REVISION = 1
+#: gRPC codes of the auth errors (etcd's rpctypes); merge into errors.ERROR_CODES
+AUTH_ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
+    ae.RootUserNotExistError: SC.FAILED_PRECONDITION,
+    ae.RootRoleNotExistError: SC.FAILED_PRECONDITION,
+    ae.UserAlreadyExistError: SC.FAILED_PRECONDITION,
+    ae.UserEmptyError: SC.INVALID_ARGUMENT,
+    ae.UserNotFoundError: SC.FAILED_PRECONDITION,
+    ae.RoleAlreadyExistError: SC.FAILED_PRECONDITION,
+    ae.RoleNotFoundError: SC.FAILED_PRECONDITION,
+    ae.RoleEmptyError: SC.INVALID_ARGUMENT,
+    ae.AuthFailedError: SC.INVALID_ARGUMENT,
+    ae.PermissionNotGivenError: SC.INVALID_ARGUMENT,
+    ae.PermissionDeniedError: SC.PERMISSION_DENIED,
+    ae.RoleNotGrantedError: SC.FAILED_PRECONDITION,
+    ae.PermissionNotGrantedError: SC.FAILED_PRECONDITION,
+    ae.AuthNotEnabledError: SC.FAILED_PRECONDITION,
+    ae.InvalidAuthTokenError: SC.UNAUTHENTICATED,
+    ae.InvalidAuthMgmtError: SC.INVALID_ARGUMENT,
+    ae.AuthOldRevisionError: SC.INVALID_ARGUMENT,
+    # etcd sends these untranslated, with code Unknown and its "auth: ..." text
+    ae.NoPasswordUserError: SC.UNKNOWN,
+    ae.AuthOptionsError: SC.UNKNOWN,
+    ae.VerifyOnlyError: SC.UNKNOWN,
+}
+
+# metadata keys etcd reads the token from (gRPC clients, then the HTTP gateway)
+_TOKEN_KEYS = ("token", "authorization")
+# how long a request waits for this member to apply the entry that issued its token
+_TOKEN_APPLY_WAIT = 5.0
+
+
+class AppliedWaiter(Protocol):
+    def wait(self, index: int) -> asyncio.Future[None]: ...
+
+
+class AuthServer(Protocol):
+    """What the Auth service needs from the server."""
+
+    auth_store: AuthStore
+    applied_wait: AppliedWaiter
+
+    def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader: ...
+
+    async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> object: ...
+
+
+async def auth_info_from_context(server: AuthServer, context: Ctx) -> AuthInfo | None:
+    """Who the caller is, from metadata ``token`` (or ``authorization``).
+
+    None when auth is disabled or no token was sent (the permission checks
+    then answer "user name is empty"). A simple token issued at a raft index
+    this member has not applied yet is looked up once it has.
+
+    Raises:
+        InvalidAuthTokenError: the token is unknown, expired or forged.
+    """
+    store = server.auth_store
+    if not store.enabled:
+        return None
+    md = dict(context.invocation_metadata() or ())
+    token = next((md[k] for k in _TOKEN_KEYS if md.get(k)), None)
+    if token is None:
+        return None
+    if isinstance(token, bytes):
+        token = token.decode(errors="replace")
+    index = SimpleTokenProvider.token_index(token)
+    if index is not None and isinstance(store.tokens, SimpleTokenProvider):
+        try:
+            await asyncio.wait_for(server.applied_wait.wait(index), _TOKEN_APPLY_WAIT)
+        except TimeoutError:
+            raise ae.InvalidAuthTokenError() from None
+    return store.auth_info_from_token(token)
+
+
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
+M = TypeVar("M", bound=Message)
+
+
+def _translate(fn: F) -> F:
+    """Auth errors become etcd's status; the rest goes to the shared table."""
+
+    @wraps(fn)
+    async def wrapper(self: Any, request: Any, context: Ctx) -> Any:
+        try:
+            return await fn(self, request, context)
+        except ae.AuthError as err:
+            await context.abort(AUTH_ERROR_CODES.get(type(err), SC.UNKNOWN), str(err))
+        except Exception as err:  # the shared table decides, or re-raises
+            await errors.abort(context, err)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class AuthService:
-    def __init__(self, server: EtcdServer) -> None:
-        self.server = server
+    """etcdserverpb.Auth.
 
-    async def AuthStatus(
-        self, request: rpc_pb2.AuthStatusRequest, context: Ctx
-    ) -> rpc_pb2.AuthStatusResponse:
-        return rpc_pb2.AuthStatusResponse(
-            header=self.server.header(), enabled=False, authRevision=INITIAL_AUTH_REVISION
-        )
+    ``server`` is an :class:`AuthServer`. A server without ``auth_store`` (not
+    wired yet) gets a private, empty, never-enabled store applied locally, so
+    the service answers as an etcd whose auth was never set up.
+    """
 
+    def __init__(self, server: Any) -> None:
+        self.server: AuthServer = server
+        self._local: AuthStore | None = None
+        if getattr(server, "auth_store", None) is None:
+            self._local = AuthStore(Backend(":memory:"), SimpleTokenProvider())
+
+    @property
+    def store(self) -> AuthStore:
+        """The auth store requests are checked against."""
+        return self._local if self._local is not None else self.server.auth_store
+
+    async def _submit(self, req: raft_internal_pb2.InternalRaftRequest) -> object:
+        if self._local is not None:
+            return apply_auth_request(self._local, req, 0)
+        return await self.server.propose(req)
+
+    async def _propose(self, context: Ctx, want: type[M], **field: Message) -> M:
+        """Propose one auth request as the caller; returns the response with a header."""
+        req = raft_internal_pb2.InternalRaftRequest(**field)
+        if self._local is None:
+            info = await auth_info_from_context(self.server, context)
+            if info is not None:
+                req.header.username = info.username
+                req.header.auth_revision = info.revision
+        resp = await self._submit(req)
+        assert isinstance(resp, want)
+        resp.header.CopyFrom(self.server.header())
+        return resp
+
+    @_translate
+    async def AuthEnable(
+        self, request: rpc_pb2.AuthEnableRequest, context: Ctx
+    ) -> rpc_pb2.AuthEnableResponse:
+        return await self._propose(context, rpc_pb2.AuthEnableResponse, auth_enable=request)
+
+    @_translate
     async def AuthDisable(
         self, request: rpc_pb2.AuthDisableRequest, context: Ctx
     ) -> rpc_pb2.AuthDisableResponse:
-        # Disabling auth that is not enabled succeeds in etcd.
-        return rpc_pb2.AuthDisableResponse(header=self.server.header())
+        return await self._propose(context, rpc_pb2.AuthDisableResponse, auth_disable=request)
 
-    async def AuthEnable(self, request: Any, context: Ctx) -> Any:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, ROOT_USER_NOT_EXIST)
+    @_translate
+    async def AuthStatus(
+        self, request: rpc_pb2.AuthStatusRequest, context: Ctx
+    ) -> rpc_pb2.AuthStatusResponse:
+        return await self._propose(context, rpc_pb2.AuthStatusResponse, auth_status=request)
 
-    async def Authenticate(self, request: Any, context: Ctx) -> Any:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, NOT_ENABLED)
+    @_translate
+    async def Authenticate(
+        self, request: rpc_pb2.AuthenticateRequest, context: Ctx
+    ) -> rpc_pb2.AuthenticateResponse:
+        store = self.store
+        while True:
+            checked = await asyncio.to_thread(store.check_password, request.name, request.password)
+            internal = raft_internal_pb2.InternalAuthenticateRequest(
+                name=request.name, simple_token=store.gen_token_prefix()
+            )
+            resp = await self._submit(raft_internal_pb2.InternalRaftRequest(authenticate=internal))
+            # the password was checked against a store that has not changed since
+            if checked == store.revision:
+                assert isinstance(resp, rpc_pb2.AuthenticateResponse)
+                resp.header.CopyFrom(self.server.header())
+                return resp
 
+    @_translate
+    async def UserAdd(
+        self, request: rpc_pb2.AuthUserAddRequest, context: Ctx
+    ) -> rpc_pb2.AuthUserAddResponse:
+        if not request.options.no_password:
+            request.hashedPassword = await asyncio.to_thread(
+                hash_password, request.password, self.store.bcrypt_cost
+            )
+        request.password = ""
+        return await self._propose(context, rpc_pb2.AuthUserAddResponse, auth_user_add=request)
+
+    @_translate
+    async def UserGet(
+        self, request: rpc_pb2.AuthUserGetRequest, context: Ctx
+    ) -> rpc_pb2.AuthUserGetResponse:
+        return await self._propose(context, rpc_pb2.AuthUserGetResponse, auth_user_get=request)
+
+    @_translate
     async def UserList(
         self, request: rpc_pb2.AuthUserListRequest, context: Ctx
     ) -> rpc_pb2.AuthUserListResponse:
-        return rpc_pb2.AuthUserListResponse(header=self.server.header())
+        return await self._propose(context, rpc_pb2.AuthUserListResponse, auth_user_list=request)
 
+    @_translate
+    async def UserDelete(
+        self, request: rpc_pb2.AuthUserDeleteRequest, context: Ctx
+    ) -> rpc_pb2.AuthUserDeleteResponse:
+        return await self._propose(
+            context, rpc_pb2.AuthUserDeleteResponse, auth_user_delete=request
+        )
+
+    @_translate
+    async def UserChangePassword(
+        self, request: rpc_pb2.AuthUserChangePasswordRequest, context: Ctx
+    ) -> rpc_pb2.AuthUserChangePasswordResponse:
+        request.hashedPassword = await asyncio.to_thread(
+            hash_password, request.password, self.store.bcrypt_cost
+        )
+        request.password = ""
+        return await self._propose(
+            context, rpc_pb2.AuthUserChangePasswordResponse, auth_user_change_password=request
+        )
+
+    @_translate
+    async def UserGrantRole(
+        self, request: rpc_pb2.AuthUserGrantRoleRequest, context: Ctx
+    ) -> rpc_pb2.AuthUserGrantRoleResponse:
+        return await self._propose(
+            context, rpc_pb2.AuthUserGrantRoleResponse, auth_user_grant_role=request
+        )
+
+    @_translate
+    async def UserRevokeRole(
+        self, request: rpc_pb2.AuthUserRevokeRoleRequest, context: Ctx
+    ) -> rpc_pb2.AuthUserRevokeRoleResponse:
+        return await self._propose(
+            context, rpc_pb2.AuthUserRevokeRoleResponse, auth_user_revoke_role=request
+        )
+
+    @_translate
+    async def RoleAdd(
+        self, request: rpc_pb2.AuthRoleAddRequest, context: Ctx
+    ) -> rpc_pb2.AuthRoleAddResponse:
+        return await self._propose(context, rpc_pb2.AuthRoleAddResponse, auth_role_add=request)
+
+    @_translate
+    async def RoleGet(
+        self, request: rpc_pb2.AuthRoleGetRequest, context: Ctx
+    ) -> rpc_pb2.AuthRoleGetResponse:
+        return await self._propose(context, rpc_pb2.AuthRoleGetResponse, auth_role_get=request)
+
+    @_translate
     async def RoleList(
         self, request: rpc_pb2.AuthRoleListRequest, context: Ctx
     ) -> rpc_pb2.AuthRoleListResponse:
-        return rpc_pb2.AuthRoleListResponse(header=self.server.header())
+        return await self._propose(context, rpc_pb2.AuthRoleListResponse, auth_role_list=request)
 
-    async def _user_not_found(self, request: Any, context: Ctx) -> Any:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, USER_NOT_FOUND)
+    @_translate
+    async def RoleDelete(
+        self, request: rpc_pb2.AuthRoleDeleteRequest, context: Ctx
+    ) -> rpc_pb2.AuthRoleDeleteResponse:
+        return await self._propose(
+            context, rpc_pb2.AuthRoleDeleteResponse, auth_role_delete=request
+        )
 
-    async def _role_not_found(self, request: Any, context: Ctx) -> Any:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, ROLE_NOT_FOUND)
+    @_translate
+    async def RoleGrantPermission(
+        self, request: rpc_pb2.AuthRoleGrantPermissionRequest, context: Ctx
+    ) -> rpc_pb2.AuthRoleGrantPermissionResponse:
+        return await self._propose(
+            context, rpc_pb2.AuthRoleGrantPermissionResponse, auth_role_grant_permission=request
+        )
 
-    UserGet = _user_not_found
-    UserDelete = _user_not_found
-    UserChangePassword = _user_not_found
-    UserGrantRole = _user_not_found
-    UserRevokeRole = _user_not_found
-    RoleGet = _role_not_found
-    RoleDelete = _role_not_found
-    RoleGrantPermission = _role_not_found
-    RoleRevokePermission = _role_not_found
-
-    async def UserAdd(self, request: rpc_pb2.AuthUserAddRequest, context: Ctx) -> Any:
-        if not request.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, USER_EMPTY)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, NOT_SUPPORTED)
-
-    async def RoleAdd(self, request: rpc_pb2.AuthRoleAddRequest, context: Ctx) -> Any:
-        if not request.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, ROLE_EMPTY)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, NOT_SUPPORTED)
+    @_translate
+    async def RoleRevokePermission(
+        self, request: rpc_pb2.AuthRoleRevokePermissionRequest, context: Ctx
+    ) -> rpc_pb2.AuthRoleRevokePermissionResponse:
+        return await self._propose(
+            context, rpc_pb2.AuthRoleRevokePermissionResponse, auth_role_revoke_permission=request
+        )

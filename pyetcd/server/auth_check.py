@@ -200,3 +200,4 @@ def apply_auth_request(
         if fd.name == "authenticate":
             return store.authenticate(value, index)
     return None
+

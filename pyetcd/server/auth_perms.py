@@ -71,7 +71,7 @@ class IntervalSet:
         begins: list[bytes] = []
         ends: list[bytes | None] = []
         for begin, end in sorted(intervals, key=lambda iv: iv[0]):
-            if begins and _end_lt(begin, ends[-1]):
+            if begins and not _end_lt(ends[-1], begin):
                 # overlaps or touches the last run: extend it
                 if _end_lt(ends[-1], end):
                     ends[-1] = end
@@ -117,7 +117,9 @@ class RangePermissions:
     write: IntervalSet
 
 
-def merged_permissions(user: auth_pb2.User, roles: Mapping[str, auth_pb2.Role]) -> RangePermissions:
+def merged_permissions(
+    user: auth_pb2.User, roles: Mapping[str, auth_pb2.Role]
+) -> RangePermissions:
     """Merge the permissions of every role granted to ``user`` (unknown roles add nothing)."""
     read: list[Interval] = []
     write: list[Interval] = []
