@@ -6,7 +6,6 @@ clean-slate reset cannot reproduce the state under test.
 
 from __future__ import annotations
 
-import pytest
 from conformance_client import Conformance, normalize
 from conformance_ops import Compact, Delete, HashKV, LeaseGrant, LeaseTTL, Op, Put, Range
 from conformance_run import run_program

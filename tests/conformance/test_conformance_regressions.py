@@ -7,7 +7,6 @@ may change are ``xfail(strict=True)``: they start failing once fixed.
 
 from __future__ import annotations
 
-import pytest
 from conformance_client import Conformance
 from conformance_ops import Cmp, Compact, LeaseGrant, LeaseLeases, Op, Put, Range, Txn
 from conformance_run import run_program
