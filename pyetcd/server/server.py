@@ -148,6 +148,7 @@ class EtcdServer(V3Ops, ClusterOps):
         self._sync_peers()
         self.raft.start()
         self._spawn(self._applied_loop(), "applied")
+        self._spawn(self._expire_loop(), "expire-requests")
         self._spawn(self._lease_loop(), "lease-expiry")
         self._spawn(self._backend_commit_loop(), "backend-commit")
         self._spawn(self._watch_sync_loop(), "watch-sync")
@@ -339,16 +340,23 @@ class EtcdServer(V3Ops, ClusterOps):
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise RequestTooLargeError()
-        fut = self.waits.register(req_id)
+        loop = asyncio.get_running_loop()
+        fut = self.waits.register(req_id, loop.time() + self.request_timeout)
         self.raft.propose(data)
-        try:
-            return await asyncio.wait_for(fut, self.request_timeout)
-        except TimeoutError:
-            self.proposals_failed += 1
-            self.waits.cancel(req_id)
-            if self.raft.lead == NONE:
-                raise NoLeaderError() from None
-            raise RequestTimeoutError() from None
+        # _expire_loop fails the waiter once its deadline passed.
+        return await fut
+
+    def _timeout_error(self) -> BaseException:
+        self.proposals_failed += 1
+        if self.raft.lead == NONE:
+            return NoLeaderError()
+        return RequestTimeoutError()
+
+    async def _expire_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.1)
+            self.waits.expire(loop.time(), self._timeout_error)
 
     def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader:
         return rpc_pb2.ResponseHeader(

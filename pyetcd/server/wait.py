@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from collections.abc import Callable
 
 __all__ = ["AppliedWait", "RequestWait"]
 
 
 class RequestWait:
-    """Futures keyed by request ID, resolved by the apply loop."""
+    """Futures keyed by request ID, resolved by the apply loop.
+
+    A waiter registered with a deadline is failed by ``expire`` once it passes: one
+    periodic sweep instead of a timer per request keeps the hot path cheap.
+    """
 
     def __init__(self) -> None:
         self._futs: dict[int, asyncio.Future[object]] = {}
+        self._deadlines: list[tuple[float, int]] = []
 
-    def register(self, req_id: int) -> asyncio.Future[object]:
+    def register(self, req_id: int, deadline: float | None = None) -> asyncio.Future[object]:
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._futs[req_id] = fut
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, req_id))
         return fut
+
+    def expire(self, now: float, err: Callable[[], BaseException]) -> int:
+        """Fail every waiter whose deadline is at or before ``now``; returns how many."""
+        n = 0
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, req_id = heapq.heappop(heap)
+            fut = self._futs.pop(req_id, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(err())
+                n += 1
+        return n
 
     def cancel(self, req_id: int) -> None:
         self._futs.pop(req_id, None)
