@@ -19,7 +19,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Iterator
 
 from pyetcd.mvcc import ops
@@ -31,6 +30,7 @@ from pyetcd.mvcc.errors import (
     LeaseNotFoundError,
     NoSpaceError,
 )
+from pyetcd.mvcc.hash import crc32c, marshal_kv
 from pyetcd.mvcc.key_index import KeyIndex, TreeIndex
 from pyetcd.mvcc.lessor import Lessor
 from pyetcd.mvcc.revision import (
@@ -421,7 +421,7 @@ class KVStore:
             raise FutureRevisionError()
         if rev == 0:
             rev = self._current_rev
-        h = zlib.crc32(b"key")
+        h = crc32c(b"key")
         if rev < 0:
             # etcd hashes the records below revision rev + 1: none at all
             return h, self._current_rev, compact
@@ -431,7 +431,7 @@ class KVStore:
             r = bytes_to_rev(k)
             if r < lower and keep and r not in keep:
                 continue
-            h = zlib.crc32(v, zlib.crc32(k, h))
+            h = crc32c(marshal_kv(decode_kv(v), is_tombstone(k)), crc32c(k, h))
         return h, self._current_rev, compact
 
     # -- restore ----------------------------------------------------------------

@@ -174,11 +174,6 @@ def test_endpoint_hashkv(pair: Pair, etcdctl: Etcdctl) -> None:
     assert "hash" in st["HashKV"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KVStore.hash_kv uses zlib.crc32 (IEEE) over pyetcd's own value encoding; etcd "
-    "hashes with CRC-32C (Castagnoli) over 'key' + each revision key + marshalled KeyValue",
-)
 def test_endpoint_hashkv_matches_etcd(pair: Pair, etcdctl35: Etcdctl) -> None:
     same(pair, etcdctl35, "put", "hashkv-probe", "v")
     same(pair, etcdctl35, "endpoint", "hashkv")
