@@ -11,7 +11,7 @@ import contextlib
 import gc
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pyetcd.api.grpc_server import build_grpc_server
@@ -19,8 +19,10 @@ from pyetcd.api.http_listener import ClientListener, ListenError
 from pyetcd.config import Config
 from pyetcd.ids import BootstrapError, InitialCluster
 from pyetcd.logutil import Logger, new_logger
+from pyetcd.server.auth_errors import AuthOptionsError
 from pyetcd.server.peer_transport import PeerTransport
 from pyetcd.server.server import EtcdServer
+from pyetcd.server.tls import TLSInfo, TLSSetupError, client_tls_info, peer_tls_info
 from pyetcd.wal import WALError
 
 __all__ = ["run", "serve"]
@@ -33,29 +35,33 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    server = EtcdServer(cfg, logger, transport_factory=peer_transport_factory)
+    try:
+        client_tls = client_tls_info(cfg)
+        peer_tls = peer_tls_info(cfg)
+    except TLSSetupError as err:
+        logger.fatal("failed to set up TLS", {"error": str(err)})
+        return 1
+    server = EtcdServer(cfg, logger, transport_factory=_peer_factory(peer_tls))
     try:
         await server.start()
-    except (BootstrapError, WALError, OSError) as err:
+    except (BootstrapError, WALError, OSError, TLSSetupError, AuthOptionsError) as err:
         logger.fatal("failed to start etcd", {"error": str(err)})
         return 1
     _tune_gc()
-    g = build_grpc_server(server)
+    g = build_grpc_server(server, tls=client_tls)
     # gRPC and HTTP share each client port: the listener sorts connections (cmux).
-    client = ClientListener(server)
+    client = ClientListener(server, client_tls)
     try:
         client.listen(g)
-    except ListenError as err:
-        logger.fatal("failed to listen on client URL", {"address": err.url, "error": str(err)})
+    except (ListenError, TLSSetupError) as err:
+        url = err.url if isinstance(err, ListenError) else ""
+        logger.fatal("failed to listen on client URL", {"address": url, "error": str(err)})
         await server.stop()
         return 1
     await g.start()
     client.start()
     await g.pyetcd_health.set("", g.pyetcd_serving)
-    logger.info(
-        "serving client traffic insecurely; this is strongly discouraged!",
-        {"address": ",".join(cfg.listen_client_urls)},
-    )
+    _log_serving(logger, cfg, client_tls)
     logger.info("ready to serve client requests", {})
     removed = asyncio.ensure_future(server.removed_event.wait())
     stopped = asyncio.ensure_future(stop.wait())
@@ -68,6 +74,34 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
     await client.stop()
     await server.stop()
     return 0
+
+
+def _log_serving(logger: Logger, cfg: Config, tls: TLSInfo | None) -> None:
+    plain = [u for u in cfg.listen_client_urls if not u.startswith("https:")]
+    secure = [u for u in cfg.listen_client_urls if u.startswith("https:")]
+    if plain:
+        logger.info(
+            "serving client traffic insecurely; this is strongly discouraged!",
+            {"address": ",".join(plain)},
+        )
+    if secure and tls is not None:
+        logger.info(
+            "serving client traffic securely",
+            {"address": ",".join(secure), "client-cert-auth": tls.client_cert_auth},
+        )
+
+
+def _peer_factory(
+    tls: TLSInfo | None,
+) -> Callable[[EtcdServer, InitialCluster | None], PeerTransport]:
+    def build(server: EtcdServer, boot: InitialCluster | None) -> PeerTransport:
+        tr = peer_transport_factory(server, boot)
+        if tls is not None:
+            tr.server_ssl = tls.server_context()
+            tr.client_ssl = tls.client_context()
+        return tr
+
+    return build
 
 
 def _tune_gc() -> None:

@@ -26,35 +26,11 @@ from pyetcd.server.auth_token import SimpleTokenProvider
 
 from . import errors
 from .common import Ctx
+from .errors import AUTH_ERROR_CODES
 
 __all__ = ["AUTH_ERROR_CODES", "AuthServer", "AuthService", "auth_info_from_context"]
 
 SC = grpc.StatusCode
-
-#: gRPC codes of the auth errors (etcd's rpctypes); merge into errors.ERROR_CODES
-AUTH_ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
-    ae.RootUserNotExistError: SC.FAILED_PRECONDITION,
-    ae.RootRoleNotExistError: SC.FAILED_PRECONDITION,
-    ae.UserAlreadyExistError: SC.FAILED_PRECONDITION,
-    ae.UserEmptyError: SC.INVALID_ARGUMENT,
-    ae.UserNotFoundError: SC.FAILED_PRECONDITION,
-    ae.RoleAlreadyExistError: SC.FAILED_PRECONDITION,
-    ae.RoleNotFoundError: SC.FAILED_PRECONDITION,
-    ae.RoleEmptyError: SC.INVALID_ARGUMENT,
-    ae.AuthFailedError: SC.INVALID_ARGUMENT,
-    ae.PermissionNotGivenError: SC.INVALID_ARGUMENT,
-    ae.PermissionDeniedError: SC.PERMISSION_DENIED,
-    ae.RoleNotGrantedError: SC.FAILED_PRECONDITION,
-    ae.PermissionNotGrantedError: SC.FAILED_PRECONDITION,
-    ae.AuthNotEnabledError: SC.FAILED_PRECONDITION,
-    ae.InvalidAuthTokenError: SC.UNAUTHENTICATED,
-    ae.InvalidAuthMgmtError: SC.INVALID_ARGUMENT,
-    ae.AuthOldRevisionError: SC.INVALID_ARGUMENT,
-    # etcd sends these untranslated, with code Unknown and its "auth: ..." text
-    ae.NoPasswordUserError: SC.UNKNOWN,
-    ae.AuthOptionsError: SC.UNKNOWN,
-    ae.VerifyOnlyError: SC.UNKNOWN,
-}
 
 # metadata keys etcd reads the token from (gRPC clients, then the HTTP gateway)
 _TOKEN_KEYS = ("token", "authorization")
@@ -69,8 +45,11 @@ class AppliedWaiter(Protocol):
 class AuthServer(Protocol):
     """What the Auth service needs from the server."""
 
-    auth_store: AuthStore
-    applied_wait: AppliedWaiter
+    @property
+    def auth_store(self) -> AuthStore: ...
+
+    @property
+    def applied_wait(self) -> AppliedWaiter: ...
 
     def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader: ...
 
@@ -93,7 +72,7 @@ async def auth_info_from_context(server: AuthServer, context: Ctx) -> AuthInfo |
     md = dict(context.invocation_metadata() or ())
     token = next((md[k] for k in _TOKEN_KEYS if md.get(k)), None)
     if token is None:
-        return None
+        return _tls_auth_info(server, context)
     if isinstance(token, bytes):
         token = token.decode(errors="replace")
     index = SimpleTokenProvider.token_index(token)
@@ -103,6 +82,23 @@ async def auth_info_from_context(server: AuthServer, context: Ctx) -> AuthInfo |
         except TimeoutError:
             raise ae.InvalidAuthTokenError() from None
     return store.auth_info_from_token(token)
+
+
+def _tls_auth_info(server: AuthServer, context: Ctx) -> AuthInfo | None:
+    # etcd's AuthInfoFromTLS: with --client-cert-auth, a caller without a token acts
+    # as the user named by its certificate's common name, at the current revision.
+    cfg = getattr(server, "cfg", None)
+    if cfg is None or not cfg.client_cert_auth:
+        return None
+    auth_context = getattr(context, "auth_context", None)
+    if auth_context is None:
+        return None
+    names = auth_context().get("x509_common_name") or []
+    if not names:
+        return None
+    name = names[0]
+    username = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+    return AuthInfo(username, server.auth_store.revision)
 
 
 F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])

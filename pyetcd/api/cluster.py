@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import grpc
+
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.membership import Member
 from pyetcd.server.server import EtcdServer
 
+from .access import require_admin, require_user
 from .common import Ctx
 from .errors import translate_errors
+from .forward import LeaderForwarder
 
 __all__ = ["ClusterService", "member_to_pb"]
 
@@ -23,6 +27,7 @@ def member_to_pb(m: Member, out: rpc_pb2.Member) -> None:
 class ClusterService:
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
+        self.forward = LeaderForwarder(server)
 
     def _header(self) -> rpc_pb2.ResponseHeader:
         # Cluster responses carry no revision.
@@ -34,6 +39,7 @@ class ClusterService:
     async def MemberList(
         self, request: rpc_pb2.MemberListRequest, context: Ctx
     ) -> rpc_pb2.MemberListResponse:
+        await require_user(self.server, context)
         if request.linearizable:
             await self.server.read_indexer.wait_linearizable()
         resp = rpc_pb2.MemberListResponse(header=self._header())
@@ -49,6 +55,7 @@ class ClusterService:
     async def MemberAdd(
         self, request: rpc_pb2.MemberAddRequest, context: Ctx
     ) -> rpc_pb2.MemberAddResponse:
+        await require_admin(self.server, context)
         member, _ = await self.server.member_add(list(request.peerURLs), request.isLearner)
         resp = rpc_pb2.MemberAddResponse(header=self._header())
         member_to_pb(member, resp.member)
@@ -59,6 +66,7 @@ class ClusterService:
     async def MemberRemove(
         self, request: rpc_pb2.MemberRemoveRequest, context: Ctx
     ) -> rpc_pb2.MemberRemoveResponse:
+        await require_admin(self.server, context)
         await self.server.member_remove(request.ID)
         resp = rpc_pb2.MemberRemoveResponse(header=self._header())
         self._members(resp.members)
@@ -68,6 +76,7 @@ class ClusterService:
     async def MemberUpdate(
         self, request: rpc_pb2.MemberUpdateRequest, context: Ctx
     ) -> rpc_pb2.MemberUpdateResponse:
+        await require_admin(self.server, context)
         await self.server.member_update(request.ID, list(request.peerURLs))
         resp = rpc_pb2.MemberUpdateResponse(header=self._header())
         self._members(resp.members)
@@ -77,7 +86,21 @@ class ClusterService:
     async def MemberPromote(
         self, request: rpc_pb2.MemberPromoteRequest, context: Ctx
     ) -> rpc_pb2.MemberPromoteResponse:
+        await require_admin(self.server, context)
+        if not self.server.is_leader:
+            await self.server.wait_leader()
+            if not self.server.is_leader:
+                try:
+                    return await self.forward.member_promote(request, _credentials(context))
+                except grpc.aio.AioRpcError as err:
+                    await context.abort(err.code(), err.details())
         await self.server.member_promote(request.ID)
         resp = rpc_pb2.MemberPromoteResponse(header=self._header())
         self._members(resp.members)
         return resp
+
+
+def _credentials(context: Ctx) -> tuple[tuple[str, str], ...]:
+    """The caller's token metadata, passed on when a call is forwarded to the leader."""
+    md = context.invocation_metadata() or ()
+    return tuple((k, v) for k, v in md if k in ("token", "authorization"))

@@ -20,6 +20,7 @@ from pyetcd.mvcc.types import EventType
 from pyetcd.mvcc.watchable_store import WatchResponse
 from pyetcd.pb import rpc_pb2
 from pyetcd.server import errors as server_errors
+from pyetcd.server.auth_store import AuthInfo
 from pyetcd.server.server import EtcdServer
 
 from .common import Ctx
@@ -53,16 +54,22 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\x00"
 
 
-async def session_lease(server: EtcdServer, lease: int) -> int:
+async def session_lease(server: EtcdServer, lease: int, auth: AuthInfo | None = None) -> int:
     """The lease of a session: ``lease``, or a new one with etcd's default TTL when 0."""
     if lease:
         return lease
-    resp = await server.lease_grant(rpc_pb2.LeaseGrantRequest(TTL=DEFAULT_SESSION_TTL))
+    if server.auth_store.enabled:
+        server.auth_store.authorized_user(auth)
+    resp = await server.lease_grant(rpc_pb2.LeaseGrantRequest(TTL=DEFAULT_SESSION_TTL), auth)
     return int(resp.ID)
 
 
 async def first_create(
-    server: EtcdServer, prefix: bytes, descend: bool = False, max_create_revision: int = 0
+    server: EtcdServer,
+    prefix: bytes,
+    descend: bool = False,
+    max_create_revision: int = 0,
+    auth: AuthInfo | None = None,
 ) -> rpc_pb2.RangeResponse:
     """clientv3.WithFirstCreate (or WithLastCreate): the oldest (newest) key under prefix."""
     order = rpc_pb2.RangeRequest.DESCEND if descend else rpc_pb2.RangeRequest.ASCEND
@@ -74,7 +81,8 @@ async def first_create(
             sort_order=order,
             sort_target=rpc_pb2.RangeRequest.CREATE,
             max_create_revision=max_create_revision,
-        )
+        ),
+        auth,
     )
 
 
@@ -128,10 +136,15 @@ async def wait_delete(server: EtcdServer, key: bytes, revision: int) -> None:
                 return
 
 
-async def wait_deletes(server: EtcdServer, prefix: bytes, max_create_revision: int) -> None:
-    """Wait until no key under ``prefix`` was created at or before ``max_create_revision``."""
+async def wait_deletes(
+    server: EtcdServer, prefix: bytes, max_create_revision: int, auth: AuthInfo | None = None
+) -> None:
+    """Wait until no key under ``prefix`` was created at or before ``max_create_revision``.
+
+    The watches stay inside the prefix that ``auth`` was checked to READ.
+    """
     while True:
-        resp = await first_create(server, prefix, True, max_create_revision)
+        resp = await first_create(server, prefix, True, max_create_revision, auth)
         if not resp.kvs:
             return
         await wait_delete(server, resp.kvs[0].key, resp.header.revision)

@@ -18,8 +18,11 @@ from pyetcd.mvcc.types import EventType
 from pyetcd.pb import kv_pb2, rpc_pb2, v3election_pb2
 from pyetcd.server import errors as server_errors
 from pyetcd.server import pbconv
+from pyetcd.server.auth_errors import AuthError
+from pyetcd.server.auth_store import AuthInfo
 from pyetcd.server.server import EtcdServer
 
+from .access import caller
 from .common import Ctx
 from .concurrency import (
     KeyWatch,
@@ -56,7 +59,8 @@ class ElectionService:
         self, request: v3election_pb2.CampaignRequest, context: Ctx
     ) -> v3election_pb2.CampaignResponse:
         server = self.server
-        lease = await session_lease(server, request.lease)
+        auth = await caller(server, context)
+        lease = await session_lease(server, request.lease, auth)
         prefix = request.name + b"/"
         key = prefix + f"{lease:x}".encode()
         resp = await server.txn(
@@ -68,7 +72,8 @@ class ElectionService:
                     )
                 ],
                 failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))],
-            )
+            ),
+            auth,
         )
         rev = resp.header.revision
         leader = v3election_pb2.LeaderKey(name=request.name, key=key, rev=rev, lease=lease)
@@ -78,14 +83,14 @@ class ElectionService:
             if kv.value != request.value:
                 # Already a candidate (same lease): proclaim the new value.
                 try:
-                    await self._proclaim(leader, request.value)
+                    await self._proclaim(leader, request.value, auth)
                 except RecipeError:
-                    await self._resign(leader)
+                    await self._resign(leader, auth)
                     raise
         try:
-            await wait_deletes(server, prefix, leader.rev - 1)
+            await wait_deletes(server, prefix, leader.rev - 1, auth)
         except asyncio.CancelledError:
-            spawn_cleanup(self._resign(leader))
+            spawn_cleanup(self._resign(leader, auth))
             raise
         return v3election_pb2.CampaignResponse(header=resp.header, leader=leader)
 
@@ -95,18 +100,20 @@ class ElectionService:
     ) -> v3election_pb2.ProclaimResponse:
         if not request.HasField("leader"):
             raise RecipeError(ERR_MISSING_LEADER_KEY)
-        header = await self._proclaim(request.leader, request.value)
+        auth = await caller(self.server, context)
+        header = await self._proclaim(request.leader, request.value, auth)
         return v3election_pb2.ProclaimResponse(header=header)
 
     async def _proclaim(
-        self, leader: v3election_pb2.LeaderKey, value: bytes
+        self, leader: v3election_pb2.LeaderKey, value: bytes, auth: AuthInfo | None
     ) -> rpc_pb2.ResponseHeader:
         put = rpc_pb2.PutRequest(key=leader.key, value=value, lease=leader.lease)
         resp = await self.server.txn(
             rpc_pb2.TxnRequest(
                 compare=[_owns(leader.key, leader.rev)],
                 success=[rpc_pb2.RequestOp(request_put=put)],
-            )
+            ),
+            auth,
         )
         if not resp.succeeded:
             raise RecipeError(ERR_NOT_LEADER)
@@ -118,10 +125,13 @@ class ElectionService:
     ) -> v3election_pb2.ResignResponse:
         if not request.HasField("leader"):
             raise RecipeError(ERR_MISSING_LEADER_KEY)
-        header = await self._resign(request.leader)
+        auth = await caller(self.server, context)
+        header = await self._resign(request.leader, auth)
         return v3election_pb2.ResignResponse(header=header)
 
-    async def _resign(self, leader: v3election_pb2.LeaderKey) -> rpc_pb2.ResponseHeader:
+    async def _resign(
+        self, leader: v3election_pb2.LeaderKey, auth: AuthInfo | None
+    ) -> rpc_pb2.ResponseHeader:
         # Deletes the key only while it is still this leader's; succeeds either way.
         resp = await self.server.txn(
             rpc_pb2.TxnRequest(
@@ -131,7 +141,8 @@ class ElectionService:
                         request_delete_range=rpc_pb2.DeleteRangeRequest(key=leader.key)
                     )
                 ],
-            )
+            ),
+            auth,
         )
         return resp.header
 
@@ -139,7 +150,8 @@ class ElectionService:
     async def Leader(
         self, request: v3election_pb2.LeaderRequest, context: Ctx
     ) -> v3election_pb2.LeaderResponse:
-        resp = await first_create(self.server, request.name + b"/")
+        auth = await caller(self.server, context)
+        resp = await first_create(self.server, request.name + b"/", auth=auth)
         if not resp.kvs:
             raise RecipeError(ERR_NO_LEADER)
         return v3election_pb2.LeaderResponse(header=resp.header, kv=resp.kvs[0])
@@ -149,17 +161,24 @@ class ElectionService:
     ) -> AsyncIterator[v3election_pb2.LeaderResponse]:
         """Stream the leader's key: each new leader and each of its proclamations."""
         try:
-            async for resp in self._observe(request.name + b"/"):
+            auth = await caller(self.server, context)
+            async for resp in self._observe(request.name + b"/", auth):
                 yield resp
         except (mvcc_errors.MvccError, server_errors.ServerError) as err:
             # etcd's observer ends its stream quietly when a read or watch fails.
             if isinstance(err, server_errors.StoppedError):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+            if isinstance(err, AuthError):
+                # a denied observer is told why instead of seeing an empty stream
+                await context.abort(grpc.StatusCode.UNKNOWN, str(err))
 
-    async def _observe(self, prefix: bytes) -> AsyncIterator[v3election_pb2.LeaderResponse]:
+    async def _observe(
+        self, prefix: bytes, auth: AuthInfo | None
+    ) -> AsyncIterator[v3election_pb2.LeaderResponse]:
+        # The watches below stay inside the prefix first_create checked READ on.
         server = self.server
         while True:
-            resp = await first_create(server, prefix)
+            resp = await first_create(server, prefix, auth=auth)
             if resp.kvs:
                 header, kv = resp.header, resp.kvs[0]
             else:

@@ -13,9 +13,10 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from pyetcd.mvcc import errors as mvcc_errors
+from pyetcd.server import auth_errors as ae
 from pyetcd.server import errors as server_errors
 
-__all__ = ["ERROR_CODES", "abort", "code_of", "translate_errors"]
+__all__ = ["AUTH_ERROR_CODES", "ERROR_CODES", "abort", "code_of", "translate_errors"]
 
 SC = grpc.StatusCode
 
@@ -52,6 +53,32 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
     server_errors.StoppedError: SC.UNAVAILABLE,
     server_errors.NotSupportedError: SC.UNAVAILABLE,
 }
+
+#: gRPC codes of the auth errors (etcd's rpctypes), part of ERROR_CODES
+AUTH_ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
+    ae.RootUserNotExistError: SC.FAILED_PRECONDITION,
+    ae.RootRoleNotExistError: SC.FAILED_PRECONDITION,
+    ae.UserAlreadyExistError: SC.FAILED_PRECONDITION,
+    ae.UserEmptyError: SC.INVALID_ARGUMENT,
+    ae.UserNotFoundError: SC.FAILED_PRECONDITION,
+    ae.RoleAlreadyExistError: SC.FAILED_PRECONDITION,
+    ae.RoleNotFoundError: SC.FAILED_PRECONDITION,
+    ae.RoleEmptyError: SC.INVALID_ARGUMENT,
+    ae.AuthFailedError: SC.INVALID_ARGUMENT,
+    ae.PermissionNotGivenError: SC.INVALID_ARGUMENT,
+    ae.PermissionDeniedError: SC.PERMISSION_DENIED,
+    ae.RoleNotGrantedError: SC.FAILED_PRECONDITION,
+    ae.PermissionNotGrantedError: SC.FAILED_PRECONDITION,
+    ae.AuthNotEnabledError: SC.FAILED_PRECONDITION,
+    ae.InvalidAuthTokenError: SC.UNAUTHENTICATED,
+    ae.InvalidAuthMgmtError: SC.INVALID_ARGUMENT,
+    ae.AuthOldRevisionError: SC.INVALID_ARGUMENT,
+    # etcd sends these untranslated, with code Unknown and its "auth: ..." text
+    ae.NoPasswordUserError: SC.UNKNOWN,
+    ae.AuthOptionsError: SC.UNKNOWN,
+    ae.VerifyOnlyError: SC.UNKNOWN,
+}
+ERROR_CODES.update(AUTH_ERROR_CODES)
 
 
 def code_of(err: BaseException) -> grpc.StatusCode | None:

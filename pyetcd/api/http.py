@@ -17,6 +17,7 @@ from email.utils import formatdate
 from urllib.parse import parse_qs, urlsplit
 
 from pyetcd.pb import rpc_pb2
+from pyetcd.server.auth_errors import PermissionDeniedError, UserEmptyError
 from pyetcd.server.server import CLUSTER_VERSION, SERVER_VERSION, EtcdServer
 
 from .http_gateway import Gateway
@@ -145,6 +146,12 @@ class HTTPFrontend:
         protocol = asyncio.StreamReaderProtocol(reader)
         transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock=sock)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self.serve_stream(reader, writer)
+
+    async def serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve requests on one connection (e.g. from the HTTPS server) until it ends."""
         try:
             while True:
                 try:
@@ -175,7 +182,9 @@ class HTTPFrontend:
         if self.gateway.knows(path):
             if req.method != "POST":
                 return _not_allowed()
-            result = await self.gateway.call(path, req.body)
+            token = req.headers.get("authorization", "")
+            metadata = (("authorization", token),) if token else ()
+            result = await self.gateway.call(path, req.body, metadata)
             return Response.json(result.status, result.body)
         if path.startswith("/v3/"):
             # grpc-gateway's own answer for a path it has no route for.
@@ -231,6 +240,8 @@ class HTTPFrontend:
             )
         except TimeoutError:
             return "RANGE ERROR:context deadline exceeded"
+        except (UserEmptyError, PermissionDeniedError):
+            return ""  # with auth enabled the anonymous read is refused, yet was served
         except Exception as err:
             return f"RANGE ERROR:{err}"
         return ""
@@ -318,9 +329,7 @@ async def _read_headers(reader: asyncio.StreamReader) -> dict[str, str]:
     raise BadRequestError("too many headers")
 
 
-async def _read_body(
-    reader: asyncio.StreamReader, headers: dict[str, str], max_body: int
-) -> bytes:
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], max_body: int) -> bytes:
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return await _read_chunked(reader, max_body)
     length = headers.get("content-length")

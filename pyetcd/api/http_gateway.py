@@ -130,13 +130,20 @@ class _Aborted(Exception):
 
 
 class _GatewayContext:
-    """The part of grpc.aio.ServicerContext the servicers use, for one HTTP call."""
+    """The part of grpc.aio.ServicerContext the servicers use, for one HTTP call.
+
+    Its metadata is the request's ``Authorization`` header (the token), as etcd's
+    gateway forwards it.
+    """
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self._metadata = metadata
 
     async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> NoReturn:
         raise _Aborted(code, details)
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
+        return self._metadata
 
     def set_code(self, code: grpc.StatusCode) -> None:
         pass
@@ -192,8 +199,10 @@ class Gateway:
         """Whether ``path`` is a gateway route."""
         return _ALIASES.get(path, path) in self._routes
 
-    async def call(self, path: str, body: bytes) -> GatewayResult:
-        """Decode ``body``, call the route's servicer, encode the answer."""
+    async def call(
+        self, path: str, body: bytes, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> GatewayResult:
+        """Decode ``body``, call the route's servicer with ``metadata``, encode the answer."""
         route = self._routes.get(_ALIASES.get(path, path))
         if route is None:
             return GatewayResult(404, {"error": "Not Found", "code": 5, "message": "Not Found"})
@@ -205,7 +214,7 @@ class Gateway:
             except (json_format.ParseError, ValueError, UnicodeDecodeError) as err:
                 return error_body(SC.INVALID_ARGUMENT, str(err))
         try:
-            resp = await handler(req, _GatewayContext())
+            resp = await handler(req, _GatewayContext(metadata))
         except _Aborted as err:
             return error_body(err.code, err.message)
         except Exception as err:

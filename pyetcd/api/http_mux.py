@@ -8,6 +8,13 @@ and sorts each new connection by its first bytes:
   directory, or an ephemeral loopback port);
 - anything else -> handed, with the bytes already read, to the asyncio HTTP handler.
 
+On a TLS listener (an ``https://`` client URL) the mux reads the TLS ClientHello and
+routes by the ALPN protocols it offers, without terminating TLS itself: a client
+offering ``h2`` but not ``http/1.1`` (every gRPC client) is relayed to the grpc.aio
+server's TLS port; anything else (curl, browsers, Python's urllib) to a private
+asyncio HTTPS server. Both terminate TLS themselves, so each sees the client's
+certificate.
+
 The relay is on the path of every gRPC request, so it runs in its own thread with one
 epoll selector and moves bytes with ``os.splice`` through a pipe: the payload never
 enters Python, and the GIL is released in every syscall. Rules the relay keeps:
@@ -32,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["HTTP2_PREFACE", "ClientMux", "bind_client_url"]
+__all__ = ["HTTP2_PREFACE", "ClientMux", "bind_client_url", "client_hello_alpn", "wants_grpc"]
 
 #: What every HTTP/2 (and so gRPC) client sends first.
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -45,6 +52,51 @@ _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 #: Called (from the relay thread) with an HTTP/1.x connection and its first bytes.
 HTTPHandoff = Callable[[socket.socket, bytes], None]
+#: A relay target: a unix socket path or (host, port).
+Address = str | tuple[str, int]
+
+_TLS_HANDSHAKE = 0x16
+_TLS_HEADER = 5
+_TLS_MAX_RECORD = 16384 + 2048  # a ClientHello fits one record
+_ALPN_EXTENSION = 16
+
+
+def client_hello_alpn(record: bytes) -> list[bytes] | None:
+    """The ALPN protocols a TLS ClientHello record offers ([] for none).
+
+    None when ``record`` is no well-formed ClientHello.
+    """
+    try:
+        if record[0] != _TLS_HANDSHAKE or record[_TLS_HEADER] != 1:
+            return None
+        pos = _TLS_HEADER + 4 + 2 + 32  # handshake header, client version, random
+        pos += 1 + record[pos]  # session id
+        pos += 2 + int.from_bytes(record[pos : pos + 2], "big")  # cipher suites
+        pos += 1 + record[pos]  # compression methods
+        if pos >= len(record):
+            return []
+        end = pos + 2 + int.from_bytes(record[pos : pos + 2], "big")
+        pos += 2
+        while pos + 4 <= end:
+            kind = int.from_bytes(record[pos : pos + 2], "big")
+            size = int.from_bytes(record[pos + 2 : pos + 4], "big")
+            body = record[pos + 4 : pos + 4 + size]
+            if kind == _ALPN_EXTENSION:
+                out, i = [], 2
+                while i < len(body):
+                    n = body[i]
+                    out.append(bytes(body[i + 1 : i + 1 + n]))
+                    i += 1 + n
+                return out
+            pos += 4 + size
+        return []
+    except IndexError:
+        return None
+
+
+def wants_grpc(alpn: list[bytes]) -> bool:
+    """gRPC clients offer h2 only; HTTP/1.1 clients offer http/1.1 (or nothing)."""
+    return b"h2" in alpn and b"http/1.1" not in alpn
 
 
 def bind_client_url(url: str, reuse_port: bool = False) -> list[socket.socket]:
@@ -188,12 +240,20 @@ class ClientMux:
     def __init__(
         self,
         listeners: list[socket.socket],
-        grpc_address: str | tuple[str, int],
+        grpc_address: Address,
         on_http: HTTPHandoff,
+        *,
+        tls_listeners: frozenset[socket.socket] = frozenset(),
+        grpc_tls_address: Address = "",
+        https_address: Address = "",
     ) -> None:
         self.listeners = listeners
         self.grpc_address = grpc_address
         self.on_http = on_http
+        # TLS listeners and where their connections go (see the module docstring)
+        self.tls_listeners = tls_listeners
+        self.grpc_tls_address = grpc_tls_address
+        self.https_address = https_address
         self.relays: set[_Relay] = set()
         self._sniffing: dict[socket.socket, bytes] = {}
         self._sel = selectors.DefaultSelector()
@@ -252,7 +312,36 @@ class ClientMux:
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sniffing[sock] = b""
-        self._sel.register(sock, _READ, self._sniff)
+        if listener in self.tls_listeners:
+            self._sel.register(sock, _READ, self._sniff_tls)
+        else:
+            self._sel.register(sock, _READ, self._sniff)
+
+    def _sniff_tls(self, sock: socket.socket, events: int) -> None:
+        seen = self._sniffing[sock]
+        want = _TLS_HEADER
+        if len(seen) >= _TLS_HEADER:
+            want += int.from_bytes(seen[3:5], "big")
+        try:
+            data = sock.recv(min(want, _TLS_HEADER + _TLS_MAX_RECORD) - len(seen))
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        seen += data
+        if not data or seen[0] != _TLS_HANDSHAKE:
+            self._drop(sock)
+            return
+        if len(seen) < _TLS_HEADER or len(seen) < _TLS_HEADER + int.from_bytes(seen[3:5], "big"):
+            self._sniffing[sock] = seen
+            return
+        alpn = client_hello_alpn(seen)
+        del self._sniffing[sock]
+        self._sel.unregister(sock)
+        if alpn is None:
+            sock.close()
+            return
+        self._relay(sock, seen, self.grpc_tls_address if wants_grpc(alpn) else self.https_address)
 
     def _sniff(self, sock: socket.socket, events: int) -> None:
         seen = self._sniffing[sock]
@@ -272,7 +361,7 @@ class ClientMux:
         del self._sniffing[sock]
         self._sel.unregister(sock)
         if seen.startswith(HTTP2_PREFACE[:_SNIFF_BYTES]):
-            self._relay(sock, seen)
+            self._relay(sock, seen, self.grpc_address)
         else:
             self.on_http(sock, seen)
 
@@ -281,8 +370,7 @@ class ClientMux:
         self._sel.unregister(sock)
         sock.close()
 
-    def _relay(self, client: socket.socket, first: bytes) -> None:
-        addr = self.grpc_address
+    def _relay(self, client: socket.socket, first: bytes, addr: Address) -> None:
         family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
         backend = socket.socket(family, socket.SOCK_STREAM)
         try:

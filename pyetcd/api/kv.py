@@ -1,4 +1,8 @@
-"""etcdserverpb.KV over grpc.aio: a thin shell around EtcdServer."""
+"""etcdserverpb.KV over grpc.aio: a thin shell around EtcdServer.
+
+With auth enabled each call carries the caller's identity (from its token) to the
+server, which checks reads before serving them and writes at apply.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any, TypeAlias
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.server import EtcdServer
 
+from .access import caller
 from .errors import translate_errors
 
 __all__ = ["KVService"]
@@ -20,24 +25,29 @@ class KVService:
 
     @translate_errors
     async def Range(self, request: rpc_pb2.RangeRequest, context: Ctx) -> rpc_pb2.RangeResponse:
-        return await self.server.range(request)
+        auth = await caller(self.server, context) if self.server.auth_store.enabled else None
+        return await self.server.range(request, auth)
 
     @translate_errors
     async def Put(self, request: rpc_pb2.PutRequest, context: Ctx) -> rpc_pb2.PutResponse:
-        return await self.server.put(request)
+        auth = await caller(self.server, context) if self.server.auth_store.enabled else None
+        return await self.server.put(request, auth)
 
     @translate_errors
     async def DeleteRange(
         self, request: rpc_pb2.DeleteRangeRequest, context: Ctx
     ) -> rpc_pb2.DeleteRangeResponse:
-        return await self.server.delete_range(request)
+        auth = await caller(self.server, context) if self.server.auth_store.enabled else None
+        return await self.server.delete_range(request, auth)
 
     @translate_errors
     async def Txn(self, request: rpc_pb2.TxnRequest, context: Ctx) -> rpc_pb2.TxnResponse:
-        return await self.server.txn(request)
+        auth = await caller(self.server, context) if self.server.auth_store.enabled else None
+        return await self.server.txn(request, auth)
 
     @translate_errors
     async def Compact(
         self, request: rpc_pb2.CompactionRequest, context: Ctx
     ) -> rpc_pb2.CompactionResponse:
-        return await self.server.compact(request)
+        auth = await caller(self.server, context) if self.server.auth_store.enabled else None
+        return await self.server.compact(request, auth)

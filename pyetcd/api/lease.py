@@ -8,7 +8,9 @@ from pyetcd.mvcc import errors as mvcc_errors
 from pyetcd.pb import rpc_pb2
 from pyetcd.server import errors as server_errors
 from pyetcd.server.server import EtcdServer
+from pyetcd.server.tls import TLSInfo
 
+from .access import require_user
 from .common import Ctx, require_leader
 from .errors import abort, translate_errors
 from .forward import LeaderForwarder
@@ -17,36 +19,41 @@ __all__ = ["LeaseService"]
 
 
 class LeaseService:
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: EtcdServer, tls: TLSInfo | None = None) -> None:
         self.server = server
-        self.forward = LeaderForwarder(server)
+        self.forward = LeaderForwarder(server, tls)
 
     @translate_errors
     async def LeaseGrant(
         self, request: rpc_pb2.LeaseGrantRequest, context: Ctx
     ) -> rpc_pb2.LeaseGrantResponse:
-        return await self.server.lease_grant(request)
+        auth = await require_user(self.server, context)
+        return await self.server.lease_grant(request, auth)
 
     @translate_errors
     async def LeaseRevoke(
         self, request: rpc_pb2.LeaseRevokeRequest, context: Ctx
     ) -> rpc_pb2.LeaseRevokeResponse:
-        return await self.server.lease_revoke(request)
+        # WRITE on the lease's keys is checked at apply
+        auth = await require_user(self.server, context)
+        return await self.server.lease_revoke(request, auth)
 
     @translate_errors
     async def LeaseTimeToLive(
         self, request: rpc_pb2.LeaseTimeToLiveRequest, context: Ctx
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        auth = await require_user(self.server, context)
         if not self.server.is_leader:
             await self.server.wait_leader()
             if not self.server.is_leader:
-                return await self.forward.time_to_live(request)
-        return await self.server.lease_time_to_live(request)
+                return await self.forward.time_to_live(request, _credentials(context))
+        return await self.server.lease_time_to_live(request, auth)
 
     @translate_errors
     async def LeaseLeases(
         self, request: rpc_pb2.LeaseLeasesRequest, context: Ctx
     ) -> rpc_pb2.LeaseLeasesResponse:
+        await require_user(self.server, context)
         return await self.server.lease_leases()
 
     async def LeaseKeepAlive(
@@ -54,18 +61,28 @@ class LeaseService:
     ) -> AsyncIterator[rpc_pb2.LeaseKeepAliveResponse]:
         try:
             require_leader(self.server, context)
+            await require_user(self.server, context)
+            creds = _credentials(context)
             async for req in request_iterator:
-                yield await self._keep_alive(req.ID)
+                yield await self._keep_alive(req.ID, creds)
         except (mvcc_errors.MvccError, server_errors.ServerError) as err:
             await abort(context, err)
 
-    async def _keep_alive(self, lease_id: int) -> rpc_pb2.LeaseKeepAliveResponse:
+    async def _keep_alive(
+        self, lease_id: int, creds: tuple[tuple[str, str], ...]
+    ) -> rpc_pb2.LeaseKeepAliveResponse:
         try:
             try:
                 ttl = await self.server.lease_renew(lease_id)
             except mvcc_errors.LeaseNotPrimaryError:
-                ttl = await self.forward.keep_alive(lease_id)
+                ttl = await self.forward.keep_alive(lease_id, creds)
         except (mvcc_errors.LeaseNotFoundError, mvcc_errors.LeaseExpiredError):
             # etcd answers an unknown (or just expired) lease with TTL 0, not an error.
             ttl = 0
         return rpc_pb2.LeaseKeepAliveResponse(header=self.server.header(), ID=lease_id, TTL=ttl)
+
+
+def _credentials(context: Ctx) -> tuple[tuple[str, str], ...]:
+    """The caller's token metadata, passed on when a call is forwarded to the leader."""
+    md = context.invocation_metadata() or ()
+    return tuple((k, v) for k, v in md if k in ("token", "authorization"))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 
 from pyetcd.pb import rpc_pb2, v3lock_pb2
+from pyetcd.server.auth_store import AuthInfo
 from pyetcd.server.server import EtcdServer
 
+from .access import caller
 from .common import Ctx
 from .concurrency import (
     RecipeError,
@@ -29,7 +31,7 @@ ERR_SESSION_EXPIRED = "mutex: session is expired"
 
 
 async def acquire(
-    server: EtcdServer, prefix: bytes, lease: int
+    server: EtcdServer, prefix: bytes, lease: int, auth: AuthInfo | None = None
 ) -> tuple[bytes, int, rpc_pb2.ResponseHeader | None]:
     """The Mutex's first step: create (or find) this lease's key under ``prefix``.
 
@@ -47,7 +49,9 @@ async def acquire(
     txn = rpc_pb2.TxnRequest(
         compare=[
             rpc_pb2.Compare(
-                key=key, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.EQUAL,
+                key=key,
+                target=rpc_pb2.Compare.CREATE,
+                result=rpc_pb2.Compare.EQUAL,
                 create_revision=0,
             )
         ],
@@ -60,7 +64,7 @@ async def acquire(
             rpc_pb2.RequestOp(request_range=owner),
         ],
     )
-    resp = await server.txn(txn)
+    resp = await server.txn(txn, auth)
     my_rev = resp.header.revision
     if not resp.succeeded:
         my_rev = resp.responses[0].response_range.kvs[0].create_revision
@@ -78,20 +82,21 @@ class LockService:
     @recipe_errors
     async def Lock(self, request: v3lock_pb2.LockRequest, context: Ctx) -> v3lock_pb2.LockResponse:
         server = self.server
-        lease = await session_lease(server, request.lease)
+        auth = await caller(server, context)
+        lease = await session_lease(server, request.lease, auth)
         prefix = request.name + b"/"
-        key, my_rev, header = await acquire(server, prefix, lease)
+        key, my_rev, header = await acquire(server, prefix, lease, auth)
         if header is not None:
             return v3lock_pb2.LockResponse(header=header, key=key)
         try:
-            await wait_deletes(server, prefix, my_rev - 1)
+            await wait_deletes(server, prefix, my_rev - 1, auth)
             # The lease may have expired while waiting: then the key is gone.
-            got = await server.range(rpc_pb2.RangeRequest(key=key))
+            got = await server.range(rpc_pb2.RangeRequest(key=key), auth)
         except asyncio.CancelledError:
-            spawn_cleanup(self._delete(key))
+            spawn_cleanup(self._delete(key, auth))
             raise
         except Exception:
-            await self._delete(key)
+            await self._delete(key, auth)
             raise
         if not got.kvs:
             raise RecipeError(ERR_SESSION_EXPIRED)
@@ -101,8 +106,9 @@ class LockService:
     async def Unlock(
         self, request: v3lock_pb2.UnlockRequest, context: Ctx
     ) -> v3lock_pb2.UnlockResponse:
-        resp = await self.server.delete_range(rpc_pb2.DeleteRangeRequest(key=request.key))
+        auth = await caller(self.server, context)
+        resp = await self.server.delete_range(rpc_pb2.DeleteRangeRequest(key=request.key), auth)
         return v3lock_pb2.UnlockResponse(header=resp.header)
 
-    async def _delete(self, key: bytes) -> None:
-        await self.server.delete_range(rpc_pb2.DeleteRangeRequest(key=key))
+    async def _delete(self, key: bytes, auth: AuthInfo | None) -> None:
+        await self.server.delete_range(rpc_pb2.DeleteRangeRequest(key=key), auth)

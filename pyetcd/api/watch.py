@@ -14,15 +14,19 @@ from collections.abc import AsyncIterator
 from pyetcd.mvcc.watchable_store import WatchFilter, WatchResponse, WatchStream, fragment
 from pyetcd.pb import rpc_pb2
 from pyetcd.server import pbconv
+from pyetcd.server.auth_check import check_watch
 from pyetcd.server.errors import ServerError
 from pyetcd.server.server import EtcdServer
 
+from .access import caller
 from .common import Ctx, require_leader
 from .errors import abort
 
-__all__ = ["WatchService"]
+__all__ = ["WATCH_PERMISSION_DENIED", "WatchService"]
 
 _END = object()
+#: etcd's cancel_reason for a watch the caller may not read (its gRPC error's text)
+WATCH_PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
 
 
 class _Session:
@@ -75,6 +79,18 @@ class _Session:
             rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, created=True)
         )
         self.server.kick_watch_sync()
+
+    def deny(self, c: rpc_pb2.WatchCreateRequest) -> None:
+        """Answer a create the caller may not read: created and canceled at once."""
+        self.out.put_nowait(
+            rpc_pb2.WatchResponse(
+                header=self.server.header(),
+                watch_id=c.watch_id,
+                created=True,
+                canceled=True,
+                cancel_reason=WATCH_PERMISSION_DENIED,
+            )
+        )
 
     def _cancel(self, watch_id: int) -> None:
         if self.stream.cancel(watch_id):
@@ -132,7 +148,7 @@ class WatchService:
         except ServerError as err:
             await abort(context, err)
         session = _Session(self.server)
-        reader = asyncio.ensure_future(self._read(request_iterator, session))
+        reader = asyncio.ensure_future(self._read(request_iterator, session, context))
         pumper = asyncio.ensure_future(self._pump(session))
         try:
             while True:
@@ -149,13 +165,33 @@ class WatchService:
             session.stream.close()
 
     async def _read(
-        self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], session: _Session
+        self,
+        request_iterator: AsyncIterator[rpc_pb2.WatchRequest],
+        session: _Session,
+        context: Ctx,
     ) -> None:
         try:
             async for req in request_iterator:
+                if (
+                    self.server.auth_store.enabled
+                    and req.HasField("create_request")
+                    and not await self._permitted(req.create_request, context)
+                ):
+                    session.deny(req.create_request)
+                    continue
                 session.handle(req)
         finally:
             session.out.put_nowait(_END)
+
+    async def _permitted(self, c: rpc_pb2.WatchCreateRequest, context: Ctx) -> bool:
+        # READ over the whole watched range (a from-key watch needs a from-key grant);
+        # any auth failure, a bad token included, denies the watch as etcd does.
+        try:
+            auth = await caller(self.server, context)
+            check_watch(self.server.auth_store, auth, c.key, c.range_end)
+        except ServerError:
+            return False
+        return True
 
     async def _pump(self, session: _Session) -> None:
         while True:

@@ -9,6 +9,10 @@ Rules:
    to Raft, whose configuration is rebuilt from the log.
 3. The consistent index is set before each entry's changes, so it is committed in
    the same backend transaction as they are.
+4. With auth enabled, a put, delete, txn or lease revoke is checked against the
+   auth store at apply, as the proposer named in the entry header (user and auth
+   revision): every member decides alike, and an entry authorized before the
+   latest auth change fails with "revision of auth store is old".
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot
 
 from . import pbconv
+from .auth_check import apply_auth_request, check_raft_request, is_auth_request
+from .auth_store import AuthStore
 from .errors import (
     MemberExistsError,
     MemberNotFoundError,
@@ -47,10 +53,13 @@ class Applier:
         self.on_member_change: Callable[[], None] | None = None
         self.on_restore: Callable[[Snapshot], None] | None = None
 
-    def attach(self, store: KVStore, membership: Membership) -> None:
+    def attach(
+        self, store: KVStore, membership: Membership, auth_store: AuthStore | None = None
+    ) -> None:
         """Apply to ``store`` (at start, and after a backend arrived with a snapshot)."""
         self.store = store
         self.membership = membership
+        self.auth_store = auth_store
         self.alarms = set()
         for k, _ in store.backend.items("alarm"):
             self.alarms.add((int.from_bytes(k[:8], "big"), int.from_bytes(k[8:], "big")))
@@ -69,7 +78,7 @@ class Applier:
                 continue
             self.store.set_consistent_index(e.index, e.term)
             if e.data:
-                self._apply_request(e.data)
+                self._apply_request(e.data, e.index)
         self.store.maybe_commit()
 
     def apply_snapshot(self, snap: Snapshot) -> None:
@@ -86,12 +95,12 @@ class Applier:
 
     # -- normal entries ---------------------------------------------------------------------
 
-    def _apply_request(self, data: bytes) -> None:
+    def _apply_request(self, data: bytes, index: int) -> None:
         req = raft_internal_pb2.InternalRaftRequest()
         req.ParseFromString(data)
         req_id = req.header.ID or req.ID
         try:
-            result = self._dispatch(req)
+            result = self._dispatch(req, index)
         except (MvccError, ServerError) as err:
             if isinstance(err, NoSpaceError):
                 self._raise_alarm(AlarmType.NOSPACE)
@@ -99,9 +108,16 @@ class Applier:
             return
         self.waits.trigger(req_id, result)
 
-    def _dispatch(self, req: raft_internal_pb2.InternalRaftRequest) -> object:
+    def _lease_keys(self, lease_id: int) -> tuple[bytes, ...]:
+        lease = self.store.lessor.lookup(lease_id)
+        return () if lease is None else tuple(sorted(lease.keys))
+
+    def _dispatch(self, req: raft_internal_pb2.InternalRaftRequest, index: int) -> object:
         which = _which(req)
         store = self.store
+        auth = self.auth_store
+        if auth is not None and auth.enabled and which in _CHECKED:
+            check_raft_request(auth, req, self._lease_keys)
         if which == "put":
             return store.put(pbconv.put_from_pb(req.put))
         if which == "delete_range":
@@ -128,7 +144,9 @@ class Applier:
                 tuple(attr.member_attributes.client_urls),
             )
             return None
-        self.log.warn("unknown entry type", request=which or "")
+        if auth is not None and is_auth_request(req):
+            return apply_auth_request(auth, req, index)
+        self.log.warn("unknown entry type", {"request": which or ""})
         return None
 
     # -- alarms -------------------------------------------------------------------------------
@@ -243,6 +261,10 @@ class Applier:
                     )
             elif change.type == ConfChangeType.UPDATE_NODE and member is not None:
                 self.membership.update_peer_urls(change.node_id, member.peer_urls)
+
+
+# entries checked against the auth store at apply (rule 4)
+_CHECKED = frozenset(("put", "delete_range", "txn", "lease_revoke"))
 
 
 def _alarm_key(key: tuple[int, int]) -> bytes:

@@ -163,7 +163,10 @@ class Peer:
         try:
             host, port = peer_address(url)
             async with asyncio.timeout(tr.options.dial_timeout):
-                reader, writer = await asyncio.open_connection(host, port, limit=READ_BYTES)
+                tls = tr.client_ssl if url.startswith("https:") else None
+                reader, writer = await asyncio.open_connection(
+                    host, port, limit=READ_BYTES, ssl=tls, server_hostname=host if tls else None
+                )
                 try:
                     _set_user_timeout(writer, tr.options.write_timeout)
                     hello = Hello(PROTOCOL_VERSION, tr.cluster_id, tr.member_id, self.id, stream)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
@@ -90,6 +91,8 @@ class PeerTransport:
         on_removed: Callable[[int], None] | None = None,
         options: TransportOptions | None = None,
         rng: random.Random | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         """Build a transport; nothing runs until ``await start()``.
 
@@ -102,6 +105,8 @@ class PeerTransport:
             snapshot_dir: where received databases are written (``%016x.snap.db``).
             on_removed: called with the peer's id when a peer says this member was
                 removed from the cluster (etcd then stops the member).
+            server_ssl: TLS for ``https://`` listen URLs (peer TLS).
+            client_ssl: TLS for dialing ``https://`` peer URLs.
         """
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -109,6 +114,8 @@ class PeerTransport:
         self.log = logger
         self.options = options or TransportOptions()
         self.rng = rng or random.Random()
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
         self.removed: set[int] = set()
         self._on_message = on_message
         self._on_unreachable = on_unreachable
@@ -143,10 +150,11 @@ class PeerTransport:
         """
         for url in self.listen_urls:
             host, port = peer_address(url)
-            if url.startswith("https:"):
-                self.log.warn("peer TLS is not supported; serving plain TCP", {"url": url})
+            tls = self.server_ssl if url.startswith("https:") else None
+            if url.startswith("https:") and tls is None:
+                raise OSError(f"peer URL {url} needs peer TLS settings")
             server = await asyncio.start_server(
-                self._accept, host, port, reuse_address=True, limit=READ_BYTES
+                self._accept, host, port, reuse_address=True, limit=READ_BYTES, ssl=tls
             )
             self._servers.append(server)
         self._started = True

@@ -35,6 +35,8 @@ from pyetcd.raft import Config as RaftConfig
 from pyetcd.wal import Metadata, WALStorage
 
 from .apply import Applier
+from .auth_store import AuthInfo, AuthStore
+from .auth_token import SimpleTokenProvider, TokenProvider, new_token_provider
 from .cluster_ops import ClusterOps
 from .errors import (
     NoLeaderError,
@@ -150,6 +152,7 @@ class EtcdServer(V3Ops, ClusterOps):
         self._spawn(self._applied_loop(), "applied")
         self._spawn(self._expire_loop(), "expire-requests")
         self._spawn(self._lease_loop(), "lease-expiry")
+        self._spawn(self._token_expiry_loop(), "token-expiry")
         self._spawn(self._backend_commit_loop(), "backend-commit")
         self._spawn(self._watch_sync_loop(), "watch-sync")
         self._spawn(self.read_indexer.run(), "read-index")
@@ -182,7 +185,21 @@ class EtcdServer(V3Ops, ClusterOps):
             for w in [*old.synced, *old.unsynced, *old.victims]:
                 self.watchable.unsynced.add(w)
         self.membership = Membership(self.store.backend, self.cluster_id)
-        self.applier.attach(self.store, self.membership)
+        self.auth_store = self._open_auth_store()
+        self.applier.attach(self.store, self.membership, self.auth_store)
+
+    def _open_auth_store(self) -> AuthStore:
+        # The token provider outlives a backend swap (snapshot restore): tokens stay
+        # valid while the restored state still has auth enabled.
+        old = getattr(self, "auth_store", None)
+        tokens: TokenProvider = (
+            old.tokens
+            if old is not None
+            else new_token_provider(self.cfg.auth_token, float(self.cfg.auth_token_ttl))
+        )
+        return AuthStore(
+            self.store.backend, tokens, bcrypt_cost=self.cfg.bcrypt_cost, logger=self.log
+        )
 
     def is_leader_now(self) -> bool:
         raft = getattr(self, "raft", None)
@@ -331,12 +348,21 @@ class EtcdServer(V3Ops, ClusterOps):
 
     # -- proposing -----------------------------------------------------------------------------
 
-    async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> object:
-        """Replicate ``req`` through Raft and return what applying it produced."""
+    async def propose(
+        self, req: raft_internal_pb2.InternalRaftRequest, auth: AuthInfo | None = None
+    ) -> object:
+        """Replicate ``req`` through Raft and return what applying it produced.
+
+        ``auth`` (who asked, from the request's token) goes into the entry header,
+        so every member checks the entry's permissions at apply alike.
+        """
         if self._stopped:
             raise StoppedError()
         req_id = self.idgen.next()
         req.header.ID = req_id
+        if auth is not None:
+            req.header.username = auth.username
+            req.header.auth_revision = auth.revision
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise RequestTooLargeError()
@@ -397,7 +423,22 @@ class EtcdServer(V3Ops, ClusterOps):
         req = raft_internal_pb2.InternalRaftRequest(
             lease_revoke=rpc_pb2.LeaseRevokeRequest(ID=lease_id)
         )
-        self._spawn_quiet(self.propose(req))
+        # An expired lease is revoked as root (etcd's WithRoot), whatever its keys.
+        self._spawn_quiet(self.propose(req, self.root_auth()))
+
+    def root_auth(self) -> AuthInfo | None:
+        """The identity of the server's own requests while auth is enabled."""
+        store = self.auth_store
+        return AuthInfo("root", store.revision) if store.enabled else None
+
+    async def _token_expiry_loop(self) -> None:
+        # Simple tokens also expire lazily on use; this drops the ones never used again.
+        tokens = self.auth_store.tokens
+        if not isinstance(tokens, SimpleTokenProvider):
+            return
+        while True:
+            await asyncio.sleep(1.0)
+            tokens.expire()
 
     def _spawn_quiet(self, coro: Awaitable[object]) -> None:
         async def run() -> None:

@@ -12,6 +12,7 @@ from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 
 from .apply import Applier
+from .auth_store import AuthInfo, AuthStore
 from .membership import Membership
 from .transport import Transport
 from .wait import RequestWait
@@ -36,6 +37,7 @@ class ServerState:
     watchable: WatchableStore
     membership: Membership
     applier: Applier
+    auth_store: AuthStore
     raft: RaftNode
     read_indexer: ReadIndexer
     idgen: IDGenerator
@@ -49,7 +51,9 @@ class ServerState:
 
     if TYPE_CHECKING:
 
-        async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> object: ...
+        async def propose(
+            self, req: raft_internal_pb2.InternalRaftRequest, auth: AuthInfo | None = None
+        ) -> object: ...
 
         def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader: ...
 

@@ -18,6 +18,8 @@ from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import NONE
 
 from . import pbconv
+from .auth_check import check_lease_time_to_live, check_range, check_txn
+from .auth_store import AuthInfo
 from .errors import (
     BadLeaderTransfereeError,
     RequestTimeoutError,
@@ -40,60 +42,82 @@ class V3Ops(ServerState):
 
     # -- KV --------------------------------------------------------------------------------------
 
-    async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+    # ``auth``: who asks (None with auth disabled); reads are checked here, writes at apply.
+
+    async def range(
+        self, req: rpc_pb2.RangeRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.RangeResponse:
         r = pbconv.range_from_pb(req)
         check_range_request(r)
         if not req.serializable:
             await self.read_indexer.wait_linearizable()
+        if self.auth_store.enabled:
+            check_range(self.auth_store, auth, req)
         resp = pbconv.range_to_pb(self.store.range(r))
         self._fill(resp.header)
         return resp
 
-    async def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+    async def put(
+        self, req: rpc_pb2.PutRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.PutResponse:
         check_put_request(pbconv.put_from_pb(req))
-        result = await self.propose(raft_internal_pb2.InternalRaftRequest(put=req))
+        result = await self.propose(raft_internal_pb2.InternalRaftRequest(put=req), auth)
         assert isinstance(result, mt.PutResponse)
         resp = pbconv.put_to_pb(result)
         self._fill(resp.header)
         return resp
 
-    async def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
+    async def delete_range(
+        self, req: rpc_pb2.DeleteRangeRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.DeleteRangeResponse:
         check_delete_request(pbconv.delete_range_from_pb(req))
-        result = await self.propose(raft_internal_pb2.InternalRaftRequest(delete_range=req))
+        result = await self.propose(
+            raft_internal_pb2.InternalRaftRequest(delete_range=req), auth
+        )
         assert isinstance(result, mt.DeleteRangeResponse)
         resp = pbconv.delete_range_to_pb(result)
         self._fill(resp.header)
         return resp
 
-    async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+    async def txn(
+        self, req: rpc_pb2.TxnRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.TxnResponse:
         t = pbconv.txn_from_pb(req)
         check_txn_request(t, self.cfg.max_txn_ops)
         if _txn_read_only(req):
             # A read-only txn is a read: linearizable through ReadIndex, not the log.
             await self.read_indexer.wait_linearizable()
+            if self.auth_store.enabled:
+                check_txn(self.auth_store, auth, req)
             result: object = self.store.txn(t)
         else:
-            result = await self.propose(raft_internal_pb2.InternalRaftRequest(txn=req))
+            result = await self.propose(raft_internal_pb2.InternalRaftRequest(txn=req), auth)
         assert isinstance(result, mt.TxnResponse)
         resp = pbconv.txn_to_pb(result)
         self._fill(resp.header)
         return resp
 
-    async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
-        result = await self.propose(raft_internal_pb2.InternalRaftRequest(compaction=req))
+    async def compact(
+        self, req: rpc_pb2.CompactionRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.CompactionResponse:
+        result = await self.propose(raft_internal_pb2.InternalRaftRequest(compaction=req), auth)
         assert isinstance(result, mt.CompactionResponse)
         return rpc_pb2.CompactionResponse(header=self.header(result.header.revision))
 
     # -- leases -----------------------------------------------------------------------------------
 
-    async def lease_grant(self, req: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
+    async def lease_grant(
+        self, req: rpc_pb2.LeaseGrantRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.LeaseGrantResponse:
         grant = rpc_pb2.LeaseGrantRequest(TTL=req.TTL, ID=req.ID or self.idgen.next())
-        ttl = await self.propose(raft_internal_pb2.InternalRaftRequest(lease_grant=grant))
+        ttl = await self.propose(raft_internal_pb2.InternalRaftRequest(lease_grant=grant), auth)
         assert isinstance(ttl, int)
         return rpc_pb2.LeaseGrantResponse(header=self.header(), ID=grant.ID, TTL=ttl)
 
-    async def lease_revoke(self, req: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
-        await self.propose(raft_internal_pb2.InternalRaftRequest(lease_revoke=req))
+    async def lease_revoke(
+        self, req: rpc_pb2.LeaseRevokeRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.LeaseRevokeResponse:
+        await self.propose(raft_internal_pb2.InternalRaftRequest(lease_revoke=req), auth)
         return rpc_pb2.LeaseRevokeResponse(header=self.header())
 
     async def lease_renew(self, lease_id: int) -> int:
@@ -102,10 +126,14 @@ class V3Ops(ServerState):
         return self.lessor.renew(lease_id)
 
     async def lease_time_to_live(
-        self, req: rpc_pb2.LeaseTimeToLiveRequest
+        self, req: rpc_pb2.LeaseTimeToLiveRequest, auth: AuthInfo | None = None
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
         await self.read_indexer.wait_linearizable()
         ttl = self.lessor.time_to_live(req.ID)
+        if self.auth_store.enabled:
+            # READ on every attached key, whether or not the keys are asked for
+            # (etcd's fix for CVE-2023-32082).
+            check_lease_time_to_live(self.auth_store, auth, ttl[2] if ttl else ())
         if ttl is None:
             return rpc_pb2.LeaseTimeToLiveResponse(header=self.header(), ID=req.ID, TTL=-1)
         remaining, granted, keys = ttl

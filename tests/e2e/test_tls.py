@@ -1,0 +1,230 @@
+"""TLS on the client and peer URLs, with a test CA made here: stock etcdctl 3.5 over
+https (client certificates required, the certificate's CN as the user once auth is
+enabled), the HTTP endpoints over https on the same port, ``--auto-tls``, and a
+three-member cluster whose peers talk TLS with client certificates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import Etcdctl, clean_env, free_port, pyetcd_command
+from .tls_certs import CertAuthority
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    tmp = Path(tempfile.mkdtemp(prefix="e2e-tls-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ca(workdir: Path) -> CertAuthority:
+    return CertAuthority(workdir)
+
+
+@contextlib.contextmanager
+def pyetcd(workdir: Path, name: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    log = (workdir / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        [*pyetcd_command(), "--name", name, "--data-dir", str(workdir / f"{name}.etcd"), *args],
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=clean_env(),
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def wait_until(check: object, timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()  # type: ignore[operator]
+            if result:
+                return result
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.1)
+
+
+def single(name: str, port: int, peer: int, *tls: str) -> list[str]:
+    url = f"https://127.0.0.1:{port}"
+    peer_url = f"http://127.0.0.1:{peer}"
+    return [
+        "--listen-client-urls",
+        url,
+        "--advertise-client-urls",
+        url,
+        "--listen-peer-urls",
+        peer_url,
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster",
+        f"{name}={peer_url}",
+        *tls,
+    ]
+
+
+def ctl(etcdctl: Etcdctl, endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [etcdctl.path, "--endpoints", endpoint, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**etcdctl.env()},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_client_tls_with_client_cert_auth(
+    workdir: Path, ca: CertAuthority, etcdctl35: Etcdctl
+) -> None:
+    server_cert, server_key = ca.issue("server", "server")
+    root_cert, root_key = ca.issue("root", "root")
+    alice_cert, alice_key = ca.issue("alice", "alice")
+    port, peer = free_port(), free_port()
+    args = single(
+        "c1",
+        port,
+        peer,
+        "--cert-file",
+        str(server_cert),
+        "--key-file",
+        str(server_key),
+        "--trusted-ca-file",
+        str(ca.ca_file),
+        "--client-cert-auth",
+        "--bcrypt-cost",
+        "4",
+    )
+    ep = f"https://127.0.0.1:{port}"
+    tls = ["--cacert", str(ca.ca_file)]
+    as_root = [*tls, "--cert", str(root_cert), "--key", str(root_key)]
+    as_alice = [*tls, "--cert", str(alice_cert), "--key", str(alice_key)]
+    with pyetcd(workdir, "c1", *args):
+        wait_until(lambda: ctl(etcdctl35, ep, *as_root, "put", "a", "1").returncode == 0)
+        assert ctl(etcdctl35, ep, *as_root, "get", "a", "--print-value-only").stdout == "1\n"
+        # no client certificate: the handshake fails
+        assert ctl(etcdctl35, ep, *tls, "--dial-timeout", "2s", "get", "a").returncode != 0
+        # HTTP/1.1 over TLS on the same port
+        ctx = ssl.create_default_context(cafile=str(ca.ca_file))
+        ctx.load_cert_chain(str(alice_cert), str(alice_key))
+        with urllib.request.urlopen(f"{ep}/health", context=ctx, timeout=10) as r:
+            assert json.loads(r.read())["health"] == "true"
+        with urllib.request.urlopen(f"{ep}/version", context=ctx, timeout=10) as r:
+            assert json.loads(r.read())["etcdserver"].startswith("3.5")
+        # the certificate's CN is the user once auth is enabled
+        for cmd in (
+            ["user", "add", "root", "--no-password"],
+            ["role", "add", "root"],
+            ["user", "grant-role", "root", "root"],
+            ["user", "add", "alice", "--no-password"],
+            ["role", "add", "reader"],
+            ["role", "grant-permission", "reader", "read", "a"],
+            ["user", "grant-role", "alice", "reader"],
+            ["auth", "enable"],
+        ):
+            r = ctl(etcdctl35, ep, *as_root, *cmd)
+            assert r.returncode == 0, (cmd, r.stderr)
+        assert ctl(etcdctl35, ep, *as_alice, "get", "a", "--print-value-only").stdout == "1\n"
+        denied = ctl(etcdctl35, ep, *as_alice, "put", "a", "2")
+        assert "etcdserver: permission denied" in denied.stderr
+        assert ctl(etcdctl35, ep, *as_root, "put", "a", "3").returncode == 0
+    log = (workdir / "c1.log").read_text()
+    assert "serving client traffic securely" in log
+    assert "BEGIN" not in log  # no key material in the log
+
+
+def test_auto_tls(workdir: Path, etcdctl35: Etcdctl) -> None:
+    port, peer = free_port(), free_port()
+    args = single("auto", port, peer, "--auto-tls")
+    ep = f"https://127.0.0.1:{port}"
+    insecure = ["--insecure-transport=false", "--insecure-skip-tls-verify"]
+    with pyetcd(workdir, "auto", *args):
+        wait_until(lambda: ctl(etcdctl35, ep, *insecure, "put", "k", "v").returncode == 0)
+        assert ctl(etcdctl35, ep, *insecure, "get", "k", "--print-value-only").stdout == "v\n"
+        # plain gRPC on an https URL is refused
+        assert (
+            ctl(
+                etcdctl35, ep.replace("https", "http"), "--dial-timeout", "2s", "get", "k"
+            ).returncode
+            != 0
+        )
+    assert (workdir / "auto.etcd" / "fixtures" / "client" / "cert.pem").exists()
+
+
+def test_peer_tls_cluster_of_three(workdir: Path, ca: CertAuthority, etcdctl35: Etcdctl) -> None:
+    names = ("p1", "p2", "p3")
+    peers = {n: free_port() for n in names}
+    clients = {n: free_port() for n in names}
+    cluster = ",".join(f"{n}=https://127.0.0.1:{peers[n]}" for n in names)
+    certs = {n: ca.issue(f"peer-{n}", n) for n in names}
+    with contextlib.ExitStack() as stack:
+        for n in names:
+            cert, key = certs[n]
+            stack.enter_context(
+                pyetcd(
+                    workdir,
+                    n,
+                    "--listen-client-urls",
+                    f"http://127.0.0.1:{clients[n]}",
+                    "--advertise-client-urls",
+                    f"http://127.0.0.1:{clients[n]}",
+                    "--listen-peer-urls",
+                    f"https://127.0.0.1:{peers[n]}",
+                    "--initial-advertise-peer-urls",
+                    f"https://127.0.0.1:{peers[n]}",
+                    "--initial-cluster",
+                    cluster,
+                    "--peer-cert-file",
+                    str(cert),
+                    "--peer-key-file",
+                    str(key),
+                    "--peer-trusted-ca-file",
+                    str(ca.ca_file),
+                    "--peer-client-cert-auth",
+                )
+            )
+        eps = [f"127.0.0.1:{clients[n]}" for n in names]
+        wait_until(lambda: ctl(etcdctl35, eps[0], "put", "pk", "pv").returncode == 0, 60)
+        for ep in eps:
+            got = wait_until(
+                lambda ep=ep: (
+                    ctl(etcdctl35, ep, "get", "pk", "--print-value-only", "--consistency=s").stdout
+                    == "pv\n"
+                )
+            )
+            assert got
+        members = ctl(etcdctl35, eps[1], "member", "list").stdout
+        assert members.count("https://127.0.0.1:") == 3
