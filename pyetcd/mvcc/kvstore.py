@@ -425,7 +425,8 @@ class KVStore:
         if rev < 0:
             # etcd hashes the records below revision rev + 1: none at all
             return h, self._current_rev, compact
-        keep = self.index.keep(compact)
+        # etcd keeps, below the compaction, only what a compaction AT ``rev`` would keep.
+        keep = self.index.keep(rev)
         lower = (compact + 1, 0)
         for k, v in self.backend.key_range(rev_to_bytes((0, 0)), rev_to_bytes((rev + 1, 0))):
             r = bytes_to_rev(k)

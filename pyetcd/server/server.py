@@ -258,9 +258,15 @@ class EtcdServer(V3Ops, ClusterOps):
         if not self.cfg.initial_election_tick_advance:
             return
         peers = len(boot.members) if boot is not None else len(self.membership.members)
-        if peers <= 1:
-            for _ in range(self.election_ticks - 1):
-                rawnode.tick()
+        if peers > 1:
+            return
+        cs = rawnode.raft.trk.config
+        if set(cs.voters.incoming) == {self.member_id} and not cs.voters.is_joint():
+            # The sole voter of a restarted member: nobody to disrupt, campaign now.
+            rawnode.campaign()
+            return
+        for _ in range(self.election_ticks - 1):
+            rawnode.tick()
 
     async def stop(self) -> None:
         if self._stopped:

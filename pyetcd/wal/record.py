@@ -154,12 +154,19 @@ def encode_entry(e: Entry) -> bytes:
     return _pack((e.term, e.index, int(e.type), e.data))
 
 
+# Entry types by number: a dict lookup is much cheaper than EntryType(n) on replay.
+_ENTRY_TYPES: dict[object, EntryType] = {int(t): t for t in EntryType}
+
+
 def decode_entry(data: bytes | memoryview) -> Entry:
     term, index, etype, payload = _unpack_list(data, 4)
     _ints([term, index, etype])
     if not isinstance(payload, bytes):
         raise ValueError("malformed wal entry")
-    return Entry(term=term, index=index, type=EntryType(etype), data=payload)
+    etype_ = _ENTRY_TYPES.get(etype)
+    if etype_ is None:
+        raise ValueError(f"unknown entry type {etype}")
+    return Entry(term, index, etype_, payload)
 
 
 def encode_state(hs: HardState) -> bytes:

@@ -28,7 +28,8 @@ __all__ = [
 _NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 _WORD = struct.Struct("<Q")
 _CRC_TYPE = struct.Struct("<IB")
-_RECORD_TYPES = frozenset(int(t) for t in RecordType)
+# Record types by their number: a dict lookup is much cheaper than RecordType(n).
+_RECORD_TYPES: dict[int, RecordType] = {int(t): t for t in RecordType}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -154,10 +155,10 @@ def _scan_frames(buf: bytes, state: list[int | None], records: list[Record]) -> 
         if rtype == RecordType.CRC:
             if n != 5 or (crc is not None and rcrc != crc):
                 raise _Damage(off, "crc mismatch (crc record)", end, crc=True)
-        elif crc is None or record_crc(RecordType(rtype), data, crc) != rcrc:
+        elif crc is None or record_crc(_RECORD_TYPES[rtype], data, crc) != rcrc:
             raise _Damage(off, "crc mismatch", end, crc=True)
         crc = rcrc
-        records.append(Record(RecordType(rtype), rcrc, data, off))
+        records.append(Record(_RECORD_TYPES[rtype], rcrc, data, off))
         off = end
     state[0] = off
     state[1] = crc
