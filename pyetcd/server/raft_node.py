@@ -107,7 +107,8 @@ class RaftNode:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self.applied_event = asyncio.Event()
+        #: Called with the applied index after every batch of committed entries.
+        self.on_applied: Callable[[int], None] | None = None
         self.leader_changed_at = time.monotonic()
         self.fsync_seconds: list[float] = []
 
@@ -207,13 +208,16 @@ class RaftNode:
             except ProposalDroppedError as err:
                 if self._on_dropped is not None:
                     self._on_dropped(batch, err)
-        for cc in self._conf_changes:
+        # Dropped conf changes (no leader) are kept and proposed again on the next turn;
+        # their waiters time out if no leader appears. They must never reach the normal
+        # proposal backlog, whose entries are applied as InternalRaftRequests.
+        pending, self._conf_changes = self._conf_changes, []
+        for i, cc in enumerate(pending):
             try:
                 node.propose_conf_change(cc)
-            except ProposalDroppedError as err:
-                if self._on_dropped is not None:
-                    self._on_dropped([cc.context], err)
-        self._conf_changes.clear()
+            except ProposalDroppedError:
+                self._conf_changes.extend(pending[i:])
+                break
         for ctx in self._read_ctxs:
             node.read_index(ctx)
         self._read_ctxs.clear()
@@ -247,7 +251,8 @@ class RaftNode:
         if rd.committed_entries:
             self.applier.apply_entries(rd.committed_entries, self._apply_conf_change)
             self.applied_index = rd.committed_entries[-1].index
-            self.applied_event.set()
+            if self.on_applied is not None:
+                self.on_applied(self.applied_index)
         if rd.read_states and self._on_read_states is not None:
             self._on_read_states(rd.read_states)
 

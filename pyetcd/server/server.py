@@ -149,7 +149,7 @@ class EtcdServer(V3Ops, ClusterOps):
         await self.transport.start()
         self._sync_peers()
         self.raft.start()
-        self._spawn(self._applied_loop(), "applied")
+        self.raft.on_applied = self.applied_wait.trigger
         self._spawn(self._expire_loop(), "expire-requests")
         self._spawn(self._lease_loop(), "lease-expiry")
         self._spawn(self._token_expiry_loop(), "token-expiry")
@@ -404,12 +404,6 @@ class EtcdServer(V3Ops, ClusterOps):
         h.raft_term = self.raft.term
 
     # -- background duties ------------------------------------------------------------------
-
-    async def _applied_loop(self) -> None:
-        while True:
-            await self.raft.applied_event.wait()
-            self.raft.applied_event.clear()
-            self.applied_wait.trigger(self.raft.applied_index)
 
     async def _lease_loop(self) -> None:
         while True:
