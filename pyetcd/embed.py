@@ -41,7 +41,8 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
     except TLSSetupError as err:
         logger.fatal("failed to set up TLS", {"error": str(err)})
         return 1
-    server = EtcdServer(cfg, logger, transport_factory=_peer_factory(peer_tls))
+    peer_ssl = peer_tls.client_context() if peer_tls is not None else None
+    server = EtcdServer(cfg, logger, transport_factory=_peer_factory(peer_tls), peer_ssl=peer_ssl)
     try:
         await server.start()
     except (BootstrapError, WALError, OSError, TLSSetupError, AuthOptionsError) as err:

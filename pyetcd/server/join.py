@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
@@ -64,8 +65,12 @@ async def serve_members(
     await writer.drain()
 
 
-def fetch_cluster(peer_urls: Iterable[str], timeout: float = 2.0) -> tuple[int, list[Member]]:
+def fetch_cluster(
+    peer_urls: Iterable[str], timeout: float = 2.0, ssl_context: ssl.SSLContext | None = None
+) -> tuple[int, list[Member]]:
     """(cluster ID, members) from the first running member that answers.
+
+    ``ssl_context``: how to reach ``https://`` peer URLs (the peer client TLS settings).
 
     Raises:
         JoinError: none answered.
@@ -73,7 +78,10 @@ def fetch_cluster(peer_urls: Iterable[str], timeout: float = 2.0) -> tuple[int, 
     errors: list[str] = []
     for url in peer_urls:
         try:
-            with urllib.request.urlopen(url.rstrip("/") + "/members", timeout=timeout) as resp:
+            ctx = ssl_context if url.startswith("https:") else None
+            with urllib.request.urlopen(
+                url.rstrip("/") + "/members", timeout=timeout, context=ctx
+            ) as resp:
                 cluster_id = int(resp.headers.get("X-Etcd-Cluster-ID", "0"), 16)
                 raw = json.loads(resp.read())
         except (OSError, urllib.error.URLError, ValueError) as err:

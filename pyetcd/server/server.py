@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -69,8 +70,11 @@ class EtcdServer(V3Ops, ClusterOps):
         cfg: Config,
         logger: Logger,
         transport_factory: TransportFactory | None = None,
+        peer_ssl: ssl.SSLContext | None = None,
     ) -> None:
+        """``peer_ssl``: the client side of peer TLS, to join over https peer URLs."""
         self.cfg = cfg
+        self.peer_ssl = peer_ssl
         self.log = logger
         self.transport: Transport = NullTransport()
         self.transport_factory = transport_factory
@@ -237,7 +241,7 @@ class EtcdServer(V3Ops, ClusterOps):
         """Create an empty log for a member added to a running cluster."""
         cfg = self.cfg
         others = [url for m in boot.members if m.id != boot.local_member_id for url in m.peer_urls]
-        cluster_id, members = fetch_cluster(others)
+        cluster_id, members = fetch_cluster(others, ssl_context=self.peer_ssl)
         local = match_local_member(members, cfg.initial_advertise_peer_urls)
         self.join_peers = {m.id: m.peer_urls for m in members if m.id != local.id}
         return WALStorage.open(

@@ -184,7 +184,7 @@ def test_auto_tls(workdir: Path, etcdctl35: Etcdctl) -> None:
     assert (workdir / "auto.etcd" / "fixtures" / "client" / "cert.pem").exists()
 
 
-def test_peer_tls_cluster_of_three(workdir: Path, ca: CertAuthority, etcdctl35: Etcdctl) -> None:
+def test_peer_tls_cluster_of_three_and_a_join(workdir: Path, ca: CertAuthority, etcdctl35: Etcdctl) -> None:
     names = ("p1", "p2", "p3")
     peers = {n: free_port() for n in names}
     clients = {n: free_port() for n in names}
@@ -228,3 +228,46 @@ def test_peer_tls_cluster_of_three(workdir: Path, ca: CertAuthority, etcdctl35: 
             assert got
         members = ctl(etcdctl35, eps[1], "member", "list").stdout
         assert members.count("https://127.0.0.1:") == 3
+
+        # A fourth member joins over https: it learns the cluster from a peer's
+        # /members with its peer certificate, then catches up over TLS.
+        p4_peer, p4_client = free_port(), free_port()
+        p4_url = f"https://127.0.0.1:{p4_peer}"
+        added = ctl(etcdctl35, eps[0], "member", "add", "p4", f"--peer-urls={p4_url}")
+        assert added.returncode == 0, added.stderr
+        cert, key = ca.issue("peer-p4", "p4")
+        stack.enter_context(
+            pyetcd(
+                workdir,
+                "p4",
+                "--listen-client-urls",
+                f"http://127.0.0.1:{p4_client}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{p4_client}",
+                "--listen-peer-urls",
+                p4_url,
+                "--initial-advertise-peer-urls",
+                p4_url,
+                "--initial-cluster",
+                f"{cluster},p4={p4_url}",
+                "--initial-cluster-state",
+                "existing",
+                "--peer-cert-file",
+                str(cert),
+                "--peer-key-file",
+                str(key),
+                "--peer-trusted-ca-file",
+                str(ca.ca_file),
+                "--peer-client-cert-auth",
+            )
+        )
+        p4 = f"127.0.0.1:{p4_client}"
+        assert wait_until(
+            lambda: (
+                ctl(etcdctl35, p4, "get", "pk", "--print-value-only", "--consistency=s").stdout
+                == "pv\n"
+            ),
+            60,
+        )
+        members = ctl(etcdctl35, p4, "member", "list").stdout
+        assert members.count("https://127.0.0.1:") == 4
