@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
-
 from pyetcd.pb import rpc_pb2
+from pyetcd.server.errors import NotLeaderError
 from pyetcd.server.membership import Member
 from pyetcd.server.server import EtcdServer
 
@@ -87,20 +86,13 @@ class ClusterService:
         self, request: rpc_pb2.MemberPromoteRequest, context: Ctx
     ) -> rpc_pb2.MemberPromoteResponse:
         await require_admin(self.server, context)
-        if not self.server.is_leader:
-            await self.server.wait_leader()
-            if not self.server.is_leader:
-                try:
-                    return await self.forward.member_promote(request, _credentials(context))
-                except grpc.aio.AioRpcError as err:
-                    await context.abort(err.code(), err.details())
-        await self.server.member_promote(request.ID)
+        try:
+            members = await self.server.member_promote(request.ID)
+        except NotLeaderError:
+            # Only the leader knows whether the learner caught up: ask it over the
+            # peer port (the caller was checked here; nothing about it is sent).
+            members = await self.forward.member_promote(request.ID)
         resp = rpc_pb2.MemberPromoteResponse(header=self._header())
-        self._members(resp.members)
+        for m in members:
+            member_to_pb(m, resp.members.add())
         return resp
-
-
-def _credentials(context: Ctx) -> tuple[tuple[str, str], ...]:
-    """The caller's token metadata, passed on when a call is forwarded to the leader."""
-    md = context.invocation_metadata() or ()
-    return tuple((k, v) for k, v in md if k in ("token", "authorization"))

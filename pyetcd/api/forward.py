@@ -1,91 +1,207 @@
-"""Forwarding leader-only calls from a follower to the leader's client URL.
+"""Leader-only calls a follower forwards to the leader's peer port, as etcd does.
 
-etcd forwards LeaseKeepAlive and LeaseTimeToLive to the leader (only its lessor knows
-the remaining TTLs); a follower here does the same over the leader's gRPC endpoint.
+Only the leader's lessor knows the remaining TTLs (LeaseKeepAlive, LeaseTimeToLive),
+and only the leader knows whether a learner caught up (MemberPromote). A follower that
+receives such a call POSTs it to the leader's peer URL (``/leases``,
+``/leases/internal``, ``/members/promote/<id>``; see ``pyetcd/server/peer_http.py``),
+over peer TLS when the URL is https.
+
+Rules this module keeps:
+
+1. The caller's permissions are checked on the member the caller reached, before
+   anything is forwarded: the auth store and the leases with their keys are
+   replicated, so that member knows them as well as the leader does. The forwarded
+   request carries no identity (no token, no caller certificate): the leader trusts
+   its peers, as etcd's does.
+2. A call is retried against the current leader's peer URLs until the request
+   timeout, as etcd's forwarding is: a refused connection, a leader that is no longer
+   primary or has not caught up (400, 408, 500) try again 50 ms later. Only a
+   definitive answer ends it early: lease not found, member not found, member not a
+   learner, learner not ready. No leader → "etcdserver: no leader"; out of time →
+   "etcdserver: request timed out". Every error is a typed one from the one table
+   in ``errors.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from typing import Final, TypeVar
 
-import grpc
+from google.protobuf.message import DecodeError
 
-from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
-from pyetcd.server.errors import NoLeaderError
+from pyetcd.mvcc.errors import LeaseNotFoundError
+from pyetcd.pb import lease_pb2, rpc_pb2
+from pyetcd.server.auth_check import check_lease_time_to_live
+from pyetcd.server.auth_store import AuthInfo
+from pyetcd.server.errors import (
+    LearnerNotReadyError,
+    MemberNotFoundError,
+    MemberNotLearnerError,
+    NoLeaderError,
+    RequestTimeoutError,
+)
+from pyetcd.server.membership import Member
+from pyetcd.server.peer_http import (
+    LEASE_INTERNAL_PATH,
+    LEASE_PATH,
+    MEMBER_PROMOTE_PREFIX,
+    PeerHTTPError,
+    PeerResponse,
+    members_from_json,
+    post,
+)
 from pyetcd.server.server import EtcdServer
-from pyetcd.server.tls import TLSInfo
 
-from .common import grpc_bind_address
+__all__ = ["LeaderForwarder"]
 
-__all__ = ["LeaderForwarder", "Metadata"]
+T = TypeVar("T")
 
-#: gRPC metadata pairs passed on to the leader (the caller's token)
-Metadata = tuple[tuple[str, str], ...]
+#: pause between rounds over the leader's peer URLs (etcd throttles its retries too)
+RETRY_INTERVAL: Final = 0.05
+#: one lease request to the leader; the leader itself waits at most 1 s to catch up
+LEASE_ATTEMPT_TIMEOUT: Final = 3.0
+
+#: answers that end a call: None (retry) or the result, or raise the definitive error
+Answer = Callable[[PeerResponse], T | None]
 
 
 class LeaderForwarder:
-    def __init__(self, server: EtcdServer, tls: TLSInfo | None = None) -> None:
+    """Forwards one member's leader-only calls to the leader's peer port."""
+
+    def __init__(self, server: EtcdServer) -> None:
         self.server = server
-        self.tls = tls
-        self._channels: dict[str, Any] = {}
 
-    def _channel(self) -> Any:
-        leader = self.server.leader
-        member = self.server.membership.members.get(leader)
-        if member is None or not member.client_urls:
-            raise NoLeaderError()
-        url = member.client_urls[0]
-        addr = grpc_bind_address(url)
-        ch = self._channels.get(addr)
-        if ch is None:
-            ch = self._new_channel(url, addr)
-            self._channels[addr] = ch
-        return ch
+    async def keep_alive(self, lease_id: int) -> int:
+        """The leader's renewal of ``lease_id``: the lease's TTL.
 
-    def _stub(self) -> Any:
-        return rpc_pb2_grpc.LeaseStub(self._channel())
-
-    async def member_promote(
-        self, req: rpc_pb2.MemberPromoteRequest, metadata: Metadata = ()
-    ) -> rpc_pb2.MemberPromoteResponse:
-        """Only the leader knows whether a learner caught up (etcd forwards it too)."""
-        stub = rpc_pb2_grpc.ClusterStub(self._channel())
-        resp: rpc_pb2.MemberPromoteResponse = await stub.MemberPromote(
-            req, timeout=10, metadata=metadata
+        Raises:
+            LeaseNotFoundError, NoLeaderError, RequestTimeoutError.
+        """
+        body = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
+        return await self._ask_leader(
+            LEASE_PATH, body, lambda resp: _renewed(resp, lease_id), LEASE_ATTEMPT_TIMEOUT
         )
-        return resp
-
-    def _new_channel(self, url: str, addr: str) -> Any:
-        if not url.startswith("https://") or self.tls is None:
-            return grpc.aio.insecure_channel(addr)
-        # the member's own client certificate, checked against the trusted CA
-        # (a member with only a self-signed --auto-tls certificate cannot forward)
-        cert, key, ca = self.tls.read()
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=ca, private_key=key, certificate_chain=cert
-        )
-        return grpc.aio.secure_channel(addr, creds)
-
-    async def keep_alive(self, lease_id: int, metadata: Metadata = ()) -> int:
-        """The leader's answer to one keep-alive, sent with the caller's ``metadata``."""
-        stub = self._stub()
-        call = stub.LeaseKeepAlive(
-            iter([rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)]), metadata=metadata
-        )
-        async for resp in call:
-            return int(resp.TTL)
-        return 0
 
     async def time_to_live(
-        self, req: rpc_pb2.LeaseTimeToLiveRequest, metadata: Metadata = ()
+        self, req: rpc_pb2.LeaseTimeToLiveRequest, auth: AuthInfo | None
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
-        """The leader's LeaseTimeToLive, asked with the caller's ``metadata`` (its token)."""
-        resp: rpc_pb2.LeaseTimeToLiveResponse = await self._stub().LeaseTimeToLive(
-            req, timeout=5, metadata=metadata
-        )
+        """LeaseTimeToLive answered by the leader, for a caller checked here.
+
+        With auth enabled the caller needs READ on every key attached to the lease,
+        as this member knows them after a linearizable wait.
+
+        Raises:
+            LeaseNotFoundError, NoLeaderError, RequestTimeoutError, the auth errors.
+        """
+        server = self.server
+        if server.auth_store.enabled:
+            await server.read_indexer.wait_linearizable()
+            local = server.lessor.time_to_live(req.ID)
+            check_lease_time_to_live(server.auth_store, auth, local[2] if local else ())
+        body = lease_pb2.LeaseInternalRequest(
+            LeaseTimeToLiveRequest=rpc_pb2.LeaseTimeToLiveRequest(ID=req.ID, keys=req.keys)
+        ).SerializeToString()
+        internal = await self._ask_leader(
+            LEASE_INTERNAL_PATH, body, lambda resp: _time_to_live(resp, req.ID),
+            LEASE_ATTEMPT_TIMEOUT,
+        )  # fmt: skip
+        resp = internal.LeaseTimeToLiveResponse
+        resp.header.CopyFrom(server.header())
         return resp
 
-    async def close(self) -> None:
-        for ch in self._channels.values():
-            await ch.close()
-        self._channels.clear()
+    async def member_promote(self, member_id: int) -> list[Member]:
+        """Promote a learner through the leader; the leader's member list after it.
+
+        Raises:
+            MemberNotFoundError, MemberNotLearnerError, LearnerNotReadyError,
+            NoLeaderError, RequestTimeoutError.
+        """
+        path = f"{MEMBER_PROMOTE_PREFIX}{member_id}"
+        return await self._ask_leader(path, b"", _promoted, None)
+
+    async def _ask_leader(
+        self, path: str, body: bytes, answer: Answer[T], attempt_timeout: float | None
+    ) -> T:
+        """POST to the leader's peer URLs until ``answer`` accepts one reply (rule 2)."""
+        server = self.server
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + server.request_timeout
+        while True:
+            for url in await self._leader_peer_urls(deadline - loop.time()):
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise RequestTimeoutError()
+                if attempt_timeout is not None:
+                    left = min(left, attempt_timeout)
+                try:
+                    resp = await post(url, path, body, ssl_context=server.peer_ssl, timeout=left)
+                except (OSError, TimeoutError, EOFError, PeerHTTPError, ValueError) as err:
+                    server.log.debug(
+                        "failed to reach the leader's peer URL",
+                        {"address": url, "path": path, "error": repr(err)},
+                    )
+                    continue
+                result = answer(resp)
+                if result is not None:
+                    return result
+            if loop.time() + RETRY_INTERVAL >= deadline:
+                raise RequestTimeoutError()
+            await asyncio.sleep(RETRY_INTERVAL)
+
+    async def _leader_peer_urls(self, wait: float) -> tuple[str, ...]:
+        server = self.server
+        try:
+            async with asyncio.timeout(max(0.0, wait)):
+                await server.wait_leader()
+        except TimeoutError:
+            raise NoLeaderError() from None
+        member = server.membership.members.get(server.leader)
+        if member is None or not member.peer_urls:
+            raise NoLeaderError()
+        return member.peer_urls
+
+
+def _renewed(resp: PeerResponse, lease_id: int) -> int | None:
+    if resp.status == 404:
+        raise LeaseNotFoundError()
+    if resp.status != 200:
+        return None
+    out = rpc_pb2.LeaseKeepAliveResponse()
+    try:
+        out.ParseFromString(resp.body)
+    except DecodeError:
+        return None
+    return int(out.TTL) if lease_id == out.ID else None
+
+
+def _time_to_live(resp: PeerResponse, lease_id: int) -> lease_pb2.LeaseInternalResponse | None:
+    if resp.status == 404:
+        raise LeaseNotFoundError()
+    if resp.status != 200:
+        return None
+    out = lease_pb2.LeaseInternalResponse()
+    try:
+        out.ParseFromString(resp.body)
+    except DecodeError:
+        return None
+    return out if lease_id == out.LeaseTimeToLiveResponse.ID else None
+
+
+def _promoted(resp: PeerResponse) -> list[Member] | None:
+    if resp.status == 404:
+        raise MemberNotFoundError()
+    if resp.status == 412:
+        # both answers share the status; the text tells them apart (the first
+        # message contains the second, so it is tested first)
+        if "in sync with leader" in resp.text:
+            raise LearnerNotReadyError()
+        if "can only promote a learner member" in resp.text:
+            raise MemberNotLearnerError()
+        return None
+    if resp.status != 200:
+        return None
+    try:
+        return members_from_json(resp.body)
+    except ValueError:
+        return None

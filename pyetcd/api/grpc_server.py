@@ -10,7 +10,6 @@ from grpc_health.v1.health import aio as health_aio
 
 from pyetcd.pb import rpc_pb2_grpc, v3election_pb2_grpc, v3lock_pb2_grpc
 from pyetcd.server.server import EtcdServer
-from pyetcd.server.tls import TLSInfo
 
 from .auth import AuthService
 from .cluster import ClusterService
@@ -28,13 +27,8 @@ __all__ = ["build_grpc_server", "grpc_bind_address"]
 GRPC_OVERHEAD_BYTES = 512 * 1024
 
 
-def build_grpc_server(
-    server: EtcdServer, extra_services: list[Any] | None = None, tls: TLSInfo | None = None
-) -> Any:
-    """etcd's services on a grpc.aio server (ports are added by the ClientListener).
-
-    ``tls``: the client URLs' TLS settings, used when forwarding to the leader.
-    """
+def build_grpc_server(server: EtcdServer, extra_services: list[Any] | None = None) -> Any:
+    """etcd's services on a grpc.aio server (ports are added by the ClientListener)."""
     cfg = server.cfg
     max_recv = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
     options = [
@@ -51,7 +45,7 @@ def build_grpc_server(
     ]
     g = grpc.aio.server(options=options)
     rpc_pb2_grpc.add_KVServicer_to_server(KVService(server), g)
-    rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server, tls), g)
+    rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server), g)
     rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(server), g)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(server), g)
     rpc_pb2_grpc.add_AuthServicer_to_server(AuthService(server), g)

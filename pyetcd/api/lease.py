@@ -8,7 +8,6 @@ from pyetcd.mvcc import errors as mvcc_errors
 from pyetcd.pb import rpc_pb2
 from pyetcd.server import errors as server_errors
 from pyetcd.server.server import EtcdServer
-from pyetcd.server.tls import TLSInfo
 
 from .access import require_user
 from .common import Ctx, require_leader
@@ -19,9 +18,10 @@ __all__ = ["LeaseService"]
 
 
 class LeaseService:
-    def __init__(self, server: EtcdServer, tls: TLSInfo | None = None) -> None:
+    def __init__(self, server: EtcdServer) -> None:
+        # Leader-only calls are forwarded over the peer port (see forward.py).
         self.server = server
-        self.forward = LeaderForwarder(server, tls)
+        self.forward = LeaderForwarder(server)
 
     @translate_errors
     async def LeaseGrant(
@@ -46,7 +46,14 @@ class LeaseService:
         if not self.server.is_leader:
             await self.server.wait_leader()
             if not self.server.is_leader:
-                return await self.forward.time_to_live(request, _credentials(context))
+                try:
+                    # the caller's READ on the lease's keys is checked here, then asked
+                    return await self.forward.time_to_live(request, auth)
+                except mvcc_errors.LeaseNotFoundError:
+                    # etcd answers an unknown lease with TTL -1, not an error
+                    return rpc_pb2.LeaseTimeToLiveResponse(
+                        header=self.server.header(), ID=request.ID, TTL=-1
+                    )
         return await self.server.lease_time_to_live(request, auth)
 
     @translate_errors
@@ -61,28 +68,21 @@ class LeaseService:
     ) -> AsyncIterator[rpc_pb2.LeaseKeepAliveResponse]:
         try:
             require_leader(self.server, context)
+            # checked once per stream, here: a renewal forwarded to the leader
+            # carries no identity
             await require_user(self.server, context)
-            creds = _credentials(context)
             async for req in request_iterator:
-                yield await self._keep_alive(req.ID, creds)
+                yield await self._keep_alive(req.ID)
         except (mvcc_errors.MvccError, server_errors.ServerError) as err:
             await abort(context, err)
 
-    async def _keep_alive(
-        self, lease_id: int, creds: tuple[tuple[str, str], ...]
-    ) -> rpc_pb2.LeaseKeepAliveResponse:
+    async def _keep_alive(self, lease_id: int) -> rpc_pb2.LeaseKeepAliveResponse:
         try:
             try:
                 ttl = await self.server.lease_renew(lease_id)
             except mvcc_errors.LeaseNotPrimaryError:
-                ttl = await self.forward.keep_alive(lease_id, creds)
+                ttl = await self.forward.keep_alive(lease_id)
         except (mvcc_errors.LeaseNotFoundError, mvcc_errors.LeaseExpiredError):
             # etcd answers an unknown (or just expired) lease with TTL 0, not an error.
             ttl = 0
         return rpc_pb2.LeaseKeepAliveResponse(header=self.server.header(), ID=lease_id, TTL=ttl)
-
-
-def _credentials(context: Ctx) -> tuple[tuple[str, str], ...]:
-    """The caller's token metadata, passed on when a call is forwarded to the leader."""
-    md = context.invocation_metadata() or ()
-    return tuple((k, v) for k, v in md if k in ("token", "authorization"))

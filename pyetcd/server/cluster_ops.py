@@ -23,18 +23,24 @@ from .errors import (
     NotLeaderError,
     RequestTimeoutError,
 )
-from .join import serve_members
 from .membership import Member
+from .peer_http import PeerHTTP
 from .state import ServerState
 
 if TYPE_CHECKING:
-    pass
+    from .wait import AppliedWait
 
 __all__ = ["ClusterOps"]
 
 
 class ClusterOps(ServerState):
     """Mixed into EtcdServer."""
+
+    applied_wait: AppliedWait  # EtcdServer's (declared for the type checker)
+
+    if TYPE_CHECKING:
+
+        def member_list(self) -> list[Member]: ...
 
     # -- peers and snapshots ------------------------------------------------------------------
 
@@ -92,9 +98,14 @@ class ClusterOps(ServerState):
         )
 
     async def serve_peer_http(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await serve_members(reader, writer, self.cluster_id, self.membership.sorted)
+        """One HTTP request on the peer port (``first``: its first 4 bytes, already read)."""
+        await PeerHTTP(self, self.log).serve(first, reader, writer)
+
+    async def wait_committed_applied(self) -> None:
+        """Return once this member applied all it knows committed (etcd's ApplyWait)."""
+        await self.applied_wait.wait(self.raft.rawnode.raft.raft_log.committed)
 
     # -- membership changes ------------------------------------------------------------------
 

@@ -6,63 +6,19 @@ peer port (``GET /members``, as etcd serves it), matching itself by peer URLs.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .membership import Member
+from .peer_http import members_from_json
 
-__all__ = ["JoinError", "fetch_cluster", "match_local_member", "serve_members"]
+__all__ = ["JoinError", "fetch_cluster", "match_local_member"]
 
 
 class JoinError(Exception):
     """The running cluster could not be reached or does not list this member."""
-
-
-async def serve_members(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    cluster_id: int,
-    members: Callable[[], Iterable[Member]],
-) -> None:
-    """Answer one HTTP GET on the peer port; ``reader`` is positioned after "GET "."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    path = head.split(b" ", 1)[0]
-    if path != b"/members":
-        body = b"404 page not found\n"
-        status = b"404 Not Found"
-        ctype = b"text/plain; charset=utf-8"
-    else:
-        body = json.dumps(
-            [
-                {
-                    "id": m.id,
-                    "name": m.name,
-                    "peerURLs": list(m.peer_urls),
-                    "clientURLs": list(m.client_urls),
-                    "isLearner": m.is_learner,
-                }
-                for m in members()
-            ]
-        ).encode()
-        status = b"200 OK"
-        ctype = b"application/json"
-    writer.write(
-        b"HTTP/1.1 "
-        + status
-        + b"\r\nContent-Type: "
-        + ctype
-        + b"\r\nX-Etcd-Cluster-ID: "
-        + f"{cluster_id:x}".encode()
-        + b"\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\nConnection: close\r\n\r\n"
-        + body
-    )
-    await writer.drain()
 
 
 def fetch_cluster(
@@ -83,20 +39,10 @@ def fetch_cluster(
                 url.rstrip("/") + "/members", timeout=timeout, context=ctx
             ) as resp:
                 cluster_id = int(resp.headers.get("X-Etcd-Cluster-ID", "0"), 16)
-                raw = json.loads(resp.read())
+                members = members_from_json(resp.read())
         except (OSError, urllib.error.URLError, ValueError) as err:
             errors.append(f"{url}: {err}")
             continue
-        members = [
-            Member(
-                id=int(m["id"]),
-                name=m.get("name", ""),
-                peer_urls=tuple(m.get("peerURLs", ())),
-                client_urls=tuple(m.get("clientURLs", ())),
-                is_learner=bool(m.get("isLearner", False)),
-            )
-            for m in raw
-        ]
         return cluster_id, members
     raise JoinError(
         "cannot fetch cluster info from peer urls: could not retrieve cluster information "

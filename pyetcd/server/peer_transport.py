@@ -124,9 +124,10 @@ class PeerTransport:
         self.on_snapshot = on_snapshot
         self.snapshot_dir = snapshot_dir
         self._on_removed = on_removed
-        #: Serves plain HTTP GETs on the peer port (reader positioned after "GET ").
+        #: Serves plain HTTP on the peer port: called with the request's first 4 bytes
+        #: ("GET " or "POST"), the reader positioned after them, and the writer.
         self.http_handler: (
-            Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]] | None
+            Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]] | None
         ) = None
         self._peers: dict[int, Peer] = {}
         self._servers: list[asyncio.Server] = []
@@ -340,13 +341,15 @@ class PeerTransport:
         try:
             async with asyncio.timeout(self.options.handshake_timeout):
                 first = await reader.readexactly(4)
-                if first == b"GET " and self.http_handler is not None:
-                    # A plain HTTP request on the peer port (etcd's /members, used by a
-                    # member joining with --initial-cluster-state existing).
-                    await self.http_handler(reader, writer)
-                    return
-                frames.pending.extend(frames.decoder.feed(first))
-                hello = await frames.next()
+                http = self.http_handler if first in (b"GET ", b"POST") else None
+                if http is None:
+                    frames.pending.extend(frames.decoder.feed(first))
+                    hello = await frames.next()
+            if http is not None:
+                # Plain HTTP on the peer port (etcd's /members, /leases, /members/promote):
+                # the handler keeps its own time limits (a promote outlasts a handshake).
+                await http(first, reader, writer)
+                return
             if not isinstance(hello, Hello):
                 raise CodecError("expected a handshake frame")
             status = self._check_hello(hello)
