@@ -49,7 +49,7 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
         logger.fatal("failed to start etcd", {"error": str(err)})
         return 1
     _tune_gc()
-    g = build_grpc_server(server, tls=client_tls)
+    g = build_grpc_server(server)
     # gRPC and HTTP share each client port: the listener sorts connections (cmux).
     client = ClientListener(server, client_tls)
     try:
