@@ -23,14 +23,15 @@ from .record import (
     Metadata,
     RecordType,
     WALSnapshot,
+    check_state,
     decode_entry,
     decode_metadata,
     decode_snapshot,
-    decode_state,
+    entry_index,
 )
 from .segment import Record, SegmentName, SegmentScan, scan_segment
 
-__all__ = ["ReadResult", "Replay", "read_log", "search_index"]
+__all__ = ["ReadResult", "Replay", "ScanCache", "read_log", "search_index"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,8 @@ class Replay:
     # False: only collect snapshot markers and state (the log may start anywhere).
     replay_entries: bool = True
     metadata: Metadata | None = None
-    hard_state: HardState = EMPTY_HARD_STATE
+    # the last state record's (term, vote, commit), made a HardState by result()
+    _state: tuple[int, int, int] | None = None
     # entries[i] has log position snap.index + 1 + i
     entries: list[Entry] = field(default_factory=list)
     # Highest index the log has reached so far (entry or snapshot marker); -1: nothing yet.
@@ -73,9 +75,11 @@ class Replay:
     def _apply_one(self, path: str, rec: Record) -> None:
         if rec.type == RecordType.ENTRY:
             if self.replay_entries:
-                self._apply_entry(path, rec, decode_entry(rec.data))
+                self._apply_entry(path, rec, entry_index(rec.data))
         elif rec.type == RecordType.STATE:
-            self.hard_state = decode_state(rec.data)
+            # Every save writes one: only the last counts, so the rest are checked
+            # for their shape but not turned into HardState objects.
+            self._state = check_state(rec.data)
         elif rec.type == RecordType.METADATA:
             md = decode_metadata(rec.data)
             if self.metadata is not None and md != self.metadata:
@@ -91,17 +95,18 @@ class Replay:
             self.last = max(self.last, s.index)
             self.last_written = max(self.last_written, s.index)
 
-    def _apply_entry(self, path: str, rec: Record, e: Entry) -> None:
+    def _apply_entry(self, path: str, rec: Record, index: int) -> None:
         # An entry may overwrite a suffix (a new leader's log wins) but never skip ahead.
         limit = (self.snap.index if self.last < 0 else self.last) + 1
-        if e.index > limit:
+        if index > limit:
             raise CorruptWALError(
-                path, rec.offset, f"entry index {e.index} leaves a gap after index {limit - 1}"
+                path, rec.offset, f"entry index {index} leaves a gap after index {limit - 1}"
             )
-        self.last = e.index
-        self.last_written = e.index
-        if e.index <= self.snap.index:
-            return
+        self.last = index
+        self.last_written = index
+        if index <= self.snap.index:
+            return  # covered by the snapshot: checked, never built into an Entry
+        e = decode_entry(rec.data)
         k = e.index - self.snap.index - 1
         if k > len(self.entries):
             raise CorruptWALError(
@@ -109,6 +114,13 @@ class Replay:
             )
         del self.entries[k:]
         self.entries.append(e)
+
+    @property
+    def hard_state(self) -> HardState:
+        if self._state is None:
+            return EMPTY_HARD_STATE
+        term, vote, commit = self._state
+        return HardState(term=term, vote=vote, commit=commit)
 
     def result(self) -> ReadResult:
         if self.snap.index != 0 and not self.snapshot_found:
@@ -124,10 +136,23 @@ def search_index(segments: list[SegmentName], index: int) -> int:
     raise WALNotFoundError()
 
 
+#: Segment scans by path, kept by a caller that reads the same log twice (a restart
+#: first looks for valid snapshot markers, then replays from the chosen one).
+ScanCache = dict[str, SegmentScan]
+
+
 def read_log(
-    fs: FS, wal_dir: str, segments: list[SegmentName], replay: Replay, start: int
+    fs: FS,
+    wal_dir: str,
+    segments: list[SegmentName],
+    replay: Replay,
+    start: int,
+    cache: ScanCache | None = None,
 ) -> SegmentScan:
-    """Scan and replay ``segments[start:]``; the scan of the last one is returned."""
+    """Scan and replay ``segments[start:]``; the scan of the last one is returned.
+
+    ``cache``: scans to reuse, and where to leave the scans made now.
+    """
     selected = segments[start:]
     crc: int | None = None
     scan: SegmentScan | None = None
@@ -136,7 +161,11 @@ def read_log(
         if seg.seq != selected[0].seq + i:
             expected = selected[0].seq + i
             raise CorruptWALError(path, 0, f"segment sequence gap: expected {expected:x}")
-        scan = scan_segment(path, fs.read_file(path), crc, last=i == len(selected) - 1)
+        scan = cache.get(path) if cache is not None else None
+        if scan is None:  # a scan made earlier verified the same bytes
+            scan = scan_segment(path, fs.read_file(path), crc, last=i == len(selected) - 1)
+            if cache is not None:
+                cache[path] = scan
         recs = scan.records
         if len(recs) < 2 or recs[1].type != RecordType.METADATA:
             raise CorruptWALError(path, scan.end, "segment lacks its crc and metadata records")

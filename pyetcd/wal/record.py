@@ -39,7 +39,9 @@ __all__ = [
     "Metadata",
     "RecordType",
     "WALSnapshot",
+    "check_state",
     "decode_entry",
+    "decode_entry_fields",
     "decode_metadata",
     "decode_snapshot",
     "decode_state",
@@ -48,6 +50,7 @@ __all__ = [
     "encode_metadata",
     "encode_snapshot",
     "encode_state",
+    "entry_index",
     "length_word",
     "padding_for",
     "record_crc",
@@ -159,6 +162,16 @@ _ENTRY_TYPES: dict[object, EntryType] = {int(t): t for t in EntryType}
 
 
 def decode_entry(data: bytes | memoryview) -> Entry:
+    return Entry(*decode_entry_fields(data))
+
+
+def entry_index(data: bytes | memoryview) -> int:
+    """The index of an encoded entry, checking the record as decode_entry does."""
+    return decode_entry_fields(data)[1]
+
+
+def decode_entry_fields(data: bytes | memoryview) -> tuple[int, int, EntryType, bytes]:
+    """(term, index, type, data) of an encoded entry, without building an Entry."""
     term, index, etype, payload = _unpack_list(data, 4)
     _ints([term, index, etype])
     if not isinstance(payload, bytes):
@@ -166,15 +179,21 @@ def decode_entry(data: bytes | memoryview) -> Entry:
     etype_ = _ENTRY_TYPES.get(etype)
     if etype_ is None:
         raise ValueError(f"unknown entry type {etype}")
-    return Entry(term, index, etype_, payload)
+    return term, index, etype_, payload
 
 
 def encode_state(hs: HardState) -> bytes:
     return _pack((hs.term, hs.vote, hs.commit))
 
 
-def decode_state(data: bytes | memoryview) -> HardState:
+def check_state(data: bytes | memoryview) -> tuple[int, int, int]:
+    """(term, vote, commit) of an encoded hard state, without building a HardState."""
     term, vote, commit = _ints(_unpack_list(data, 3))
+    return term, vote, commit
+
+
+def decode_state(data: bytes | memoryview) -> HardState:
+    term, vote, commit = check_state(data)
     return HardState(term=term, vote=vote, commit=commit)
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import struct
+import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import CorruptWALError, CRCMismatchError
-from .record import RecordType, record_crc, split_length_word
+from .record import RecordType, split_length_word
 
 __all__ = [
     "Record",
@@ -30,6 +32,12 @@ _WORD = struct.Struct("<Q")
 _CRC_TYPE = struct.Struct("<IB")
 # Record types by their number: a dict lookup is much cheaper than RecordType(n).
 _RECORD_TYPES: dict[int, RecordType] = {int(t): t for t in RecordType}
+# record_crc's chaining, inlined in the scan loop: the type byte, then the data
+_TYPE_BYTES = {int(t): bytes([t]) for t in RecordType}
+_CRC = int(RecordType.CRC)
+# Valid length words seen so far -> (record length, padding): most records of a log
+# share a handful of lengths, so split_length_word's check runs once per length.
+_FRAME_SIZES: dict[int, tuple[int, int]] = {}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -57,8 +65,8 @@ def list_segment_names(names: list[str]) -> list[SegmentName]:
     return sorted(s for s in map(parse_segment_name, names) if s is not None)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    # a NamedTuple, not a dataclass: a restart builds one per record, 100,000s of them
     type: RecordType
     crc: int
     data: memoryview
@@ -132,9 +140,13 @@ def _scan_frames(buf: bytes, state: list[int | None], records: list[Record]) -> 
             if buf.count(b"\0", off) != size - off:  # counts without copying the tail
                 raise _Damage(off, "zero length word followed by data", off + 8)
             return  # the unwritten (preallocated) rest of the segment
-        parsed = split_length_word(word)
+        parsed = _FRAME_SIZES.get(word)
         if parsed is None:
-            raise _Damage(off, f"damaged length word {word:#018x}", off + 8)
+            parsed = split_length_word(word)
+            if parsed is None:
+                raise _Damage(off, f"damaged length word {word:#018x}", off + 8)
+            if len(_FRAME_SIZES) < 65536:
+                _FRAME_SIZES[word] = parsed
         n, pad = parsed
         end = off + 8 + n + pad
         if end > size:
@@ -145,20 +157,21 @@ def _scan_frames(buf: bytes, state: list[int | None], records: list[Record]) -> 
                 past_eof=True,
             )
         rcrc, rtype = _CRC_TYPE.unpack_from(buf, off + 8)
-        if pad and view[end - pad : end] != b"\0" * pad:
+        if pad and buf.count(b"\0", end - pad, end) != pad:
             raise _Damage(off, "nonzero padding", end)
-        if rtype not in _RECORD_TYPES:
+        kind = _RECORD_TYPES.get(rtype)
+        if kind is None:
             raise _Damage(off, f"unknown record type {rtype}", end)
         data = view[off + 13 : off + 8 + n]
-        if not records and rtype != RecordType.CRC:
-            raise _Damage(off, "segment does not start with a crc record", end)
-        if rtype == RecordType.CRC:
+        if rtype == _CRC:
             if n != 5 or (crc is not None and rcrc != crc):
                 raise _Damage(off, "crc mismatch (crc record)", end, crc=True)
-        elif crc is None or record_crc(_RECORD_TYPES[rtype], data, crc) != rcrc:
+        elif not records:
+            raise _Damage(off, "segment does not start with a crc record", end)
+        elif crc is None or zlib.crc32(data, zlib.crc32(_TYPE_BYTES[rtype], crc)) != rcrc:
             raise _Damage(off, "crc mismatch", end, crc=True)
         crc = rcrc
-        records.append(Record(_RECORD_TYPES[rtype], rcrc, data, off))
+        records.append(Record(kind, rcrc, data, off))
         off = end
     state[0] = off
     state[1] = crc

@@ -18,6 +18,7 @@ from pyetcd.raft.storage import MemoryStorage
 from pyetcd.raft.types import ConfState, Entry, HardState, Snapshot
 
 from .fs import FS, OS_FS
+from .reader import ScanCache
 from .record import Metadata, WALSnapshot
 from .snap import Snapshotter
 from .wal import SEGMENT_SIZE_BYTES, WAL, wal_exists
@@ -66,13 +67,14 @@ class WALStorage:
             )
             fs.mkdir_all(snapshotter.dir)
             return cls(wal, snapshotter, memory, created=True)
-        markers = WAL.valid_snapshot_entries(wal_dir, fs)
+        scans: ScanCache = {}  # the log is read once for both passes
+        markers = WAL.valid_snapshot_entries(wal_dir, fs, scans)
         snap = snapshotter.load_newest_available(markers)
         walsnap = (
             WALSnapshot() if snap is None else WALSnapshot(snap.metadata.index, snap.metadata.term)
         )
         wal, result = WAL.open(
-            wal_dir, walsnap, fs=fs, segment_size=segment_size, max_wals=max_wals
+            wal_dir, walsnap, fs=fs, segment_size=segment_size, max_wals=max_wals, scans=scans
         )
         if snap is not None:
             memory.apply_snapshot(snap)

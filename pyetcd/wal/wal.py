@@ -32,7 +32,7 @@ from pyetcd.raft.types import EMPTY_HARD_STATE, Entry, HardState
 
 from .errors import WALClosedError, WALExistsError, WALLockedError, WALNotFoundError
 from .fs import FS, OS_FS
-from .reader import ReadResult, Replay, read_log, search_index
+from .reader import ReadResult, Replay, ScanCache, read_log, search_index
 from .record import (
     Metadata,
     RecordType,
@@ -173,6 +173,7 @@ class WAL:
         fs: FS = OS_FS,
         segment_size: int = SEGMENT_SIZE_BYTES,
         max_wals: int = 5,
+        scans: ScanCache | None = None,
     ) -> tuple[WAL, ReadResult]:
         """Open an existing WAL, replay it from ``snap`` and position it for appending.
 
@@ -189,7 +190,8 @@ class WAL:
             if not segments:
                 raise WALNotFoundError()
             replay = Replay(snap)
-            scan = read_log(fs, wal_dir, segments, replay, search_index(segments, snap.index))
+            start = search_index(segments, snap.index)
+            scan = read_log(fs, wal_dir, segments, replay, start, scans)
             result = replay.result()
             last_path = os.path.join(wal_dir, str(segments[-1]))
             if scan.torn:
@@ -213,7 +215,9 @@ class WAL:
         return wal, result
 
     @staticmethod
-    def valid_snapshot_entries(wal_dir: str, fs: FS = OS_FS) -> list[WALSnapshot]:
+    def valid_snapshot_entries(
+        wal_dir: str, fs: FS = OS_FS, scans: ScanCache | None = None
+    ) -> list[WALSnapshot]:
         """The snapshot markers a restart may start from, oldest first: those at or
         below the last hard state's commit index (read only, no lock taken)."""
         wal_dir = os.path.abspath(wal_dir)
@@ -221,7 +225,7 @@ class WAL:
         if not segments:
             raise WALNotFoundError()
         replay = Replay(WALSnapshot(), replay_entries=False)
-        read_log(fs, wal_dir, segments, replay, 0)
+        read_log(fs, wal_dir, segments, replay, 0, scans)
         commit = replay.hard_state.commit
         return [s for s in replay.snapshots if s.index <= commit]
 
