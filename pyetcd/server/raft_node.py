@@ -149,6 +149,9 @@ class RaftNode:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        # The core may already have something to hand out (a sole voter elects itself
+        # while starting): the loop must not wait for the first tick to see it.
+        self._wake.set()
         self._task = asyncio.create_task(self._run(), name="raft-node")
         self._ticker = asyncio.create_task(self._tick_loop(), name="raft-ticker")
 
