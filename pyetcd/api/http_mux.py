@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import selectors
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -48,7 +48,9 @@ _SNIFF_BYTES = 3
 _CHUNK = 64 * 1024  # the default pipe capacity
 _SPLICE = hasattr(os, "splice")
 _SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if _SPLICE else 0
-_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+_READ, _WRITE = select.EPOLLIN, select.EPOLLOUT
+# A hung-up or failed socket is reported ready both ways: the next syscall says why.
+_BROKEN = select.EPOLLHUP | select.EPOLLERR
 
 #: Called (from the relay thread) with an HTTP/1.x connection and its first bytes.
 HTTPHandoff = Callable[[socket.socket, bytes], None]
@@ -205,16 +207,23 @@ class _Relay:
 
     def update(self) -> None:
         """Register interest: read a source unless its bytes wait (rule 2)."""
-        want: dict[socket.socket, int] = dict.fromkeys(self.masks, 0)
-        for d in (self.up, self.down):
-            if d.pending:
-                want[d.dst] |= _WRITE
-            elif not d.eof:
-                want[d.src] |= _READ
-        for sock, mask in want.items():
-            if mask != self.masks[sock]:
-                self.mux.set_interest(sock, self.masks[sock], mask, self.on_event)
-                self.masks[sock] = mask
+        up, down = self.up, self.down
+        client = backend = 0
+        if up.pending:
+            backend |= _WRITE
+        elif not up.eof:
+            client |= _READ
+        if down.pending:
+            client |= _WRITE
+        elif not down.eof:
+            backend |= _READ
+        masks = self.masks
+        if masks[up.src] != client:
+            self.mux.set_interest(up.src, masks[up.src], client, self.on_event)
+            masks[up.src] = client
+        if masks[up.dst] != backend:
+            self.mux.set_interest(up.dst, masks[up.dst], backend, self.on_event)
+            masks[up.dst] = backend
 
     def close(self) -> None:
         for sock, mask in self.masks.items():
@@ -256,7 +265,10 @@ class ClientMux:
         self.https_address = https_address
         self.relays: set[_Relay] = set()
         self._sniffing: dict[socket.socket, bytes] = {}
-        self._sel = selectors.DefaultSelector()
+        # epoll used directly: the relay thread's loop is on every request's path, and
+        # selectors' bookkeeping per event cost more than the syscalls.
+        self._epoll = select.epoll()
+        self._handlers: dict[int, tuple[socket.socket, Callable[[Any, int], None] | None]] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._pipe_r, self._pipe_w = os.pipe() if _SPLICE else (-1, -1)
         self._stopping = False
@@ -265,8 +277,8 @@ class ClientMux:
     def start(self) -> None:
         """Start accepting in the relay thread."""
         for ls in self.listeners:
-            self._sel.register(ls, _READ, self._accept)
-        self._sel.register(self._wake_r, _READ, None)
+            self._register(ls, _READ, self._accept)
+        self._register(self._wake_r, _READ, None)
         self._thread.start()
 
     def stop(self) -> None:
@@ -281,9 +293,13 @@ class ClientMux:
     def _run(self) -> None:
         try:
             while not self._stopping:
-                for key, events in self._sel.select():
-                    if key.data is not None:
-                        key.data(key.fileobj, events)
+                for fd, events in self._epoll.poll():
+                    entry = self._handlers.get(fd)
+                    if entry is None or entry[1] is None:
+                        continue  # unregistered earlier in this batch, or the wake-up
+                    if events & _BROKEN:
+                        events |= _READ | _WRITE
+                    entry[1](entry[0], events)
         finally:
             self._close_all()
 
@@ -294,7 +310,7 @@ class ClientMux:
             sock.close()
         for ls in self.listeners:
             ls.close()
-        self._sel.close()
+        self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()
         if _SPLICE:
@@ -313,9 +329,9 @@ class ClientMux:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sniffing[sock] = b""
         if listener in self.tls_listeners:
-            self._sel.register(sock, _READ, self._sniff_tls)
+            self._register(sock, _READ, self._sniff_tls)
         else:
-            self._sel.register(sock, _READ, self._sniff)
+            self._register(sock, _READ, self._sniff)
 
     def _sniff_tls(self, sock: socket.socket, events: int) -> None:
         seen = self._sniffing[sock]
@@ -337,7 +353,7 @@ class ClientMux:
             return
         alpn = client_hello_alpn(seen)
         del self._sniffing[sock]
-        self._sel.unregister(sock)
+        self._unregister(sock)
         if alpn is None:
             sock.close()
             return
@@ -359,7 +375,7 @@ class ClientMux:
             self._sniffing[sock] = seen
             return
         del self._sniffing[sock]
-        self._sel.unregister(sock)
+        self._unregister(sock)
         if seen.startswith(HTTP2_PREFACE[:_SNIFF_BYTES]):
             self._relay(sock, seen, self.grpc_address)
         else:
@@ -367,7 +383,7 @@ class ClientMux:
 
     def _drop(self, sock: socket.socket) -> None:
         del self._sniffing[sock]
-        self._sel.unregister(sock)
+        self._unregister(sock)
         sock.close()
 
     def _relay(self, client: socket.socket, first: bytes, addr: Address) -> None:
@@ -393,11 +409,23 @@ class ClientMux:
     ) -> None:
         """Change the selector registration of ``sock`` from mask ``old`` to ``new``."""
         if old and new:
-            self._sel.modify(sock, new, handler)
+            self._epoll.modify(sock.fileno(), new)
         elif new:
-            self._sel.register(sock, new, handler)
+            self._register(sock, new, handler)
         elif old:
-            self._sel.unregister(sock)
+            self._unregister(sock)
+
+    def _register(
+        self, sock: socket.socket, mask: int, handler: Callable[[Any, int], None] | None
+    ) -> None:
+        fd = sock.fileno()
+        self._epoll.register(fd, mask)
+        self._handlers[fd] = (sock, handler)
+
+    def _unregister(self, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        self._handlers.pop(fd, None)
+        self._epoll.unregister(fd)
 
     def move(self, src: socket.socket, dst: socket.socket) -> tuple[int, bytes]:
         """Move up to one chunk from ``src`` to ``dst``.
