@@ -181,6 +181,10 @@ class TreeIndex:
         """Add a KeyIndex built elsewhere (restore from the backend)."""
         self._tree[ki.key] = ki
 
+    def load(self, keys: dict[bytes, KeyIndex]) -> None:
+        """Add every KeyIndex of ``keys`` (by key) at once: sorted in one go."""
+        self._tree.update(keys)
+
     def visit(self, key: bytes, end: bytes | None) -> Iterator[KeyIndex]:
         """Every KeyIndex with key in [key, end) (see the module doc for ``end``)."""
         if end is None:

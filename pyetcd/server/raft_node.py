@@ -91,6 +91,8 @@ class RaftNode:
         self.log = logger
         self.lead = NONE
         self.term = rawnode.raft.term
+        # (term, vote) as last written to the WAL
+        self._durable_term_vote = (rawnode.raft.term, rawnode.raft.vote)
         self.applied_index = rawnode.raft.raft_log.applied
         self.snapshot_index = storage.snapshot().metadata.index
         self._on_leader_change = on_leader_change
@@ -239,18 +241,24 @@ class RaftNode:
             self.conf_state = rd.snapshot.metadata.conf_state
             self.snapshot_index = rd.snapshot.metadata.index
             self.applied_index = rd.snapshot.metadata.index
+        # A leader sends before its own write is durable (etcd does the same): its
+        # messages carry no vote or term that is not on disk yet, and nothing they
+        # bring back is stepped before this write completes, so an entry still
+        # commits only once a quorum, the leader counted, has it on disk. Followers
+        # and candidates answer only with what is durable.
+        early = self._may_send_before_persisting(rd)
+        if early:
+            self._send(rd.messages)
         if rd.entries or rd.hard_state is not None:
             fut = self.storage.save(rd.hard_state or HardState(), rd.entries)
             if rd.must_sync:
-                # Durable before any message that depends on it leaves this member.
                 t0 = time.perf_counter()
                 await asyncio.wrap_future(fut)
                 self.fsync_seconds.append(time.perf_counter() - t0)
-        if rd.messages:
-            msgs = rd.messages
-            if any(m.type == MessageType.SNAP for m in msgs):
-                msgs = tuple(self._merged_snapshot(m) for m in msgs)
-            self.transport.send(msgs)
+            if rd.hard_state is not None:
+                self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
+        if not early:
+            self._send(rd.messages)
         if rd.committed_entries:
             self.applier.apply_entries(rd.committed_entries, self._apply_conf_change)
             self.applied_index = rd.committed_entries[-1].index
@@ -258,6 +266,19 @@ class RaftNode:
                 self.on_applied(self.applied_index)
         if rd.read_states and self._on_read_states is not None:
             self._on_read_states(rd.read_states)
+
+    def _may_send_before_persisting(self, rd: Ready) -> bool:
+        if not rd.messages or self.rawnode.raft.state != StateType.LEADER:
+            return False
+        hs = rd.hard_state
+        return hs is None or (hs.term, hs.vote) == self._durable_term_vote
+
+    def _send(self, msgs: Sequence[Message]) -> None:
+        if not msgs:
+            return
+        if any(m.type == MessageType.SNAP for m in msgs):
+            msgs = tuple(self._merged_snapshot(m) for m in msgs)
+        self.transport.send(msgs)
 
     def _merged_snapshot(self, m: Message) -> Message:
         """A MsgSnap describes the state the backend sent with it has: the applied index
