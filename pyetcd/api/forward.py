@@ -56,6 +56,7 @@ from pyetcd.server.server import EtcdServer
 __all__ = ["LeaderForwarder"]
 
 T = TypeVar("T")
+M = TypeVar("M", rpc_pb2.LeaseKeepAliveResponse, lease_pb2.LeaseInternalResponse)
 
 #: pause between rounds over the leader's peer URLs (etcd throttles its retries too)
 RETRY_INTERVAL: Final = 0.05
@@ -163,29 +164,26 @@ class LeaderForwarder:
 
 
 def _renewed(resp: PeerResponse, lease_id: int) -> int | None:
-    if resp.status == 404:
-        raise LeaseNotFoundError()
-    if resp.status != 200:
-        return None
-    out = rpc_pb2.LeaseKeepAliveResponse()
-    try:
-        out.ParseFromString(resp.body)
-    except DecodeError:
-        return None
-    return int(out.TTL) if lease_id == out.ID else None
+    out = _lease_answer(resp, rpc_pb2.LeaseKeepAliveResponse())
+    return int(out.TTL) if out is not None and lease_id == out.ID else None
 
 
 def _time_to_live(resp: PeerResponse, lease_id: int) -> lease_pb2.LeaseInternalResponse | None:
+    out = _lease_answer(resp, lease_pb2.LeaseInternalResponse())
+    return out if out is not None and lease_id == out.LeaseTimeToLiveResponse.ID else None
+
+
+def _lease_answer(resp: PeerResponse, out: M) -> M | None:
+    """``out`` parsed from a 200 answer; None to retry; a 404 ends the call."""
     if resp.status == 404:
         raise LeaseNotFoundError()
     if resp.status != 200:
         return None
-    out = lease_pb2.LeaseInternalResponse()
     try:
         out.ParseFromString(resp.body)
     except DecodeError:
         return None
-    return out if lease_id == out.LeaseTimeToLiveResponse.ID else None
+    return out
 
 
 def _promoted(resp: PeerResponse) -> list[Member] | None:

@@ -177,12 +177,9 @@ class TreeIndex:
         ki.put(rev)
         return ki
 
-    def insert(self, ki: KeyIndex) -> None:
-        """Add a KeyIndex built elsewhere (restore from the backend)."""
-        self._tree[ki.key] = ki
-
     def load(self, keys: dict[bytes, KeyIndex]) -> None:
-        """Add every KeyIndex of ``keys`` (by key) at once: sorted in one go."""
+        """Add every KeyIndex of ``keys`` (restored from the backend) at once: sorted in
+        one go."""
         self._tree.update(keys)
 
     def visit(self, key: bytes, end: bytes | None) -> Iterator[KeyIndex]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from pyetcd.raft.types import EMPTY_HARD_STATE, Entry, HardState
+from pyetcd.raft.types import EMPTY_HARD_STATE, Entry, EntryType, HardState
 
 from .errors import (
     CorruptWALError,
@@ -24,10 +24,9 @@ from .record import (
     RecordType,
     WALSnapshot,
     check_state,
-    decode_entry,
+    decode_entry_fields,
     decode_metadata,
     decode_snapshot,
-    entry_index,
 )
 from .segment import Record, SegmentName, SegmentScan, scan_segment
 
@@ -75,7 +74,7 @@ class Replay:
     def _apply_one(self, path: str, rec: Record) -> None:
         if rec.type == RecordType.ENTRY:
             if self.replay_entries:
-                self._apply_entry(path, rec, entry_index(rec.data))
+                self._apply_entry(path, rec, decode_entry_fields(rec.data))
         elif rec.type == RecordType.STATE:
             # Every save writes one: only the last counts, so the rest are checked
             # for their shape but not turned into HardState objects.
@@ -95,7 +94,10 @@ class Replay:
             self.last = max(self.last, s.index)
             self.last_written = max(self.last_written, s.index)
 
-    def _apply_entry(self, path: str, rec: Record, index: int) -> None:
+    def _apply_entry(
+        self, path: str, rec: Record, fields: tuple[int, int, EntryType, bytes]
+    ) -> None:
+        index = fields[1]
         # An entry may overwrite a suffix (a new leader's log wins) but never skip ahead.
         limit = (self.snap.index if self.last < 0 else self.last) + 1
         if index > limit:
@@ -106,7 +108,7 @@ class Replay:
         self.last_written = index
         if index <= self.snap.index:
             return  # covered by the snapshot: checked, never built into an Entry
-        e = decode_entry(rec.data)
+        e = Entry(*fields)
         k = e.index - self.snap.index - 1
         if k > len(self.entries):
             raise CorruptWALError(

@@ -50,7 +50,6 @@ __all__ = [
     "encode_metadata",
     "encode_snapshot",
     "encode_state",
-    "entry_index",
     "length_word",
     "padding_for",
     "record_crc",
@@ -91,6 +90,7 @@ _TYPE_BYTES = {t: bytes([t]) for t in RecordType}
 _MAX_RECORD = (1 << 32) - 1
 _PAD_ZEROS = [b"\0" * i for i in range(8)]
 _check_cache: dict[int, int] = {}
+_split_cache: dict[int, tuple[int, int]] = {}
 
 
 def padding_for(n: int) -> int:
@@ -114,10 +114,17 @@ def length_word(n: int) -> int:
 
 def split_length_word(word: int) -> tuple[int, int] | None:
     """(record length, padding) of a length word, or None if the word is damaged."""
+    parsed = _split_cache.get(word)
+    if parsed is not None:
+        return parsed
     n = word & 0xFFFFFFFF
     if n < 5 or word != length_word(n):
         return None
-    return n, padding_for(n)
+    parsed = n, padding_for(n)
+    # most records of a log share a handful of lengths: a replay checks each once
+    if len(_split_cache) < 65536:
+        _split_cache[word] = parsed
+    return parsed
 
 
 def record_crc(rtype: RecordType, data: bytes | memoryview, prev_crc: int) -> int:
@@ -163,11 +170,6 @@ _ENTRY_TYPES: dict[object, EntryType] = {int(t): t for t in EntryType}
 
 def decode_entry(data: bytes | memoryview) -> Entry:
     return Entry(*decode_entry_fields(data))
-
-
-def entry_index(data: bytes | memoryview) -> int:
-    """The index of an encoded entry, checking the record as decode_entry does."""
-    return decode_entry_fields(data)[1]
 
 
 def decode_entry_fields(data: bytes | memoryview) -> tuple[int, int, EntryType, bytes]:

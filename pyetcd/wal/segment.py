@@ -35,9 +35,6 @@ _RECORD_TYPES: dict[int, RecordType] = {int(t): t for t in RecordType}
 # record_crc's chaining, inlined in the scan loop: the type byte, then the data
 _TYPE_BYTES = {int(t): bytes([t]) for t in RecordType}
 _CRC = int(RecordType.CRC)
-# Valid length words seen so far -> (record length, padding): most records of a log
-# share a handful of lengths, so split_length_word's check runs once per length.
-_FRAME_SIZES: dict[int, tuple[int, int]] = {}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -140,13 +137,9 @@ def _scan_frames(buf: bytes, state: list[int | None], records: list[Record]) -> 
             if buf.count(b"\0", off) != size - off:  # counts without copying the tail
                 raise _Damage(off, "zero length word followed by data", off + 8)
             return  # the unwritten (preallocated) rest of the segment
-        parsed = _FRAME_SIZES.get(word)
+        parsed = split_length_word(word)
         if parsed is None:
-            parsed = split_length_word(word)
-            if parsed is None:
-                raise _Damage(off, f"damaged length word {word:#018x}", off + 8)
-            if len(_FRAME_SIZES) < 65536:
-                _FRAME_SIZES[word] = parsed
+            raise _Damage(off, f"damaged length word {word:#018x}", off + 8)
         n, pad = parsed
         end = off + 8 + n + pad
         if end > size:

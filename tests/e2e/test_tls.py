@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Etcdctl, clean_env, free_port, pyetcd_command
+from .harness import Etcdctl, free_port, pyetcd_member
 from .tls_certs import CertAuthority
 
 
@@ -36,31 +35,6 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def ca(workdir: Path) -> CertAuthority:
     return CertAuthority(workdir)
-
-
-@contextlib.contextmanager
-def pyetcd(workdir: Path, name: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    log = (workdir / f"{name}.log").open("ab")
-    proc = subprocess.Popen(
-        [*pyetcd_command(), "--name", name, "--data-dir", str(workdir / f"{name}.etcd"), *args],
-        cwd=workdir,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=clean_env(),
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
 
 
 def wait_until(check: object, timeout: float = 30.0) -> object:
@@ -132,7 +106,7 @@ def test_client_tls_with_client_cert_auth(
     tls = ["--cacert", str(ca.ca_file)]
     as_root = [*tls, "--cert", str(root_cert), "--key", str(root_key)]
     as_alice = [*tls, "--cert", str(alice_cert), "--key", str(alice_key)]
-    with pyetcd(workdir, "c1", *args):
+    with pyetcd_member(workdir, "c1", *args):
         wait_until(lambda: ctl(etcdctl35, ep, *as_root, "put", "a", "1").returncode == 0)
         assert ctl(etcdctl35, ep, *as_root, "get", "a", "--print-value-only").stdout == "1\n"
         # no client certificate: the handshake fails
@@ -171,7 +145,7 @@ def test_auto_tls(workdir: Path, etcdctl35: Etcdctl) -> None:
     args = single("auto", port, peer, "--auto-tls")
     ep = f"https://127.0.0.1:{port}"
     insecure = ["--insecure-transport=false", "--insecure-skip-tls-verify"]
-    with pyetcd(workdir, "auto", *args):
+    with pyetcd_member(workdir, "auto", *args):
         wait_until(lambda: ctl(etcdctl35, ep, *insecure, "put", "k", "v").returncode == 0)
         assert ctl(etcdctl35, ep, *insecure, "get", "k", "--print-value-only").stdout == "v\n"
         # plain gRPC on an https URL is refused
@@ -184,38 +158,35 @@ def test_auto_tls(workdir: Path, etcdctl35: Etcdctl) -> None:
     assert (workdir / "auto.etcd" / "fixtures" / "client" / "cert.pem").exists()
 
 
-def test_peer_tls_cluster_of_three_and_a_join(workdir: Path, ca: CertAuthority, etcdctl35: Etcdctl) -> None:
+def peer_tls_member(
+    ca: CertAuthority, name: str, client_port: int, peer_url: str, initial_cluster: str
+) -> list[str]:
+    """Flags of a member with a plain client URL and TLS peers (client certs required)."""
+    cert, key = ca.issue(f"peer-{name}", name)
+    return [
+        "--listen-client-urls", f"http://127.0.0.1:{client_port}",
+        "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
+        "--listen-peer-urls", peer_url,
+        "--initial-advertise-peer-urls", peer_url,
+        "--initial-cluster", initial_cluster,
+        "--peer-cert-file", str(cert),
+        "--peer-key-file", str(key),
+        "--peer-trusted-ca-file", str(ca.ca_file),
+        "--peer-client-cert-auth",
+    ]  # fmt: skip
+
+
+def test_peer_tls_cluster_of_three_and_a_join(
+    workdir: Path, ca: CertAuthority, etcdctl35: Etcdctl
+) -> None:
     names = ("p1", "p2", "p3")
     peers = {n: free_port() for n in names}
     clients = {n: free_port() for n in names}
     cluster = ",".join(f"{n}=https://127.0.0.1:{peers[n]}" for n in names)
-    certs = {n: ca.issue(f"peer-{n}", n) for n in names}
     with contextlib.ExitStack() as stack:
         for n in names:
-            cert, key = certs[n]
-            stack.enter_context(
-                pyetcd(
-                    workdir,
-                    n,
-                    "--listen-client-urls",
-                    f"http://127.0.0.1:{clients[n]}",
-                    "--advertise-client-urls",
-                    f"http://127.0.0.1:{clients[n]}",
-                    "--listen-peer-urls",
-                    f"https://127.0.0.1:{peers[n]}",
-                    "--initial-advertise-peer-urls",
-                    f"https://127.0.0.1:{peers[n]}",
-                    "--initial-cluster",
-                    cluster,
-                    "--peer-cert-file",
-                    str(cert),
-                    "--peer-key-file",
-                    str(key),
-                    "--peer-trusted-ca-file",
-                    str(ca.ca_file),
-                    "--peer-client-cert-auth",
-                )
-            )
+            args = peer_tls_member(ca, n, clients[n], f"https://127.0.0.1:{peers[n]}", cluster)
+            stack.enter_context(pyetcd_member(workdir, n, *args))
         eps = [f"127.0.0.1:{clients[n]}" for n in names]
         wait_until(lambda: ctl(etcdctl35, eps[0], "put", "pk", "pv").returncode == 0, 60)
         for ep in eps:
@@ -235,31 +206,9 @@ def test_peer_tls_cluster_of_three_and_a_join(workdir: Path, ca: CertAuthority, 
         p4_url = f"https://127.0.0.1:{p4_peer}"
         added = ctl(etcdctl35, eps[0], "member", "add", "p4", f"--peer-urls={p4_url}")
         assert added.returncode == 0, added.stderr
-        cert, key = ca.issue("peer-p4", "p4")
+        args = peer_tls_member(ca, "p4", p4_client, p4_url, f"{cluster},p4={p4_url}")
         stack.enter_context(
-            pyetcd(
-                workdir,
-                "p4",
-                "--listen-client-urls",
-                f"http://127.0.0.1:{p4_client}",
-                "--advertise-client-urls",
-                f"http://127.0.0.1:{p4_client}",
-                "--listen-peer-urls",
-                p4_url,
-                "--initial-advertise-peer-urls",
-                p4_url,
-                "--initial-cluster",
-                f"{cluster},p4={p4_url}",
-                "--initial-cluster-state",
-                "existing",
-                "--peer-cert-file",
-                str(cert),
-                "--peer-key-file",
-                str(key),
-                "--peer-trusted-ca-file",
-                str(ca.ca_file),
-                "--peer-client-cert-auth",
-            )
+            pyetcd_member(workdir, "p4", *args, "--initial-cluster-state", "existing")
         )
         p4 = f"127.0.0.1:{p4_client}"
         assert wait_until(

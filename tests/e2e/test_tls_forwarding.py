@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,35 +21,11 @@ import pytest
 
 from pyetcd.pb import auth_pb2, rpc_pb2, rpc_pb2_grpc
 
-from .harness import clean_env, free_port, pyetcd_command
+from .harness import free_port, pyetcd_member
 from .tls_certs import CertAuthority
 
 NAMES = ("t1", "t2", "t3")
 TTL = 60
-
-
-@contextlib.contextmanager
-def _member(workdir: Path, name: str, args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
-    with (workdir / f"{name}.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [*pyetcd_command(), "--name", name, "--data-dir", str(workdir / f"{name}.etcd"), *args],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=clean_env(),
-            start_new_session=True,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 class Caller:
@@ -112,7 +86,7 @@ def tls_cluster() -> Iterator[tuple[CertAuthority, dict[str, int]]]:
                     "--peer-cert-file", str(cert), "--peer-key-file", str(key), *peer_tls,
                     "--bcrypt-cost", "4",
                 ]  # fmt: skip
-                stack.enter_context(_member(workdir, n, args))
+                stack.enter_context(pyetcd_member(workdir, n, *args))
             yield ca, clients
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
