@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from pyetcd.flagspec import (
     FLAGS,
     FLAGS_BY_NAME,
@@ -354,6 +352,8 @@ def config_from_file(path: str) -> tuple[Config, list[str]]:
         ConfigError: unreadable file, bad YAML, a bad value, an unsupported setting or
             a validation failure.
     """
+    import yaml  # only --config-file needs it: ~10 ms off every start without one
+
     try:
         with open(path, encoding="utf-8") as fh:
             doc = yaml.safe_load(fh)

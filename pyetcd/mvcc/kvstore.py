@@ -37,6 +37,7 @@ from pyetcd.mvcc.revision import (
     Revision,
     bytes_to_rev,
     decode_kv,
+    decode_kv_index_fields,
     encode_kv,
     is_tombstone,
     rev_to_bytes,
@@ -445,28 +446,34 @@ class KVStore:
         # Built as a plain dict and sorted once: inserting key by key into the sorted
         # index costs several times more for a large store.
         keys: dict[bytes, KeyIndex] = {}
+        # the lease of each key whose newest row is a put with one
+        leased: dict[bytes, int] = {}
         for rb, raw in self._iter_key_table():
             rev = bytes_to_rev(rb)
             last_main = rev[0]
-            kv = decode_kv(raw)
-            ki = keys.get(kv.key)
+            key, create, version, lease = decode_kv_index_fields(raw)
+            ki = keys.get(key)
             if is_tombstone(rb):
                 if ki is not None and ki.generations[-1].revs:
                     ki.tombstone(rev)
+                    leased.pop(key, None)
                 continue
             if ki is None:
-                ki = keys[kv.key] = KeyIndex(kv.key)
+                ki = keys[key] = KeyIndex(key)
             if ki.generations[-1].revs:
                 ki.put(rev)
             else:
-                ki.restore((kv.create_revision, 0), rev, kv.version)
-            ki.latest = kv
+                ki.restore((create, 0), rev, version)
+            ki.latest = raw
+            if lease:
+                leased[key] = lease
+            elif leased:
+                leased.pop(key, None)
         self.index.load(keys)
         self._current_rev = max(last_main, finished, 1)
-        for ki in keys.values():
-            live = ki.latest
-            if live is not None and live.lease and self.lessor.lookup(live.lease) is not None:
-                self.lessor.attach(live.lease, live.key)
+        for key, lease in leased.items():
+            if self.lessor.lookup(lease) is not None:
+                self.lessor.attach(lease, key)
         if scheduled > finished:
             # a compaction was interrupted by a crash: finish it
             self._current_rev = max(self._current_rev, scheduled)

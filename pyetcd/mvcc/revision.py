@@ -19,6 +19,7 @@ __all__ = [
     "Revision",
     "bytes_to_rev",
     "decode_kv",
+    "decode_kv_index_fields",
     "encode_kv",
     "is_tombstone",
     "rev_to_bytes",
@@ -28,6 +29,8 @@ Revision = tuple[int, int]
 
 REV_BYTES_LEN = 17
 _REV = struct.Struct(">Q")
+# main, the b"_" separator (skipped), sub: unpacks straight into a Revision tuple
+_REV_PAIR = struct.Struct(">QxQ")
 _KV_HEADER = struct.Struct(">qqqqI")
 
 
@@ -39,7 +42,8 @@ def rev_to_bytes(rev: Revision, tombstone: bool = False) -> bytes:
 
 def bytes_to_rev(b: bytes) -> Revision:
     """Decode a backend key (tombstone mark ignored) back to a revision."""
-    return (_REV.unpack_from(b, 0)[0], _REV.unpack_from(b, 9)[0])
+    rev: Revision = _REV_PAIR.unpack_from(b, 0)
+    return rev
 
 
 def is_tombstone(b: bytes) -> bool:
@@ -59,6 +63,14 @@ def encode_kv(kv: KeyValue) -> bytes:
         + key
         + kv.value
     )
+
+
+def decode_kv_index_fields(b: bytes) -> tuple[bytes, int, int, int]:
+    """``(key, create_revision, version, lease)`` of an encoded KeyValue: what the key
+    index needs on restore, without building the KeyValue."""
+    create, _mod, version, lease, klen = _KV_HEADER.unpack_from(b, 0)
+    start = _KV_HEADER.size
+    return b[start : start + klen], create, version, lease
 
 
 def decode_kv(b: bytes) -> KeyValue:

@@ -53,6 +53,8 @@ class Replay:
     metadata: Metadata | None = None
     # the last state record's (term, vote, commit), made a HardState by result()
     _state: tuple[int, int, int] | None = None
+    # where the last state record seen is (decoded by finish())
+    _state_record: tuple[str, Record] | None = None
     # entries[i] has log position snap.index + 1 + i
     entries: list[Entry] = field(default_factory=list)
     # Highest index the log has reached so far (entry or snapshot marker); -1: nothing yet.
@@ -62,24 +64,46 @@ class Replay:
     snapshot_found: bool = False
     snapshots: list[WALSnapshot] = field(default_factory=list)
 
-    def apply(self, path: str, records: list[Record]) -> None:
-        for rec in records:
-            try:
-                self._apply_one(path, rec)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise CorruptWALError(
-                    path, rec.offset, f"undecodable {rec.type.name.lower()} record: {exc}"
-                ) from None
+    def apply(self, path: str, records: list[Record], entries_from: int = 0) -> None:
+        """Apply one segment's records in order.
 
-    def _apply_one(self, path: str, rec: Record) -> None:
-        if rec.type == RecordType.ENTRY:
-            if self.replay_entries:
-                self._apply_entry(path, rec, decode_entry_fields(rec.data))
-        elif rec.type == RecordType.STATE:
-            # Every save writes one: only the last counts, so the rest are checked
-            # for their shape but not turned into HardState objects.
+        Entry records before position ``entries_from`` are passed over undecoded: the
+        caller found them covered by the snapshot or overwritten later (see
+        :func:`entries_start`); a nonzero ``entries_from`` is the entry replay resumes
+        at, and what was passed over does not bound its index.
+        """
+        replay_entries = self.replay_entries
+        rec = None
+        try:
+            for i, rec in enumerate(records):
+                kind = rec.type
+                if kind is RecordType.ENTRY:
+                    if replay_entries and i >= entries_from:
+                        if i == entries_from:
+                            self.last = -1
+                        self._apply_entry(path, rec, decode_entry_fields(rec.data))
+                elif kind is RecordType.STATE:
+                    # Every save writes one and only the last counts: it alone is
+                    # decoded, by finish().
+                    self._state_record = (path, rec)
+                else:
+                    self._apply_marker(rec)
+        except (ValueError, TypeError, KeyError) as exc:
+            assert rec is not None
+            raise _undecodable(path, rec, exc) from None
+
+    def finish(self) -> None:
+        """Decode the last hard state record seen; call once every segment is applied."""
+        if self._state_record is None:
+            return
+        path, rec = self._state_record
+        try:
             self._state = check_state(rec.data)
-        elif rec.type == RecordType.METADATA:
+        except (ValueError, TypeError, KeyError) as exc:
+            raise _undecodable(path, rec, exc) from None
+
+    def _apply_marker(self, rec: Record) -> None:
+        if rec.type == RecordType.METADATA:
             md = decode_metadata(rec.data)
             if self.metadata is not None and md != self.metadata:
                 raise MetadataConflictError()
@@ -130,6 +154,39 @@ class Replay:
         return ReadResult(self.metadata or Metadata(), self.hard_state, self.entries)
 
 
+def _undecodable(path: str, rec: Record, exc: Exception) -> CorruptWALError:
+    return CorruptWALError(path, rec.offset, f"undecodable {rec.type.name.lower()} record: {exc}")
+
+
+def entries_start(scans: list[SegmentScan], snap_index: int) -> list[int]:
+    """For each segment, the position of its first entry record that replay from a
+    snapshot at ``snap_index`` must decode.
+
+    Walking back from the end of the log, the first entry at or below ``snap_index``
+    is where replay starts: every entry record before it is either covered by the
+    snapshot or was cut away by it (an entry overwrites its index and everything
+    after), so only the tail of a long log is decoded on restart. No such entry
+    (nothing in the log is covered): replay everything.
+    """
+    starts = [len(scan.records) for scan in scans]
+    for si in range(len(scans) - 1, -1, -1):
+        records = scans[si].records
+        for ri in range(len(records) - 1, -1, -1):
+            rec = records[ri]
+            if rec.type is RecordType.ENTRY and _entry_index(rec) <= snap_index:
+                starts[si] = ri
+                return starts
+        starts[si] = 0
+    return starts
+
+
+def _entry_index(rec: Record) -> int:
+    try:
+        return decode_entry_fields(rec.data)[1]
+    except (ValueError, TypeError, KeyError):
+        return -1  # replay decodes it again and names the damage
+
+
 def search_index(segments: list[SegmentName], index: int) -> int:
     """Position of the last segment whose first index is <= ``index``."""
     for i in range(len(segments) - 1, -1, -1):
@@ -157,7 +214,7 @@ def read_log(
     """
     selected = segments[start:]
     crc: int | None = None
-    scan: SegmentScan | None = None
+    scans: list[tuple[str, SegmentScan]] = []
     for i, seg in enumerate(selected):
         path = os.path.join(wal_dir, str(seg))
         if seg.seq != selected[0].seq + i:
@@ -171,7 +228,13 @@ def read_log(
         recs = scan.records
         if len(recs) < 2 or recs[1].type != RecordType.METADATA:
             raise CorruptWALError(path, scan.end, "segment lacks its crc and metadata records")
-        replay.apply(path, recs)
+        scans.append((path, scan))
         crc = scan.crc
-    assert scan is not None  # segments is never empty here
-    return scan
+    if replay.replay_entries:
+        starts = entries_start([scan for _, scan in scans], replay.snap.index)
+    else:
+        starts = [len(scan.records) for _, scan in scans]
+    for (path, scan), entries_from in zip(scans, starts, strict=True):
+        replay.apply(path, scan.records, entries_from)
+    replay.finish()
+    return scans[-1][1]

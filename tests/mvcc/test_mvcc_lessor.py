@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pyetcd.mvcc import (
+    DeleteRangeRequest,
     IDGenerator,
     KVStore,
     LeaseExistsError,
@@ -126,4 +127,32 @@ def test_revoke_deletes_keys_in_one_revision_and_survives_reopen(tmp_path: Path)
     kv.close()
     kv = KVStore(path)
     assert kv.lessor.lookup(7) is None and kv.current_revision == 5
+    kv.close()
+
+
+def test_reopen_attaches_only_the_newest_put_of_each_key(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    kv = KVStore(path)
+    kv.lease_grant(7, 60)
+    kv.lease_grant(8, 60)
+    kv.put(PutRequest(b"moved", b"1", lease=7))
+    kv.put(PutRequest(b"moved", b"2", lease=8))
+    kv.put(PutRequest(b"dropped", b"1", lease=7))
+    kv.put(PutRequest(b"dropped", b"2"))
+    kv.put(PutRequest(b"deleted", b"1", lease=8))
+    kv.delete_range(DeleteRangeRequest(b"deleted"))
+    kv.put(PutRequest(b"kept", b"1", lease=7))
+    kv.close()
+    kv = KVStore(path)
+    leases = {i: kv.lessor.lookup(i) for i in (7, 8)}
+    assert {i: lease.keys for i, lease in leases.items() if lease} == {
+        7: {b"kept"},
+        8: {b"moved"},
+    }
+    got = kv.range(RangeRequest(b"\x00", b"\x00")).kvs
+    assert [(x.key, x.value, x.lease, x.version) for x in got] == [
+        (b"dropped", b"2", 0, 2),
+        (b"kept", b"1", 7, 1),
+        (b"moved", b"2", 8, 2),
+    ]
     kv.close()
