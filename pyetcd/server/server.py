@@ -34,6 +34,7 @@ from pyetcd.raft import (
 )
 from pyetcd.raft import Config as RaftConfig
 from pyetcd.wal import Metadata, WALStorage
+from pyetcd.wal.read_ahead import ReadAhead
 
 from .apply import Applier
 from .auth_store import AuthInfo, AuthStore
@@ -105,13 +106,21 @@ class EtcdServer(V3Ops, ClusterOps):
         cfg = self.cfg
         member_dir = os.path.join(cfg.data_dir, "member")
         os.makedirs(os.path.join(member_dir, "snap"), mode=0o700, exist_ok=True)
-        storage, boot = await asyncio.to_thread(self._open_storage)
+        # A restart reads the WAL in a child process while this one rebuilds the key
+        # index: both are CPU-bound, and under one GIL they would take turns.
+        ahead = self._start_wal_read_ahead()
+        try:
+            store = self._new_kvstore()
+            storage, boot = await asyncio.to_thread(self._open_storage, ahead)
+        finally:
+            if ahead is not None:
+                ahead.close()
         self.storage = storage
         md = storage.metadata
         self.member_id, self.cluster_id = md.member_id, md.cluster_id
         self._watch_kick = asyncio.Event()
         self.applier = Applier(self.waits, self.log)
-        self._open_store()
+        self._open_store(store)
         self.applier.on_member_change = self._sync_peers
         self.applier.on_restore = self._restore_backend
         if self.transport_factory is not None:
@@ -172,13 +181,19 @@ class EtcdServer(V3Ops, ClusterOps):
             },
         )
 
-    def _open_store(self) -> None:
+    def _new_kvstore(self) -> KVStore:
         cfg = self.cfg
-        self.store = KVStore(
+        return KVStore(
             os.path.join(cfg.data_dir, "member", "snap", "db"),
             quota_bytes=cfg.quota_backend_bytes,
             min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
         )
+
+    def _open_store(self, store: KVStore | None = None) -> None:
+        """Serve ``store`` (default: the backend file as it is now) and everything kept in
+        its backend: leases, watches, membership, auth."""
+        cfg = self.cfg
+        self.store = store or self._new_kvstore()
         self.lessor = self.store.lessor
         if self.is_leader_now():
             self.lessor.promote(cfg.election_timeout / 1000.0)
@@ -209,7 +224,17 @@ class EtcdServer(V3Ops, ClusterOps):
         raft = getattr(self, "raft", None)
         return raft is not None and raft.is_leader
 
-    def _open_storage(self) -> tuple[WALStorage, InitialCluster | None]:
+    def _start_wal_read_ahead(self) -> ReadAhead | None:
+        if not self._member_initialized():
+            return None
+        cfg = self.cfg
+        return ReadAhead.start(
+            cfg.data_dir, wal_dir=cfg.wal_dir or None, max_snapshots=cfg.max_snapshots
+        )
+
+    def _open_storage(
+        self, ahead: ReadAhead | None = None
+    ) -> tuple[WALStorage, InitialCluster | None]:
         cfg = self.cfg
         wal_dir = cfg.wal_dir or None
         if self._member_initialized():
@@ -219,6 +244,8 @@ class EtcdServer(V3Ops, ClusterOps):
                 wal_dir=wal_dir,
                 max_wals=cfg.max_wals,
                 max_snapshots=cfg.max_snapshots,
+                read=None if ahead is None else ahead.result(),
+                lock_fd=None if ahead is None else ahead.take_lock(),
             )
             return storage, None
         boot = bootstrap_cluster(cfg)

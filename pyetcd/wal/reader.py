@@ -30,7 +30,16 @@ from .record import (
 )
 from .segment import Record, SegmentName, SegmentScan, scan_segment
 
-__all__ = ["ReadResult", "Replay", "ScanCache", "read_log", "search_index"]
+__all__ = [
+    "LogTail",
+    "ReadResult",
+    "Replay",
+    "ScanCache",
+    "WALRead",
+    "read_log",
+    "read_wal",
+    "search_index",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,27 @@ class ReadResult:
     hard_state: HardState
     # Entries after the snapshot the WAL was opened at, contiguous, in order.
     entries: list[Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class LogTail:
+    """Where appending resumes, as a read of the log found it."""
+
+    segments: list[SegmentName]  # the segment files read, in order
+    end: int  # offset just past the last valid frame of the last segment
+    crc: int  # running crc there
+    torn: bool  # damaged bytes follow ``end`` (a torn write, to be truncated)
+    reason: str  # what was wrong at ``end`` when torn
+    last_written: int  # index of the last entry record (names the next segment)
+
+
+@dataclass(frozen=True, slots=True)
+class WALRead:
+    """A whole read of the log from one snapshot marker: what ``WAL.open`` needs."""
+
+    snap: WALSnapshot
+    result: ReadResult
+    tail: LogTail
 
 
 @dataclass(slots=True)
@@ -185,6 +215,27 @@ def _entry_index(rec: Record) -> int:
         return decode_entry_fields(rec.data)[1]
     except (ValueError, TypeError, KeyError):
         return -1  # replay decodes it again and names the damage
+
+
+def read_wal(
+    fs: FS,
+    wal_dir: str,
+    segments: list[SegmentName],
+    snap: WALSnapshot,
+    cache: ScanCache | None = None,
+) -> WALRead:
+    """Read the log from the marker of ``snap`` to its end, changing nothing on disk.
+
+    Raises WALNotFoundError, CorruptWALError, SnapshotNotFoundError,
+    SnapshotMismatchError or MetadataConflictError.
+    """
+    if not segments:
+        raise WALNotFoundError()
+    replay = Replay(snap)
+    scan = read_log(fs, wal_dir, segments, replay, search_index(segments, snap.index), cache)
+    result = replay.result()
+    tail = LogTail(list(segments), scan.end, scan.crc, scan.torn, scan.reason, replay.last_written)
+    return WALRead(snap, result, tail)
 
 
 def search_index(segments: list[SegmentName], index: int) -> int:

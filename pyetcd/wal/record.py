@@ -35,6 +35,7 @@ import msgpack
 from pyetcd.raft.types import Entry, EntryType, HardState
 
 __all__ = [
+    "CHECKED_LENGTH_WORDS",
     "FRAME_HEADER_SIZE",
     "Metadata",
     "RecordType",
@@ -90,7 +91,9 @@ _TYPE_BYTES = {t: bytes([t]) for t in RecordType}
 _MAX_RECORD = (1 << 32) - 1
 _PAD_ZEROS = [b"\0" * i for i in range(8)]
 _check_cache: dict[int, int] = {}
-_split_cache: dict[int, tuple[int, int]] = {}
+#: Length words split_length_word has checked, with their (length, padding): the
+#: segment scan looks here first and calls it only for a word not seen yet.
+CHECKED_LENGTH_WORDS: dict[int, tuple[int, int]] = {}
 
 
 def padding_for(n: int) -> int:
@@ -114,7 +117,7 @@ def length_word(n: int) -> int:
 
 def split_length_word(word: int) -> tuple[int, int] | None:
     """(record length, padding) of a length word, or None if the word is damaged."""
-    parsed = _split_cache.get(word)
+    parsed = CHECKED_LENGTH_WORDS.get(word)
     if parsed is not None:
         return parsed
     n = word & 0xFFFFFFFF
@@ -122,8 +125,8 @@ def split_length_word(word: int) -> tuple[int, int] | None:
         return None
     parsed = n, padding_for(n)
     # most records of a log share a handful of lengths: a replay checks each once
-    if len(_split_cache) < 65536:
-        _split_cache[word] = parsed
+    if len(CHECKED_LENGTH_WORDS) < 65536:
+        CHECKED_LENGTH_WORDS[word] = parsed
     return parsed
 
 

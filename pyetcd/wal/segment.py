@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .errors import CorruptWALError, CRCMismatchError
-from .record import RecordType, split_length_word
+from .record import CHECKED_LENGTH_WORDS, RecordType, split_length_word
 
 __all__ = [
     "Record",
@@ -123,48 +123,62 @@ def _is_torn_tail(buf: bytes, d: _Damage) -> bool:
 
 
 def _scan_frames(buf: bytes, state: list[int | None], records: list[Record]) -> None:
+    # The hot loop of a restart (one pass per record of the log): names are bound
+    # locally, and ``state`` (offset and running crc for the caller's damage report)
+    # is written only when a frame is found damaged.
     view = memoryview(buf)
     size = len(buf)
     off = 0
     crc = state[1]
-    while off < size:
-        state[0] = off
+    unpack_word = _WORD.unpack_from
+    unpack_crc_type = _CRC_TYPE.unpack_from
+    known_split = CHECKED_LENGTH_WORDS.get
+    record_types = _RECORD_TYPES.get
+    crc32 = zlib.crc32
+    new_record = tuple.__new__
+    append = records.append
+    try:
+        while off < size:
+            if size - off < 8:
+                raise _Damage(off, "truncated length word", size, past_eof=True)
+            (word,) = unpack_word(buf, off)
+            parsed = known_split(word)
+            if parsed is None:
+                if word == 0:
+                    if buf.count(b"\0", off) != size - off:  # counts without copying
+                        raise _Damage(off, "zero length word followed by data", off + 8)
+                    break  # the unwritten (preallocated) rest of the segment
+                parsed = split_length_word(word)
+                if parsed is None:
+                    raise _Damage(off, f"damaged length word {word:#018x}", off + 8)
+            n, pad = parsed
+            end = off + 8 + n + pad
+            if end > size:
+                raise _Damage(
+                    off,
+                    f"record length {n} runs past the end of the file ({size} bytes)",
+                    size,
+                    past_eof=True,
+                )
+            rcrc, rtype = unpack_crc_type(buf, off + 8)
+            if pad and buf.count(b"\0", end - pad, end) != pad:
+                raise _Damage(off, "nonzero padding", end)
+            kind = record_types(rtype)
+            if kind is None:
+                raise _Damage(off, f"unknown record type {rtype}", end)
+            if rtype == _CRC:
+                if n != 5 or (crc is not None and rcrc != crc):
+                    raise _Damage(off, "crc mismatch (crc record)", end, crc=True)
+            elif not records:
+                raise _Damage(off, "segment does not start with a crc record", end)
+            # the type byte and the data are contiguous: one crc32 call chains both
+            elif crc is None or crc32(view[off + 12 : off + 8 + n], crc) != rcrc:
+                raise _Damage(off, "crc mismatch", end, crc=True)
+            crc = rcrc
+            append(new_record(Record, (kind, rcrc, view[off + 13 : off + 8 + n], off)))
+            off = end
+    except _Damage:
         state[1] = crc
-        if size - off < 8:
-            raise _Damage(off, "truncated length word", size, past_eof=True)
-        (word,) = _WORD.unpack_from(buf, off)
-        if word == 0:
-            if buf.count(b"\0", off) != size - off:  # counts without copying the tail
-                raise _Damage(off, "zero length word followed by data", off + 8)
-            return  # the unwritten (preallocated) rest of the segment
-        parsed = split_length_word(word)
-        if parsed is None:
-            raise _Damage(off, f"damaged length word {word:#018x}", off + 8)
-        n, pad = parsed
-        end = off + 8 + n + pad
-        if end > size:
-            raise _Damage(
-                off,
-                f"record length {n} runs past the end of the file ({size} bytes)",
-                size,
-                past_eof=True,
-            )
-        rcrc, rtype = _CRC_TYPE.unpack_from(buf, off + 8)
-        if pad and buf.count(b"\0", end - pad, end) != pad:
-            raise _Damage(off, "nonzero padding", end)
-        kind = _RECORD_TYPES.get(rtype)
-        if kind is None:
-            raise _Damage(off, f"unknown record type {rtype}", end)
-        data = view[off + 13 : off + 8 + n]
-        if rtype == _CRC:
-            if n != 5 or (crc is not None and rcrc != crc):
-                raise _Damage(off, "crc mismatch (crc record)", end, crc=True)
-        elif not records:
-            raise _Damage(off, "segment does not start with a crc record", end)
-        elif crc is None or zlib.crc32(data, zlib.crc32(_TYPE_BYTES[rtype], crc)) != rcrc:
-            raise _Damage(off, "crc mismatch", end, crc=True)
-        crc = rcrc
-        records.append(Record(kind, rcrc, data, off))
-        off = end
+        raise
     state[0] = off
     state[1] = crc

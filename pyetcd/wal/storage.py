@@ -13,17 +13,28 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from pyetcd.raft.storage import MemoryStorage
 from pyetcd.raft.types import ConfState, Entry, HardState, Snapshot
 
 from .fs import FS, OS_FS
-from .reader import ScanCache
+from .reader import ScanCache, WALRead, read_wal
 from .record import Metadata, WALSnapshot
+from .segment import list_segment_names
 from .snap import Snapshotter
 from .wal import SEGMENT_SIZE_BYTES, WAL, wal_exists
 
-__all__ = ["WALStorage"]
+__all__ = ["StorageRead", "WALStorage"]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageRead:
+    """Everything a restart recovers from the WAL directory and the snapshot files."""
+
+    wal_dir: str  # absolute
+    snap: Snapshot | None  # the newest snapshot with a marker in the WAL
+    wal: WALRead  # the log read from that marker
 
 
 class WALStorage:
@@ -49,12 +60,18 @@ class WALStorage:
         segment_size: int = SEGMENT_SIZE_BYTES,
         max_wals: int = 5,
         max_snapshots: int = 5,
+        read: StorageRead | None = None,
+        lock_fd: int | None = None,
     ) -> WALStorage:
         """Open the member's storage under ``data_dir`` (``member/wal``, ``member/snap``),
         creating it with ``metadata`` if there is no WAL yet.
 
         On restart the newest snapshot that has a marker in the WAL is loaded, and the
         WAL is replayed from it. Raises the WAL's errors (see ``WAL.open``).
+
+        ``read``: what :meth:`read` returned for this directory beforehand (perhaps in
+        another process) while ``lock_fd`` (``WAL.lock_dir``, now owned by the WAL) was
+        held; without the lock, or if the segment files changed, the log is read again.
         """
         wal_dir = wal_dir or os.path.join(data_dir, "member", "wal")
         snapshotter = Snapshotter(
@@ -67,20 +84,47 @@ class WALStorage:
             )
             fs.mkdir_all(snapshotter.dir)
             return cls(wal, snapshotter, memory, created=True)
-        scans: ScanCache = {}  # the log is read once for both passes
-        markers = WAL.valid_snapshot_entries(wal_dir, fs, scans)
-        snap = snapshotter.load_newest_available(markers)
-        walsnap = (
-            WALSnapshot() if snap is None else WALSnapshot(snap.metadata.index, snap.metadata.term)
-        )
+        if read is None or lock_fd is None or read.wal_dir != os.path.abspath(wal_dir):
+            read = cls.read(data_dir, wal_dir=wal_dir, fs=fs, max_snapshots=max_snapshots)
+        snap = read.snap
         wal, result = WAL.open(
-            wal_dir, walsnap, fs=fs, segment_size=segment_size, max_wals=max_wals, scans=scans
+            wal_dir,
+            read.wal.snap,
+            fs=fs,
+            segment_size=segment_size,
+            max_wals=max_wals,
+            read=read.wal,
+            lock_fd=lock_fd,
         )
         if snap is not None:
             memory.apply_snapshot(snap)
         memory.set_hard_state(result.hard_state)
         memory.append(result.entries)
         return cls(wal, snapshotter, memory, created=False)
+
+    @staticmethod
+    def read(
+        data_dir: str,
+        *,
+        wal_dir: str | None = None,
+        fs: FS = OS_FS,
+        max_snapshots: int = 5,
+    ) -> StorageRead:
+        """What ``open`` recovers from an existing WAL and snapshots, read without
+        taking the WAL's lock and without changing the log (a snapshot file that fails
+        to load is renamed ``.broken``, as ``open`` would). Raises the WAL's errors."""
+        wal_dir = os.path.abspath(wal_dir or os.path.join(data_dir, "member", "wal"))
+        snapshotter = Snapshotter(
+            os.path.join(data_dir, "member", "snap"), fs=fs, max_snapshots=max_snapshots
+        )
+        scans: ScanCache = {}  # the log is read once for both passes
+        markers = WAL.valid_snapshot_entries(wal_dir, fs, scans)
+        snap = snapshotter.load_newest_available(markers)
+        walsnap = (
+            WALSnapshot() if snap is None else WALSnapshot(snap.metadata.index, snap.metadata.term)
+        )
+        segments = list_segment_names(fs.listdir(wal_dir))
+        return StorageRead(wal_dir, snap, read_wal(fs, wal_dir, segments, walsnap, scans))
 
     @property
     def metadata(self) -> Metadata:

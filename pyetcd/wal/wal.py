@@ -32,7 +32,7 @@ from pyetcd.raft.types import EMPTY_HARD_STATE, Entry, HardState
 
 from .errors import WALClosedError, WALExistsError, WALLockedError, WALNotFoundError
 from .fs import FS, OS_FS
-from .reader import ReadResult, Replay, ScanCache, read_log, search_index
+from .reader import ReadResult, Replay, ScanCache, WALRead, read_log, read_wal, search_index
 from .record import (
     Metadata,
     RecordType,
@@ -174,28 +174,33 @@ class WAL:
         segment_size: int = SEGMENT_SIZE_BYTES,
         max_wals: int = 5,
         scans: ScanCache | None = None,
+        read: WALRead | None = None,
+        lock_fd: int | None = None,
     ) -> tuple[WAL, ReadResult]:
         """Open an existing WAL, replay it from ``snap`` and position it for appending.
 
         A torn tail of the last segment is truncated (a ``.broken`` copy kept). Raises
         WALNotFoundError, WALLockedError, CorruptWALError (nothing changed on disk),
         SnapshotNotFoundError, SnapshotMismatchError or MetadataConflictError.
+
+        ``read``: a read of this log made beforehand (``read_wal``) while ``lock_fd``
+        (from :meth:`lock_dir`, now owned by the WAL) was held; used if it is from
+        ``snap`` and saw the same segment files, else the log is read again.
         """
         wal_dir = os.path.abspath(wal_dir)
         snap = snap or WALSnapshot()
-        lock_fd = _lock_dir(fs, wal_dir)
+        if lock_fd is None:
+            lock_fd = _lock_dir(fs, wal_dir)
+            read = None  # not read under our lock: someone may have written since
         try:
             names = fs.listdir(wal_dir)
             segments = list_segment_names(names)
-            if not segments:
-                raise WALNotFoundError()
-            replay = Replay(snap)
-            start = search_index(segments, snap.index)
-            scan = read_log(fs, wal_dir, segments, replay, start, scans)
-            result = replay.result()
+            if read is None or read.snap != snap or read.tail.segments != segments:
+                read = read_wal(fs, wal_dir, segments, snap, scans)
+            tail = read.tail
             last_path = os.path.join(wal_dir, str(segments[-1]))
-            if scan.torn:
-                _repair(fs, last_path, scan.end, scan.reason)
+            if tail.torn:
+                _repair(fs, last_path, tail.end, tail.reason)
             for name in names:  # cuts that never completed
                 if name.endswith(".wal.tmp"):
                     fs.unlink(os.path.join(wal_dir, name))
@@ -205,14 +210,23 @@ class WAL:
             raise
         try:
             fs.preallocate(fd, segment_size)
-            fs.seek(fd, scan.end)
+            fs.seek(fd, tail.end)
         except BaseException:
             fs.close(fd)
             fs.close(lock_fd)
             raise
-        tail = (fd, scan.end, scan.crc, replay.last_written, result.hard_state)
-        wal = cls(fs, wal_dir, lock_fd, result.metadata, segments, tail, segment_size, max_wals)
+        result = read.result
+        position = (fd, tail.end, tail.crc, tail.last_written, result.hard_state)
+        wal = cls(fs, wal_dir, lock_fd, result.metadata, segments, position, segment_size, max_wals)
         return wal, result
+
+    @staticmethod
+    def lock_dir(wal_dir: str, fs: FS = OS_FS) -> int:
+        """Take the WAL directory's lock ahead of :meth:`open`; returns its fd.
+
+        Raises WALNotFoundError or WALLockedError.
+        """
+        return _lock_dir(fs, os.path.abspath(wal_dir))
 
     @staticmethod
     def valid_snapshot_entries(

@@ -15,6 +15,7 @@ from pyetcd.raft.errors import CompactedError, UnavailableError
 from pyetcd.raft.storage import MemoryStorage
 from pyetcd.raft.types import ConfState, HardState, Snapshot, SnapshotMetadata
 from pyetcd.wal import WALStorage
+from pyetcd.wal.read_ahead import ReadAhead
 
 SEG = 2048
 
@@ -77,6 +78,21 @@ def _open(tmp: str) -> WALStorage:
     return WALStorage.open(tmp, metadata=META, segment_size=SEG, max_wals=2, max_snapshots=2)
 
 
+def _reopen(tmp: str) -> WALStorage:
+    """A restart as the server makes it: the log read in a forked child under our lock."""
+    ahead = ReadAhead.start(tmp)
+    assert ahead is not None
+    try:
+        read = ahead.result()
+        assert read is not None  # the child's read is the one checked here
+        return WALStorage.open(
+            tmp, segment_size=SEG, max_wals=2, max_snapshots=2, read=read,
+            lock_fd=ahead.take_lock(),
+        )
+    finally:
+        ahead.close()
+
+
 def _run_program(tmp: str, program: list[tuple[str, int, int, int]]) -> None:
     a, b = _open(tmp), MemoryStorage()
     term = 1
@@ -114,7 +130,7 @@ def _run_program(tmp: str, program: list[tuple[str, int, int, int]]) -> None:
                 b.apply_snapshot(s)
             elif op == "restart":
                 a.close()
-                a = _open(tmp)
+                a = _reopen(tmp)
                 b = _restarted_reference(b)
                 assert not a.created
             _check_same(a, b)
