@@ -252,3 +252,12 @@ class RawNode:
 
     def is_leader(self) -> bool:
         return self.raft.state == StateType.LEADER and self.raft.lead != NONE
+
+    def sole_voter_read_index(self) -> int | None:
+        """The index a ReadIndex request would be answered with now, if this node leads
+        and is the only voter (the core answers such a request without asking anyone);
+        None otherwise. Lets a driver serve linearizable reads without a Ready round."""
+        r = self.raft
+        if r.state == StateType.LEADER and r.trk.is_singleton():
+            return r.raft_log.committed
+        return None

@@ -148,6 +148,11 @@ class RaftNode:
     def is_leader(self) -> bool:
         return self.lead != NONE and self.lead == self.rawnode.raft.id
 
+    def sole_voter_read_index(self) -> int | None:
+        """See ``RawNode.sole_voter_read_index``: linearizable reads of a one-voter
+        cluster need no round trip through this loop."""
+        return self.rawnode.sole_voter_read_index()
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:

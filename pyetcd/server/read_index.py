@@ -3,6 +3,10 @@
 A read waits until (1) the leader confirmed, with a quorum of heartbeats, that it was
 still leader when the round began and told us its commit index, and (2) this member
 has applied up to that index. Reads arriving during a round join the next one.
+
+A leader that is the only voter needs no round: its read index is its commit index
+(the Raft core answers the same at once), and a read whose index is already applied
+goes ahead without waiting at all.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ class ReadIndexer:
         self._ids = itertools.count(1)
 
     async def wait_linearizable(self) -> None:
+        server = self.server
+        index = server.raft.sole_voter_read_index()
+        if index is not None and index <= server.applied_wait.applied:
+            # A one-voter leader's read index is its commit index, and everything up to
+            # it is applied: the read may go ahead now, without a batch to wait for.
+            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
         self._trigger.set()
@@ -64,6 +74,9 @@ class ReadIndexer:
     async def _round(self) -> int:
         server = self.server
         await server.wait_leader()
+        index = server.raft.sole_voter_read_index()
+        if index is not None:
+            return index
         loop = asyncio.get_running_loop()
         deadline = loop.time() + server.request_timeout
         # Retry a lost round (e.g. a dropped heartbeat) until the deadline.

@@ -172,6 +172,26 @@ def test_read_index_on_single_node_is_immediate() -> None:
     rn.advance()
 
 
+def test_sole_voter_read_index_is_what_a_read_index_round_answers() -> None:
+    rn = new_node()
+    assert rn.sole_voter_read_index() is None  # not leader yet
+    rn.campaign()
+    while rn.has_ready():
+        persist_and_advance(rn)
+    rn.propose(b"x")
+    persist_and_advance(rn)
+    got = rn.sole_voter_read_index()
+    rn.read_index(b"ctx")
+    rd = rn.ready()
+    assert got == 3 and rd.read_states == (ReadState(index=3, request_ctx=b"ctx"),)
+    rn.advance()
+    three = new_node(voters=(1, 2, 3), pre_vote=False)
+    three.campaign()
+    for peer in (2, 3):
+        three.step(Message(MT.VOTE_RESP, frm=peer, to=1, term=three.raft.term))
+    assert three.is_leader() and three.sole_voter_read_index() is None
+
+
 def test_conf_change_proposal_and_apply() -> None:
     from pyetcd.raft import ConfChange, ConfChangeSingle, ConfChangeType
 
