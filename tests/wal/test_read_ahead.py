@@ -138,3 +138,23 @@ def test_a_read_not_made_under_our_lock_is_not_trusted(tmp_path: Path) -> None:
         assert st.last_index() == 58
     finally:
         st.close()
+
+
+def test_a_wal_dir_outside_the_data_dir(tmp_path: Path) -> None:
+    d, w = str(tmp_path / "data"), str(tmp_path / "elsewhere" / "wal")
+    st = WALStorage.open(d, wal_dir=w, metadata=META, segment_size=SEG)
+    for i in range(1, 11):
+        st.save(HardState(1, 1, i - 1), [entry(i)]).result()
+    st.close()
+    ahead = ReadAhead.start(d, wal_dir=w)
+    assert ahead is not None
+    try:
+        read = ahead.result()
+        assert read == WALStorage.read(d, wal_dir=w)
+        st = WALStorage.open(d, wal_dir=w, read=read, lock_fd=ahead.take_lock())
+    finally:
+        ahead.close()
+    try:
+        assert st.last_index() == 10 and st.initial_state()[0] == HardState(1, 1, 9)
+    finally:
+        st.close()
