@@ -57,8 +57,17 @@ class ReadAhead:
             lock_fd = WAL.lock_dir(wal_dir or os.path.join(data_dir, "member", "wal"))
         except WALError:
             return None
-        r, w = os.pipe()
-        pid = os.fork()
+        try:
+            r, w = os.pipe()
+        except OSError:
+            os.close(lock_fd)
+            return None
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare (EAGAIN, ENOMEM): read in-process
+            for fd in (r, w, lock_fd):
+                os.close(fd)
+            return None
         if pid == 0:  # the child
             code = 1
             try:

@@ -158,3 +158,17 @@ def test_a_wal_dir_outside_the_data_dir(tmp_path: Path) -> None:
         assert st.last_index() == 10 and st.initial_state()[0] == HardState(1, 1, 9)
     finally:
         st.close()
+
+
+def test_no_fork_to_spare_means_no_read_ahead_and_no_lock_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = _member(tmp_path)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert ReadAhead.start(d) is None
+    monkeypatch.undo()
+    WALStorage.open(d).close()  # the lock was not kept
