@@ -193,7 +193,7 @@ class EtcdServer(V3Ops, ClusterOps):
         """Serve ``store`` (default: the backend file as it is now) and everything kept in
         its backend: leases, watches, membership, auth."""
         cfg = self.cfg
-        self.store = store or self._new_kvstore()
+        self.store = store if store is not None else self._new_kvstore()
         self.lessor = self.store.lessor
         if self.is_leader_now():
             self.lessor.promote(cfg.election_timeout / 1000.0)

@@ -23,10 +23,10 @@ from .record import (
     Metadata,
     RecordType,
     WALSnapshot,
-    check_state,
     decode_entry_fields,
     decode_metadata,
     decode_snapshot,
+    decode_state,
 )
 from .segment import Record, SegmentName, SegmentScan, scan_segment
 
@@ -81,8 +81,8 @@ class Replay:
     # False: only collect snapshot markers and state (the log may start anywhere).
     replay_entries: bool = True
     metadata: Metadata | None = None
-    # the last state record's (term, vote, commit), made a HardState by result()
-    _state: tuple[int, int, int] | None = None
+    # the last state record's, once finish() decoded it
+    hard_state: HardState = EMPTY_HARD_STATE
     # where the last state record seen is (decoded by finish())
     _state_record: tuple[str, Record] | None = None
     # entries[i] has log position snap.index + 1 + i
@@ -102,13 +102,12 @@ class Replay:
         :func:`entries_start`); a nonzero ``entries_from`` is the entry replay resumes
         at, and what was passed over does not bound its index.
         """
-        replay_entries = self.replay_entries
         rec = None
         try:
             for i, rec in enumerate(records):
                 kind = rec.type
                 if kind is RecordType.ENTRY:
-                    if replay_entries and i >= entries_from:
+                    if i >= entries_from:
                         if i == entries_from:
                             self.last = -1
                         self._apply_entry(path, rec, decode_entry_fields(rec.data))
@@ -128,7 +127,7 @@ class Replay:
             return
         path, rec = self._state_record
         try:
-            self._state = check_state(rec.data)
+            self.hard_state = decode_state(rec.data)
         except (ValueError, TypeError, KeyError) as exc:
             raise _undecodable(path, rec, exc) from None
 
@@ -170,13 +169,6 @@ class Replay:
             )
         del self.entries[k:]
         self.entries.append(e)
-
-    @property
-    def hard_state(self) -> HardState:
-        if self._state is None:
-            return EMPTY_HARD_STATE
-        term, vote, commit = self._state
-        return HardState(term=term, vote=vote, commit=commit)
 
     def result(self) -> ReadResult:
         if self.snap.index != 0 and not self.snapshot_found:

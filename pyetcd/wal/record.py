@@ -40,7 +40,6 @@ __all__ = [
     "Metadata",
     "RecordType",
     "WALSnapshot",
-    "check_state",
     "decode_entry",
     "decode_entry_fields",
     "decode_metadata",
@@ -191,14 +190,8 @@ def encode_state(hs: HardState) -> bytes:
     return _pack((hs.term, hs.vote, hs.commit))
 
 
-def check_state(data: bytes | memoryview) -> tuple[int, int, int]:
-    """(term, vote, commit) of an encoded hard state, without building a HardState."""
-    term, vote, commit = _ints(_unpack_list(data, 3))
-    return term, vote, commit
-
-
 def decode_state(data: bytes | memoryview) -> HardState:
-    term, vote, commit = check_state(data)
+    term, vote, commit = _ints(_unpack_list(data, 3))
     return HardState(term=term, vote=vote, commit=commit)
 
 

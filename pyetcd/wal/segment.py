@@ -32,8 +32,6 @@ _WORD = struct.Struct("<Q")
 _CRC_TYPE = struct.Struct("<IB")
 # Record types by their number: a dict lookup is much cheaper than RecordType(n).
 _RECORD_TYPES: dict[int, RecordType] = {int(t): t for t in RecordType}
-# record_crc's chaining, inlined in the scan loop: the type byte, then the data
-_TYPE_BYTES = {int(t): bytes([t]) for t in RecordType}
 _CRC = int(RecordType.CRC)
 
 

@@ -173,7 +173,6 @@ class WAL:
         fs: FS = OS_FS,
         segment_size: int = SEGMENT_SIZE_BYTES,
         max_wals: int = 5,
-        scans: ScanCache | None = None,
         read: WALRead | None = None,
         lock_fd: int | None = None,
     ) -> tuple[WAL, ReadResult]:
@@ -196,7 +195,7 @@ class WAL:
             names = fs.listdir(wal_dir)
             segments = list_segment_names(names)
             if read is None or read.snap != snap or read.tail.segments != segments:
-                read = read_wal(fs, wal_dir, segments, snap, scans)
+                read = read_wal(fs, wal_dir, segments, snap)
             tail = read.tail
             last_path = os.path.join(wal_dir, str(segments[-1]))
             if tail.torn:
