@@ -223,7 +223,15 @@ class Peer:
                 self.deactivate("dial", str(exc) or type(exc).__name__)
             else:
                 delay = opts.backoff_min
-                await self._stream(frames.stream, writer)
+                try:
+                    await self._stream(frames.stream, writer)
+                except Exception as exc:
+                    # A bug in one stream must not silence the peer for good: say it
+                    # loudly, then redial as after any lost connection.
+                    self.tr.log.error(
+                        "peer stream failed", {"remote-peer-id": _hex(self.id), "error": repr(exc)}
+                    )
+                    self.deactivate("write", repr(exc))
             # Full jitter: members that lost a peer together do not redial in lockstep.
             await asyncio.sleep(delay * self.tr.rng.uniform(0.5, 1.0))
             delay = min(delay * 2, opts.backoff_max)
@@ -264,7 +272,9 @@ class Peer:
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
-            if self.broken:
+            # The transport closes on its own when the peer resets the connection; a
+            # write after that raises RuntimeError under uvloop, not an OSError.
+            if self.broken or transport.is_closing():
                 raise ConnectionResetError("connection closed by remote peer")
             if not self.queue:
                 continue

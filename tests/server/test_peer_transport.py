@@ -9,6 +9,7 @@ import io
 import json
 import os
 import random
+import socket
 import struct
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -725,3 +726,72 @@ async def test_peer_that_stops_reading_is_detected(make_node: Factory) -> None:
     for w in stalled:
         w.close()
     server.close()
+
+
+async def test_sender_survives_a_reset_stream(make_node: Factory) -> None:
+    """A peer killed mid-stream resets the connection: the sender redials and goes on
+    (under uvloop a write to the reset transport raised RuntimeError and ended the
+    sender for good, so the killed member never heard from the leader again)."""
+    received: list[Message] = []
+    resets = 0
+
+    async def acceptor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal resets
+        frames = FrameReader(reader)
+        await frames.next()
+        writer.write(encode_frame(HelloResp(HelloStatus.OK, CLUSTER)))
+        await writer.drain()
+        if resets < 3:
+            resets += 1
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # RST, as from a killed process
+            return
+        while (f := await frames.next()) is not None:
+            assert isinstance(f, Message)
+            received.append(f)
+
+    server = await asyncio.start_server(acceptor, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    a = await make_node(A)
+    a.t.add_peer(B, (f"http://127.0.0.1:{port}",))
+    commit = 0
+    async with asyncio.timeout(10):
+        while not received:
+            commit += 1
+            a.t.send([hb(A, B, commit=commit)])  # like heartbeats, every loop turn
+            await asyncio.sleep(0)
+    assert resets == 3
+    assert "peer sender stopped" not in a.sink.msgs()
+    assert "peer stream failed" not in a.sink.msgs()  # a reset is no bug
+    assert received[-1].commit <= commit
+    server.close()
+
+
+async def test_unexpected_stream_error_redials(
+    make_node: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever breaks one stream, the sender logs it and redials: a peer is never
+    silenced for good."""
+    a, b = await make_node(A), await make_node(B)
+    connect(a, b)
+    await a.t.wait_active(B)
+    peer = a.t._peers[B]
+    real_encode = peer._encode
+    calls = 0
+
+    def encode_once_broken(batch: deque[Message]) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("injected")
+        return real_encode(batch)
+
+    monkeypatch.setattr(peer, "_encode", encode_once_broken)
+    a.t.send([hb(A, B, commit=1)])  # lost with the broken stream
+    rec = await a.sink.wait_for("peer stream failed")
+    assert "injected" in rec["error"]
+    await a.t.wait_active(B)
+    a.t.send([hb(A, B, commit=2)])
+    await b.until(lambda: any(m.commit == 2 for m in b.received))
+    assert not a.t._peers[B].task.done()  # type: ignore[union-attr]

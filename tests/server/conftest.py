@@ -1,0 +1,28 @@
+"""The peer transport runs on uvloop in a real server (``embed``): its tests run on
+both uvloop and the standard loop, since the two differ where a connection breaks
+(a write to a closed uvloop transport raises RuntimeError, asyncio's only logs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import pytest
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+    uvloop = None
+
+BOTH_LOOPS = ("test_peer_transport.py",)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    if uvloop is not None and item.path.name in BOTH_LOOPS:
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
