@@ -63,9 +63,8 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
         logger.fatal("failed to listen on client URL", {"address": url, "error": str(err)})
         await server.stop()
         return 1
-    await g.start()
-    client.start()
-    await g.pyetcd_health.set("", g.pyetcd_serving)
+    await client.start()
+    await g.health.set("", g.serving)
     _log_serving(logger, cfg, client_tls)
     logger.info("ready to serve client requests", {})
     removed = asyncio.ensure_future(server.removed_event.wait())
@@ -145,7 +144,8 @@ def peer_transport_factory(server: EtcdServer, boot: InitialCluster | None) -> P
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
-    # uvloop makes grpc.aio's event loop noticeably cheaper; fall back when absent.
+    # uvloop makes the event loop (every client connection's I/O) noticeably cheaper;
+    # fall back when absent.
     if os.environ.get("PYETCD_NO_UVLOOP") != "1":
         try:
             import uvloop

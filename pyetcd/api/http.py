@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import parse_qs, urlsplit
@@ -109,25 +108,20 @@ class HTTPFrontend:
         self._conns: set[asyncio.Task[None]] = set()
         # The gateway takes what the gRPC server would: a request plus framing.
         self._max_body = server.cfg.max_request_bytes + _BODY_OVERHEAD
-        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The loop connections are served on (handoffs come from another thread)."""
-        self._loop = loop
-
-    def handoff(self, sock: socket.socket, first: bytes) -> None:
-        """Thread-safe: serve ``sock`` whose first bytes ``first`` were already read."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            sock.close()
-            return
-        try:
-            loop.call_soon_threadsafe(self._start, sock, first)
-        except RuntimeError:  # the loop closed meanwhile
-            sock.close()
-
-    def _start(self, sock: socket.socket, first: bytes) -> None:
-        task = asyncio.ensure_future(self._serve(sock, first))
+    def accept(self, transport: asyncio.Transport, first: bytes, eof: bool = False) -> None:
+        """Serve a connection whose first bytes ``first`` (and maybe its end) were read."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_MAX_LINE, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if first:
+            protocol.data_received(first)
+        if eof:
+            protocol.eof_received()
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        task = asyncio.ensure_future(self.serve_stream(reader, writer))
         self._conns.add(task)
         task.add_done_callback(self._conns.discard)
 
@@ -138,15 +132,6 @@ class HTTPFrontend:
         for task in list(self._conns):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-    async def _serve(self, sock: socket.socket, first: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_MAX_LINE)
-        reader.feed_data(first)  # before the transport can deliver later bytes
-        protocol = asyncio.StreamReaderProtocol(reader)
-        transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock=sock)
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        await self.serve_stream(reader, writer)
 
     async def serve_stream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

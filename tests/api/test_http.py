@@ -5,16 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import socket
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
 
 from pyetcd.api.http import HTTPFrontend, Request
-from pyetcd.api.http_mux import HTTP2_PREFACE, ClientMux
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
 
 from .conftest import LiveMember, http, read_reply
@@ -26,69 +22,6 @@ def b64(data: bytes) -> str:
 
 def doc(reply: Any) -> Any:
     return json.loads(reply.body)
-
-
-# -- the connection sorter, against an echo server -------------------------------------
-
-
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(1 << 16):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-
-
-async def test_mux_relays_http2_and_hands_off_http1(tmp_path: Path) -> None:
-    path = str(tmp_path / "grpc.sock")
-    echo = await asyncio.start_unix_server(_echo, path)
-    loop = asyncio.get_running_loop()
-    handed: asyncio.Queue[tuple[socket.socket, bytes]] = asyncio.Queue()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setblocking(False)
-    port = listener.getsockname()[1]
-    mux = ClientMux(
-        [listener], path, lambda s, b: loop.call_soon_threadsafe(handed.put_nowait, (s, b))
-    )
-    mux.start()
-    try:
-        # 8 MiB each way through the relay, written and read concurrently.
-        payload = HTTP2_PREFACE + os.urandom(8 << 20)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-
-        async def send() -> None:
-            for i in range(0, len(payload), 100_000):
-                writer.write(payload[i : i + 100_000])
-                await writer.drain()
-            writer.write_eof()  # half-close travels through; the echo then closes
-
-        sender = asyncio.ensure_future(send())
-        got = await reader.read(-1)  # until EOF
-        await sender
-        assert got == payload
-        writer.close()
-
-        # A client that sends the preface a byte at a time is still relayed.
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"P")
-        await writer.drain()
-        await asyncio.sleep(0.05)  # let the sorter see the lone byte first
-        writer.write(b"RI * rest")
-        assert await reader.readexactly(9) == b"PRI * res"
-        writer.close()
-
-        # Anything else is HTTP/1.x: handed off with the bytes already read.
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /v3/kv/range HTTP/1.1\r\n")
-        sock, first = await asyncio.wait_for(handed.get(), 5)
-        assert first == b"POS"
-        assert sock.recv(100, socket.MSG_WAITALL) == b"T /v3/kv/range HTTP/1.1\r\n"[:26]
-        sock.close()
-        writer.close()
-    finally:
-        await asyncio.to_thread(mux.stop)
-        echo.close()
-        await echo.wait_closed()
-    assert not mux.relays
 
 
 # -- endpoints, through a real member ----------------------------------------------------
