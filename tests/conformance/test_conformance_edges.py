@@ -93,18 +93,12 @@ def test_long_keys(conf: Conformance, size: int) -> None:
 
 def test_request_over_grpc_receive_limit_code(conf: Conformance) -> None:
     # etcd's gRPC receive limit is max-request-bytes + 512 KiB; the status code
-    # agrees, the message text is checked by the xfail test below
+    # agrees, and so does the message text (checked by the test below)
     a, b = conf.raw("KV", "Put", Put(b"k", b"v" * (2 << 20)).request(0))
     assert isinstance(a, grpc.RpcError) and isinstance(b, grpc.RpcError)
     assert a.code() == b.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="message text comes from the gRPC runtime: Go says 'grpc: received message larger "
-    "than max (A vs. B)', grpc-core 'SERVER: Received message larger than max (A vs. B)'; "
-    "fixing it needs pyetcd/api/grpc_server.py (a larger transport limit plus etcd's check)",
-)
 def test_regression_grpc_receive_limit_message(conf: Conformance) -> None:
     run_program(conf, [Put(b"k", b"v" * (2 << 20))])
 
