@@ -23,8 +23,6 @@ import base64
 import struct
 from typing import TYPE_CHECKING, Any, Final, cast
 
-import hpack
-
 from .grpc_call import SC, ServerCall
 from .h2_frames import (
     DEFAULT_MAX_FRAME,
@@ -40,6 +38,7 @@ from .h2_frames import (
     settings,
     window_update,
 )
+from .hpack_decode import Decoder, HPACKDecodeError
 
 if TYPE_CHECKING:
     from .grpc_server import GrpcServer
@@ -75,7 +74,7 @@ class GrpcConnection(asyncio.Protocol):
         self._initial_window = DEFAULT_WINDOW  # the client's, for streams it opens
         self._buf = bytearray()
         self._preface = False
-        self._decoder = hpack.Decoder()
+        self._decoder = Decoder()
         self._last_stream = 0
         self._received = 0  # DATA bytes since our last connection WINDOW_UPDATE
         self._headers: tuple[int, int, bytearray] | None = None  # awaiting CONTINUATION
@@ -252,8 +251,8 @@ class GrpcConnection(asyncio.Protocol):
 
     def _on_header_block(self, flags: int, sid: int, block: bytes) -> None:
         try:
-            headers = cast("list[tuple[str, str]]", self._decoder.decode(block))
-        except hpack.HPACKError as err:
+            headers = self._decoder.decode(block)
+        except HPACKDecodeError as err:
             raise _ConnectionError(ErrorCode.COMPRESSION_ERROR, str(err)) from err
         call = self.calls.get(sid)
         if call is not None:  # trailers: a client's only use of them is to end its side
