@@ -206,3 +206,43 @@ async def test_health_reasons() -> None:
     assert (r.status, json.loads(r.body)["reason"]) == (503, "ALARM NOSPACE")
     r = await _get(front, "/health?exclude=NOSPACE")
     assert r.status == 200
+
+
+# -- the connection sorter, with its first bytes arriving one by one ---------------------
+
+
+async def _trickle(writer: asyncio.StreamWriter, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        writer.write(piece)
+        await writer.drain()
+        for _ in range(3):  # let the member's side of the loop read each piece on its own
+            await asyncio.sleep(0)
+
+
+async def test_http2_preface_one_byte_at_a_time_gets_settings(member: LiveMember) -> None:
+    from pyetcd.api.h2_frames import PREFACE
+
+    reader, writer = await asyncio.open_connection(member.host, member.port)
+    try:
+        await _trickle(writer, [PREFACE[i : i + 1] for i in range(len(PREFACE))])
+        head = await asyncio.wait_for(reader.readexactly(9), 10)
+        assert (head[3], head[4], head[5:9]) == (4, 0, bytes(4))  # SETTINGS, no ACK, stream 0
+    finally:
+        writer.close()
+
+
+async def test_http1_request_in_tiny_pieces(member: LiveMember) -> None:
+    for pieces, status in [
+        ([b"G", b"ET /health HTTP/1.1\r\nHost: x\r\n\r\n"], 200),
+        ([b"P", b"O", b"ST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"], 405),
+        ([b"P", b"U", b"T /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"], 405),
+    ]:
+        reader, writer = await asyncio.open_connection(member.host, member.port)
+        try:
+            await _trickle(writer, pieces)
+            r = await asyncio.wait_for(read_reply(reader), 10)
+        finally:
+            writer.close()
+        assert r.status == status
+        if status == 200:
+            assert doc(r) == {"health": "true", "reason": ""}
