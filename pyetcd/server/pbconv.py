@@ -27,14 +27,25 @@ __all__ = [
 # -- requests: protobuf -> store ---------------------------------------------------------
 
 
+# Enum lookups by value: calling the enum class costs a microsecond per request.
+_SORT_ORDERS = {int(o): o for o in mt.SortOrder}
+_SORT_TARGETS = {int(t): t for t in mt.SortTarget}
+
+
 def range_from_pb(r: rpc_pb2.RangeRequest) -> mt.RangeRequest:
+    order = _SORT_ORDERS.get(r.sort_order)
+    if order is None:
+        order = mt.SortOrder(r.sort_order)  # an unknown value raises ValueError, as before
+    target = _SORT_TARGETS.get(r.sort_target)
+    if target is None:
+        target = mt.SortTarget(r.sort_target)
     return mt.RangeRequest(
         key=r.key,
         range_end=r.range_end,
         limit=r.limit,
         revision=r.revision,
-        sort_order=mt.SortOrder(r.sort_order),
-        sort_target=mt.SortTarget(r.sort_target),
+        sort_order=order,
+        sort_target=target,
         serializable=r.serializable,
         keys_only=r.keys_only,
         count_only=r.count_only,
