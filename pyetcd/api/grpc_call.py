@@ -19,8 +19,8 @@ Rules the call keeps:
 from __future__ import annotations
 
 import asyncio
-import gzip
 import inspect
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, NoReturn
@@ -80,6 +80,10 @@ class ServerCall:
         self.finished = False  # trailers sent, or the stream reset
         self._headers_sent = False
         self.received = 0  # DATA bytes since the last stream WINDOW_UPDATE
+        # set_code/set_details: the status a handler chose (grpc.aio's rule: it wins
+        # over OK, and over UNKNOWN when the handler then raises).
+        self._code: grpc.StatusCode | None = None
+        self._details = ""
 
     # -- the servicer context (what etcd's handlers use) ---------------------------------------
 
@@ -94,6 +98,12 @@ class ServerCall:
 
     def auth_context(self) -> dict[str, list[bytes]]:
         return self.conn.auth_context
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def set_details(self, details: str) -> None:
+        self._details = details
 
     async def write(self, message: Any) -> None:
         """Send one response message of a streaming call."""
@@ -119,7 +129,12 @@ class ServerCall:
             if compressed:
                 if self.encoding != "gzip":
                     return f"grpc: compressed flag set with encoding {self.encoding!r}"
-                payload = gzip.decompress(payload)
+                payload = _gunzip(payload, limit)
+                if len(payload) > limit:
+                    return (
+                        "grpc: received message after decompression larger than max "
+                        f"({len(payload)} vs. {limit})"
+                    )
             self._push(payload)
         return None
 
@@ -166,10 +181,13 @@ class ServerCall:
             self._finish(SC.CANCELLED, "")
             raise
         except Exception as err:  # a bug in a handler ends its call, never the server
+            if self._code is not None and self._code != SC.OK:
+                self._finish(self._code, self._details)
+                return
             self.conn.server.log_handler_error(self.method, err)
             self._finish(SC.UNKNOWN, f"Unexpected {type(err)}: {err}")
         else:
-            self._finish(SC.OK, "")
+            self._finish(self._code or SC.OK, self._details)
 
     async def _invoke(self) -> None:
         h = self.handler
@@ -256,3 +274,13 @@ class ServerCall:
         waiter = self._arrived
         if waiter is not None and not waiter.done():
             waiter.cancel()
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """``data`` inflated, but never more than ``limit + 1`` bytes (a zip bomb stops
+    there and the caller refuses it as too large)."""
+    d = zlib.decompressobj(wbits=31)
+    out = d.decompress(data, limit + 1)
+    if not d.eof and len(out) <= limit:
+        raise ValueError("truncated gzip stream")
+    return out

@@ -53,6 +53,8 @@ _NOT_METADATA: Final = frozenset(
     ("content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding")
 )
 _KEEPALIVE_PING: Final = b"pyetcdka"
+#: The largest header block (HEADERS plus CONTINUATION) we buffer before refusing it.
+MAX_HEADER_BLOCK: Final = 1 << 20
 
 
 def _b64(value: str) -> bytes:
@@ -111,10 +113,16 @@ class GrpcConnection(asyncio.Protocol):
         self._wake(self._writable_waiters)
 
     def pause_writing(self) -> None:
+        # A client that does not read must not make us queue answers (PING ACKs,
+        # responses) without end: stop reading it until it catches up.
         self.paused = True
+        if self.transport is not None and not self._closed:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
         self._wake(self._writable_waiters)
 
     def data_received(self, data: bytes) -> None:
@@ -245,6 +253,8 @@ class GrpcConnection(asyncio.Protocol):
         if pending is None or pending[0] != sid:
             raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION")
         pending[2].extend(payload)
+        if len(pending[2]) > MAX_HEADER_BLOCK:
+            raise _ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large")
         if flags & Flag.END_HEADERS:
             self._headers = None
             self._on_header_block(pending[1], sid, bytes(pending[2]))
@@ -259,8 +269,10 @@ class GrpcConnection(asyncio.Protocol):
             if flags & Flag.END_STREAM:
                 call.end_of_requests()
             return
-        if sid % 2 == 0 or sid <= self._last_stream:
+        if sid % 2 == 0:
             raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad stream id")
+        if sid <= self._last_stream:
+            return  # trailers on a stream we already ended (RFC 9113 5.1): dropped
         self._last_stream = sid
         if self._going_away:
             self.send(rst_stream(sid, ErrorCode.REFUSED_STREAM))
@@ -268,7 +280,7 @@ class GrpcConnection(asyncio.Protocol):
         path, encoding = "", "identity"
         metadata: list[tuple[str, str | bytes]] = []
         for name, value in headers:
-            if name[0] == ":":
+            if name[:1] == ":":
                 if name == ":path":
                     path = value
             elif name == "grpc-encoding":

@@ -23,6 +23,7 @@ __all__ = ["Decoder", "HPACKDecodeError"]
 _STATIC: Final = tuple((n.decode(), v.decode()) for n, v in HeaderTable.STATIC_TABLE)
 _ENTRY_OVERHEAD: Final = 32  # RFC 7541 4.1
 _CACHE_LIMIT: Final = 256
+_CACHE_BLOCK_BYTES: Final = 1024  # only small blocks: a cache of big ones would hoard memory
 
 
 class HPACKDecodeError(Exception):
@@ -56,7 +57,7 @@ class Decoder:
             headers = self._decode(block)
         except IndexError as err:
             raise HPACKDecodeError(f"malformed header block: {err}") from err
-        if self._generation == before:
+        if self._generation == before and len(block) <= _CACHE_BLOCK_BYTES:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key] = headers

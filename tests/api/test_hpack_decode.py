@@ -61,3 +61,12 @@ def test_repeated_block_is_cached_until_the_table_changes() -> None:
 def test_malformed_blocks_raise_our_error(block: bytes) -> None:
     with pytest.raises(HPACKDecodeError):
         Decoder().decode(block)
+
+
+def test_big_blocks_are_not_cached() -> None:
+    # A cache of big blocks would let one connection hold hundreds of MiB.
+    ours = Decoder()
+    block = hpack.Encoder().encode([("x-a", "v" * 5000)], huffman=False)
+    block = b"\x00" + block[1:]  # the same header, as a literal that is never indexed
+    assert ours.decode(block) == [("x-a", "v" * 5000)]
+    assert ours.decode(block) is not ours.decode(block)

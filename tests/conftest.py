@@ -1,6 +1,7 @@
-"""The peer transport runs on uvloop in a real server (``embed``): its tests run on
-both uvloop and the standard loop, since the two differ where a connection breaks
-(a write to a closed uvloop transport raises RuntimeError, asyncio's only logs)."""
+"""A real server runs on uvloop (``embed``): the tests of the modules that do their
+own socket I/O (the peer transport, the client port's HTTP/2) run on both uvloop and
+the standard loop, since the two differ where a connection breaks (a write to a
+closed uvloop transport raises RuntimeError, asyncio's only logs)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
     uvloop = None
 
-BOTH_LOOPS = ("test_peer_transport.py",)
+BOTH_LOOPS = ("test_peer_transport.py", "test_grpc_wire.py")
 
 
 def pytest_asyncio_loop_factories(
