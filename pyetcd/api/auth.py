@@ -1,4 +1,4 @@
-"""etcdserverpb.Auth over grpc.aio, and the token lookup every service shares.
+"""etcdserverpb.Auth over gRPC, and the token lookup every service shares.
 
 Every Auth RPC is proposed through Raft as etcd 3.5 does (so every member
 applies it, and the admin check happens at apply with the proposer's identity

@@ -1,4 +1,4 @@
-"""etcdserverpb.Cluster over grpc.aio."""
+"""etcdserverpb.Cluster over gRPC."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from pyetcd.server.server import EtcdServer
 
 __all__ = ["Ctx", "grpc_bind_address", "require_leader"]
 
-#: grpc.aio.ServicerContext; grpc ships no type stubs.
+#: A servicer context: ``grpc_call.ServerCall``, or the JSON gateway's (the part of
+#: grpc.aio.ServicerContext the services use).
 Ctx: TypeAlias = Any
 
 

@@ -16,6 +16,8 @@ from pyetcd.mvcc import errors as mvcc_errors
 from pyetcd.server import auth_errors as ae
 from pyetcd.server import errors as server_errors
 
+from .common import Ctx
+
 __all__ = ["AUTH_ERROR_CODES", "ERROR_CODES", "abort", "code_of", "translate_errors"]
 
 SC = grpc.StatusCode
@@ -89,7 +91,7 @@ def code_of(err: BaseException) -> grpc.StatusCode | None:
     return None
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], err: BaseException) -> NoReturn:
+async def abort(context: Ctx, err: BaseException) -> NoReturn:
     code = code_of(err)
     if code is None:
         raise err
@@ -104,7 +106,7 @@ def translate_errors(fn: F) -> F:
     """Wrap a unary handler: typed errors become etcd's status; others propagate."""
 
     @wraps(fn)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def wrapper(self: Any, request: Any, context: Ctx) -> Any:
         try:
             return await fn(self, request, context)
         except (mvcc_errors.MvccError, server_errors.ServerError) as err:

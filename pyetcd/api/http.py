@@ -1,8 +1,8 @@
 """HTTP/1.1 on the client port: /health, /livez, /readyz, /version, /metrics and the
 /v3 JSON gateway.
 
-Connections arrive from :class:`~pyetcd.api.http_mux.ClientMux` with the bytes the
-mux already read. The HTTP/1.1 subset here is what etcd's clients and probes use:
+Connections arrive from the client port's sorter (``http_listener``) with the bytes
+it already read. The HTTP/1.1 subset here is what etcd's clients and probes use:
 keep-alive, ``Content-Length`` and chunked request bodies, one response per request.
 """
 

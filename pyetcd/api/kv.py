@@ -1,4 +1,4 @@
-"""etcdserverpb.KV over grpc.aio: a thin shell around EtcdServer.
+"""etcdserverpb.KV over gRPC: a thin shell around EtcdServer.
 
 With auth enabled each call carries the caller's identity (from its token) to the
 server, which checks reads before serving them and writes at apply.

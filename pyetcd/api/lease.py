@@ -1,4 +1,4 @@
-"""etcdserverpb.Lease over grpc.aio."""
+"""etcdserverpb.Lease over gRPC."""
 
 from __future__ import annotations
 

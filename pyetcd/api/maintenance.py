@@ -1,4 +1,4 @@
-"""etcdserverpb.Maintenance over grpc.aio."""
+"""etcdserverpb.Maintenance over gRPC."""
 
 from __future__ import annotations
 

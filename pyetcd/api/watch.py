@@ -1,4 +1,4 @@
-"""etcdserverpb.Watch over grpc.aio: many watchers per bidi stream.
+"""etcdserverpb.Watch over gRPC: many watchers per bidi stream.
 
 Ordering rule: a watcher's ``created`` response is queued when the create request
 is handled, before anything of that watcher can be buffered by the store, so the

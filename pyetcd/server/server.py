@@ -91,6 +91,9 @@ class EtcdServer(V3Ops, ClusterOps):
         self._received_db: str | None = None
         #: Peers learned from the running cluster when joining it.
         self.join_peers: dict[int, tuple[str, ...]] = {}
+        # Whether the cluster's /members listed us as a learner when we joined: what
+        # we are until our own log brings the membership in.
+        self.joined_as_learner = False
         self._no_leader_backlog: list[bytes] = []
         self.heartbeat = cfg.heartbeat_interval / 1000.0
         self.election_ticks = max(2, cfg.election_timeout // max(1, cfg.heartbeat_interval))
@@ -271,6 +274,7 @@ class EtcdServer(V3Ops, ClusterOps):
         cluster_id, members = fetch_cluster(others, ssl_context=self.peer_ssl)
         local = match_local_member(members, cfg.initial_advertise_peer_urls)
         self.join_peers = {m.id: m.peer_urls for m in members if m.id != local.id}
+        self.joined_as_learner = local.is_learner
         return WALStorage.open(
             cfg.data_dir,
             wal_dir=cfg.wal_dir or None,

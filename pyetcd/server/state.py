@@ -36,6 +36,7 @@ class ServerState:
     lessor: Lessor
     watchable: WatchableStore
     membership: Membership
+    joined_as_learner: bool
     applier: Applier
     auth_store: AuthStore
     raft: RaftNode

@@ -173,6 +173,10 @@ class V3Ops(ServerState):
 
     def status(self) -> rpc_pb2.StatusResponse:
         log = self.raft.rawnode.raft.raft_log
+        # As etcd: the member list says whether we are a learner. A member that just
+        # joined knows it from the cluster's /members before its Raft log catches up.
+        me = self.membership.members.get(self.member_id)
+        learner = me.is_learner if me is not None else self.joined_as_learner
         resp = rpc_pb2.StatusResponse(
             header=self.header(),
             version=SERVER_VERSION,
@@ -182,7 +186,7 @@ class V3Ops(ServerState):
             raftTerm=self.raft.term,
             raftAppliedIndex=self.raft.applied_index,
             dbSizeInUse=self.store.db_size_in_use,
-            isLearner=self.raft.rawnode.raft.is_learner,
+            isLearner=learner,
         )
         if self.raft.lead == NONE:
             resp.errors.append("etcdserver: no leader")
