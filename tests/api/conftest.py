@@ -73,22 +73,27 @@ class LiveMember:
         return f"{self.host}:{self.port}"
 
 
-async def start_member(tmp: Path) -> tuple[LiveMember, asyncio.Event, asyncio.Task[int]]:
+async def start_member(
+    tmp: Path, scheme: str = "http", **settings: Any
+) -> tuple[LiveMember, asyncio.Event, asyncio.Task[int]]:
+    """A member on free ports (client URL ``scheme``), ``settings`` added to its Config."""
     client, peer = free_port(), free_port()
     cfg = Config(
         name="default",
         data_dir=str(tmp / "default.etcd"),
-        listen_client_urls=(f"http://127.0.0.1:{client}",),
-        advertise_client_urls=(f"http://127.0.0.1:{client}",),
+        listen_client_urls=(f"{scheme}://127.0.0.1:{client}",),
+        advertise_client_urls=(f"{scheme}://127.0.0.1:{client}",),
         listen_peer_urls=(f"http://127.0.0.1:{peer}",),
         initial_advertise_peer_urls=(f"http://127.0.0.1:{peer}",),
         initial_cluster=f"default=http://127.0.0.1:{peer}",
         heartbeat_interval=20,
         election_timeout=200,
+        **settings,
     )
     logger = _ReadyLogger()
     stop = asyncio.Event()
     task = asyncio.ensure_future(serve(cfg, logger, stop))
+
     async def serving() -> None:
         await logger.ready.wait()
         await logger.elected.wait()

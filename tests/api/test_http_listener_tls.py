@@ -18,13 +18,11 @@ from e2e.tls_certs import CertAuthority
 from pyetcd.api.grpc_server import GrpcServer
 from pyetcd.api.http import HTTPFrontend
 from pyetcd.api.http_listener import _Sorter
-from pyetcd.config import Config
-from pyetcd.embed import serve
 from pyetcd.logutil import Logger
 from pyetcd.pb import kv_pb2, rpc_pb2, rpc_pb2_grpc
 from pyetcd.server.tls import TLSInfo
 
-from .conftest import _ReadyLogger, free_port, read_reply
+from .conftest import read_reply, start_member
 
 HOST = "127.0.0.1"
 T = 20.0
@@ -50,34 +48,9 @@ class TLSMember:
 async def tls_member(tmp_path: Path) -> AsyncIterator[TLSMember]:
     ca = CertAuthority(tmp_path)
     cert, key = ca.issue("server", "member")
-    client, peer = free_port(), free_port()
-    cfg = Config(
-        name="default",
-        data_dir=str(tmp_path / "default.etcd"),
-        listen_client_urls=(f"https://{HOST}:{client}",),
-        advertise_client_urls=(f"https://{HOST}:{client}",),
-        listen_peer_urls=(f"http://{HOST}:{peer}",),
-        initial_advertise_peer_urls=(f"http://{HOST}:{peer}",),
-        initial_cluster=f"default=http://{HOST}:{peer}",
-        heartbeat_interval=20,
-        election_timeout=200,
-        cert_file=str(cert),
-        key_file=str(key),
-    )
-    logger = _ReadyLogger()
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(serve(cfg, logger, stop))
-    ready = asyncio.ensure_future(asyncio.gather(logger.ready.wait(), logger.elected.wait()))
-    failed = asyncio.ensure_future(logger.failed.wait())
-    waits: set[asyncio.Future[Any]] = {ready, failed, task}
-    await asyncio.wait(waits, timeout=T, return_when=asyncio.FIRST_COMPLETED)
-    started = ready.done() and not ready.cancelled()
-    ready.cancel()
-    failed.cancel()
+    m, stop, task = await start_member(tmp_path, "https", cert_file=str(cert), key_file=str(key))
     try:
-        if not started:
-            raise RuntimeError("pyetcd did not start:\n" + logger.out.getvalue()[-3000:])
-        yield TLSMember(client, ca)
+        yield TLSMember(m.port, ca)
     finally:
         stop.set()
         assert await asyncio.wait_for(task, T) == 0
