@@ -27,6 +27,7 @@ from .auth import AuthService
 from .cluster import ClusterService
 from .election import ElectionService
 from .errors import code_of
+from .grpc_call import CallAborted
 from .kv import KVService
 from .lease import LeaseService
 from .lock import LockService
@@ -122,13 +123,6 @@ class GatewayResult:
     body: dict[str, Any]
 
 
-class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class _GatewayContext:
     """The part of grpc.aio.ServicerContext the servicers use, for one HTTP call.
 
@@ -140,7 +134,7 @@ class _GatewayContext:
         self._metadata = metadata
 
     async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> NoReturn:
-        raise _Aborted(code, details)
+        raise CallAborted(code, details)
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
@@ -215,8 +209,8 @@ class Gateway:
                 return error_body(SC.INVALID_ARGUMENT, str(err))
         try:
             resp = await handler(req, _GatewayContext(metadata))
-        except _Aborted as err:
-            return error_body(err.code, err.message)
+        except CallAborted as err:
+            return error_body(err.code, err.details)
         except Exception as err:
             code = code_of(err) or SC.UNKNOWN
             return error_body(code, str(err))
