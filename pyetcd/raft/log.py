@@ -226,11 +226,12 @@ class RaftLog:
         return self.unstable.snapshot is not None
 
     def next_committed_ents(self) -> list[Entry]:
-        """Committed entries ready to apply: only those already persisted locally."""
+        """Committed entries ready to apply: those persisted locally, and those handed
+        out for persistence in the same Ready (which makes them durable first)."""
         if self.has_next_or_in_progress_snapshot():
             return []
         lo = self.applying + 1
-        hi = min(self.committed, self._max_stable_index()) + 1
+        hi = min(self.committed, self._max_appliable_index()) + 1
         if lo >= hi:
             return []
         return self.slice(lo, hi, self.max_applying_size)
@@ -238,12 +239,18 @@ class RaftLog:
     def has_next_committed_ents(self) -> bool:
         if self.has_next_or_in_progress_snapshot():
             return False
-        return self.applying < min(self.committed, self._max_stable_index())
+        return self.applying < min(self.committed, self._max_appliable_index())
 
-    def _max_stable_index(self) -> int:
-        # Entries handed out for persistence but not yet acknowledged are not stable:
-        # applying them first would let a crash lose an applied entry.
-        return self.unstable.offset - 1
+    def _max_appliable_index(self) -> int:
+        # Entries handed out in an earlier Ready and not yet acknowledged may still be
+        # in flight: applying them could let a crash lose an applied entry. Entries not
+        # handed out yet go out with the committed ones, in one Ready whose contract
+        # makes them durable before anything is applied (a sole voter commits a
+        # proposal in the Ready that persists it, as etcd's raft does).
+        u = self.unstable
+        if u.offset_in_progress > u.offset:
+            return u.offset - 1
+        return self.last_index()
 
     def snapshot(self) -> Snapshot:
         if self.unstable.snapshot is not None:

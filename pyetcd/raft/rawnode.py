@@ -60,9 +60,11 @@ class Ready:
         entries at the same indexes. Durable BEFORE ``messages`` are sent.
     snapshot: a snapshot to persist (and to install in the state machine) if not None.
         Durable before ``messages`` are sent.
-    committed_entries: entries to apply to the state machine, in order; they are all
-        already durable. A CONF_CHANGE_V2 entry is applied by calling
-        ``RawNode.apply_conf_change`` with its decoded ConfChange.
+    committed_entries: entries to apply to the state machine, in order, AFTER
+        ``entries`` and ``hard_state`` are durable: some may be among this Ready's own
+        ``entries`` (a sole voter commits a proposal in the Ready that persists it).
+        A CONF_CHANGE_V2 entry is applied by calling ``RawNode.apply_conf_change``
+        with its decoded ConfChange.
     messages: messages to send once the above is durable. A failure to deliver one is
         reported with ``report_unreachable``; a SNAP message's outcome with
         ``report_snapshot``.

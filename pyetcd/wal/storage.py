@@ -152,14 +152,17 @@ class WALStorage:
 
     # -- writes by the application -----------------------------------------------
 
-    def save(self, hard_state: HardState, entries: Sequence[Entry] = ()) -> Future[None]:
+    def save(
+        self, hard_state: HardState, entries: Sequence[Entry] = (), *, inline: bool = False
+    ) -> Future[None]:
         """Append ``entries`` and set ``hard_state`` (if not empty); the future completes
-        when they are durable. Memory is updated at once, so reads see them before then."""
+        when they are durable. Memory is updated at once, so reads see them before then.
+        ``inline``: see ``WAL.save``."""
         if entries:
             self.memory.append(list(entries))
         if not hard_state.is_empty():
             self.memory.set_hard_state(hard_state)
-        return self.wal.save(hard_state, entries)
+        return self.wal.save(hard_state, entries, inline=inline)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Persist a snapshot received from the leader and replace the log with it.

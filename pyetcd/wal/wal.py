@@ -1,10 +1,13 @@
 """The write-ahead log: segment files, group commit, repair and release.
 
 Rules:
-1. One writer thread owns the tail (open segment, offset, running crc). ``save`` only
-   queues; the thread drains everything queued, encodes it in order, writes it with one
-   ``write`` and makes it durable with one ``fdatasync`` (group commit). Callers learn
-   completion per save through a ``concurrent.futures.Future``.
+1. Whoever holds ``_tail_lock`` owns the tail (open segment, offset, running crc):
+   normally the writer thread. ``save`` only queues; the thread drains everything
+   queued, encodes it in order, writes it with one ``write`` and makes it durable with
+   one ``fdatasync`` (group commit). Callers learn completion per save through a
+   ``concurrent.futures.Future``. ``save(..., inline=True)`` writes on the caller's
+   thread instead, but only when no queued save is still unwritten (``_unwritten``
+   counts them), so saves stay in call order.
 2. A save is synced when it carries entries, changes term or vote, or is a snapshot
    marker (etcd's MustSync); a commit-only hard state is written but not synced.
 3. A new segment is a temp file, preallocated, written, fsynced, renamed, and the
@@ -110,6 +113,11 @@ class WAL:
         self._fd, self._offset, self._crc, self._last_index, self._hs = tail
         self._packer = msgpack.Packer(use_bin_type=True)
         self._queue: queue.SimpleQueue[_Save | None] = queue.SimpleQueue()
+        self._tail_lock = threading.Lock()
+        # Saves queued but not yet written; guarded by _count_lock. An inline save
+        # may only go ahead when it is 0, or it would overtake them.
+        self._unwritten = 0
+        self._count_lock = threading.Lock()
         self._error: BaseException | None = None
         self._closed = False
         #: Number of fdatasync calls for saves (group commit makes it << number of saves).
@@ -244,12 +252,18 @@ class WAL:
 
     # -- writing ------------------------------------------------------------
 
-    def save(self, hard_state: HardState, entries: Sequence[Entry] = ()) -> Future[None]:
+    def save(
+        self, hard_state: HardState, entries: Sequence[Entry] = (), *, inline: bool = False
+    ) -> Future[None]:
         """Queue ``entries`` then ``hard_state`` for writing; the future completes when
         they are written (and fdatasynced if entries, term or vote changed).
 
         Safe to call from any thread; saves are written in call order. ``entries`` must
         not be mutated afterwards. A failed write fails this and every later save.
+
+        ``inline``: write (and sync) on this thread before returning, skipping the two
+        thread hand-offs, if the writer has nothing queued; otherwise queue as usual.
+        The returned future is then already done.
         """
         fut: Future[None] = Future()
         if self._closed:
@@ -257,7 +271,9 @@ class WAL:
         elif hard_state.is_empty() and not entries:
             fut.set_result(None)
         else:
-            self._queue.put(_Save(hard_state, entries, None, fut))
+            r = _Save(hard_state, entries, None, fut)
+            if not (inline and self._try_inline(r)):
+                self._enqueue(r)
         return fut
 
     def save_snapshot(self, snap: WALSnapshot) -> Future[None]:
@@ -266,8 +282,24 @@ class WAL:
         if self._closed:
             fut.set_exception(WALClosedError())
         else:
-            self._queue.put(_Save(EMPTY_HARD_STATE, (), snap, fut))
+            self._enqueue(_Save(EMPTY_HARD_STATE, (), snap, fut))
         return fut
+
+    def _enqueue(self, r: _Save) -> None:
+        with self._count_lock:
+            self._unwritten += 1
+        self._queue.put(r)
+
+    def _try_inline(self, r: _Save) -> bool:
+        if not self._tail_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._unwritten:
+                return False
+            self._commit([r])
+            return True
+        finally:
+            self._tail_lock.release()
 
     def close(self) -> None:
         """Stop the writer after everything queued, sync, and release the lock."""
@@ -319,7 +351,10 @@ class WAL:
                     break
             reqs = [r for r in batch if r is not None]
             if reqs:
-                self._commit(reqs)
+                with self._tail_lock:
+                    self._commit(reqs)
+                    with self._count_lock:
+                        self._unwritten -= len(reqs)
             if len(reqs) != len(batch):
                 return
 

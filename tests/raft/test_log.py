@@ -82,27 +82,38 @@ def test_maybe_append_refuses_to_overwrite_committed() -> None:
         log.commit_to(3)
 
 
-def test_committed_entries_wait_for_persistence() -> None:
+def test_committed_entries_go_out_with_their_unstable_entries() -> None:
     log = log_with((1, 1), stable=True)
     log.append(list(ents((2, 1), (3, 1))))
     log.commit_to(3)
-    # Only the stable entry may be applied.
-    assert [e.index for e in log.next_committed_ents()] == [1]
+    # Not handed out yet: they go out in the same Ready as the committed ones, whose
+    # contract makes them durable before anything is applied.
+    assert [e.index for e in log.next_committed_ents()] == [1, 2, 3]
     assert [e.index for e in log.next_unstable_ents()] == [2, 3]
-    log.unstable.accept_in_progress()
-    assert log.next_unstable_ents() == []
+
+
+def test_committed_entries_wait_for_entries_in_flight() -> None:
+    log = log_with((1, 1), stable=True)
+    log.append(list(ents((2, 1), (3, 1))))
+    log.unstable.accept_in_progress()  # handed out in a Ready not yet acknowledged
+    log.append(list(ents((4, 1))))
+    log.commit_to(4)
+    # Only the stable entry may be applied while 2 and 3 may still be in flight.
+    assert [e.index for e in log.next_committed_ents()] == [1]
+    assert log.has_next_committed_ents()
+    assert [e.index for e in log.next_unstable_ents()] == [4]
     # The application writes them, then acknowledges.
     st = log.storage
     assert isinstance(st, MemoryStorage)
     st.append(list(ents((2, 1), (3, 1))))
     log.stable_to(3, 1)
-    assert [e.index for e in log.next_committed_ents()] == [1, 2, 3]
-    log.accept_applying(3)
+    assert [e.index for e in log.next_committed_ents()] == [1, 2, 3, 4]
+    log.accept_applying(4)
     assert not log.has_next_committed_ents()
-    log.applied_to(3)
-    assert log.applied == 3
+    log.applied_to(4)
+    assert log.applied == 4
     with pytest.raises(AssertionError):
-        log.applied_to(2)
+        log.applied_to(3)
 
 
 def test_unstable_stable_to_ignores_a_replaced_entry() -> None:

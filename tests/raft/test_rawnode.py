@@ -86,11 +86,12 @@ def test_inputs_allowed_between_ready_and_advance() -> None:
     rn.advance()
     rd2 = rn.ready()
     assert [e.data for e in rd1.entries] == [b"a"]
+    assert [e.data for e in rd1.committed_entries] == [b"a"]
     assert [e.data for e in rd2.entries] == [b"b"]
-    assert [e.data for e in rd2.committed_entries] == [b"a"]
+    assert [e.data for e in rd2.committed_entries] == [b"b"]
 
 
-def test_single_node_election_and_commit_after_persist() -> None:
+def test_single_node_commits_in_the_ready_that_persists() -> None:
     rn = new_node()
     rn.campaign()
     assert rn.is_leader()
@@ -98,15 +99,12 @@ def test_single_node_election_and_commit_after_persist() -> None:
     assert rd.soft_state is not None and rd.soft_state.raft_state == StateType.LEADER
     assert rd.hard_state == HardState(term=1, vote=1, commit=2)
     assert rd.must_sync and [e.index for e in rd.entries] == [2]
-    # Entries are never handed out for applying in the Ready that persists them.
-    assert rd.committed_entries == ()
+    # A sole voter's entry is committed at once: it is handed out for applying in the
+    # Ready that persists it (the contract: persist first, then apply).
+    assert [e.index for e in rd.committed_entries] == [2]
     st = rn.raft.raft_log.storage
     assert isinstance(st, MemoryStorage)
     st.append(rd.entries)
-    rn.advance()
-    rd = rn.ready()
-    assert [e.index for e in rd.committed_entries] == [2]
-    assert not rd.must_sync and rd.soft_state is None and rd.hard_state is None
     rn.advance()
     assert not rn.has_ready()
     st_ = rn.status()
@@ -202,12 +200,10 @@ def test_conf_change_proposal_and_apply() -> None:
     assert [(e.type, ConfChange.decode(e.data)) for e in rd.entries] == [
         (EntryType.CONF_CHANGE_V2, cc)
     ]
+    assert [e.type for e in rd.committed_entries] == [EntryType.CONF_CHANGE_V2]
     st = rn.raft.raft_log.storage
     assert isinstance(st, MemoryStorage)
     st.append(rd.entries)
-    rn.advance()
-    rd = rn.ready()
-    assert [e.type for e in rd.committed_entries] == [EntryType.CONF_CHANGE_V2]
     assert rn.apply_conf_change(cc) == ConfState(voters=(1,), learners=(2,))
     rn.advance()
 

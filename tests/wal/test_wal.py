@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pyetcd.wal import (
     WALNotFoundError,
     WALSnapshot,
 )
+from pyetcd.wal.fs import FS
 from pyetcd.wal.segment import list_segment_names
 
 
@@ -221,3 +223,73 @@ def test_metadata_is_repeated_in_every_segment(tmp_path: Path) -> None:
     w, r = WAL.open(d, segment_size=4096)
     w.close()
     assert r.metadata == Metadata(7, 9)
+
+
+class _GatedFS(FS):
+    """Records which thread wrote and synced; fdatasync waits for ``gate`` when armed."""
+
+    def __init__(self) -> None:
+        self.threads: list[tuple[str, str]] = []
+        self.gate: threading.Event | None = None
+        self.syncing = threading.Event()
+
+    def write(self, fd: int, data: bytes | memoryview) -> None:
+        self.threads.append(("write", threading.current_thread().name))
+        super().write(fd, data)
+
+    def fdatasync(self, fd: int) -> None:
+        self.threads.append(("fdatasync", threading.current_thread().name))
+        if self.gate is not None:
+            self.syncing.set()
+            assert self.gate.wait(10)
+        super().fdatasync(fd)
+
+
+def test_inline_save_is_written_and_synced_on_the_callers_thread(tmp_path: Path) -> None:
+    fs = _GatedFS()
+    w = WAL.create(wal_dir(tmp_path), META, fs=fs, segment_size=SMALL_SEGMENT)
+    fs.threads.clear()
+    before = w.sync_count
+    fut = w.save(HardState(1, 1, 0), [entry(1)], inline=True)
+    assert fut.done() and fut.result() is None
+    me = threading.current_thread().name
+    assert fs.threads == [("write", me), ("fdatasync", me)]
+    assert w.sync_count == before + 1
+    w.close()
+    _, r = _open_closed(wal_dir(tmp_path))
+    assert [e.index for e in r.entries] == [1]
+
+
+def test_inline_save_never_overtakes_a_queued_one(tmp_path: Path) -> None:
+    fs = _GatedFS()
+    w = WAL.create(wal_dir(tmp_path), META, fs=fs, segment_size=SMALL_SEGMENT)
+    fs.gate = threading.Event()
+    first = w.save(HardState(1, 1, 0), [entry(1)])  # the writer thread blocks in its sync
+    assert fs.syncing.wait(10)
+    second = w.save(HardState(1, 1, 0), [entry(2)], inline=True)
+    assert not second.done()  # queued behind the first, not written ahead of it
+    fs.gate.set()
+    first.result(10)
+    second.result(10)
+    third = w.save(HardState(1, 1, 0), [entry(3)], inline=True)
+    assert third.done()  # the writer is idle again: inline
+    w.close()
+    _, r = _open_closed(wal_dir(tmp_path))
+    assert [e.index for e in r.entries] == [1, 2, 3]
+    assert [t for op, t in fs.threads if op == "write"][-1] == threading.current_thread().name
+
+
+def test_a_failed_inline_save_fails_every_later_save(tmp_path: Path) -> None:
+    class Failing(FS):
+        def fdatasync(self, fd: int) -> None:
+            raise OSError(5, "I/O error")
+
+    w = WAL.create(wal_dir(tmp_path), META, fs=Failing(), segment_size=SMALL_SEGMENT)
+    with pytest.raises(OSError, match="I/O error"):
+        w.save(HardState(1, 1, 0), [entry(1)], inline=True).result()
+    with pytest.raises(OSError, match="I/O error"):
+        w.save(HardState(1, 1, 0), [entry(2)]).result(10)
+    with pytest.raises(OSError, match="I/O error"):
+        w.save(HardState(1, 1, 0), [entry(3)], inline=True).result()
+    with contextlib.suppress(OSError):
+        w.close()

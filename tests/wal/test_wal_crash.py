@@ -50,15 +50,18 @@ def test_kill_9_never_loses_an_acknowledged_entry(tmp_path: Path) -> None:
     assert acked > 100
 
 
-def _run_and_cut(root: Path, fs: PowerCutFS) -> tuple[list[int], HardState]:
-    """Write through ``fs``: acked entries and the last acked hard state; then cut."""
+def _run_and_cut(
+    root: Path, fs: PowerCutFS, inline: bool = False
+) -> tuple[list[int], HardState]:
+    """Write through ``fs``: acked entries and the last acked hard state; then cut.
+    ``inline``: the acknowledged saves are written on this thread (``save(inline=True)``)."""
     d = str(root / "data" / "member" / "wal")
     w = WAL.create(d, META, fs=fs, segment_size=2048)
     acked: list[int] = []
     hs = HardState()
     for i in range(1, 120):
         hs_i = HardState(term=1 + i // 40, vote=1, commit=i - 1)
-        w.save(hs_i, [entry(i, term=hs_i.term, size=40)]).result()
+        w.save(hs_i, [entry(i, term=hs_i.term, size=40)], inline=inline).result()
         acked.append(i)
         hs = hs_i
         if i == 60:
@@ -73,10 +76,13 @@ def _run_and_cut(root: Path, fs: PowerCutFS) -> tuple[list[int], HardState]:
     return acked, hs
 
 
-def test_power_cut_keeps_every_acknowledged_entry_and_hard_state(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["writer-thread", "inline"])
+def test_power_cut_keeps_every_acknowledged_entry_and_hard_state(
+    tmp_path: Path, inline: bool
+) -> None:
     (tmp_path / "data").mkdir()
     fs = PowerCutFS(str(tmp_path))
-    acked, hs = _run_and_cut(tmp_path, fs)
+    acked, hs = _run_and_cut(tmp_path, fs, inline)
     d = str(tmp_path / "data" / "member" / "wal")
     w, r = WAL.open(d, WALSnapshot(50, 2), segment_size=2048)
     w.close()
@@ -86,11 +92,14 @@ def test_power_cut_keeps_every_acknowledged_entry_and_hard_state(tmp_path: Path)
     assert r.hard_state.commit >= hs.commit - 1  # commit-only changes are not synced
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["writer-thread", "inline"])
 @pytest.mark.parametrize("broken", ["drop_fdatasync", "drop_dir_fsync"])
-def test_the_power_cut_layer_catches_a_missing_fsync(tmp_path: Path, broken: str) -> None:
+def test_the_power_cut_layer_catches_a_missing_fsync(
+    tmp_path: Path, broken: str, inline: bool
+) -> None:
     (tmp_path / "data").mkdir()
     fs = PowerCutFS(str(tmp_path), **{broken: True})
-    acked, _ = _run_and_cut(tmp_path, fs)
+    acked, _ = _run_and_cut(tmp_path, fs, inline)
     d = str(tmp_path / "data" / "member" / "wal")
     with pytest.raises(Exception):  # noqa: B017 - lost data shows up as any of several errors
         w, r = WAL.open(d, WALSnapshot(50, 2), segment_size=2048)
