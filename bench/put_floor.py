@@ -9,6 +9,10 @@ bound what pyetcd could reach on this machine:
   wire cost of one call.
 - ``floor_fdatasync``: the same, but each Put is written to a preallocated file on the
   same disk and fdatasynced before the answer, as a durable server must at least do.
+- ``etcd_3.4`` (when Debian's ``etcd-server`` is installed: ``/usr/bin/etcd`` 3.4.x): an
+  etcd whose one member waits for its WAL fdatasync before answering. etcd 3.5.1, the
+  harness's reference, answers a one-member put while its fdatasync is still running
+  (etcd-io/etcd#14370, fixed by #14394 in later 3.4 and 3.5 releases).
 
 Usage: python bench/put_floor.py [--seconds S] [--repeats N] [--kinds a,b,...]
 Servers take turns (the order rotates each repeat); figures are medians. The last line
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,9 +42,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.vs_etcd_load import LoadKind, LoadSpec, run_load  # noqa: E402
-from tests.cluster.harness import free_ports, running_cluster  # noqa: E402
+from tests.cluster.harness import free_ports, running_cluster, wait_until  # noqa: E402
 
-KINDS = ("etcd", "pyetcd", "floor_memory", "floor_fdatasync")
+KINDS = ("etcd", "pyetcd", "floor_memory", "floor_fdatasync", "etcd_3.4")
+DEBIAN_ETCD = Path("/usr/bin/etcd")
 FLOOR_FILE_BYTES = 64 * 1000 * 1000  # preallocated like a WAL segment
 
 
@@ -99,8 +105,45 @@ def floor_server(mode: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def debian_etcd() -> Iterator[str]:
+    client, peer = free_ports(2)
+    with tempfile.TemporaryDirectory(prefix="putfloor-etcd34-", dir=os.getcwd()) as d:
+        peer_url = f"http://127.0.0.1:{peer}"
+        client_url = f"http://127.0.0.1:{client}"
+        cmd = [
+            str(DEBIAN_ETCD),
+            "--name=default",
+            f"--data-dir={d}/default.etcd",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}",
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        try:
+            wait_until("etcd 3.4 healthy", lambda: _healthy(client_url), timeout=30)
+            yield f"127.0.0.1:{client}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _healthy(client_url: str) -> bool | None:
+    try:
+        with urllib.request.urlopen(f"{client_url}/health", timeout=1) as resp:
+            return json.loads(resp.read()).get("health") == "true" or None
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
 def endpoint_of(kind: str) -> Iterator[str]:
-    if kind.startswith("floor_"):
+    if kind == "etcd_3.4":
+        with debian_etcd() as ep:
+            yield ep
+    elif kind.startswith("floor_"):
         with floor_server(kind.removeprefix("floor_")) as ep:
             yield ep
     else:
@@ -137,6 +180,9 @@ def main() -> None:
         serve(int(args.serve[0]), args.serve[1], args.serve[2])
         return
     kinds = [k for k in args.kinds.split(",") if k]
+    if "etcd_3.4" in kinds and not DEBIAN_ETCD.exists():
+        print("no /usr/bin/etcd (Debian's etcd-server): etcd_3.4 left out", file=sys.stderr)
+        kinds.remove("etcd_3.4")
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     for rep in range(args.repeats):
         order = kinds[rep % len(kinds) :] + kinds[: rep % len(kinds)]

@@ -48,6 +48,11 @@ SNAPSHOT_CATCHUP_ENTRIES = 5000
 #: two thread hand-offs around the fdatasync; under load, Readies carry many entries
 #: and the writer thread syncs while the loop takes in the next requests.
 INLINE_SAVE_MAX_ENTRIES = 1
+#: ...but only while synced saves take less than this (a moving average): on a slow
+#: disk the hand-offs cost little next to the sync, and the loop keeps serving reads,
+#: heartbeats and other clients while the writer thread waits for it.
+INLINE_SAVE_MAX_SECONDS = 0.002
+_SYNC_AVERAGE_WEIGHT = 0.125  # of the newest sample in the moving average
 
 
 class Applier(Protocol):
@@ -118,6 +123,8 @@ class RaftNode:
         self.on_applied: Callable[[int], None] | None = None
         self.leader_changed_at = time.monotonic()
         self.fsync_seconds: list[float] = []
+        #: Moving average of synced saves' durations (see INLINE_SAVE_MAX_SECONDS).
+        self.sync_seconds_average = 0.0
 
     # -- inputs (any coroutine may call these; the loop picks them up) ------------------------
 
@@ -260,16 +267,20 @@ class RaftNode:
         if early:
             self._send(rd.messages)
         if rd.entries or rd.hard_state is not None:
-            # A save that needs no fdatasync is one write(): always cheaper inline.
-            inline = not rd.must_sync or len(rd.entries) <= INLINE_SAVE_MAX_ENTRIES
             t0 = time.perf_counter()
-            fut = self.storage.save(rd.hard_state or HardState(), rd.entries, inline=inline)
+            fut = self.storage.save(
+                rd.hard_state or HardState(), rd.entries, inline=self._save_inline(rd)
+            )
             if rd.must_sync:
                 if fut.done():
                     fut.result()  # raises what the write raised
                 else:
                     await asyncio.wrap_future(fut)
-                self.fsync_seconds.append(time.perf_counter() - t0)
+                took = time.perf_counter() - t0
+                self.fsync_seconds.append(took)
+                self.sync_seconds_average += (
+                    took - self.sync_seconds_average
+                ) * _SYNC_AVERAGE_WEIGHT
             if rd.hard_state is not None:
                 self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
         if not early:
@@ -281,6 +292,14 @@ class RaftNode:
                 self.on_applied(self.applied_index)
         if rd.read_states and self._on_read_states is not None:
             self._on_read_states(rd.read_states)
+
+    def _save_inline(self, rd: Ready) -> bool:
+        if not rd.must_sync:
+            return True  # one write(), no fdatasync: always cheaper than a hand-off
+        return (
+            len(rd.entries) <= INLINE_SAVE_MAX_ENTRIES
+            and self.sync_seconds_average < INLINE_SAVE_MAX_SECONDS
+        )
 
     def _may_send_before_persisting(self, rd: Ready) -> bool:
         if not rd.messages or self.rawnode.raft.state != StateType.LEADER:
