@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.vs_etcd_load import LoadKind, LoadSpec, run_load  # noqa: E402
-from tests.cluster.harness import free_ports, running_cluster, wait_until  # noqa: E402
+from tests.cluster.harness import DEBIAN_ETCD, free_ports, running_cluster  # noqa: E402
 
 KINDS = ("etcd", "pyetcd", "floor_memory", "floor_fdatasync", "etcd_3.4")
-DEBIAN_ETCD = Path("/usr/bin/etcd")
 FLOOR_FILE_BYTES = 64 * 1000 * 1000  # preallocated like a WAL segment
 
 
@@ -105,45 +103,8 @@ def floor_server(mode: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def debian_etcd() -> Iterator[str]:
-    client, peer = free_ports(2)
-    with tempfile.TemporaryDirectory(prefix="putfloor-etcd34-", dir=os.getcwd()) as d:
-        peer_url = f"http://127.0.0.1:{peer}"
-        client_url = f"http://127.0.0.1:{client}"
-        cmd = [
-            str(DEBIAN_ETCD),
-            "--name=default",
-            f"--data-dir={d}/default.etcd",
-            f"--listen-client-urls={client_url}",
-            f"--advertise-client-urls={client_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}",
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        try:
-            wait_until("etcd 3.4 healthy", lambda: _healthy(client_url), timeout=30)
-            yield f"127.0.0.1:{client}"
-        finally:
-            proc.terminate()
-            proc.wait(10)
-
-
-def _healthy(client_url: str) -> bool | None:
-    try:
-        with urllib.request.urlopen(f"{client_url}/health", timeout=1) as resp:
-            return json.loads(resp.read()).get("health") == "true" or None
-    except (OSError, ValueError):
-        return None
-
-
-@contextlib.contextmanager
 def endpoint_of(kind: str) -> Iterator[str]:
-    if kind == "etcd_3.4":
-        with debian_etcd() as ep:
-            yield ep
-    elif kind.startswith("floor_"):
+    if kind.startswith("floor_"):
         with floor_server(kind.removeprefix("floor_")) as ep:
             yield ep
     else:

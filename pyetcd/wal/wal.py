@@ -114,8 +114,9 @@ class WAL:
         self._packer = msgpack.Packer(use_bin_type=True)
         self._queue: queue.SimpleQueue[_Save | None] = queue.SimpleQueue()
         self._tail_lock = threading.Lock()
-        # Saves queued but not yet written; guarded by _count_lock. An inline save
-        # may only go ahead when it is 0, or it would overtake them.
+        # Saves queued but not yet written (changed under _count_lock; decremented by
+        # the writer while it still holds _tail_lock). An inline save, holding
+        # _tail_lock, may only go ahead when it is 0, or it would overtake them.
         self._unwritten = 0
         self._count_lock = threading.Lock()
         self._error: BaseException | None = None

