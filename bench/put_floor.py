@@ -4,7 +4,7 @@
 measures, with the same one-client load and in the same run, two more servers that
 bound what pyetcd could reach on this machine:
 
-- ``floor_memory``: pyetcd's own gRPC-over-HTTP/2 server (``pyetcd.api.grpc_server``)
+- ``floor_memory``: pyetcd's own gRPC-over-HTTP/2 server (``pyetcd.grpcwire.server``)
   answering Put from memory: no Raft, no WAL, no MVCC. The client, the kernel and the
   wire cost of one call.
 - ``floor_fdatasync``: the same, but each Put is written to a preallocated file on the
@@ -53,7 +53,7 @@ FLOOR_FILE_BYTES = 64 * 1000 * 1000  # preallocated like a WAL segment
 def serve(port: int, directory: str, mode: str) -> None:
     import uvloop
 
-    from pyetcd.api.grpc_server import GrpcServer
+    from pyetcd.grpcwire.server import GrpcServer
     from pyetcd.logutil import new_logger
     from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
 

@@ -14,15 +14,15 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from pyetcd.api.grpc_server import build_grpc_server
-from pyetcd.api.http_listener import ClientListener, ListenError
+from pyetcd.api.listener import ClientListener, ListenError
 from pyetcd.config import Config
+from pyetcd.grpcwire.server import build_grpc_server
 from pyetcd.ids import BootstrapError, InitialCluster
 from pyetcd.logutil import Logger, new_logger
-from pyetcd.server.auth_errors import AuthOptionsError
-from pyetcd.server.peer_transport import PeerTransport
-from pyetcd.server.server import EtcdServer
-from pyetcd.server.tls import TLSInfo, TLSSetupError, client_tls_info, peer_tls_info
+from pyetcd.server.auth.errors import AuthOptionsError
+from pyetcd.server.etcdserver.server import EtcdServer
+from pyetcd.server.rafthttp.transport import PeerTransport
+from pyetcd.tlsutil import TLSInfo, TLSSetupError, client_tls_info, peer_tls_info
 from pyetcd.wal import WALError
 
 __all__ = ["run", "serve"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from pyetcd.api.http import HTTPFrontend, Request
+from pyetcd.api.etcdhttp.handler import HTTPFrontend, Request
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
 
 from .conftest import LiveMember, http, read_reply
@@ -220,7 +220,7 @@ async def _trickle(writer: asyncio.StreamWriter, pieces: list[bytes]) -> None:
 
 
 async def test_http2_preface_one_byte_at_a_time_gets_settings(member: LiveMember) -> None:
-    from pyetcd.api.h2_frames import PREFACE
+    from pyetcd.grpcwire.frames import PREFACE
 
     reader, writer = await asyncio.open_connection(member.host, member.port)
     try:

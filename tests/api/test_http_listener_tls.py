@@ -15,12 +15,12 @@ import grpc
 import pytest
 from e2e.tls_certs import CertAuthority
 
-from pyetcd.api.grpc_server import GrpcServer
-from pyetcd.api.http import HTTPFrontend
-from pyetcd.api.http_listener import _Sorter
+from pyetcd.api.etcdhttp.handler import HTTPFrontend
+from pyetcd.api.listener import _Sorter
+from pyetcd.grpcwire.server import GrpcServer
 from pyetcd.logutil import Logger
 from pyetcd.pb import kv_pb2, rpc_pb2, rpc_pb2_grpc
-from pyetcd.server.tls import TLSInfo
+from pyetcd.tlsutil import TLSInfo
 
 from .conftest import read_reply, start_member
 
@@ -66,7 +66,7 @@ async def connect(
 
 
 async def test_h2_alone_gets_grpc(tls_member: TLSMember) -> None:
-    from pyetcd.api.h2_frames import PREFACE, settings
+    from pyetcd.grpcwire.frames import PREFACE, settings
 
     reader, writer, chosen = await connect(tls_member, ["h2"])
     try:

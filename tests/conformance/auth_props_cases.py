@@ -24,7 +24,7 @@ import grpc
 from hypothesis import strategies as st
 
 from pyetcd.pb import auth_pb2, rpc_pb2, rpc_pb2_grpc
-from pyetcd.server import auth_errors as ae
+from pyetcd.server.auth import errors as ae
 
 # test_auth_model lives in tests/server, a plain directory (no package): import it
 # by module name, as pytest's prepend mode does when it collects it.

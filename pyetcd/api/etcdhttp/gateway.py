@@ -1,0 +1,216 @@
+"""The /v3 JSON gateway: etcd's unary RPCs as ``POST /v3/...`` with proto JSON bodies.
+
+Every route calls the same servicer method the gRPC server calls, with a stand-in
+context that turns ``context.abort(code, message)`` into an HTTP error, so the
+gateway and gRPC cannot disagree on semantics or error text.
+
+JSON follows etcd's grpc-gateway marshaler: proto field names, int64 as strings,
+bytes as padded base64, enums by name, zero values omitted; requests accept proto or
+camelCase names and ignore unknown fields. Errors are
+``{"error": m, "code": N, "message": m}`` with grpc-gateway's HTTP status for the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from pyetcd.api.v3rpc.auth import AuthService
+from pyetcd.api.v3rpc.cluster import ClusterService
+from pyetcd.api.v3rpc.election import ElectionService
+from pyetcd.api.v3rpc.errors import code_of
+from pyetcd.api.v3rpc.kv import KVService
+from pyetcd.api.v3rpc.lease import LeaseService
+from pyetcd.api.v3rpc.lock import LockService
+from pyetcd.api.v3rpc.maintenance import MaintenanceService
+from pyetcd.grpcwire.call import CallAborted
+from pyetcd.pb import rpc_pb2, v3election_pb2, v3lock_pb2
+from pyetcd.server.etcdserver.server import EtcdServer
+
+__all__ = ["ROUTES", "Gateway", "GatewayResult", "error_body", "to_json"]
+
+SC = grpc.StatusCode
+
+# grpc-gateway (v1, as etcd 3.5 vendors it): gRPC status code -> HTTP status.
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    SC.OK: 200,
+    SC.CANCELLED: 408,
+    SC.UNKNOWN: 500,
+    SC.INVALID_ARGUMENT: 400,
+    SC.DEADLINE_EXCEEDED: 504,
+    SC.NOT_FOUND: 404,
+    SC.ALREADY_EXISTS: 409,
+    SC.PERMISSION_DENIED: 403,
+    SC.UNAUTHENTICATED: 401,
+    SC.RESOURCE_EXHAUSTED: 429,
+    SC.FAILED_PRECONDITION: 400,
+    SC.ABORTED: 409,
+    SC.OUT_OF_RANGE: 400,
+    SC.UNIMPLEMENTED: 501,
+    SC.INTERNAL: 500,
+    SC.UNAVAILABLE: 503,
+    SC.DATA_LOSS: 500,
+}
+
+_ALIASES = {  # etcd 3.5 still serves the lease routes under /v3/kv/lease/
+    "/v3/kv/lease/revoke": "/v3/lease/revoke",
+    "/v3/kv/lease/timetolive": "/v3/lease/timetolive",
+    "/v3/kv/lease/leases": "/v3/lease/leases",
+}
+
+#: path -> (service full name, method name); request types come from the descriptors.
+ROUTES: dict[str, tuple[str, str]] = {
+    "/v3/kv/range": ("etcdserverpb.KV", "Range"),
+    "/v3/kv/put": ("etcdserverpb.KV", "Put"),
+    "/v3/kv/deleterange": ("etcdserverpb.KV", "DeleteRange"),
+    "/v3/kv/txn": ("etcdserverpb.KV", "Txn"),
+    "/v3/kv/compaction": ("etcdserverpb.KV", "Compact"),
+    "/v3/lease/grant": ("etcdserverpb.Lease", "LeaseGrant"),
+    "/v3/lease/revoke": ("etcdserverpb.Lease", "LeaseRevoke"),
+    "/v3/lease/timetolive": ("etcdserverpb.Lease", "LeaseTimeToLive"),
+    "/v3/lease/leases": ("etcdserverpb.Lease", "LeaseLeases"),
+    "/v3/cluster/member/add": ("etcdserverpb.Cluster", "MemberAdd"),
+    "/v3/cluster/member/remove": ("etcdserverpb.Cluster", "MemberRemove"),
+    "/v3/cluster/member/update": ("etcdserverpb.Cluster", "MemberUpdate"),
+    "/v3/cluster/member/list": ("etcdserverpb.Cluster", "MemberList"),
+    "/v3/cluster/member/promote": ("etcdserverpb.Cluster", "MemberPromote"),
+    "/v3/maintenance/alarm": ("etcdserverpb.Maintenance", "Alarm"),
+    "/v3/maintenance/status": ("etcdserverpb.Maintenance", "Status"),
+    "/v3/maintenance/defragment": ("etcdserverpb.Maintenance", "Defragment"),
+    "/v3/maintenance/hash": ("etcdserverpb.Maintenance", "Hash"),
+    "/v3/maintenance/hashkv": ("etcdserverpb.Maintenance", "HashKV"),
+    "/v3/maintenance/transfer-leadership": ("etcdserverpb.Maintenance", "MoveLeader"),
+    "/v3/maintenance/downgrade": ("etcdserverpb.Maintenance", "Downgrade"),
+    "/v3/auth/enable": ("etcdserverpb.Auth", "AuthEnable"),
+    "/v3/auth/disable": ("etcdserverpb.Auth", "AuthDisable"),
+    "/v3/auth/status": ("etcdserverpb.Auth", "AuthStatus"),
+    "/v3/auth/authenticate": ("etcdserverpb.Auth", "Authenticate"),
+    "/v3/auth/user/add": ("etcdserverpb.Auth", "UserAdd"),
+    "/v3/auth/user/get": ("etcdserverpb.Auth", "UserGet"),
+    "/v3/auth/user/list": ("etcdserverpb.Auth", "UserList"),
+    "/v3/auth/user/delete": ("etcdserverpb.Auth", "UserDelete"),
+    "/v3/auth/user/changepw": ("etcdserverpb.Auth", "UserChangePassword"),
+    "/v3/auth/user/grant": ("etcdserverpb.Auth", "UserGrantRole"),
+    "/v3/auth/user/revoke": ("etcdserverpb.Auth", "UserRevokeRole"),
+    "/v3/auth/role/add": ("etcdserverpb.Auth", "RoleAdd"),
+    "/v3/auth/role/get": ("etcdserverpb.Auth", "RoleGet"),
+    "/v3/auth/role/list": ("etcdserverpb.Auth", "RoleList"),
+    "/v3/auth/role/delete": ("etcdserverpb.Auth", "RoleDelete"),
+    "/v3/auth/role/grant": ("etcdserverpb.Auth", "RoleGrantPermission"),
+    "/v3/auth/role/revoke": ("etcdserverpb.Auth", "RoleRevokePermission"),
+    "/v3/lock/lock": ("v3lockpb.Lock", "Lock"),
+    "/v3/lock/unlock": ("v3lockpb.Lock", "Unlock"),
+    "/v3/election/campaign": ("v3electionpb.Election", "Campaign"),
+    "/v3/election/proclaim": ("v3electionpb.Election", "Proclaim"),
+    "/v3/election/leader": ("v3electionpb.Election", "Leader"),
+    "/v3/election/resign": ("v3electionpb.Election", "Resign"),
+}
+
+_PB_MODULES = {"etcdserverpb": rpc_pb2, "v3lockpb": v3lock_pb2, "v3electionpb": v3election_pb2}
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayResult:
+    """What a gateway call produced: an HTTP status and a JSON document."""
+
+    status: int
+    body: dict[str, Any]
+
+
+class _GatewayContext:
+    """The part of grpc.aio.ServicerContext the servicers use, for one HTTP call.
+
+    Its metadata is the request's ``Authorization`` header (the token), as etcd's
+    gateway forwards it.
+    """
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self._metadata = metadata
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> NoReturn:
+        raise CallAborted(code, details)
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        pass
+
+    def set_details(self, details: str) -> None:
+        pass
+
+    def peer(self) -> str:
+        return "gateway"
+
+
+def _request_type(service: str, method: str) -> type[Message]:
+    package, name = service.split(".")
+    module = _PB_MODULES[package]
+    desc = module.DESCRIPTOR.services_by_name[name].methods_by_name[method]
+    cls: type[Message] = getattr(module, desc.input_type.name)
+    return cls
+
+
+def error_body(code: grpc.StatusCode, message: str) -> GatewayResult:
+    """etcd's gateway error document for a gRPC status."""
+    number = code.value[0]
+    return GatewayResult(
+        HTTP_STATUS.get(code, 500), {"error": message, "code": number, "message": message}
+    )
+
+
+def to_json(msg: Message) -> dict[str, Any]:
+    """A response message as etcd's gateway marshals it."""
+    out: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    return out
+
+
+class Gateway:
+    """Routes ``/v3/...`` paths to the servicers of one member."""
+
+    def __init__(self, server: EtcdServer) -> None:
+        self.services: dict[str, Any] = {
+            "etcdserverpb.KV": KVService(server),
+            "etcdserverpb.Lease": LeaseService(server),
+            "etcdserverpb.Cluster": ClusterService(server),
+            "etcdserverpb.Maintenance": MaintenanceService(server),
+            "etcdserverpb.Auth": AuthService(server),
+            "v3lockpb.Lock": LockService(server),
+            "v3electionpb.Election": ElectionService(server),
+        }
+        self._routes: dict[str, tuple[type[Message], Callable[..., Awaitable[Message]]]] = {}
+        for path, (service, method) in ROUTES.items():
+            handler = getattr(self.services[service], method)
+            self._routes[path] = (_request_type(service, method), handler)
+
+    def knows(self, path: str) -> bool:
+        """Whether ``path`` is a gateway route."""
+        return _ALIASES.get(path, path) in self._routes
+
+    async def call(
+        self, path: str, body: bytes, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> GatewayResult:
+        """Decode ``body``, call the route's servicer with ``metadata``, encode the answer."""
+        route = self._routes.get(_ALIASES.get(path, path))
+        if route is None:
+            return GatewayResult(404, {"error": "Not Found", "code": 5, "message": "Not Found"})
+        request_type, handler = route
+        req = request_type()
+        if body.strip():
+            try:
+                json_format.Parse(body, req, ignore_unknown_fields=True)
+            except (json_format.ParseError, ValueError, UnicodeDecodeError) as err:
+                return error_body(SC.INVALID_ARGUMENT, str(err))
+        try:
+            resp = await handler(req, _GatewayContext(metadata))
+        except CallAborted as err:
+            return error_body(err.code, err.details)
+        except Exception as err:
+            code = code_of(err) or SC.UNKNOWN
+            return error_body(code, str(err))
+        return GatewayResult(200, to_json(resp))

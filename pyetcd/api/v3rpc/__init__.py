@@ -1,0 +1,1 @@
+"""pyetcd.api.v3rpc."""

@@ -1,0 +1,200 @@
+"""etcdserverpb.Watch over gRPC: many watchers per bidi stream.
+
+Ordering rule: a watcher's ``created`` response is queued when the create request
+is handled, before anything of that watcher can be buffered by the store, so the
+client always sees ``created`` before its first event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from pyetcd.mvcc.watchable_store import WatchFilter, WatchResponse, WatchStream, fragment
+from pyetcd.pb import rpc_pb2
+from pyetcd.server.auth.check import check_watch
+from pyetcd.server.etcdserver import pbconv
+from pyetcd.server.etcdserver.errors import ServerError
+from pyetcd.server.etcdserver.server import EtcdServer
+
+from .access import caller
+from .common import Ctx, require_leader
+from .errors import abort
+
+__all__ = ["WATCH_PERMISSION_DENIED", "WatchService"]
+
+_END = object()
+#: etcd's cancel_reason for a watch the caller may not read (its gRPC error's text)
+WATCH_PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+
+
+class _Session:
+    """One client stream: its WatchStream and the responses waiting to be written."""
+
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+        self.out: asyncio.Queue[object] = asyncio.Queue()
+        self.wake = asyncio.Event()
+        self.stream: WatchStream = server.watchable.new_stream(notify=self.wake.set)
+        self.fragment: set[int] = set()
+        self.progress: set[int] = set()
+
+    def handle(self, req: rpc_pb2.WatchRequest) -> None:
+        which = req.WhichOneof("request_union")
+        if which == "create_request":
+            self._create(req.create_request)
+        elif which == "cancel_request":
+            self._cancel(req.cancel_request.watch_id)
+        elif which == "progress_request":
+            self._progress()
+
+    def _create(self, c: rpc_pb2.WatchCreateRequest) -> None:
+        key = c.key or b"\x00"  # etcd watches from "\0" when no key is given
+        try:
+            watch_id = self.stream.watch(
+                key,
+                c.range_end,
+                start_revision=c.start_revision,
+                filters=[WatchFilter(f) for f in c.filters],
+                prev_kv=c.prev_kv,
+                watch_id=c.watch_id if c.watch_id else -1,
+            )
+        except ValueError as err:
+            self.out.put_nowait(
+                rpc_pb2.WatchResponse(
+                    header=self.server.header(),
+                    watch_id=-1,
+                    created=True,
+                    canceled=True,
+                    cancel_reason=f"mvcc: {err}" if "mvcc" not in str(err) else str(err),
+                )
+            )
+            return
+        if c.fragment:
+            self.fragment.add(watch_id)
+        if c.progress_notify:
+            self.progress.add(watch_id)
+        self.out.put_nowait(
+            rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, created=True)
+        )
+        self.server.kick_watch_sync()
+
+    def deny(self, c: rpc_pb2.WatchCreateRequest) -> None:
+        """Answer a create the caller may not read: created and canceled at once."""
+        self.out.put_nowait(
+            rpc_pb2.WatchResponse(
+                header=self.server.header(),
+                watch_id=c.watch_id,
+                created=True,
+                canceled=True,
+                cancel_reason=WATCH_PERMISSION_DENIED,
+            )
+        )
+
+    def _cancel(self, watch_id: int) -> None:
+        if self.stream.cancel(watch_id):
+            self.fragment.discard(watch_id)
+            self.progress.discard(watch_id)
+            self.out.put_nowait(
+                rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, canceled=True)
+            )
+
+    def _progress(self) -> None:
+        # A stream-wide progress notification: watch_id -1 and the current revision,
+        # only when every watcher of the stream has caught up.
+        if all(w in self.server.watchable.synced for w in self.stream.watchers.values()):
+            self.out.put_nowait(rpc_pb2.WatchResponse(header=self.server.header(), watch_id=-1))
+
+    def pump(self) -> None:
+        """Move buffered store responses into the output queue as protobuf."""
+        for r in self.stream.pop_all():
+            parts = [r]
+            if r.watch_id in self.fragment and r.events:
+                parts = fragment(r, self.server.cfg.max_request_bytes)
+            for part in parts:
+                self.out.put_nowait(self._to_pb(part))
+            if r.canceled:
+                self.fragment.discard(r.watch_id)
+                self.progress.discard(r.watch_id)
+                self.stream.watchers.pop(r.watch_id, None)
+        self.server.kick_watch_sync()
+
+    def _to_pb(self, r: WatchResponse) -> rpc_pb2.WatchResponse:
+        # etcd's cancel for a compacted start revision has header revision 0 and no
+        # cancel_reason; other responses without a revision carry the current one
+        compacted = r.canceled and r.compact_revision != 0
+        m = rpc_pb2.WatchResponse(
+            header=self.server.header(0 if compacted else (r.revision or None)),
+            watch_id=r.watch_id,
+            compact_revision=r.compact_revision,
+            canceled=r.canceled,
+            fragment=r.fragment,
+        )
+        for e in r.events:
+            m.events.append(pbconv.event_to_pb(e))
+        return m
+
+
+class WatchService:
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+
+    async def Watch(
+        self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], context: Ctx
+    ) -> None:
+        try:
+            require_leader(self.server, context)
+        except ServerError as err:
+            await abort(context, err)
+        session = _Session(self.server)
+        reader = asyncio.ensure_future(self._read(request_iterator, session, context))
+        pumper = asyncio.ensure_future(self._pump(session))
+        try:
+            while True:
+                item = await session.out.get()
+                if item is _END:
+                    break
+                await context.write(item)
+        finally:
+            reader.cancel()
+            pumper.cancel()
+            for t in (reader, pumper):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            session.stream.close()
+
+    async def _read(
+        self,
+        request_iterator: AsyncIterator[rpc_pb2.WatchRequest],
+        session: _Session,
+        context: Ctx,
+    ) -> None:
+        try:
+            async for req in request_iterator:
+                if (
+                    self.server.auth_store.enabled
+                    and req.HasField("create_request")
+                    and not await self._permitted(req.create_request, context)
+                ):
+                    session.deny(req.create_request)
+                    continue
+                session.handle(req)
+        finally:
+            session.out.put_nowait(_END)
+
+    async def _permitted(self, c: rpc_pb2.WatchCreateRequest, context: Ctx) -> bool:
+        # READ over the whole watched range (a from-key watch needs a from-key grant);
+        # any auth failure, a bad token included, denies the watch as etcd does.
+        try:
+            auth = await caller(self.server, context)
+            check_watch(self.server.auth_store, auth, c.key, c.range_end)
+        except ServerError:
+            return False
+        return True
+
+    async def _pump(self, session: _Session) -> None:
+        while True:
+            await session.wake.wait()
+            session.wake.clear()
+            session.pump()

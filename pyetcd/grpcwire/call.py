@@ -1,0 +1,286 @@
+"""One gRPC call on the client port: its HTTP/2 stream and the servicer context.
+
+A ``ServerCall`` is what a handler sees as ``context`` (the part of grpc.aio's
+``ServicerContext`` etcd's services use: ``abort``, ``invocation_metadata``, ``write``,
+``peer``, ``auth_context``) and what the connection feeds with the stream's request
+bytes. ``run`` is the call's task: decode the request(s), run the handler, send the
+answer, end the stream with grpc-status trailers.
+
+Rules the call keeps:
+
+1. Nothing is sent before the handler's first message or its end: an error before
+   that is a trailers-only answer, as gRPC servers give.
+2. Every DATA byte respects both flow-control windows (the stream's and the
+   connection's) and the peer's frame size; a write waits for a window, not the loop.
+3. The trailers go out once, after the last message; a call whose stream the client
+   reset or whose connection closed sends nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+
+import grpc
+
+from .frames import OK_TRAILERS, RESPONSE_HEADERS, Flag, FrameType, frame, grpc_status_block
+
+if TYPE_CHECKING:
+    from .connection import GrpcConnection
+
+__all__ = ["CallAborted", "MethodHandler", "ServerCall"]
+
+#: A grpc ``RpcMethodHandler`` (grpc ships no type stubs).
+MethodHandler = Any
+
+_MESSAGE_PREFIX: Final = 5  # compressed flag + 32-bit length
+_END: Final = object()
+SC = grpc.StatusCode
+
+
+class CallAborted(Exception):
+    """Raised by ``ServerCall.abort``: the call ends with this status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class ServerCall:
+    """One stream's call; also the handler's servicer context."""
+
+    def __init__(
+        self,
+        conn: GrpcConnection,
+        stream_id: int,
+        handler: MethodHandler | None,
+        method: str,
+        metadata: tuple[tuple[str, str | bytes], ...],
+        encoding: str,
+        send_window: int,
+    ) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.handler: Any = handler  # None: no such method (answered UNIMPLEMENTED)
+        self.method = method
+        self.metadata = metadata
+        self.encoding = encoding
+        self.send_window = send_window
+        self.task: asyncio.Task[None] | None = None
+        # Request messages decoded so far (bytes), ended by _END, and their waiter.
+        self._requests: deque[object] = deque()
+        self._arrived: asyncio.Future[None] | None = None
+        self._partial = bytearray()
+        self.remote_closed = False
+        self.finished = False  # trailers sent, or the stream reset
+        self._headers_sent = False
+        self.received = 0  # DATA bytes since the last stream WINDOW_UPDATE
+        # set_code/set_details: the status a handler chose (grpc.aio's rule: it wins
+        # over OK, and over UNKNOWN when the handler then raises).
+        self._code: grpc.StatusCode | None = None
+        self._details = ""
+
+    # -- the servicer context (what etcd's handlers use) ---------------------------------------
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *_: Any) -> NoReturn:
+        raise CallAborted(code, details)
+
+    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return self.metadata
+
+    def peer(self) -> str:
+        return self.conn.peer
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self.conn.auth_context
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+
+    async def write(self, message: Any) -> None:
+        """Send one response message of a streaming call."""
+        await self._send_message(self.handler.response_serializer(message))
+
+    # -- request bytes, from the connection ------------------------------------------------------
+
+    def feed(self, data: bytes) -> str | None:
+        """Take DATA payload; returns an error text if a message breaks the limits."""
+        buf = self._partial
+        buf += data
+        limit = self.conn.server.max_receive
+        while len(buf) >= _MESSAGE_PREFIX:
+            length = int.from_bytes(buf[1:5], "big")
+            if length > limit:
+                return f"grpc: received message larger than max ({length} vs. {limit})"
+            end = _MESSAGE_PREFIX + length
+            if len(buf) < end:
+                break
+            compressed = buf[0]
+            payload = bytes(buf[_MESSAGE_PREFIX:end])
+            del buf[:end]
+            if compressed:
+                if self.encoding != "gzip":
+                    return f"grpc: compressed flag set with encoding {self.encoding!r}"
+                payload = _gunzip(payload, limit)
+                if len(payload) > limit:
+                    return (
+                        "grpc: received message after decompression larger than max "
+                        f"({len(payload)} vs. {limit})"
+                    )
+            self._push(payload)
+        return None
+
+    def end_of_requests(self) -> None:
+        self.remote_closed = True
+        self._push(_END)
+
+    def _push(self, item: object) -> None:
+        self._requests.append(item)
+        waiter = self._arrived
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next_request(self) -> bytes | None:
+        while not self._requests:
+            self._arrived = asyncio.get_running_loop().create_future()
+            await self._arrived
+        item = self._requests.popleft()
+        if item is _END:
+            self._requests.appendleft(_END)  # every later read sees the end too
+            return None
+        assert isinstance(item, bytes)
+        return item
+
+    async def _request_iterator(self) -> AsyncIterator[Any]:
+        decode = self.handler.request_deserializer
+        while (raw := await self._next_request()) is not None:
+            yield self._decode(decode, raw)
+
+    def _decode(self, decode: Callable[[bytes], Any], raw: bytes) -> Any:
+        try:
+            return decode(raw)
+        except Exception as err:
+            raise CallAborted(SC.INTERNAL, f"grpc: error unmarshalling request: {err}") from err
+
+    # -- the call's task ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._invoke()
+        except CallAborted as err:
+            self._finish(err.code, err.details)
+        except asyncio.CancelledError:
+            self._finish(SC.CANCELLED, "")
+            raise
+        except Exception as err:  # a bug in a handler ends its call, never the server
+            if self._code is not None and self._code != SC.OK:
+                self._finish(self._code, self._details)
+                return
+            self.conn.server.log_handler_error(self.method, err)
+            self._finish(SC.UNKNOWN, f"Unexpected {type(err)}: {err}")
+        else:
+            self._finish(self._code or SC.OK, self._details)
+
+    async def _invoke(self) -> None:
+        h = self.handler
+        if h is None:
+            service, _, method = self.method.lstrip("/").partition("/")
+            if service in self.conn.server.services:
+                raise CallAborted(
+                    SC.UNIMPLEMENTED, f"unknown method {method} for service {service}"
+                )
+            raise CallAborted(SC.UNIMPLEMENTED, f"unknown service {service}")
+        if h.request_streaming:
+            request: Any = self._request_iterator()
+            fn = h.stream_stream if h.response_streaming else h.stream_unary
+        else:
+            raw = await self._next_request()
+            if raw is None:
+                raise CallAborted(SC.INTERNAL, "grpc: no request message on a unary call")
+            request = self._decode(h.request_deserializer, raw)
+            fn = h.unary_stream if h.response_streaming else h.unary_unary
+        result = fn(request, self)
+        if h.response_streaming:
+            if inspect.isasyncgen(result):
+                async for message in result:
+                    await self.write(message)
+            elif inspect.isawaitable(result):
+                await result
+        else:
+            response = await result
+            await self._send_message(h.response_serializer(response))
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def _send_message(self, payload: bytes) -> None:
+        if self.finished:
+            raise asyncio.CancelledError()
+        conn = self.conn
+        data = b"\x00" + len(payload).to_bytes(4, "big") + payload
+        if not self._headers_sent:
+            self._headers_sent = True
+            conn.send(frame(FrameType.HEADERS, Flag.END_HEADERS, self.stream_id, RESPONSE_HEADERS))
+        sid = self.stream_id
+        while data:
+            n = min(len(data), self.send_window, conn.send_window, conn.max_frame)
+            if n <= 0:
+                await conn.wait_window(self)
+                if self.finished:
+                    raise asyncio.CancelledError()
+                continue
+            self.send_window -= n
+            conn.send_window -= n
+            conn.send(
+                frame(FrameType.DATA, 0, sid, data[:n])
+                if n < len(data)
+                else frame(FrameType.DATA, 0, sid, data)
+            )
+            data = data[n:]
+        if conn.paused:
+            await conn.wait_writable()
+
+    def _finish(self, code: grpc.StatusCode, details: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        conn = self.conn
+        if code == SC.OK and self._headers_sent:
+            block = OK_TRAILERS
+        else:
+            block = grpc_status_block(code.value[0], details, not self._headers_sent)
+        flags = Flag.END_HEADERS | Flag.END_STREAM
+        conn.send(frame(FrameType.HEADERS, flags, self.stream_id, block))
+        conn.call_finished(self)
+
+    def end_with(self, code: grpc.StatusCode, details: str) -> None:
+        """End the call now with this status (the request broke a limit)."""
+        self._finish(code, details)
+        self.reset()
+
+    def reset(self) -> None:
+        """The client reset the stream, or the connection is gone: stop at once."""
+        self.finished = True
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+        waiter = self._arrived
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """``data`` inflated, but never more than ``limit + 1`` bytes (a zip bomb stops
+    there and the caller refuses it as too large)."""
+    d = zlib.decompressobj(wbits=31)
+    out = d.decompress(data, limit + 1)
+    if not d.eof and len(out) <= limit:
+        raise ValueError("truncated gzip stream")
+    return out

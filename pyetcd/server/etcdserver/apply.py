@@ -1,0 +1,279 @@
+"""Applying committed Raft entries to the MVCC store, the lessor and the membership.
+
+Rules:
+1. Apply is deterministic: every member applies the same entries to the same state
+   and gets the same result. Nothing here reads a clock or this member's role,
+   except to decide whether to answer a local waiter.
+2. An entry at or below the store's consistent index was applied before a restart
+   and is skipped (its effects are in the backend); conf changes are still handed
+   to Raft, whose configuration is rebuilt from the log.
+3. The consistent index is set before each entry's changes, so it is committed in
+   the same backend transaction as they are.
+4. With auth enabled, a put, delete, txn or lease revoke is checked against the
+   auth store at apply, as the proposer named in the entry header (user and auth
+   revision): every member decides alike, and an entry authorized before the
+   latest auth change fails with "revision of auth store is old".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pyetcd.logutil import Logger
+from pyetcd.mvcc import KVStore, MvccError, NoSpaceError
+from pyetcd.pb import raft_internal_pb2, rpc_pb2
+from pyetcd.raft import ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot
+from pyetcd.server.auth.check import apply_auth_request, check_raft_request, is_auth_request
+from pyetcd.server.auth.store import AuthStore
+from pyetcd.server.etcdserver import pbconv
+
+from .errors import (
+    MemberExistsError,
+    MemberNotFoundError,
+    MemberRemovedError,
+    PeerURLExistsError,
+    ServerError,
+)
+from .membership import Member, Membership
+from .wait import RequestWait
+
+__all__ = ["Applier"]
+
+AlarmType = rpc_pb2.AlarmType
+
+
+class Applier:
+    """The state machine of one member."""
+
+    def __init__(self, waits: RequestWait, logger: Logger) -> None:
+        self.waits = waits
+        self.log = logger
+        # Active alarms: (member ID, alarm type).
+        self.alarms: set[tuple[int, int]] = set()
+        self.on_member_change: Callable[[], None] | None = None
+        self.on_restore: Callable[[Snapshot], None] | None = None
+
+    def attach(
+        self, store: KVStore, membership: Membership, auth_store: AuthStore | None = None
+    ) -> None:
+        """Apply to ``store`` (at start, and after a backend arrived with a snapshot)."""
+        self.store = store
+        self.membership = membership
+        self.auth_store = auth_store
+        self.alarms = set()
+        for k, _ in store.backend.items("alarm"):
+            self.alarms.add((int.from_bytes(k[:8], "big"), int.from_bytes(k[8:], "big")))
+
+    # -- the Applier protocol of RaftNode -----------------------------------------------------
+
+    def apply_entries(
+        self, entries: Sequence[Entry], apply_conf: Callable[[ConfChange], ConfState]
+    ) -> None:
+        ci = self.store.consistent_index
+        for e in entries:
+            if e.type == EntryType.CONF_CHANGE_V2:
+                self._apply_conf_change(e, apply_conf, skip_store=e.index <= ci)
+                continue
+            if e.index <= ci:
+                continue
+            self.store.set_consistent_index(e.index, e.term)
+            if e.data:
+                self._apply_request(e.data, e.index)
+        self.store.maybe_commit()
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        # The backend travels beside the raft snapshot (see the peer transport).
+        if self.on_restore is None:
+            raise RuntimeError("cannot restore a snapshot without a backend")
+        self.on_restore(snap)
+        if self.on_member_change is not None:
+            self.on_member_change()
+
+    def snapshot_data(self) -> bytes:
+        self.store.commit()
+        return b""
+
+    # -- normal entries ---------------------------------------------------------------------
+
+    def _apply_request(self, data: bytes, index: int) -> None:
+        req = raft_internal_pb2.InternalRaftRequest()
+        req.ParseFromString(data)
+        req_id = req.header.ID or req.ID
+        try:
+            result = self._dispatch(req, index)
+        except (MvccError, ServerError) as err:
+            if isinstance(err, NoSpaceError):
+                self._raise_alarm(AlarmType.NOSPACE)
+            self.waits.fail(req_id, err)
+            return
+        self.waits.trigger(req_id, result)
+
+    def _lease_keys(self, lease_id: int) -> tuple[bytes, ...]:
+        lease = self.store.lessor.lookup(lease_id)
+        return () if lease is None else tuple(sorted(lease.keys))
+
+    def _dispatch(self, req: raft_internal_pb2.InternalRaftRequest, index: int) -> object:
+        which = _which(req)
+        store = self.store
+        auth = self.auth_store
+        if auth is not None and auth.enabled and which in _CHECKED:
+            check_raft_request(auth, req, self._lease_keys)
+        if which == "put":
+            return store.put(pbconv.put_from_pb(req.put))
+        if which == "delete_range":
+            return store.delete_range(pbconv.delete_range_from_pb(req.delete_range))
+        if which == "txn":
+            return store.txn(pbconv.txn_from_pb(req.txn))
+        if which == "compaction":
+            return store.compact(req.compaction.revision)
+        if which == "lease_grant":
+            return store.lease_grant(req.lease_grant.ID, req.lease_grant.TTL)
+        if which == "lease_revoke":
+            return store.lease_revoke(req.lease_revoke.ID)
+        if which == "lease_checkpoint":
+            for cp in req.lease_checkpoint.checkpoints:
+                store.lease_checkpoint(cp.ID, cp.remaining_TTL)
+            return None
+        if which == "alarm":
+            return self._apply_alarm(req.alarm)
+        if which == "cluster_member_attr_set":
+            attr = req.cluster_member_attr_set
+            self.membership.set_attributes(
+                attr.member_ID,
+                attr.member_attributes.name,
+                tuple(attr.member_attributes.client_urls),
+            )
+            return None
+        if auth is not None and is_auth_request(req):
+            return apply_auth_request(auth, req, index)
+        self.log.warn("unknown entry type", {"request": which or ""})
+        return None
+
+    # -- alarms -------------------------------------------------------------------------------
+
+    def _apply_alarm(self, req: rpc_pb2.AlarmRequest) -> list[tuple[int, int]]:
+        key = (req.memberID, int(req.alarm))
+        if req.action == rpc_pb2.AlarmRequest.ACTIVATE:
+            self._set_alarm(key)
+            return [key]
+        if req.action == rpc_pb2.AlarmRequest.DEACTIVATE:
+            if key not in self.alarms:
+                return []
+            self.alarms.discard(key)
+            self.store.backend.delete("alarm", _alarm_key(key))
+            if key[1] == AlarmType.NOSPACE:
+                self.store.nospace = False
+            return [key]
+        return sorted(self.alarms)
+
+    def _raise_alarm(self, alarm: int) -> None:
+        for member_id in self.membership.members:
+            self._set_alarm((member_id, alarm))
+
+    def _set_alarm(self, key: tuple[int, int]) -> None:
+        if key in self.alarms:
+            return
+        self.alarms.add(key)
+        self.store.backend.put("alarm", _alarm_key(key), b"")
+        if key[1] == AlarmType.NOSPACE:
+            self.store.nospace = True
+        self.log.warn("alarm raised", {"alarm": AlarmType.Name(key[1]), "member-id": f"{key[0]:x}"})
+
+    # -- membership -----------------------------------------------------------------------------
+
+    def _apply_conf_change(
+        self, e: Entry, apply_conf: Callable[[ConfChange], ConfState], skip_store: bool
+    ) -> None:
+        cc = ConfChange.decode(e.data)
+        req_id = Member.request_id(cc.context) if cc.context else 0
+        if not skip_store:
+            try:
+                self._validate_conf_change(cc)
+            except ServerError as err:
+                # Every member rejects it alike; Raft's configuration stays as it was.
+                self.store.set_consistent_index(e.index, e.term)
+                self.waits.fail(req_id, err)
+                return
+        try:
+            apply_conf(cc)
+        except Exception as err:  # the core refused it: answer the waiter, change nothing
+            self.log.warn("failed to apply conf change", {"error": str(err)})
+            self.waits.fail(req_id, ServerError(str(err)))
+            return
+        if not skip_store:
+            self.store.set_consistent_index(e.index, e.term)
+            self._record_members(cc)
+        if self.on_member_change is not None:
+            self.on_member_change()
+        if req_id:
+            self.waits.trigger(req_id, None)
+
+    def _validate_conf_change(self, cc: ConfChange) -> None:
+        """etcd's ValidateConfigurationChange, run at apply time on every member."""
+        members = self.membership.members
+        member = Member.decode(cc.context) if cc.context else None
+        for change in cc.changes:
+            node = change.node_id
+            if node in self.membership.removed:
+                raise MemberRemovedError()
+            if change.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
+                existing = members.get(node)
+                promoting = (
+                    existing is not None
+                    and existing.is_learner
+                    and change.type == ConfChangeType.ADD_NODE
+                )
+                if existing is not None and not promoting:
+                    raise MemberExistsError()
+                if member is not None and not promoting:
+                    self._check_urls_free(node, member.peer_urls)
+            elif change.type == ConfChangeType.REMOVE_NODE:
+                if node not in members:
+                    raise MemberNotFoundError()
+            elif change.type == ConfChangeType.UPDATE_NODE:
+                if node not in members:
+                    raise MemberNotFoundError()
+                if member is not None:
+                    self._check_urls_free(node, member.peer_urls)
+
+    def _check_urls_free(self, node: int, urls: tuple[str, ...]) -> None:
+        for other in self.membership.members.values():
+            if other.id != node and set(other.peer_urls) & set(urls):
+                raise PeerURLExistsError()
+
+    def _record_members(self, cc: ConfChange) -> None:
+        member = Member.decode(cc.context) if cc.context else None
+        for change in cc.changes:
+            if change.type == ConfChangeType.REMOVE_NODE:
+                if change.node_id not in self.membership.members:
+                    raise MemberNotFoundError()
+                self.membership.remove(change.node_id)
+            elif change.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
+                existing = self.membership.members.get(change.node_id)
+                learner = change.type == ConfChangeType.ADD_LEARNER_NODE
+                if existing is not None and not learner:
+                    self.membership.promote(change.node_id)
+                elif member is not None and member.id == change.node_id:
+                    self.membership.add(
+                        Member(
+                            member.id, member.name, member.peer_urls, member.client_urls, learner
+                        )
+                    )
+            elif change.type == ConfChangeType.UPDATE_NODE and member is not None:
+                self.membership.update_peer_urls(change.node_id, member.peer_urls)
+
+
+# entries checked against the auth store at apply (rule 4)
+_CHECKED = frozenset(("put", "delete_range", "txn", "lease_revoke"))
+
+
+def _alarm_key(key: tuple[int, int]) -> bytes:
+    return key[0].to_bytes(8, "big") + key[1].to_bytes(4, "big")
+
+
+def _which(req: raft_internal_pb2.InternalRaftRequest) -> str:
+    # etcd's InternalRaftRequest has no oneof: the set field names the request.
+    for fd, _ in req.ListFields():
+        if fd.name not in ("header", "ID"):
+            return str(fd.name)
+    return ""

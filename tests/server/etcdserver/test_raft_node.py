@@ -1,0 +1,121 @@
+"""The Raft driver's persistence policy: where a Ready's WAL write and fdatasync run.
+
+A real WALStorage in a temp dir, a one-voter RawNode, no peers. The file layer records
+which thread synced; a slow variant makes every fdatasync take a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pyetcd.logutil import new_logger
+from pyetcd.raft import ConfChange, Config, ConfState, Entry, EntryType, RawNode
+from pyetcd.raft.types import HardState
+from pyetcd.server.etcdserver.raft_node import (
+    INLINE_SAVE_MAX_SECONDS,
+    RaftNode,
+    conf_change_entries,
+)
+from pyetcd.server.etcdserver.transport import NullTransport
+from pyetcd.wal import Metadata, WALStorage
+from pyetcd.wal.fs import FS
+
+
+class RecordingFS(FS):
+    def __init__(self, sync_delay: float = 0.0) -> None:
+        self.sync_delay = sync_delay
+        self.sync_threads: list[str] = []
+
+    def fdatasync(self, fd: int) -> None:
+        self.sync_threads.append(threading.current_thread().name)
+        if self.sync_delay:
+            time.sleep(self.sync_delay)  # the slow disk being modelled, not a wait
+        super().fdatasync(fd)
+
+
+class Applied:
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.changed = asyncio.Event()
+
+    def apply_entries(
+        self, entries: Sequence[Entry], apply_conf: Callable[[ConfChange], ConfState]
+    ) -> None:
+        for e in entries:
+            if e.type == EntryType.CONF_CHANGE_V2:
+                apply_conf(ConfChange.decode(e.data))
+            elif e.data:
+                self.entries.append(e)
+        self.changed.set()
+
+
+async def _run_node(
+    tmp: Path, fs: RecordingFS, proposals: int
+) -> tuple[RaftNode, Applied, list[str]]:
+    """Elect the node, then propose one entry at a time, each after the last applied.
+    Returns the node, what was applied and the threads of the syncs after election."""
+    storage = WALStorage.open(str(tmp), metadata=Metadata(member_id=1, cluster_id=1), fs=fs)
+    ents = conf_change_entries([(1, b"")])
+    storage.save(HardState(term=1, commit=len(ents)), ents).result()
+    rawnode = RawNode(Config(id=1, storage=storage, election_tick=10, rng=random.Random(1)))
+    applied = Applied()
+    led = asyncio.Event()
+    node = RaftNode(
+        rawnode,
+        storage,
+        NullTransport(),
+        applied,  # type: ignore[arg-type]
+        tick_interval=0.01,
+        snapshot_count=10_000,
+        conf_state=ConfState(voters=(1,)),
+        logger=new_logger("zap", ["/dev/null"], "error"),
+        on_leader_change=lambda _old, new: led.set() if new == 1 else None,
+    )
+    node.start()  # the bootstrap conf change is applied, then the ticks elect it
+    try:
+        await asyncio.wait_for(led.wait(), 10)
+        fs.sync_threads.clear()  # from here on: the proposals' syncs
+        for i in range(proposals):
+            node.propose(b"put-%d" % i)
+            while len(applied.entries) <= i:
+                applied.changed.clear()
+                await asyncio.wait_for(applied.changed.wait(), 10)
+        syncs = list(fs.sync_threads)
+    finally:
+        await node.stop()
+        storage.close()
+    return node, applied, syncs
+
+
+async def test_one_proposal_at_a_time_is_synced_on_the_loops_thread(tmp_path: Path) -> None:
+    fs = RecordingFS()
+    _, applied, syncs = await _run_node(tmp_path, fs, 20)
+    assert [e.data for e in applied.entries] == [b"put-%d" % i for i in range(20)]
+    # Every proposal's Ready held one entry on a fast disk: all synced inline.
+    assert len(syncs) >= 20
+    assert set(syncs) == {threading.current_thread().name}
+
+
+async def test_a_slow_disk_moves_the_sync_back_to_the_writer_thread(tmp_path: Path) -> None:
+    fs = RecordingFS(sync_delay=2 * INLINE_SAVE_MAX_SECONDS)
+    node, applied, syncs = await _run_node(tmp_path, fs, 12)
+    assert len(applied.entries) == 12
+    assert node.sync_seconds_average >= INLINE_SAVE_MAX_SECONDS
+    loop_thread = threading.current_thread().name
+    # The first syncs ran inline; once the average crossed the limit, the writer took over.
+    assert syncs[0] == loop_thread
+    assert syncs[-1] == "wal-writer"
+    # And the log holds every entry, in order, whichever thread wrote it.
+    reopened = WALStorage.open(str(tmp_path))
+    try:
+        last = reopened.last_index()
+        ents = reopened.entries(1, last + 1, 1 << 30)
+        datas = [e.data for e in ents if e.data.startswith(b"put")]
+    finally:
+        reopened.close()
+    assert datas == [b"put-%d" % i for i in range(12)]
