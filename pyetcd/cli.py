@@ -32,8 +32,8 @@ from pyetcd.config import (
     DEFAULT_INITIAL_CLUSTER,
     DEFAULT_NAME,
     ERR_UNSET_ADVERTISE_CLIENT_URLS,
-    Config,
     ConfigError,
+    ServerConfig,
     check_unsupported,
     config_from_file,
     field_name,
@@ -126,7 +126,7 @@ class _CommandLine:
 class LoadedConfig:
     """What :func:`load_config` read: the validated config and the notices to log."""
 
-    config: Config
+    config: ServerConfig
     notices: tuple[Notice, ...]
     print_version: bool = False
 
@@ -236,7 +236,7 @@ def _read_environment(
     return values, origin
 
 
-def _config_from_values(values: Mapping[str, Value], origin: Mapping[str, str]) -> Config:
+def _config_from_values(values: Mapping[str, Value], origin: Mapping[str, str]) -> ServerConfig:
     check_unsupported(values, origin)
     changes: dict[str, Any] = {
         field_name(name): value
@@ -247,13 +247,13 @@ def _config_from_values(values: Mapping[str, Value], origin: Mapping[str, str]) 
     # validation can insist on an explicit one.
     if "listen-client-urls" in values and "advertise-client-urls" not in values:
         changes["advertise_client_urls"] = ()
-    return Config(flags_explicitly_set=frozenset(values)).replace(**changes)
+    return ServerConfig(flags_explicitly_set=frozenset(values)).replace(**changes)
 
 
 def load_config(
     argv: Sequence[str], environ: Mapping[str, str], notices: list[Notice] | None = None
 ) -> LoadedConfig:
-    """Read the command line, the environment or the config file into a valid Config.
+    """Read the command line, the environment or the config file into a valid ServerConfig.
 
     ``notices`` (if given) receives the log records produced on the way, also when an
     exception is raised: etcd logs them before the error.
@@ -269,7 +269,7 @@ def load_config(
     if cmd.positional:
         raise ConfigError(f"'{cmd.positional[0]}' is not a valid flag")
     if cmd.values.get("version") is True:
-        return LoadedConfig(Config(), (), print_version=True)
+        return LoadedConfig(ServerConfig(), (), print_version=True)
     if notices is None:
         notices = []
     notices += [
@@ -304,7 +304,7 @@ def load_config(
     return LoadedConfig(cfg, tuple(notices))
 
 
-def resolve_defaults(cfg: Config, logger: Logger | None = None) -> Config:
+def resolve_defaults(cfg: ServerConfig, logger: Logger | None = None) -> ServerConfig:
     """Fill in what etcd derives after validation: initial cluster from name, data dir."""
     if cfg.name != DEFAULT_NAME and cfg.initial_cluster == DEFAULT_INITIAL_CLUSTER:
         members = ",".join(f"{cfg.name}={url}" for url in cfg.initial_advertise_peer_urls)
@@ -363,14 +363,14 @@ def _log_notices(logger: Logger, notices: Sequence[Notice]) -> None:
         logger.log(notice.level, notice.msg, dict(notice.fields))
 
 
-def _start_server(cfg: Config, err: TextIO) -> int:
+def _start_server(cfg: ServerConfig, err: TextIO) -> int:
     # Imported here: --help and --version need not load grpc and the server.
     embed = importlib.import_module("pyetcd.embed")
     result = embed.run(cfg)
     return result if isinstance(result, int) else 0
 
 
-def _member_initialized(cfg: Config) -> bool:
+def _member_initialized(cfg: ServerConfig) -> bool:
     return os.path.isdir(cfg.wal_path)
 
 

@@ -45,8 +45,8 @@ __all__ = [
     "DEFAULT_NAME",
     "DEFAULT_QUOTA_BYTES",
     "MAX_ELECTION_MS",
-    "Config",
     "ConfigError",
+    "ServerConfig",
     "config_from_file",
     "validate",
 ]
@@ -68,7 +68,7 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Config:
+class ServerConfig:
     """Everything a pyetcd member is started with (one config object, see STYLE.md)."""
 
     # Member
@@ -165,16 +165,16 @@ class Config:
         """The backend quota in bytes with etcd's 0 → 2 GiB default applied."""
         return self.quota_backend_bytes if self.quota_backend_bytes > 0 else DEFAULT_QUOTA_BYTES
 
-    def replace(self, **changes: Any) -> Config:
+    def replace(self, **changes: Any) -> ServerConfig:
         """A copy with ``changes`` applied (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
 
-CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ServerConfig))
 
 
 def field_name(flag: str) -> str:
-    """The :class:`Config` field of an etcd flag name."""
+    """The :class:`ServerConfig` field of an etcd flag name."""
     return flag.replace("-", "_")
 
 
@@ -221,7 +221,7 @@ def _check_host_urls(flag: str, urls: tuple[str, ...]) -> None:
             )
 
 
-def _check_logging(cfg: Config) -> None:
+def _check_logging(cfg: ServerConfig) -> None:
     if cfg.logger == "capnslog":
         raise ConfigError("--logger=capnslog is removed in v3.5")
     if cfg.logger != "zap":
@@ -231,8 +231,8 @@ def _check_logging(cfg: Config) -> None:
     parse_level(cfg.log_level)  # LogLevelError: etcd panics here
 
 
-def validate(cfg: Config) -> None:
-    """Check ``cfg`` the way etcd's ``embed.Config.Validate`` does, in the same order.
+def validate(cfg: ServerConfig) -> None:
+    """Check ``cfg`` the way etcd's ``embed.ServerConfig.Validate`` does, in the same order.
 
     Raises:
         ConfigError: with etcd's message.
@@ -336,7 +336,7 @@ def _flatten_yaml(doc: Mapping[str, object]) -> tuple[dict[str, object], list[st
     return flat, unknown
 
 
-def config_from_file(path: str) -> tuple[Config, list[str]]:
+def config_from_file(path: str) -> tuple[ServerConfig, list[str]]:
     """Load a YAML file with etcd's keys (``name``, ``data-dir``, ``initial-cluster``...).
 
     As in etcd, URL lists are comma-separated strings, ``log-outputs`` is a list,
@@ -374,7 +374,7 @@ def config_from_file(path: str) -> tuple[Config, list[str]]:
             raise ConfigError(f"unexpected error setting up {flag}: {exc}") from exc
     check_unsupported(values, {})
     changes = {field_name(f): v for f, v in values.items() if field_name(f) in CONFIG_FIELDS}
-    cfg = Config(config_file=path, flags_explicitly_set=frozenset(values)).replace(**changes)
+    cfg = ServerConfig(config_file=path, flags_explicitly_set=frozenset(values)).replace(**changes)
     if not cfg.initial_cluster_state:
         cfg = cfg.replace(initial_cluster_state=CLUSTER_STATE_NEW)
     validate(cfg)

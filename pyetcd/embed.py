@@ -1,4 +1,4 @@
-"""Start a pyetcd member from a resolved Config: the server, its client API, signals.
+"""Start a pyetcd member from a resolved ServerConfig: the server, its client API, signals.
 
 This is the one place that wires the layers together (the server layer never imports
 grpc; the API layer calls the server).
@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pyetcd.api.listener import ClientListener, ListenError
-from pyetcd.config import Config
+from pyetcd.config import ServerConfig
 from pyetcd.grpcwire.server import build_grpc_server
 from pyetcd.ids import BootstrapError, InitialCluster
 from pyetcd.logutil import Logger, new_logger
@@ -28,7 +28,7 @@ from pyetcd.wal import WALError
 __all__ = ["run", "serve"]
 
 
-async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) -> int:
+async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = None) -> int:
     """Run the member until ``stop`` is set (or SIGTERM/SIGINT); returns the exit code."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,7 +80,7 @@ async def serve(cfg: Config, logger: Logger, stop: asyncio.Event | None = None) 
     return 0
 
 
-def _log_serving(logger: Logger, cfg: Config, tls: TLSInfo | None) -> None:
+def _log_serving(logger: Logger, cfg: ServerConfig, tls: TLSInfo | None) -> None:
     plain = [u for u in cfg.listen_client_urls if not u.startswith("https:")]
     secure = [u for u in cfg.listen_client_urls if u.startswith("https:")]
     if plain:
@@ -156,7 +156,7 @@ def _run_loop(main: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(main)
 
 
-def run(cfg: Config) -> int:
+def run(cfg: ServerConfig) -> int:
     logger = new_logger(cfg.logger, cfg.log_outputs, cfg.log_level)
     try:
         return _run_loop(serve(cfg, logger))

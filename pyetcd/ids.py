@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pyetcd.config import Config
+from pyetcd.config import ServerConfig
 from pyetcd.flagspec import FlagValueError, check_url, split_host_port
 
 __all__ = [
@@ -173,7 +173,7 @@ class InitialCluster:
     local_member_id: int
 
 
-def bootstrap_cluster(cfg: Config) -> InitialCluster:
+def bootstrap_cluster(cfg: ServerConfig) -> InitialCluster:
     """Check the static-bootstrap flags and derive the IDs, as a member without a WAL does.
 
     With ``--initial-cluster-state new`` every check of etcd's VerifyBootstrap runs; with

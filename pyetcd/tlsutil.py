@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from pyetcd.config import Config
+from pyetcd.config import ServerConfig
 
 __all__ = [
     "TLSInfo",
@@ -108,7 +108,7 @@ def _hosts(urls: Sequence[str]) -> list[str]:
 
 
 def _tls_info(
-    cfg: Config,
+    cfg: ServerConfig,
     side: str,
     urls: Sequence[str],
     cert_file: str,
@@ -133,7 +133,7 @@ def _tls_info(
     return TLSInfo(cert, key, trusted_ca_file, client_cert_auth, self_signed=True)
 
 
-def client_tls_info(cfg: Config) -> TLSInfo | None:
+def client_tls_info(cfg: ServerConfig) -> TLSInfo | None:
     """The client URLs' TLS settings, or None when they are plain http."""
     return _tls_info(
         cfg,
@@ -147,7 +147,7 @@ def client_tls_info(cfg: Config) -> TLSInfo | None:
     )
 
 
-def peer_tls_info(cfg: Config) -> TLSInfo | None:
+def peer_tls_info(cfg: ServerConfig) -> TLSInfo | None:
     """The peer URLs' TLS settings, or None when they are plain http."""
     return _tls_info(
         cfg,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pyetcd import cli
-from pyetcd.config import Config
+from pyetcd.config import ServerConfig
 
 Record = dict[str, Any]
 
@@ -39,11 +39,11 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
-    started: list[Config] = []
+def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[ServerConfig]:
+    started: list[ServerConfig] = []
     module = types.ModuleType("pyetcd.embed")
 
-    def fake_run(cfg: Config) -> int:
+    def fake_run(cfg: ServerConfig) -> int:
         started.append(cfg)
         return 0
 
@@ -144,7 +144,7 @@ def test_unsupported_flags_fail_with_one_line(
     assert rc == 1 and _verify_error(records) == error
 
 
-def test_unsupported_flag_with_etcds_default_is_accepted(fake_server: list[Config]) -> None:
+def test_unsupported_flag_with_etcds_default_is_accepted(fake_server: list[ServerConfig]) -> None:
     rc, _out, _records, _raw = run(["--enable-v2=false", "--proxy", "off"])
     assert rc == 0 and len(fake_server) == 1
 
@@ -165,7 +165,7 @@ def test_env_conflict_even_when_env_value_is_empty() -> None:
     assert rc == 1 and records[-1]["level"] == "fatal"
 
 
-def test_env_used_and_unknown_are_logged(fake_server: list[Config]) -> None:
+def test_env_used_and_unknown_are_logged(fake_server: list[ServerConfig]) -> None:
     env = {"ETCD_NAME": "n1", "ETCD_FOO": "1", "ETCD_LOG_LEVEL": "", "HOME": "/x"}
     rc, _out, records, _raw = run([], env)
     assert rc == 0
@@ -185,20 +185,20 @@ def test_etcd_version_env_is_special() -> None:
     assert records[0]["msg"] == "cannot set special environment variable"
 
 
-def test_data_dir_ending_in_space_is_kept(fake_server: list[Config]) -> None:
+def test_data_dir_ending_in_space_is_kept(fake_server: list[ServerConfig]) -> None:
     env = {"ETCD_DATA_DIR": "/tmp/does-not-exist/data "}
     rc, _out, _records, _raw = run([], env)
     assert rc == 0 and fake_server[0].data_dir == "/tmp/does-not-exist/data "
 
 
-def test_default_data_dir_is_name_dot_etcd(fake_server: list[Config]) -> None:
+def test_default_data_dir_is_name_dot_etcd(fake_server: list[ServerConfig]) -> None:
     rc, _out, records, _raw = run(["--name", "infra9"])
     assert rc == 0 and fake_server[0].data_dir == "infra9.etcd"
     warn = [r for r in records if r["msg"] == "'data-dir' was empty; using default"]
     assert warn[0]["data-dir"] == "infra9.etcd" and warn[0]["ts"].endswith(("Z", "0"))
 
 
-def test_issue6_command_line(fake_server: list[Config]) -> None:
+def test_issue6_command_line(fake_server: list[ServerConfig]) -> None:
     ip = "172.16.10.2"
     args = [
         "--name", "infra1", "--listen-client-urls", f"http://{ip}:2379",
@@ -229,7 +229,7 @@ def test_bootstrap_error_logs_etcds_lines() -> None:
 
 
 def test_bootstrap_checks_skipped_for_an_initialized_member(
-    tmp_path: Path, fake_server: list[Config]
+    tmp_path: Path, fake_server: list[ServerConfig]
 ) -> None:
     (tmp_path / "default.etcd" / "member" / "wal").mkdir(parents=True)
     rc, _out, _records, _raw = run(["--initial-cluster", "a=http://127.0.0.1:1"])
@@ -239,7 +239,7 @@ def test_bootstrap_checks_skipped_for_an_initialized_member(
 # ---------------------------------------------------------------- config file
 
 
-def test_config_file_ignores_flags_and_env(tmp_path: Path, fake_server: list[Config]) -> None:
+def test_config_file_ignores_flags_and_env(tmp_path: Path, fake_server: list[ServerConfig]) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("name: cfgname\nlisten-client-urls: http://127.0.0.1:40011\n")
     rc, _out, records, _raw = run(["--config-file", str(path), "--name", "other"],
@@ -251,7 +251,7 @@ def test_config_file_ignores_flags_and_env(tmp_path: Path, fake_server: list[Con
     assert not any(r["msg"] == "unrecognized environment variable" for r in records)
 
 
-def test_config_file_from_env(tmp_path: Path, fake_server: list[Config]) -> None:
+def test_config_file_from_env(tmp_path: Path, fake_server: list[ServerConfig]) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("name: fromenv\n")
     rc, _out, _records, _raw = run([], {"ETCD_CONFIG_FILE": str(path)})
@@ -284,7 +284,7 @@ def test_version() -> None:
     assert lines[2].startswith("Python Version: ") and lines[3].startswith("Python OS/Arch: ")
 
 
-def test_logs_follow_log_outputs_and_level(tmp_path: Path, fake_server: list[Config]) -> None:
+def test_logs_follow_log_outputs_and_level(tmp_path: Path, fake_server: list[ServerConfig]) -> None:
     log_file = tmp_path / "etcd.log"
     rc, out, records, _raw = run([f"--log-outputs={log_file}", "--log-level=warn"])
     assert rc == 0 and out == "" and records == []
@@ -294,7 +294,9 @@ def test_logs_follow_log_outputs_and_level(tmp_path: Path, fake_server: list[Con
     assert lines[0]["caller"].startswith("pyetcd/cli.py:")
 
 
-def test_main_uses_process_argv(monkeypatch: pytest.MonkeyPatch, fake_server: list[Config]) -> None:
+def test_main_uses_process_argv(
+    monkeypatch: pytest.MonkeyPatch, fake_server: list[ServerConfig]
+) -> None:
     monkeypatch.setattr(sys, "argv", ["pyetcd", "--name", "argv1"])
     assert cli.main(environ={}) == 0 and fake_server[0].name == "argv1"
 

@@ -9,8 +9,8 @@ import pytest
 
 from pyetcd.config import (
     CONFIG_FIELDS,
-    Config,
     ConfigError,
+    ServerConfig,
     config_from_file,
     field_name,
     validate,
@@ -22,7 +22,7 @@ CLI_ONLY = {"config-file", "version"}
 
 
 def test_every_supported_flag_is_a_config_field_with_etcds_default() -> None:
-    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    defaults = {f.name: f.default for f in dataclasses.fields(ServerConfig)}
     for spec in FLAGS:
         if not spec.supported or spec.name in CLI_ONLY:
             assert field_name(spec.name) not in CONFIG_FIELDS or spec.name in CLI_ONLY
@@ -46,7 +46,7 @@ def test_compat_doc_flags_are_supported() -> None:
 
 
 def test_defaults_match_etcd() -> None:
-    cfg = Config()
+    cfg = ServerConfig()
     assert cfg.name == "default"
     assert cfg.listen_client_urls == cfg.advertise_client_urls == ("http://localhost:2379",)
     assert cfg.listen_peer_urls == cfg.initial_advertise_peer_urls == ("http://localhost:2380",)
@@ -129,19 +129,19 @@ def test_parse_value_errors_have_gos_reason(flag: str, text: str, reason: str) -
 )
 def test_validate_errors_have_etcds_text(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        validate(Config().replace(**changes))
+        validate(ServerConfig().replace(**changes))
     assert str(info.value) == message
 
 
 def test_validate_accepts_defaults_and_bind_forms() -> None:
-    validate(Config())
-    validate(Config(listen_client_urls=("http://0.0.0.0:2379", "http://[::1]:2379",
+    validate(ServerConfig())
+    validate(ServerConfig(listen_client_urls=("http://0.0.0.0:2379", "http://[::1]:2379",
                                         "unix://sock")))
 
 
 def test_validate_unknown_log_level_is_a_panic() -> None:
     with pytest.raises(LogLevelError, match='unrecognized level: "bogus"'):
-        validate(Config(log_level="bogus"))
+        validate(ServerConfig(log_level="bogus"))
 
 
 def _write(tmp_path: Path, text: str) -> str:
@@ -211,7 +211,7 @@ def test_config_file_errors(tmp_path: Path, text: str, message: str) -> None:
 
 def test_config_file_unsupported_flag_with_default_value_is_fine(tmp_path: Path) -> None:
     cfg, unknown = config_from_file(_write(tmp_path, "enable-v2: false\nproxy: 'off'\n"))
-    assert cfg == Config(config_file=cfg.config_file,
+    assert cfg == ServerConfig(config_file=cfg.config_file,
                          flags_explicitly_set=frozenset({"enable-v2", "proxy"}))
     assert unknown == []
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pyetcd.config import Config
+from pyetcd.config import ServerConfig
 from pyetcd.ids import (
     BootstrapError,
     bootstrap_cluster,
@@ -99,9 +99,9 @@ def test_parse_initial_cluster_repeated_name_gives_several_urls() -> None:
     assert got == {"a": ("http://h:1", "http://h:2"), "b": ("http://g:1",)}
 
 
-def _infra_config(name: str) -> Config:
+def _infra_config(name: str) -> ServerConfig:
     ip = INFRA[name]
-    return Config(
+    return ServerConfig(
         name=name,
         initial_cluster=INFRA_CLUSTER,
         initial_cluster_token=INFRA_TOKEN,
@@ -155,12 +155,12 @@ def test_bootstrap_cluster_is_the_same_from_every_member() -> None:
 def test_bootstrap_errors_have_etcds_text(changes: dict[str, object], message: str) -> None:
     # Texts captured from etcd 3.5.1's "discovery failed" fatal line.
     with pytest.raises(BootstrapError) as info:
-        bootstrap_cluster(Config().replace(**changes))
+        bootstrap_cluster(ServerConfig().replace(**changes))
     assert str(info.value) == message
 
 
 def test_bootstrap_existing_skips_advertise_match() -> None:
-    cfg = Config(
+    cfg = ServerConfig(
         initial_cluster_state="existing",
         initial_cluster="default=http://127.0.0.1:3",
         initial_advertise_peer_urls=("http://127.0.0.1:2",),
@@ -170,7 +170,7 @@ def test_bootstrap_existing_skips_advertise_match() -> None:
 
 
 def test_bootstrap_localhost_resolves_like_etcd() -> None:
-    cfg = Config(initial_cluster="default=http://127.0.0.1:2380")
+    cfg = ServerConfig(initial_cluster="default=http://127.0.0.1:2380")
     assert bootstrap_cluster(cfg).local_member_id == member_id(["http://127.0.0.1:2380"],
                                                                "etcd-cluster")
 
@@ -226,7 +226,7 @@ def test_single_member_matches_real_etcd(tmpdir_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    ours = bootstrap_cluster(Config(
+    ours = bootstrap_cluster(ServerConfig(
         initial_cluster=f"default={peer_url}", initial_advertise_peer_urls=(peer_url,)))
     assert header["member_id"] == ours.local_member_id == member_id([peer_url], "etcd-cluster")
     assert header["cluster_id"] == ours.cluster_id
@@ -292,7 +292,7 @@ def netns_run() -> Iterator[Path]:
 
 def test_default_flags_match_real_etcd(netns_run: Path) -> None:
     header = json.loads((netns_run / "default.json").read_text())[0]["Status"]["header"]
-    ours = bootstrap_cluster(Config())
+    ours = bootstrap_cluster(ServerConfig())
     assert header["member_id"] == ours.local_member_id == 0x8E9E05C52164694D
     assert header["cluster_id"] == ours.cluster_id == 0xCDF818194E3A8C32
     # ETCD_DATA_DIR ending in a space is taken verbatim by etcd.

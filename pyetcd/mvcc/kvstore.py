@@ -154,8 +154,6 @@ class KVStore:
         """Commit the backend's open batch now (etcd's ForceCommit)."""
         self.backend.commit()
 
-    force_commit = commit
-
     def maybe_commit(self) -> bool:
         """Commit if the batch is full or ``batch_interval`` passed; call it periodically."""
         return self.backend.maybe_commit()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pyetcd.config import Config
+from pyetcd.config import ServerConfig
 from pyetcd.embed import serve
 from pyetcd.logutil import Level, Logger
 
@@ -76,9 +76,9 @@ class LiveMember:
 async def start_member(
     tmp: Path, scheme: str = "http", **settings: Any
 ) -> tuple[LiveMember, asyncio.Event, asyncio.Task[int]]:
-    """A member on free ports (client URL ``scheme``), ``settings`` added to its Config."""
+    """A member on free ports (client URL ``scheme``), ``settings`` added to its ServerConfig."""
     client, peer = free_port(), free_port()
-    cfg = Config(
+    cfg = ServerConfig(
         name="default",
         data_dir=str(tmp / "default.etcd"),
         listen_client_urls=(f"{scheme}://127.0.0.1:{client}",),

@@ -39,7 +39,7 @@ from pyetcd.wal import WALStorage
 
 from .transport import Transport
 
-__all__ = ["Applier", "RaftNode"]
+__all__ = ["StateMachine", "RaftNode"]
 
 #: Entries kept in memory behind a snapshot so slow followers catch up without one.
 SNAPSHOT_CATCHUP_ENTRIES = 5000
@@ -55,7 +55,7 @@ INLINE_SAVE_MAX_SECONDS = 0.002
 _SYNC_AVERAGE_WEIGHT = 0.125  # of the newest sample in the moving average
 
 
-class Applier(Protocol):
+class StateMachine(Protocol):
     """The state machine the driver applies committed entries to."""
 
     def apply_entries(
@@ -81,7 +81,7 @@ class RaftNode:
         rawnode: RawNode,
         storage: WALStorage,
         transport: Transport,
-        applier: Applier,
+        applier: StateMachine,
         *,
         tick_interval: float,
         snapshot_count: int,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from pyetcd.config import Config
+from pyetcd.config import ServerConfig
 from pyetcd.ids import InitialCluster, bootstrap_cluster
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import (
@@ -68,7 +68,7 @@ class EtcdServer(V3Ops, ClusterOps):
 
     def __init__(
         self,
-        cfg: Config,
+        cfg: ServerConfig,
         logger: Logger,
         transport_factory: TransportFactory | None = None,
         peer_ssl: ssl.SSLContext | None = None,

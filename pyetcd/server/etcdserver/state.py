@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from pyetcd.config import Config
+from pyetcd.config import ServerConfig
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import IDGenerator, KVStore, Lessor
 from pyetcd.mvcc.watchable_store import WatchableStore
@@ -28,7 +28,7 @@ class ServerState:
     """Base of EtcdServer's mixins: what EtcdServer owns and they use."""
 
     # State owned by EtcdServer (declared here for the type checker).
-    cfg: Config
+    cfg: ServerConfig
     log: Logger
     member_id: int
     cluster_id: int
