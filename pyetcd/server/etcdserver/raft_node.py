@@ -39,7 +39,7 @@ from pyetcd.wal import WALStorage
 
 from .transport import Transport
 
-__all__ = ["StateMachine", "RaftNode"]
+__all__ = ["RaftNode", "StateMachine"]
 
 #: Entries kept in memory behind a snapshot so slow followers catch up without one.
 SNAPSHOT_CATCHUP_ENTRIES = 5000
