@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from pyetcd.pb import auth_pb2, rpc_pb2, rpc_pb2_grpc
 from pyetcd.server.auth import errors as ae
 
-# test_auth_model lives in tests/server, a plain directory (no package): import it
+# test_auth_model lives in tests/server/auth, a plain directory (no package): import it
 # by module name, as pytest's prepend mode does when it collects it.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server" / "auth"))
 import test_auth_model as tam
 
 __all__ = [
