@@ -15,7 +15,7 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
     uvloop = None
 
-BOTH_LOOPS = ("test_peer_transport.py", "test_grpc_wire.py")
+BOTH_LOOPS = ("test_rafthttp_transport.py", "test_connection.py")
 
 
 def pytest_asyncio_loop_factories(
