@@ -12,11 +12,12 @@ from .errors import (
     StepPeerNotFoundError,
     UnavailableError,
 )
-from .raft import CampaignType, Config
+from .raft import Config
 from .rawnode import RawNode, Ready, Status
 from .storage import MemoryStorage, Storage
 from .types import (
     NONE,
+    CampaignType,
     ConfChange,
     ConfChangeSingle,
     ConfChangeTransition,

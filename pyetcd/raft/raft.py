@@ -8,18 +8,18 @@ Rules:
    it has made the Ready's hard state and entries durable.
 3. Role changes go through ``become_*``, which swap the step and tick handlers and log
    one line of fixed format.
-4. Leader-side handling lives in ``leader.py``, one small function per message type.
+4. Leader-side handling lives in ``leader.py``, one small function per message type;
+   the follower's and candidate's in ``follower.py``.
 """
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from . import leader
+from . import follower, leader
 from .confchange import Changer, restore
 from .errors import ProposalDroppedError, StepLocalMsgError
 from .log import NO_LIMIT, RaftLog
@@ -30,6 +30,7 @@ from .tracker import Progress, ProgressTracker, TrackerConfig
 from .types import (
     LOCAL_MESSAGES,
     NONE,
+    CampaignType,
     ConfChange,
     ConfState,
     Entry,
@@ -50,12 +51,6 @@ MT = MessageType
 
 #: Context of a vote request sent because of a leadership transfer: it overrides the lease.
 CAMPAIGN_TRANSFER: Final = b"CampaignTransfer"
-
-
-class CampaignType(enum.Enum):
-    PRE_ELECTION = "CampaignPreElection"
-    ELECTION = "CampaignElection"
-    TRANSFER = "CampaignTransfer"
 
 
 def _no_log(line: str) -> None:
@@ -426,107 +421,20 @@ class Raft:
         else:
             self.send(self.msg(vote_response_type(m.type), m.frm, reject=True))
 
-    # -- follower and candidate ------------------------------------------------------
+    # -- role step handlers ------------------------------------------------------------
 
     def _step_follower(self, m: Message) -> None:
-        t = m.type
-        if t == MT.PROP:
-            if self.lead == NONE:
-                raise ProposalDroppedError("raft proposal dropped: no leader")
-            if self.disable_proposal_forwarding:
-                raise ProposalDroppedError("raft proposal dropped: forwarding disabled")
-            self.send(Message(MT.PROP, to=self.lead, frm=self.id, entries=m.entries))
-        elif t in (MT.APP, MT.HEARTBEAT, MT.SNAP):
-            self.election_elapsed = 0
-            self.lead = m.frm
-            self._handle_leader_message(m)
-        elif t == MT.TRANSFER_LEADER:
-            if self.lead != NONE:
-                self.send(Message(MT.TRANSFER_LEADER, to=self.lead, frm=m.frm))
-        elif t == MT.TIMEOUT_NOW:
-            self.log(f"{self.id:x} [term {self.term}] received TIMEOUT_NOW from {m.frm:x}")
-            # A transfer campaign skips pre-vote: the leader asked for it.
-            self.hup(CampaignType.TRANSFER)
-        elif t == MT.READ_INDEX:
-            if self.lead != NONE:
-                self.send(Message(MT.READ_INDEX, to=self.lead, frm=m.frm, entries=m.entries))
-        elif t == MT.READ_INDEX_RESP:
-            if len(m.entries) == 1:
-                self.read_states.append(ReadState(m.index, m.entries[0].data))
-        elif t in LOCAL_MESSAGES and t != MT.HUP:
-            pass  # leader-only local messages (BEAT, CHECK_QUORUM, ...) mean nothing here
+        follower.step_follower(self, m)
 
     def _step_candidate(self, m: Message) -> None:
-        my_resp = MT.PRE_VOTE_RESP if self.state == StateType.PRE_CANDIDATE else MT.VOTE_RESP
-        t = m.type
-        if t == MT.PROP:
-            raise ProposalDroppedError("raft proposal dropped: no leader")
-        if t in (MT.APP, MT.HEARTBEAT, MT.SNAP):
-            # A leader of our term (or later) exists: follow it.
-            self.become_follower(m.term, m.frm)
-            self._handle_leader_message(m)
-        elif t == my_resp:
-            result = self.poll(m.frm, t, not m.reject)
-            if result == VoteResult.WON:
-                if self.state == StateType.PRE_CANDIDATE:
-                    self.campaign(CampaignType.ELECTION)
-                else:
-                    self.become_leader()
-                    leader.bcast_append(self)
-            elif result == VoteResult.LOST:
-                # Stay at this term: a real election's term bump already happened.
-                self.become_follower(self.term, NONE)
-
-    def _handle_leader_message(self, m: Message) -> None:
-        if m.type == MT.APP:
-            self.handle_append_entries(m)
-        elif m.type == MT.HEARTBEAT:
-            self.handle_heartbeat(m)
-        else:
-            self.handle_snapshot(m)
+        follower.step_candidate(self, m)
 
     def _step_leader(self, m: Message) -> None:
         leader.step_leader(self, m)
 
-    def handle_append_entries(self, m: Message) -> None:
-        if m.index < self.raft_log.committed:
-            self.send(self.msg(MT.APP_RESP, m.frm, index=self.raft_log.committed))
-            return
-        last_new = self.raft_log.maybe_append(m.index, m.log_term, m.commit, m.entries)
-        if last_new is not None:
-            self.send(self.msg(MT.APP_RESP, m.frm, index=last_new))
-            return
-        # Reject, with a hint that lets the leader skip a whole term's entries at a
-        # time: the largest index at or below the probe whose term is <= the probe's.
-        hint_index = min(m.index, self.raft_log.last_index())
-        hint_index, hint_term = self.raft_log.find_conflict_by_term(hint_index, m.log_term)
-        self.send(
-            self.msg(
-                MT.APP_RESP,
-                m.frm,
-                index=m.index,
-                reject=True,
-                reject_hint=hint_index,
-                log_term=hint_term,
-            )
-        )
-
-    def handle_heartbeat(self, m: Message) -> None:
-        self.raft_log.commit_to(m.commit)
-        self.send(self.msg(MT.HEARTBEAT_RESP, m.frm, context=m.context))
-
-    def handle_snapshot(self, m: Message) -> None:
-        snap = m.snapshot
-        if snap is None:
-            return
-        if self.restore(snap):
-            self.log(
-                f"{self.id:x} [commit: {self.raft_log.committed}] restored snapshot "
-                f"[index: {snap.metadata.index}, term: {snap.metadata.term}]"
-            )
-            self.send(self.msg(MT.APP_RESP, m.frm, index=self.raft_log.last_index()))
-        else:
-            self.send(self.msg(MT.APP_RESP, m.frm, index=self.raft_log.committed))
+    def bcast_append(self) -> None:
+        """Send every follower the entries it is missing (leader only)."""
+        leader.bcast_append(self)
 
     def restore(self, s: Snapshot) -> bool:
         """Replace the log with snapshot ``s``; False if it is stale or not for us."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "ENTRY_OVERHEAD",
     "NONE",
+    "CampaignType",
     "ConfChange",
     "ConfChangeSingle",
     "ConfChangeTransition",
@@ -45,6 +46,14 @@ class StateType(enum.IntEnum):
     CANDIDATE = 1
     LEADER = 2
     PRE_CANDIDATE = 3
+
+
+class CampaignType(enum.Enum):
+    """Why a member campaigns: a pre-vote, a real election, or a leadership transfer."""
+
+    PRE_ELECTION = "CampaignPreElection"
+    ELECTION = "CampaignElection"
+    TRANSFER = "CampaignTransfer"
 
 
 class EntryType(enum.IntEnum):

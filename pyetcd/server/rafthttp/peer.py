@@ -3,24 +3,26 @@
 etcd splits this into peer, streamWriter and peerStatus; here one ``Peer`` holds the
 URLs, the bounded send queue, the sender task that dials, handshakes and writes
 coalesced bursts, and the active/inactive status with etcd's log lines. The
-``PeerTransport`` owns the peers; see ``peer_transport`` for the whole protocol.
+transport owns the peers; a ``Peer`` sees only the ``PeerHost`` part of it. See
+``transport`` for the whole protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
+import ssl
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
+from pyetcd.logutil import Logger
 from pyetcd.raft import Message
 
 from .codec import (
-    DEFAULT_MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     ByteStream,
     CodecError,
@@ -33,29 +35,12 @@ from .codec import (
     encode_frame,
     encode_message,
 )
+from .options import TransportOptions
 
-if TYPE_CHECKING:
-    from .transport import PeerTransport
-
-__all__ = ["READ_BYTES", "Peer", "TransportOptions", "checked_urls", "peer_address"]
+__all__ = ["READ_BYTES", "Peer", "PeerHost", "checked_urls", "peer_address"]
 
 #: Bytes asked of the socket per read.
 READ_BYTES: Final = 256 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class TransportOptions:
-    """Limits and timeouts (seconds); the defaults follow etcd's rafthttp."""
-
-    queue_size: int = 4096  # etcd's streamBufSize: messages queued per peer
-    dial_timeout: float = 1.0  # connect + handshake
-    write_timeout: float = 5.0  # a write that cannot drain this long means a dead peer
-    snapshot_ack_timeout: float = 60.0  # receiver saves + fsyncs the database
-    backoff_min: float = 0.05
-    backoff_max: float = 1.0
-    handshake_timeout: float = 5.0  # an accepted connection must say hello this fast
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    snapshot_chunk_bytes: int = 64 * 1024
 
 
 def peer_address(url: str) -> tuple[str | None, int]:
@@ -98,11 +83,43 @@ def _set_user_timeout(writer: asyncio.StreamWriter, seconds: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
 
 
+class PeerHost(Protocol):
+    """What a ``Peer`` uses of the transport that owns it."""
+
+    @property
+    def member_id(self) -> int: ...
+
+    @property
+    def cluster_id(self) -> int: ...
+
+    @property
+    def log(self) -> Logger: ...
+
+    @property
+    def options(self) -> TransportOptions: ...
+
+    @property
+    def rng(self) -> random.Random: ...
+
+    @property
+    def client_ssl(self) -> ssl.SSLContext | None:
+        """TLS for dialing ``https://`` peer URLs (read at each dial)."""
+        ...
+
+    def report_unreachable(self, peer_id: int) -> None:
+        """Messages to ``peer_id`` were lost."""
+        ...
+
+    def member_removed(self, by_peer: int) -> None:
+        """``by_peer`` refused this member as removed from the cluster."""
+        ...
+
+
 class Peer:
     """Everything this member keeps about one remote member: its URLs, its outbound
     message stream (a sender task and queue) and its snapshot transfers."""
 
-    def __init__(self, tr: PeerTransport, peer_id: int, urls: Sequence[str]) -> None:
+    def __init__(self, tr: PeerHost, peer_id: int, urls: Sequence[str]) -> None:
         self.tr = tr
         self.id = peer_id
         self.urls = checked_urls(urls)

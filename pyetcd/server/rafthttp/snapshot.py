@@ -1,6 +1,6 @@
 """MsgSnap transfers between members: the raft message plus the backend database.
 
-Each transfer has a connection of its own (a SNAPSHOT stream, see ``peer_codec``), so
+Each transfer has a connection of its own (a SNAPSHOT stream, see ``codec``), so
 heartbeats and appends on the message stream never wait behind it. The sender streams
 the database in chunks and awaits ``drain()`` after each one, so a slow receiver slows
 the sender instead of filling memory; file reads and writes run off the event loop.
@@ -21,8 +21,9 @@ import inspect
 import os
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
+from pyetcd.logutil import Logger
 from pyetcd.raft import Message, MessageType
 
 from .codec import (
@@ -36,16 +37,19 @@ from .codec import (
     StreamType,
     encode_frame,
 )
-
-if TYPE_CHECKING:
-    from .peer import Peer
-    from .transport import PeerTransport
+from .options import TransportOptions
 
 __all__ = [
+    "DBFile",
     "DBSource",
     "OnSnapshot",
     "OpenSnapshotDB",
+    "ReceiverHost",
+    "SenderHost",
+    "SnapshotLink",
     "SnapshotSaveError",
+    "db_chunks",
+    "open_db_source",
     "receive_snapshot",
     "send_snapshot",
 ]
@@ -71,20 +75,75 @@ def _hex(member: int) -> str:
     return f"{member:x}"
 
 
+class SenderHost(Protocol):
+    """What sending a snapshot uses of the transport."""
+
+    @property
+    def member_id(self) -> int: ...
+
+    @property
+    def log(self) -> Logger: ...
+
+    @property
+    def options(self) -> TransportOptions: ...
+
+    @property
+    def open_snapshot_db(self) -> OpenSnapshotDB | None: ...
+
+    def report_unreachable(self, peer_id: int) -> None: ...
+
+    def report_snapshot_status(self, peer_id: int, ok: bool) -> None: ...
+
+
+class SnapshotLink(Protocol):
+    """The peer a snapshot goes to: it dials a connection and hears refusals."""
+
+    @property
+    def id(self) -> int: ...
+
+    async def dial(self, stream: StreamType) -> tuple[FrameReader, asyncio.StreamWriter]: ...
+
+    def refused(self, exc: PeerRefusedError) -> None: ...
+
+
+class ReceiverHost(Protocol):
+    """What receiving a snapshot uses of the transport."""
+
+    @property
+    def member_id(self) -> int: ...
+
+    @property
+    def log(self) -> Logger: ...
+
+    @property
+    def options(self) -> TransportOptions: ...
+
+    @property
+    def snapshot_dir(self) -> str | None: ...
+
+    @property
+    def on_snapshot(self) -> OnSnapshot | None: ...
+
+    def deliver(self, m: Message) -> None:
+        """Hand a received message to the Raft driver."""
+        ...
+
+
 # -- sender -----------------------------------------------------------------------------------
 
 
-async def _open_source(tr: PeerTransport, m: Message) -> DBSource:
-    if tr.open_snapshot_db is None:
+async def open_db_source(open_db: OpenSnapshotDB | None, m: Message) -> DBSource:
+    """The database to send with MsgSnap ``m`` (None: no hook, or no database)."""
+    if open_db is None:
         return None
-    source = tr.open_snapshot_db(m)
+    source = open_db(m)
     if inspect.isawaitable(source):
         resolved: DBSource = await source
         return resolved
     return source
 
 
-async def _chunks(source: DBSource, size: int) -> AsyncGenerator[bytes, None]:
+async def db_chunks(source: DBSource, size: int) -> AsyncGenerator[bytes, None]:
     """``source`` in pieces of at most ``size`` bytes (one frame each)."""
     if source is None:
         return
@@ -107,7 +166,7 @@ async def _chunks(source: DBSource, size: int) -> AsyncGenerator[bytes, None]:
             await aclose()
 
 
-async def send_snapshot(tr: PeerTransport, peer: Peer, m: Message) -> None:
+async def send_snapshot(tr: SenderHost, peer: SnapshotLink, m: Message) -> None:
     """Send MsgSnap ``m`` and its database to ``peer`` on a connection of its own, then
     report the outcome (a failure also reports the peer unreachable, as etcd does)."""
     index = m.snapshot.metadata.index if m.snapshot is not None else 0
@@ -118,7 +177,7 @@ async def send_snapshot(tr: PeerTransport, peer: Peer, m: Message) -> None:
     }
     ok = False
     try:
-        source = await _open_source(tr, m)
+        source = await open_db_source(tr.open_snapshot_db, m)
         frames, writer = await peer.dial(StreamType.SNAPSHOT)
         try:
             ok = await _stream(tr, m, source, frames, writer, fields)
@@ -135,7 +194,7 @@ async def send_snapshot(tr: PeerTransport, peer: Peer, m: Message) -> None:
 
 
 async def _stream(
-    tr: PeerTransport,
+    tr: SenderHost,
     m: Message,
     source: DBSource,
     frames: FrameReader,
@@ -147,7 +206,7 @@ async def _stream(
     writer.write(encode_frame(SnapHeader(m)))
     sha = hashlib.sha256()
     size = 0
-    async with contextlib.aclosing(_chunks(source, opts.snapshot_chunk_bytes)) as chunks:
+    async with contextlib.aclosing(db_chunks(source, opts.snapshot_chunk_bytes)) as chunks:
         async for chunk in chunks:
             sha.update(chunk)
             size += len(chunk)
@@ -173,7 +232,7 @@ async def _stream(
 
 
 async def receive_snapshot(
-    tr: PeerTransport, frm: int, frames: FrameReader, writer: asyncio.StreamWriter
+    tr: ReceiverHost, frm: int, frames: FrameReader, writer: asyncio.StreamWriter
 ) -> None:
     """Serve one SNAPSHOT stream from ``frm``: save the database, step the MsgSnap, ack.
 
@@ -213,8 +272,9 @@ async def receive_snapshot(
         await writer.drain()
 
 
-class _DBFile:
-    """The temporary file a database is received into; written off the event loop."""
+class DBFile:
+    """The temporary file a database is received into (``write`` it off the event loop),
+    then ``commit`` it to ``%016x.snap.db`` durably, or ``discard`` it."""
 
     def __init__(self, directory: str, index: int) -> None:
         self.directory = directory
@@ -256,7 +316,7 @@ async def _save_db(
     directory: str | None, frames: FrameReader, index: int
 ) -> tuple[str | None, int]:
     """Receive the database; returns its durable path (None if none was sent) and size."""
-    db: _DBFile | None = None
+    db: DBFile | None = None
     pending: list[bytes] = []
     pending_bytes = 0
     committed = False
@@ -272,7 +332,7 @@ async def _save_db(
             if db is None:
                 if directory is None:
                     raise SnapshotSaveError("no snapshot directory to save into")
-                db = await asyncio.to_thread(_DBFile, directory, index)
+                db = await asyncio.to_thread(DBFile, directory, index)
             pending.append(f.data)
             pending_bytes += len(f.data)
             if pending_bytes >= _FILE_BLOCK:
@@ -286,7 +346,7 @@ async def _save_db(
         if db is None:
             if directory is None:
                 raise SnapshotSaveError("no snapshot directory to save into")
-            db = await asyncio.to_thread(_DBFile, directory, index)
+            db = await asyncio.to_thread(DBFile, directory, index)
         await asyncio.to_thread(db.write, pending)
         if db.size != f.size or db.sha.digest() != f.sha256:
             raise SnapshotSaveError(

@@ -24,7 +24,7 @@ import asyncio
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Final, Protocol, TypedDict, Unpack
 
 from pyetcd.logutil import Logger
 from pyetcd.raft import Message, MessageType
@@ -40,7 +40,8 @@ from .codec import (
     StreamType,
     encode_frame,
 )
-from .peer import READ_BYTES, Peer, TransportOptions, checked_urls, peer_address
+from .options import TransportOptions
+from .peer import READ_BYTES, Peer, checked_urls, peer_address
 from .snapshot import DBSource, OnSnapshot, OpenSnapshotDB, receive_snapshot, send_snapshot
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "OpenSnapshotDB",
     "PeerRefusedError",
     "PeerTransport",
+    "Raft",
+    "TransportHooks",
     "TransportOptions",
     "peer_address",
 ]
@@ -64,6 +67,42 @@ _REASONS: Final = {
 
 def _hex(member: int) -> str:
     return f"{member:x}"
+
+
+class Raft(Protocol):
+    """The Raft driver as the transport sees it (etcd's ``rafthttp.Raft``).
+
+    Every method runs on the event loop and must not block.
+    """
+
+    def step(self, m: Message) -> None:
+        """A raft message arrived from a peer."""
+        ...
+
+    def report_unreachable(self, peer_id: int) -> None:
+        """Messages to ``peer_id`` were dropped."""
+        ...
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        """A MsgSnap transfer to ``peer_id`` ended, successfully or not."""
+        ...
+
+    def is_removed(self, peer_id: int) -> bool:
+        """Whether ``peer_id`` was removed from the cluster (its streams are refused)."""
+        ...
+
+
+class TransportHooks(TypedDict, total=False):
+    """The keyword-only settings of ``PeerTransport`` (see its constructor)."""
+
+    open_snapshot_db: OpenSnapshotDB | None
+    on_snapshot: OnSnapshot | None
+    snapshot_dir: str | None
+    on_removed: Callable[[int], None] | None
+    options: TransportOptions | None
+    rng: random.Random | None
+    server_ssl: ssl.SSLContext | None
+    client_ssl: ssl.SSLContext | None
 
 
 class PeerTransport:
@@ -93,6 +132,7 @@ class PeerTransport:
         rng: random.Random | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        is_removed: Callable[[int], bool] | None = None,
     ) -> None:
         """Build a transport; nothing runs until ``await start()``.
 
@@ -107,6 +147,8 @@ class PeerTransport:
                 removed from the cluster (etcd then stops the member).
             server_ssl: TLS for ``https://`` listen URLs (peer TLS).
             client_ssl: TLS for dialing ``https://`` peer URLs.
+            is_removed: whether a member id was removed from the cluster (besides the
+                ids given to ``remove_peer``); its streams are refused.
         """
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -124,6 +166,7 @@ class PeerTransport:
         self.on_snapshot = on_snapshot
         self.snapshot_dir = snapshot_dir
         self._on_removed = on_removed
+        self._is_removed = is_removed
         #: Serves plain HTTP on the peer port: called with the request's first 4 bytes
         #: ("GET " or "POST"), the reader positioned after them, and the writer.
         self.http_handler: (
@@ -140,6 +183,32 @@ class PeerTransport:
         for peer_id, urls in peers.items():
             if peer_id != member_id:
                 self._peers[peer_id] = Peer(self, peer_id, urls)
+
+    @classmethod
+    def for_raft(
+        cls,
+        member_id: int,
+        cluster_id: int,
+        listen_urls: Sequence[str],
+        peers: dict[int, tuple[str, ...]],
+        raft: Raft,
+        logger: Logger,
+        **hooks: Unpack[TransportHooks],
+    ) -> PeerTransport:
+        """A transport that delivers to ``raft`` (etcd's ``Transport{Raft: ...}``): the
+        same as passing its methods as the three callbacks and ``is_removed``."""
+        return cls(
+            member_id,
+            cluster_id,
+            listen_urls,
+            peers,
+            raft.step,
+            raft.report_unreachable,
+            raft.report_snapshot,
+            logger,
+            is_removed=raft.is_removed,
+            **hooks,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -407,7 +476,9 @@ class PeerTransport:
                 },
             )
             return HelloStatus.CLUSTER_ID_MISMATCH
-        if hello.frm in self.removed:
+        if hello.frm in self.removed or (
+            self._is_removed is not None and self._is_removed(hello.frm)
+        ):
             self.log.warn("rejected stream from remote peer because it was removed", fields)
             return HelloStatus.REMOVED_MEMBER
         if hello.frm not in self._peers:

@@ -343,6 +343,65 @@ async def test_removed_member_refused(make_node: Factory) -> None:
     assert a.unreachable == []
 
 
+@dataclass
+class RaftRecorder:
+    """A ``Raft`` object (etcd's rafthttp.Raft) that records what the transport says."""
+
+    node: Node
+    removed: set[int] = field(default_factory=set)
+
+    def step(self, m: Message) -> None:
+        self.node.on_message(m)
+
+    def report_unreachable(self, peer_id: int) -> None:
+        self.node.on_unreachable(peer_id)
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        self.node.on_snapshot_status(peer_id, ok)
+
+    def is_removed(self, peer_id: int) -> bool:
+        return peer_id in self.removed
+
+
+async def test_transport_for_a_raft_object(make_node: Factory) -> None:
+    # The Raft object receives what the callbacks would, and its is_removed refuses
+    # a member the transport itself was never told about.
+    a = Node(A)
+    raft = RaftRecorder(a, removed={C})
+    a.tr = PeerTransport.for_raft(
+        A,
+        CLUSTER,
+        ("http://127.0.0.1:0",),
+        {},
+        raft,
+        Logger([a.sink], Level.DEBUG),
+        options=FAST,
+        on_removed=a.on_removed,
+    )
+    await a.t.start()
+    try:
+        host, port = a.t.listen_addresses[0]
+        a.url = f"http://{host}:{port}"
+        b, c = await make_node(B), await make_node(C)
+        connect(a, b, c)
+        b.t.send([hb(B, A, term=3)])
+        await a.until(lambda: len(a.received) == 1)
+        assert a.received[0].frm == B and a.received[0].term == 3
+        c.t.send([hb(C, A)])
+        await a.sink.wait_for("rejected stream from remote peer because it was removed")
+        await c.until(lambda: c.removed_by == [A])
+        await b.t.close()
+        await a.t.wait_active(B, active=False)
+        a.t.send([hb(A, B)])
+        await a.until(lambda: B in a.unreachable)
+        snap = Message(MT.SNAP, to=B, frm=A, term=1, snapshot=None)
+        a.t.send([snap])
+        await a.until(lambda: (B, False) in a.snap_status)
+        assert [m.frm for m in a.received] == [B]
+    finally:
+        await a.t.close()
+
+
 async def test_unknown_sender_refused(make_node: Factory) -> None:
     a, b = await make_node(A), await make_node(B)
     a.t.add_peer(B, (b.url,))  # B does not know A

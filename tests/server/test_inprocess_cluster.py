@@ -1,0 +1,290 @@
+"""Three real EtcdServers in one process, joined by the in-memory transport.
+
+Every wait is on an event (a leader known, an index applied, a snapshot transfer
+recorded); faults come from the network's knobs, not from killing processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pyetcd.config import ServerConfig
+from pyetcd.ids import InitialCluster
+from pyetcd.logutil import Level, Logger
+from pyetcd.pb import rpc_pb2
+from pyetcd.raft import NONE, Message
+from pyetcd.server.etcdserver import raft_node
+from pyetcd.server.etcdserver.server import EtcdServer
+from pyetcd.server.etcdserver.transport import Transport
+from pyetcd.server.rafthttp.memory import MemoryNetwork
+
+# Small enough for fast elections, large enough that a busy machine keeps its leader.
+HEARTBEAT_MS = 10
+ELECTION_MS = 100
+TIMEOUT = 20.0
+
+
+class ServerRaft:
+    """The ``Raft`` the transport delivers to: the server's driver, which the server
+    builds after its transport."""
+
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+
+    def step(self, m: Message) -> None:
+        self.server.raft.step(m)
+
+    def report_unreachable(self, peer_id: int) -> None:
+        self.server.raft.report_unreachable(peer_id)
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        self.server.raft.report_snapshot(peer_id, ok)
+
+    def is_removed(self, peer_id: int) -> bool:
+        return peer_id in self.server.membership.removed
+
+
+def build_server(cfg: ServerConfig, logger: Logger, net: MemoryNetwork) -> EtcdServer:
+    """A member as embed builds it, with the in-memory transport in place of TCP."""
+
+    def transport(server: EtcdServer, boot: InitialCluster | None) -> Transport:
+        peers = [m.id for m in boot.members] if boot is not None else list(server.join_peers)
+        return net.transport(
+            server.member_id,
+            peers,
+            ServerRaft(server),
+            server.log,
+            open_snapshot_db=server.open_snapshot_db,
+            on_snapshot=server.on_snapshot_received,
+            snapshot_dir=os.path.join(server.cfg.data_dir, "member", "snap"),
+        )
+
+    return EtcdServer(cfg, logger, transport_factory=transport)
+
+
+@dataclass
+class Cluster:
+    net: MemoryNetwork
+    servers: list[EtcdServer]
+    logs: dict[int, io.StringIO] = field(default_factory=dict)
+
+    async def leader(self) -> EtcdServer:
+        """The leader, once every member knows one and they agree."""
+        async with asyncio.timeout(TIMEOUT):
+            await asyncio.gather(*(s.wait_leader() for s in self.servers))
+        leads = {s.leader for s in self.servers}
+        assert len(leads) == 1, leads
+        return next(s for s in self.servers if s.member_id in leads)
+
+    def others(self, server: EtcdServer) -> list[EtcdServer]:
+        return [s for s in self.servers if s is not server]
+
+
+MakeCluster = Callable[..., Awaitable[Cluster]]
+
+
+@pytest.fixture
+async def make_cluster(tmp_path: Path) -> AsyncIterator[MakeCluster]:
+    started: list[EtcdServer] = []
+
+    async def make(size: int = 3, **changes: object) -> Cluster:
+        names = [f"infra{i + 1}" for i in range(size)]
+        # Addresses from TEST-NET-1: nothing listens on them, nothing dials them.
+        peer = {n: f"http://192.0.2.{i + 1}:2380" for i, n in enumerate(names)}
+        initial = ",".join(f"{n}={u}" for n, u in peer.items())
+        net = MemoryNetwork()
+        cluster = Cluster(net, [])
+        for i, name in enumerate(names):
+            client = f"http://192.0.2.{i + 1}:2379"
+            cfg = ServerConfig(
+                name=name,
+                data_dir=str(tmp_path / name),
+                heartbeat_interval=HEARTBEAT_MS,
+                election_timeout=ELECTION_MS,
+                listen_peer_urls=(peer[name],),
+                initial_advertise_peer_urls=(peer[name],),
+                listen_client_urls=(client,),
+                advertise_client_urls=(client,),
+                initial_cluster=initial,
+            ).replace(**changes)
+            sink = io.StringIO()
+            server = build_server(cfg, Logger([sink], Level.INFO), net)
+            await server.start()
+            started.append(server)
+            cluster.servers.append(server)
+            cluster.logs[server.member_id] = sink
+        return cluster
+
+    yield make
+    for server in started:
+        await server.stop()
+
+
+async def put(server: EtcdServer, key: str, value: str) -> int:
+    resp = await server.put(rpc_pb2.PutRequest(key=key.encode(), value=value.encode()))
+    return resp.header.revision
+
+
+async def get(server: EtcdServer, key: str, serializable: bool = False) -> str | None:
+    resp = await server.range(rpc_pb2.RangeRequest(key=key.encode(), serializable=serializable))
+    return resp.kvs[0].value.decode() if resp.kvs else None
+
+
+async def new_leader(server: EtcdServer, old: int) -> int:
+    """Wait until ``server`` follows a leader other than ``old``. A new leader commits
+    an entry of its term as it takes over, so every apply is a moment to look again."""
+    async with asyncio.timeout(TIMEOUT):
+        while server.leader in (old, NONE):
+            await server.applied_wait.wait(server.applied_wait.applied + 1)
+    return server.leader
+
+
+async def caught_up(server: EtcdServer, index: int) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        await server.applied_wait.wait(index)
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+
+async def test_elects_a_leader_and_replicates(make_cluster: MakeCluster) -> None:
+    c = await make_cluster()
+    leader = await c.leader()
+    rev = await put(leader, "k", "v1")
+    for f in c.others(leader):
+        # Linearizable: the follower asks the leader for a read index and waits for it.
+        assert await get(f, "k") == "v1"
+        assert f.store.current_revision >= rev
+    assert {s.cluster_id for s in c.servers} == {leader.cluster_id}
+    assert len({s.member_id for s in c.servers}) == 3
+
+
+async def test_isolated_leader_is_replaced_and_catches_up(make_cluster: MakeCluster) -> None:
+    c = await make_cluster()
+    old = await c.leader()
+    await put(old, "before", "1")
+    a, b = c.others(old)
+    for f in (a, b):
+        assert await get(f, "before") == "1"
+
+    c.net.isolate(old.member_id)
+    elected = await new_leader(a, old.member_id)
+    assert elected in (a.member_id, b.member_id)
+    leader = next(s for s in (a, b) if s.member_id == elected)
+    assert leader.term > old.term  # pre-vote: the cut-off leader never bumped its term
+    for i in range(10):
+        await put(leader, f"during/{i}", str(i))
+    assert await get(a if leader is b else b, "during/9") == "9"
+    # Cut off, the old leader has none of it.
+    assert await get(old, "during/0", serializable=True) is None
+
+    c.net.heal()
+    await caught_up(old, leader.applied_wait.applied)
+    assert await get(old, "during/9", serializable=True) == "9"
+    assert old.leader == leader.member_id and not old.is_leader
+    await put(leader, "after", "x")
+    assert await get(old, "after") == "x"
+
+
+async def test_partitioned_minority_cannot_write_majority_can(make_cluster: MakeCluster) -> None:
+    c = await make_cluster()
+    leader = await c.leader()
+    a, b = c.others(leader)
+    c.net.partition([leader.member_id, a.member_id], [b.member_id])
+    await put(leader, "k", "majority")
+    assert await get(a, "k") == "majority"
+    assert await get(b, "k", serializable=True) is None
+    c.net.heal()
+    await caught_up(b, leader.applied_wait.applied)
+    assert await get(b, "k", serializable=True) == "majority"
+
+
+async def test_lagging_member_catches_up_through_snapshot(
+    make_cluster: MakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # etcd keeps 5000 entries behind a snapshot for slow followers; keep 20 here, so
+    # that a few hundred writes leave the lagging member behind the leader's log.
+    monkeypatch.setattr(raft_node, "SNAPSHOT_CATCHUP_ENTRIES", 20)
+    c = await make_cluster(snapshot_count=50)
+    leader = await c.leader()
+    lagging = c.others(leader)[0]
+    await put(leader, "s/first", "0")
+    assert await get(lagging, "s/first") == "0"
+
+    c.net.isolate(lagging.member_id)
+    keys = 300
+    for start in range(0, keys, 50):
+        await asyncio.gather(
+            *(put(leader, f"s/{i:04d}", f"v{i}") for i in range(start, start + 50))
+        )
+    assert leader.storage.first_index() > lagging.applied_wait.applied + 1
+    assert await get(lagging, "s/0000", serializable=True) is None
+
+    c.net.heal()
+    rec = await asyncio.wait_for(
+        c.net.wait_snapshot(lambda r: r.to == lagging.member_id and r.ok), TIMEOUT
+    )
+    assert rec.frm == leader.member_id
+    # A write after the restore reaches it through the log again; once it is applied
+    # there, everything before it is too.
+    await put(leader, "s/after", "x")
+    await caught_up(lagging, leader.applied_wait.applied)
+    resp = await lagging.range(rpc_pb2.RangeRequest(key=b"s/", range_end=b"s0", serializable=True))
+    values = {kv.key.decode(): kv.value.decode() for kv in resp.kvs}
+    assert len(values) == keys + 2
+    assert values["s/0299"] == "v299" and values["s/after"] == "x"
+    assert "restored backend from snapshot" in c.logs[lagging.member_id].getvalue()
+    assert await get(lagging, "s/0000") == "v0"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RaftNode does not trigger AppliedWait (on_applied) when it applies a "
+    "snapshot, only after committed entries: a restored member's applied_wait stays "
+    "at its old index, so a linearizable read there waits for the next write",
+)
+async def test_snapshot_restore_advances_applied_wait(
+    make_cluster: MakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(raft_node, "SNAPSHOT_CATCHUP_ENTRIES", 20)
+    c = await make_cluster(snapshot_count=50)
+    leader = await c.leader()
+    lagging = c.others(leader)[0]
+    c.net.isolate(lagging.member_id)
+    await asyncio.gather(*(put(leader, f"s/{i:04d}", "v") for i in range(150)))
+    c.net.heal()
+    rec = await asyncio.wait_for(
+        c.net.wait_snapshot(lambda r: r.to == lagging.member_id and r.ok), TIMEOUT
+    )
+    # No write follows: the snapshot alone must bring the applied index up.
+    await asyncio.wait_for(lagging.applied_wait.wait(rec.index), 3.0)
+    assert await get(lagging, "s/0149") == "v"
+
+
+async def test_lost_messages_are_resent(make_cluster: MakeCluster) -> None:
+    c = await make_cluster()
+    leader = await c.leader()
+    f = c.others(leader)[0]
+    # Lose every other append to one follower: the leader's probes and retries fill
+    # the gaps.
+    seen = [0]
+
+    def every_other_append(m: Message) -> bool:
+        if m.to != f.member_id or m.type.name != "APP":
+            return False
+        seen[0] += 1
+        return seen[0] % 2 == 1
+
+    c.net.drop_if(every_other_append)
+    for i in range(20):
+        await put(leader, f"lossy/{i}", str(i))
+    await caught_up(f, leader.applied_wait.applied)
+    assert await get(f, "lossy/19", serializable=True) == "19"
+    assert seen[0] > 0
