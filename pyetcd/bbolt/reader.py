@@ -51,7 +51,7 @@ from .page import (
 )
 from .path import BucketPath, as_path
 
-__all__ = ["BoltReader"]
+__all__ = ["BoltReader", "BucketStats"]
 
 _TREE_PAGE: Final = (BRANCH_PAGE_FLAG, LEAF_PAGE_FLAG)
 # A leaf element as the reader hands it around: flags, key, value.
@@ -78,6 +78,22 @@ class _BucketRef:
     sequence: int
     # For an inline bucket (root 0): its leaf page, as stored after the bucket header.
     inline: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketStats:
+    """The shape of one bucket's tree (the bucket alone, not the buckets inside it)."""
+
+    # Levels of pages from the root to the leaves: 1 for a root leaf or an inline bucket.
+    depth: int
+    branch_pages: int
+    leaf_pages: int
+    # Extra pages that long branch and leaf pages spill onto.
+    overflow_pages: int
+    # Keys that are not buckets, and keys that are.
+    keys: int
+    buckets: int
+    inline: bool
 
 
 def _leaf_elements(buf: bytes, count: int, where: str) -> list[_Element]:
@@ -223,6 +239,52 @@ class BoltReader:
     def sequence(self, path: BucketPath) -> int:
         """The bucket's sequence number (bbolt's ``Bucket.Sequence``)."""
         return self._resolve(path).sequence
+
+    def stats(self, path: BucketPath) -> BucketStats:
+        """How the bucket at ``path`` is laid out in pages (reads all its pages).
+
+        Raises:
+            BucketNotFoundError: no bucket at ``path``.
+        """
+        ref = self._resolve(path)
+        pages: list[_Page] = []
+        depth = 1
+        keys = buckets = 0
+        for elements, level in self._leaves_with_depth(ref, pages):
+            depth = max(depth, level)
+            for flags, _, _ in elements:
+                if flags & BUCKET_LEAF_FLAG:
+                    buckets += 1
+                else:
+                    keys += 1
+        return BucketStats(
+            depth=depth,
+            branch_pages=sum(p.flags == BRANCH_PAGE_FLAG for p in pages),
+            leaf_pages=sum(p.flags == LEAF_PAGE_FLAG for p in pages),
+            overflow_pages=sum(p.overflow for p in pages),
+            keys=keys,
+            buckets=buckets,
+            inline=ref.inline is not None,
+        )
+
+    def _leaves_with_depth(
+        self, ref: _BucketRef, pages: list[_Page]
+    ) -> Iterator[tuple[list[_Element], int]]:
+        if ref.inline is not None:
+            yield self._inline_elements(ref.inline), 1
+            return
+        levels: dict[int, int] = {ref.root: 1}
+
+        def mark(page: _Page) -> None:
+            # Keep only the counts' inputs: the header, not the bytes.
+            pages.append(_Page(page.id, page.flags, page.count, page.overflow, b""))
+            if page.flags == BRANCH_PAGE_FLAG:
+                level = levels.pop(page.id)
+                for _, child in _branch_elements(page):
+                    levels[child] = level + 1
+
+        for pgid, elements in self._walk(ref.root, frozenset(), mark):
+            yield elements, levels.pop(pgid)
 
     def freelist(self) -> list[int]:
         """The ids of the pages the freelist page lists as free, in its order."""

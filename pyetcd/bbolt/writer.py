@@ -74,7 +74,7 @@ class _BranchLevel:
         self.children: list[tuple[bytes, int]] = []
         self.size = PAGE_HEADER_SIZE
         # The last full page, not written yet: if the level ends with a page of one
-        # child, that page takes this one's last child.
+        # child, that page takes this one's last child (or this one takes it whole).
         self.held: list[tuple[bytes, int]] | None = None
         self.first_page: tuple[bytes, int] | None = None
         self.pages_written = 0
@@ -82,7 +82,10 @@ class _BranchLevel:
 
     def add(self, key: bytes, pgid: int) -> None:
         elsize = ELEMENT_SIZE + len(key)
-        if self.children and (
+        # Every branch page gets at least two children (bbolt's minKeysPerPage), even
+        # when long keys overflow it: so each level has at most half the pages of the
+        # one below, and the tree ends in one root.
+        if len(self.children) >= 2 and (
             self.size + elsize > self.sink.page_size or len(self.children) == MAX_ELEMENTS
         ):
             if self.held is not None:
@@ -94,10 +97,15 @@ class _BranchLevel:
     def finish(self) -> None:
         """Write what the level holds; its parent, if any, is finished by the caller."""
         if self.held is not None:
-            if len(self.children) < 2 and len(self.held) > 2:
-                self.children.insert(0, self.held.pop())
-            self._write(self.held)
-            self.held = None
+            if len(self.children) < 2:
+                if len(self.held) > 2:
+                    self.children.insert(0, self.held.pop())
+                else:
+                    self.children = self.held + self.children
+                    self.held = None
+            if self.held is not None:
+                self._write(self.held)
+                self.held = None
         if self.children:
             self._write(self.children)
             self.children = []
@@ -152,7 +160,8 @@ class _Bucket:
     def _write_leaf(self) -> None:
         pgid = self.sink.next_pgid
         self.sink.write(encode_leaf_page(self.elements, pgid, self.sink.page_size))
-        _record_page(self, self.elements[0][1], pgid)
+        # An empty bucket's root leaf has no first key; nothing is above it.
+        _record_page(self, self.elements[0][1] if self.elements else b"", pgid)
         self.elements, self.size = [], PAGE_HEADER_SIZE
 
     def finish_root(self) -> int:
