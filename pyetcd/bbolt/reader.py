@@ -287,9 +287,15 @@ class BoltReader:
             yield elements, levels.pop(pgid)
 
     def freelist(self) -> list[int]:
-        """The ids of the pages the freelist page lists as free, in its order."""
+        """The ids of the free pages: those the freelist page lists, in its order, or,
+        for a database written without one (etcd's backend sets bbolt's
+        ``NoFreelistSync``), every page no bucket reaches, as bbolt works them out.
+        """
         if self.meta.freelist == PGID_NO_FREELIST:
-            return []
+            reachable, errors = self._reachable(set())
+            if errors:
+                raise CorruptDatabaseError(errors[0])
+            return [i for i in range(self.meta.pgid) if not reachable[i]]
         page = self._read_page(self.meta.freelist, (FREELIST_PAGE_FLAG,))
         start, count = PAGE_HEADER_SIZE, page.count
         if count == MAX_COUNT:
@@ -307,27 +313,41 @@ class BoltReader:
         keys are in order. Returns the problems found, in bbolt's words; empty if none.
         """
         errors: list[str] = []
-        hwm = self.meta.pgid
-        reachable = bytearray(hwm)
-        reachable[0:2] = b"\x01\x01"
         free: set[int] = set()
-        try:
-            for pgid in self.freelist():
-                if pgid in free:
-                    errors.append(f"page {pgid}: already freed")
-                free.add(pgid)
-            if self.meta.freelist != PGID_NO_FREELIST:
-                page = self._read_page(self.meta.freelist, (FREELIST_PAGE_FLAG,))
-                reachable[page.id : page.id + page.overflow + 1] = bytes([1] * (page.overflow + 1))
-        except DatabaseError as e:
-            errors.append(str(e))
-        self._check_bucket(_BucketRef(self.meta.root, 0), reachable, free, errors)
-        errors.extend(
-            f"page {i}: unreachable unfreed"
-            for i in range(hwm)
-            if not reachable[i] and i not in free
-        )
+        synced = self.meta.freelist != PGID_NO_FREELIST
+        if synced:
+            try:
+                for pgid in self.freelist():
+                    if pgid in free:
+                        errors.append(f"page {pgid}: already freed")
+                    free.add(pgid)
+            except DatabaseError as e:
+                errors.append(str(e))
+        reachable, bucket_errors = self._reachable(free)
+        errors += bucket_errors
+        # Without a freelist page, the pages nothing reaches are the free ones.
+        if synced:
+            errors.extend(
+                f"page {i}: unreachable unfreed"
+                for i in range(self.meta.pgid)
+                if not reachable[i] and i not in free
+            )
         return errors
+
+    def _reachable(self, free: set[int]) -> tuple[bytearray, list[str]]:
+        """Which pages the meta, the freelist and the buckets use (1 per page below the
+        high-water mark), and the problems met on the way."""
+        errors: list[str] = []
+        reachable = bytearray(self.meta.pgid)
+        reachable[0:2] = b"\x01\x01"
+        if self.meta.freelist != PGID_NO_FREELIST:
+            try:
+                page = self._read_page(self.meta.freelist, (FREELIST_PAGE_FLAG,))
+                reachable[page.id : page.id + page.overflow + 1] = b"\x01" * (page.overflow + 1)
+            except DatabaseError as e:
+                errors.append(str(e))
+        self._check_bucket(_BucketRef(self.meta.root, 0), reachable, free, errors)
+        return reachable, errors
 
     def _check_bucket(
         self, ref: _BucketRef, reachable: bytearray, free: set[int], errors: list[str]

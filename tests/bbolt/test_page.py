@@ -33,9 +33,8 @@ def test_meta_round_trip_and_checksum() -> None:
     assert PAGE_HEADER.unpack_from(page) == (1, 0x04, 0, 0)
     got = Meta.decode(page)
     got.validate()
-    assert (got.page_size, got.root, got.freelist, got.pgid, got.txid, got.sequence) == (
-        4096, 3, 2, 4, 7, 9,
-    )
+    fields = (got.page_size, got.root, got.freelist, got.pgid, got.txid, got.sequence)
+    assert fields == (4096, 3, 2, 4, 7, 9)
     # The checksum covers the 56 bytes of fields after the 16-byte page header.
     assert got.checksum == fnv1a64(page[16:72]) == struct.unpack_from("<Q", page, 72)[0]
 

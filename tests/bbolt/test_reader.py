@@ -59,7 +59,7 @@ def test_missing_bucket() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"\x00" * 100, os.urandom(3 * 4096), b"x" * 40000])
 def test_garbage_is_not_a_database(data: bytes) -> None:
-    with pytest.raises(InvalidDatabaseError, match="^invalid database"):
+    with pytest.raises(InvalidDatabaseError, match=r"^invalid database"):
         _open(data)
 
 
@@ -81,12 +81,12 @@ def test_both_metas_damaged_raise_meta0s_error_in_bbolts_words() -> None:
     buf = _db()
     _flip(buf, 16 + 60)  # txid, under the checksum
     _flip(buf, 4096 + 16 + 60)
-    with pytest.raises(ChecksumError, match="^checksum error"):
+    with pytest.raises(ChecksumError, match=r"^checksum error"):
         _open(buf)
     buf = _db()
     struct.pack_into("<I", buf, 20, 1)
     struct.pack_into("<I", buf, 4096 + 20, 1)
-    with pytest.raises(VersionMismatchError, match="^version mismatch"):
+    with pytest.raises(VersionMismatchError, match=r"^version mismatch"):
         _open(buf)
 
 
@@ -129,11 +129,11 @@ def test_an_element_pointing_past_its_page() -> None:
     r = _open(buf)
     # The first leaf of bucket "a": follow the root's first branch element down.
     pgid = _root_leaf_of(r, b"a")
-    _, flags, count, _ = PAGE_HEADER.unpack_from(buf, pgid * 4096)
+    _, flags, _, _ = PAGE_HEADER.unpack_from(buf, pgid * 4096)
     while flags == 0x01:
         pgid = struct.unpack_from("<Q", buf, pgid * 4096 + 16 + 8)[0]
-        _, flags, count, _ = PAGE_HEADER.unpack_from(buf, pgid * 4096)
-    f, pos, ksize, vsize = LEAF_ELEMENT.unpack_from(buf, pgid * 4096 + 16)
+        _, flags, _, _ = PAGE_HEADER.unpack_from(buf, pgid * 4096)
+    f, pos, ksize, _ = LEAF_ELEMENT.unpack_from(buf, pgid * 4096 + 16)
     LEAF_ELEMENT.pack_into(buf, pgid * 4096 + 16, f, pos, ksize, 1 << 20)
     with pytest.raises(CorruptDatabaseError, match="runs past the end of the page"):
         list(_open(buf).items(b"a"))
@@ -146,7 +146,12 @@ def test_check_finds_unreachable_and_doubly_used_pages() -> None:
     meta = r.meta
     # Grow the high-water mark over an extra, unused page.
     buf += bytes(4096)
-    grown = Meta(page_size=4096, root=meta.root, freelist=meta.freelist, pgid=meta.pgid + 1,
-                 txid=meta.txid + 1)
-    buf[: 4096] = grown.encode_page(0)
+    grown = Meta(
+        page_size=4096,
+        root=meta.root,
+        freelist=meta.freelist,
+        pgid=meta.pgid + 1,
+        txid=meta.txid + 1,
+    )
+    buf[:4096] = grown.encode_page(0)
     assert _open(buf).check() == [f"page {meta.pgid}: unreachable unfreed"]

@@ -50,7 +50,7 @@ def test_a_damaged_database_fails_the_hash(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[5000] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(Sha256MismatchError, match="expected sha256 [0-9a-f]{64}, got"):
+    with pytest.raises(Sha256MismatchError, match=r"expected sha256 [0-9a-f]{64}, got"):
         verify_sha256(path)
 
 

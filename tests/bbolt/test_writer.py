@@ -95,9 +95,14 @@ def test_small_buckets_are_inline_as_bbolt_stores_them() -> None:
     }
     write_tree(f, tree, 4096)
     r = BoltReader(f)
-    assert [r.stats(n).inline for n in (b"empty", b"small", b"quarter", b"over", b"outer")] == [
-        True, True, True, False, False,
-    ]
+    inline = {name: r.stats(name).inline for name in tree}
+    assert inline == {
+        b"empty": True,
+        b"small": True,
+        b"quarter": True,
+        b"over": False,
+        b"outer": False,
+    }
     assert r.stats((b"outer", b"inner")).inline
     assert read_tree(r) == tree
 
