@@ -39,8 +39,9 @@ RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"asyncio", "grpc", "socket", "google"}),
         frozenset({"mvcc"}),
     ),
-    # The HTTP/2 + gRPC wire knows nothing of etcd.
+    # The HTTP/2 + gRPC wire and the bbolt file codec know nothing of etcd.
     "grpcwire": (frozenset(), frozenset({"grpcwire"})),
+    "bbolt": (frozenset({"asyncio", "grpc", "google"}), frozenset({"bbolt"})),
     "server.auth": (
         frozenset({"grpc"}),
         frozenset({"server.auth", "server.etcdserver.errors", "mvcc", *_LOWER}),
