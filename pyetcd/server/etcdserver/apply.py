@@ -25,7 +25,7 @@ from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot
 from pyetcd.server.auth.check import apply_auth_request, check_raft_request, is_auth_request
 from pyetcd.server.auth.store import AuthStore
-from pyetcd.server.etcdserver import pbconv
+from pyetcd.server.etcdserver import pbconv, txn
 
 from .errors import (
     MemberExistsError,
@@ -79,7 +79,6 @@ class Applier:
             self.store.set_consistent_index(e.index, e.term)
             if e.data:
                 self._apply_request(e.data, e.index)
-        self.store.maybe_commit()
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         # The backend travels beside the raft snapshot (see the peer transport).
@@ -119,15 +118,15 @@ class Applier:
         if auth is not None and auth.enabled and which in _CHECKED:
             check_raft_request(auth, req, self._lease_keys)
         if which == "put":
-            return store.put(pbconv.put_from_pb(req.put))
+            return txn.put(store, pbconv.put_from_pb(req.put))
         if which == "delete_range":
-            return store.delete_range(pbconv.delete_range_from_pb(req.delete_range))
+            return txn.delete_range(store, pbconv.delete_range_from_pb(req.delete_range))
         if which == "txn":
-            return store.txn(pbconv.txn_from_pb(req.txn))
+            return txn.txn(store, pbconv.txn_from_pb(req.txn))
         if which == "compaction":
-            return store.compact(req.compaction.revision)
+            return txn.compact(store, req.compaction.revision)
         if which == "lease_grant":
-            return store.lease_grant(req.lease_grant.ID, req.lease_grant.TTL)
+            return txn.lease_grant(store, req.lease_grant.ID, req.lease_grant.TTL)
         if which == "lease_revoke":
             return store.lease_revoke(req.lease_revoke.ID)
         if which == "lease_checkpoint":

@@ -503,7 +503,7 @@ class EtcdServer(V3Ops, ClusterOps):
     async def _backend_commit_loop(self) -> None:
         while True:
             await asyncio.sleep(0.1)
-            self.store.maybe_commit()
+            self.store.backend.maybe_commit()
 
     async def _publish(self) -> None:
         # Tell the cluster this member's name and client URLs (etcd's publish).

@@ -7,18 +7,18 @@ import time
 from typing import TYPE_CHECKING
 
 from pyetcd import __version__
-from pyetcd.mvcc import (
-    check_delete_request,
-    check_put_request,
-    check_range_request,
-    check_txn_request,
-)
 from pyetcd.mvcc import types as mt
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import NONE
 from pyetcd.server.auth.check import check_lease_time_to_live, check_range, check_txn
 from pyetcd.server.auth.store import AuthInfo
-from pyetcd.server.etcdserver import pbconv
+from pyetcd.server.etcdserver import pbconv, txn
+from pyetcd.server.etcdserver.validate import (
+    check_delete_request,
+    check_put_request,
+    check_range_request,
+    check_txn_request,
+)
 
 from .errors import (
     BadLeaderTransfereeError,
@@ -53,7 +53,7 @@ class V3Ops(ServerState):
             await self.read_indexer.wait_linearizable()
         if self.auth_store.enabled:
             check_range(self.auth_store, auth, req)
-        resp = pbconv.range_to_pb(self.store.range(r))
+        resp = pbconv.range_to_pb(txn.range_(self.store, r))
         self._fill(resp.header)
         return resp
 
@@ -71,9 +71,7 @@ class V3Ops(ServerState):
         self, req: rpc_pb2.DeleteRangeRequest, auth: AuthInfo | None = None
     ) -> rpc_pb2.DeleteRangeResponse:
         check_delete_request(pbconv.delete_range_from_pb(req))
-        result = await self.propose(
-            raft_internal_pb2.InternalRaftRequest(delete_range=req), auth
-        )
+        result = await self.propose(raft_internal_pb2.InternalRaftRequest(delete_range=req), auth)
         assert isinstance(result, mt.DeleteRangeResponse)
         resp = pbconv.delete_range_to_pb(result)
         self._fill(resp.header)
@@ -89,7 +87,7 @@ class V3Ops(ServerState):
             await self.read_indexer.wait_linearizable()
             if self.auth_store.enabled:
                 check_txn(self.auth_store, auth, req)
-            result: object = self.store.txn(t)
+            result: object = txn.txn(self.store, t)
         else:
             result = await self.propose(raft_internal_pb2.InternalRaftRequest(txn=req), auth)
         assert isinstance(result, mt.TxnResponse)
