@@ -16,12 +16,12 @@ from pathlib import Path
 from pyetcd.logutil import new_logger
 from pyetcd.raft import ConfChange, Config, ConfState, Entry, EntryType, RawNode
 from pyetcd.raft.types import HardState
+from pyetcd.server.etcdserver.inbox import RaftInbox
 from pyetcd.server.etcdserver.raft_node import (
     INLINE_SAVE_MAX_SECONDS,
     RaftNode,
     conf_change_entries,
 )
-from pyetcd.server.etcdserver.inbox import RaftInbox
 from pyetcd.server.etcdserver.transport import NullTransport
 from pyetcd.server.etcdserver.wait import AppliedIndex
 from pyetcd.wal import Metadata, WALStorage
