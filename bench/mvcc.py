@@ -22,6 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pyetcd.mvcc import KVStore, PutRequest, RangeRequest, WatchableStore
+from pyetcd.server.etcdserver import txn as kvtxn
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for i, req in enumerate(reqs, 1):
             kv.set_consistent_index(i, 1)
-            kv.put(req)
+            kvtxn.put(kv, req)
         kv.commit()
         put_s = n / (time.perf_counter() - t0)
 
@@ -45,7 +46,7 @@ def main() -> None:
         point = [RangeRequest(b"key-%08d" % rnd.randrange(n)) for _ in range(200_000)]
         t0 = time.perf_counter()
         for r in point:
-            kv.range(r)
+            kvtxn.range_(kv, r)
         point_s = len(point) / (time.perf_counter() - t0)
 
         wide = [
@@ -54,7 +55,7 @@ def main() -> None:
         ]
         t0 = time.perf_counter()
         for r in wide:
-            assert len(kv.range(r).kvs) == 1000
+            assert len(kvtxn.range_(kv, r).kvs) == 1000
         wide_s = len(wide) / (time.perf_counter() - t0)
 
         ws = WatchableStore(kv)
@@ -64,7 +65,7 @@ def main() -> None:
         t0 = time.perf_counter()
         m = 20_000
         for j in range(m):
-            kv.put(reqs[j % 1000])
+            kvtxn.put(kv, reqs[j % 1000])
         events = sum(len(r.events) for r in stream.pop_all())
         watch_s = events / (time.perf_counter() - t0)
         assert events == m

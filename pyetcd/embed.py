@@ -11,16 +11,17 @@ import contextlib
 import gc
 import os
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from pyetcd.api.listener import ClientListener, ListenError
 from pyetcd.config import ServerConfig
 from pyetcd.grpcwire.server import build_grpc_server
-from pyetcd.ids import BootstrapError, InitialCluster
+from pyetcd.ids import BootstrapError
 from pyetcd.logutil import Logger, new_logger
 from pyetcd.server.auth.errors import AuthOptionsError
-from pyetcd.server.etcdserver.server import EtcdServer
+from pyetcd.server.etcdserver.server import EtcdServer, TransportFactory
+from pyetcd.server.etcdserver.transport import TransportParams
 from pyetcd.server.rafthttp.transport import PeerTransport
 from pyetcd.tlsutil import TLSInfo, TLSSetupError, client_tls_info, peer_tls_info
 from pyetcd.wal import WALError
@@ -95,11 +96,9 @@ def _log_serving(logger: Logger, cfg: ServerConfig, tls: TLSInfo | None) -> None
         )
 
 
-def _peer_factory(
-    tls: TLSInfo | None,
-) -> Callable[[EtcdServer, InitialCluster | None], PeerTransport]:
-    def build(server: EtcdServer, boot: InitialCluster | None) -> PeerTransport:
-        tr = peer_transport_factory(server, boot)
+def _peer_factory(tls: TLSInfo | None) -> TransportFactory:
+    def build(params: TransportParams) -> PeerTransport:
+        tr = peer_transport_factory(params)
         if tls is not None:
             tr.server_ssl = tls.server_context()
             tr.client_ssl = tls.client_context()
@@ -119,27 +118,26 @@ def _tune_gc() -> None:
     gc.enable()
 
 
-def peer_transport_factory(server: EtcdServer, boot: InitialCluster | None) -> PeerTransport:
-    """The TCP transport on the peer URLs, wired to the server's Raft driver."""
-    if boot is not None:
-        peers = {m.id: m.peer_urls for m in boot.members}
-    else:
-        peers = dict(server.join_peers)
+def peer_transport_factory(params: TransportParams) -> PeerTransport:
+    """The TCP transport on the peer URLs; everything it calls exists before it."""
+    cfg_urls = params.listen_urls
     tr = PeerTransport(
-        server.member_id,
-        server.cluster_id,
-        server.cfg.listen_peer_urls,
-        peers,
-        on_message=lambda m: server.raft.step(m),
-        on_unreachable=lambda peer: server.raft.report_unreachable(peer),
-        on_snapshot_status=lambda peer, ok: server.raft.report_snapshot(peer, ok),
-        logger=server.log,
-        open_snapshot_db=server.open_snapshot_db,
-        on_snapshot=server.on_snapshot_received,
-        snapshot_dir=os.path.join(server.cfg.data_dir, "member", "snap"),
-        on_removed=lambda peer: server.removed_event.set(),
+        params.member_id,
+        params.cluster_id,
+        cfg_urls,
+        params.peers,
+        on_message=params.receiver.step,
+        on_unreachable=params.receiver.report_unreachable,
+        on_snapshot_status=params.receiver.report_snapshot,
+        logger=params.logger,
+        open_snapshot_db=params.snapshots.open_snapshot_db,
+        on_snapshot=params.snapshots.on_snapshot_received,
+        snapshot_dir=params.snapshot_dir,
+        on_removed=params.removed.removed_by_peer,
     )
-    tr.http_handler = server.serve_peer_http
+    # PeerTransport takes its HTTP face as an attribute, not a constructor argument;
+    # it is set here, before the transport starts, from a part built before it.
+    tr.http_handler = params.http.serve_peer_http
     return tr
 
 

@@ -49,12 +49,6 @@ from pyetcd.mvcc.types import (
     TxnRequest,
     TxnResponse,
 )
-from pyetcd.mvcc.validate import (
-    check_delete_request,
-    check_put_request,
-    check_range_request,
-    check_txn_request,
-)
 from pyetcd.mvcc.watchable_store import (
     WatchableStore,
     WatchFilter,
@@ -109,9 +103,5 @@ __all__ = [
     "WatchResponse",
     "WatchStream",
     "WatchableStore",
-    "check_delete_request",
-    "check_put_request",
-    "check_range_request",
-    "check_txn_request",
     "fragment",
 ]

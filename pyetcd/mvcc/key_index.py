@@ -23,7 +23,16 @@ from sortedcontainers import SortedDict
 from pyetcd.mvcc.revision import Revision, decode_kv
 from pyetcd.mvcc.types import KeyValue
 
-__all__ = ["Generation", "KeyIndex", "TreeIndex"]
+__all__ = ["Generation", "KeyIndex", "TreeIndex", "index_end"]
+
+
+def index_end(range_end: bytes) -> bytes | None:
+    """Wire range_end -> index end: b"" -> None (one key), b"\\0" -> b"" (no bound)."""
+    if not range_end:
+        return None
+    if range_end == b"\x00":
+        return b""
+    return range_end
 
 
 class Generation:

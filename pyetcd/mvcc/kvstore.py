@@ -1,4 +1,9 @@
-"""The MVCC key-value store: what Raft entries are applied to.
+"""The MVCC key-value store: revisions over the key index and the backend.
+
+The store knows nothing of requests: it offers reads at a revision, write
+transactions of puts and range deletes, compaction, hashes and lease revokes
+(etcd's ``kv.Read()`` / ``kv.Write()``). Request semantics (compares, prev_kv,
+ignore_value, sorting and limits) live in ``pyetcd.server.etcdserver.txn``.
 
 Rules this module keeps:
 
@@ -6,9 +11,8 @@ Rules this module keeps:
    revoke) takes main revision ``current + 1``; each change in it takes the
    next sub revision. A write transaction that changes nothing does not bump
    the revision.
-2. Apply is deterministic: every check that can fail before any change is
-   made (compares, lease existence, ignore_value on a missing key, revisions
-   of ranges) runs first, so a failing request changes nothing.
+2. A write transaction cannot fail halfway: the caller makes every check that
+   can fail before ``begin_write``.
 3. The in-memory index and the ``latest`` cache always equal what is in the
    backend's open transaction; a reopen rebuilds them from the backend.
 4. The apply loop calls :meth:`KVStore.set_consistent_index` before applying
@@ -21,12 +25,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from pyetcd.mvcc import ops
 from pyetcd.mvcc.backend import Backend
 from pyetcd.mvcc.errors import (
     CompactedError,
     FutureRevisionError,
-    KeyNotFoundError,
     LeaseNotFoundError,
     NoSpaceError,
 )
@@ -42,19 +44,7 @@ from pyetcd.mvcc.revision import (
     is_tombstone,
     rev_to_bytes,
 )
-from pyetcd.mvcc.types import (
-    CompactionResponse,
-    DeleteRangeRequest,
-    DeleteRangeResponse,
-    KeyValue,
-    PutRequest,
-    PutResponse,
-    RangeRequest,
-    RangeResponse,
-    ResponseHeader,
-    TxnRequest,
-    TxnResponse,
-)
+from pyetcd.mvcc.types import KeyValue
 
 __all__ = ["DEFAULT_QUOTA_BYTES", "KVStore"]
 
@@ -154,10 +144,6 @@ class KVStore:
         """Commit the backend's open batch now (etcd's ForceCommit)."""
         self.backend.commit()
 
-    def maybe_commit(self) -> bool:
-        """Commit if the batch is full or ``batch_interval`` passed; call it periodically."""
-        return self.backend.maybe_commit()
-
     def close(self) -> None:
         """Commit and close the backend."""
         self.backend.close()
@@ -168,20 +154,15 @@ class KVStore:
 
     # -- reads ----------------------------------------------------------------
 
-    def range(self, req: RangeRequest) -> RangeResponse:
-        """Range at ``req.revision`` (0: current), with etcd's sort/filter/limit rules.
-
-        Raises:
-            FutureRevisionError, CompactedError.
-        """
-        return ops.apply_range(self, req, self._current_rev)
-
     def range_keys(
         self, key: bytes, end: bytes | None, at_rev: int, cur_rev: int, limit: int, count: bool
     ) -> tuple[list[KeyValue], int]:
         """etcd's rangeKeys: (kvs up to limit, total count) at ``at_rev`` (<= 0: cur_rev).
 
         ``end`` uses the index convention (None: one key; b"": to the end).
+
+        Raises:
+            FutureRevisionError, CompactedError.
         """
         if at_rev > cur_rev:
             raise FutureRevisionError()
@@ -208,61 +189,23 @@ class KVStore:
         ki = self.index.get_index(key)
         return None if ki is None else ki.latest
 
-    # -- writes -----------------------------------------------------------------
-
-    def put(self, req: PutRequest) -> PutResponse:
-        """Apply a Put in its own write transaction.
-
-        Raises:
-            NoSpaceError, LeaseNotFoundError, KeyNotFoundError (ignore_* on a missing key).
-        """
-        self._check_space(ops.cost_put(req))
-        if req.lease and self.lessor.lookup(req.lease) is None:
-            raise LeaseNotFoundError()
-        if (req.ignore_value or req.ignore_lease) and self.get(req.key) is None:
-            raise KeyNotFoundError()
-        self._begin_write()
-        resp = ops.apply_put(self, req)
-        self._end_write()
-        self._check_quota_after()
-        return resp
-
-    def delete_range(self, req: DeleteRangeRequest) -> DeleteRangeResponse:
-        """Apply a DeleteRange in its own write transaction."""
-        self._begin_write()
-        resp = ops.apply_delete_range(self, req)
-        self._end_write()
-        return resp
-
-    def txn(self, req: TxnRequest) -> TxnResponse:
-        """Apply a Txn: compares first, then one branch, all in one revision.
-
-        Raises:
-            NoSpaceError, LeaseNotFoundError, KeyNotFoundError,
-            FutureRevisionError, CompactedError (nothing is changed on error).
-        """
-        path = ops.compare_to_path(self, req)
-        writes = not ops.is_txn_readonly(req)
-        if writes:
-            self._check_space(ops.cost_txn(req))
-        ops.check_txn_branches(self, req, path, writes)
-        if not writes:
-            return ops.apply_txn(self, req, iter(path), self._current_rev, top=True)
-        self._begin_write()
-        resp = ops.apply_txn(self, req, iter(path), None, top=True)
-        rev = self._end_write()
-        self._check_quota_after()
-        return TxnResponse(ResponseHeader(revision=rev), resp.succeeded, resp.responses)
+    # -- writes: one write transaction is begin_write, write_*..., end_write ------
 
     def txn_rev(self) -> int:
         """The revision a read inside the running write transaction sees."""
         return self._begin_rev + 1 if self._changes else self._begin_rev
 
-    def _begin_write(self) -> None:
+    def begin_write(self) -> None:
+        """Open a write transaction (etcd's ``kv.Write()``)."""
         self._begin_rev = self._current_rev
         self._changes = []
 
-    def _end_write(self) -> int:
+    def end_write(self) -> int:
+        """Close the write transaction; returns the current revision.
+
+        A transaction that changed something takes the next main revision (rule 1),
+        tells ``on_changes`` and lets the backend commit if its batch is due.
+        """
         changes = self._changes
         if changes:
             self._current_rev = rev = self._begin_rev + 1
@@ -315,32 +258,27 @@ class KVStore:
 
     # -- quota ------------------------------------------------------------------
 
-    def _check_space(self, cost: int) -> None:
-        if self.nospace:
-            raise NoSpaceError()
-        self._over_quota = self.quota_bytes > 0 and self.backend.size + cost > self.quota_bytes
-
-    def _check_quota_after(self) -> None:
-        # etcd applies the write that crosses the quota, then answers NOSPACE
-        # and raises the alarm, which stops later writes
-        if self._over_quota:
-            self._over_quota = False
-            self.nospace = True
-            raise NoSpaceError()
-
-    _over_quota = False
-
-    # -- leases -----------------------------------------------------------------
-
-    def lease_grant(self, lease_id: int, ttl: int) -> int:
-        """Apply a LeaseGrant; returns the granted TTL.
+    def check_space(self, cost: int) -> bool:
+        """Before a write of ``cost`` bytes: whether it will cross the quota.
 
         Raises:
-            NoSpaceError, LeaseNotFoundError (ID 0), LeaseExistsError, LeaseTTLTooLargeError.
+            NoSpaceError: the NOSPACE alarm is active.
         """
-        self._check_space(ops.LEASE_GRANT_COST)
-        self._over_quota = False
-        return self.lessor.grant(lease_id, ttl).ttl
+        if self.nospace:
+            raise NoSpaceError()
+        return self.quota_bytes > 0 and self.backend.size + cost > self.quota_bytes
+
+    def exceed_quota(self) -> None:
+        """After a write that crossed the quota: etcd applies it, then answers NOSPACE
+        and raises the alarm, which stops later writes.
+
+        Raises:
+            NoSpaceError: always.
+        """
+        self.nospace = True
+        raise NoSpaceError()
+
+    # -- leases -----------------------------------------------------------------
 
     def lease_revoke(self, lease_id: int) -> int:
         """Apply a LeaseRevoke: delete its keys in one revision; returns the revision.
@@ -351,11 +289,11 @@ class KVStore:
         lease = self.lessor.lookup(lease_id)
         if lease is None:
             raise LeaseNotFoundError()
-        self._begin_write()
+        self.begin_write()
         for key in sorted(lease.keys):
             self.write_delete_range(key, None)
         self.lessor.remove(lease_id)
-        return self._end_write()
+        return self.end_write()
 
     def lease_checkpoint(self, lease_id: int, remaining_ttl: int) -> None:
         """Apply a LeaseCheckpoint."""
@@ -363,8 +301,9 @@ class KVStore:
 
     # -- compaction -------------------------------------------------------------
 
-    def compact(self, rev: int) -> CompactionResponse:
+    def compact(self, rev: int) -> int:
         """Compact history at ``rev``: index first, then the backend in committed batches.
+        Returns the current revision.
 
         Raises:
             CompactedError: ``rev`` <= the compaction revision.
@@ -378,7 +317,7 @@ class KVStore:
         self.backend.put_int("meta", _META_SCHEDULED_COMPACT, rev)
         self.backend.commit()
         self._compact_backend(rev, self.index.compact(rev))
-        return CompactionResponse(ResponseHeader(revision=self._current_rev))
+        return self._current_rev
 
     def _compact_backend(self, rev: int, keep: set[Revision]) -> None:
         # batches are committed one by one so a crash midway leaves a store the

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from pyetcd.mvcc.errors import MvccError
+from pyetcd.mvcc.key_index import index_end
 from pyetcd.mvcc.kvstore import KVStore
-from pyetcd.mvcc.ops import index_end
 from pyetcd.mvcc.revision import bytes_to_rev, decode_kv, is_tombstone, rev_to_bytes
 from pyetcd.mvcc.types import Event, EventType, KeyValue
 

@@ -236,9 +236,44 @@ class RawNode:
             size = sum(len(e.data) for e in rd.committed_entries)
             r.applied_to(rd.committed_entries[-1].index, size)
 
-    # -- inspection ------------------------------------------------------------------------
+    # -- inspection (read-only; cheap enough for a driver's every turn) -----------------------
+
+    @property
+    def id(self) -> int:
+        return self.raft.id
+
+    @property
+    def term(self) -> int:
+        """The current term (possibly not yet durable)."""
+        return self.raft.term
+
+    @property
+    def vote(self) -> int:
+        return self.raft.vote
+
+    @property
+    def state(self) -> StateType:
+        return self.raft.state
+
+    @property
+    def committed(self) -> int:
+        """The highest log index known to be committed."""
+        return self.raft.raft_log.committed
+
+    def last_index(self) -> int:
+        return self.raft.raft_log.last_index()
+
+    def term_at(self, index: int) -> int:
+        """The term of the entry at ``index``, or 0 if it is compacted or not in the log."""
+        return self.raft.raft_log.zero_term_on_out_of_range(index)
+
+    def is_sole_voter(self) -> bool:
+        """Whether this node is the only voter (and the configuration is not joint)."""
+        r = self.raft
+        return r.trk.is_singleton() and r.id in r.trk.config.voters.incoming
 
     def status(self) -> Status:
+        """A snapshot of the node's state; ``progress`` (a copy) only on the leader."""
         r = self.raft
         return Status(
             id=r.id,

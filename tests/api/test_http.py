@@ -176,8 +176,8 @@ def _stub(leader: int, alarms: set[tuple[int, int]]) -> Any:
 
     return SimpleNamespace(
         leader=leader,
-        applier=SimpleNamespace(alarms=alarms),
-        range=range_,
+        stores=SimpleNamespace(alarms=alarms),
+        kv=SimpleNamespace(range=range_),
         request_timeout=1.0,
         cfg=SimpleNamespace(max_request_bytes=1 << 20),
     )

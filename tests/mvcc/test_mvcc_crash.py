@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pyetcd.mvcc import KVStore, PutRequest, RangeRequest
+from pyetcd.server.etcdserver import txn as kvtxn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,13 +22,14 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     from pyetcd.mvcc import KVStore, PutRequest
     from pyetcd.mvcc import kvstore as kvmod
+    from pyetcd.server.etcdserver import txn as kvtxn
 
     path, n, kill_at, compact_at, mode = sys.argv[1], *map(int, sys.argv[2:5]), sys.argv[5]
     kv = KVStore(path, batch_limit=97, batch_interval=1e9)
     start = kv.consistent_index + 1
     for i in range(start, n + 1):
         kv.set_consistent_index(i, 1)
-        kv.put(PutRequest(b"k%03d" % (i % 300), b"v%d" % i))
+        kvtxn.put(kv, PutRequest(b"k%03d" % (i % 300), b"v%d" % i))
         if mode == "writes" and i == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         if mode == "async" and i % 500 == 0:
@@ -72,7 +74,10 @@ def check_consistent(path: str) -> KVStore:
     kv = KVStore(path)
     ci = kv.consistent_index
     assert kv.current_revision == ci + 1  # one put per entry, first at revision 2
-    got = {x.key: (x.value, x.mod_revision) for x in kv.range(RangeRequest(b"\x00", b"\x00")).kvs}
+    got = {
+        x.key: (x.value, x.mod_revision)
+        for x in kvtxn.range_(kv, RangeRequest(b"\x00", b"\x00")).kvs
+    }
     assert got == reference(ci)
     return kv
 
@@ -119,7 +124,7 @@ def test_kill_during_compaction_resumes(tmp_path: Path) -> None:
     clean = KVStore(str(tmp_path / "clean"))
     for i in range(1, n + 1):
         clean.set_consistent_index(i, 1)
-        clean.put(PutRequest(b"k%03d" % (i % 300), b"v%d" % i))
+        kvtxn.put(clean, PutRequest(b"k%03d" % (i % 300), b"v%d" % i))
     clean.compact(compact_at)
     assert clean.hash_kv(0) == h
     rows = clean.backend.key_range(b"", None)

@@ -19,6 +19,7 @@ from pyetcd.mvcc import (
     PutRequest,
     RangeRequest,
 )
+from pyetcd.server.etcdserver import txn as kvtxn
 
 
 class Clock:
@@ -109,21 +110,21 @@ def test_id_generator_scheme() -> None:
 def test_revoke_deletes_keys_in_one_revision_and_survives_reopen(tmp_path: Path) -> None:
     path = str(tmp_path / "db")
     kv = KVStore(path)
-    kv.lease_grant(7, 60)
-    kv.put(PutRequest(b"a", b"1", lease=7))
-    kv.put(PutRequest(b"b", b"2", lease=7))
-    kv.put(PutRequest(b"c", b"3"))
+    kvtxn.lease_grant(kv, 7, 60)
+    kvtxn.put(kv, PutRequest(b"a", b"1", lease=7))
+    kvtxn.put(kv, PutRequest(b"b", b"2", lease=7))
+    kvtxn.put(kv, PutRequest(b"c", b"3"))
     kv.close()
     kv = KVStore(path)
     lease = kv.lessor.lookup(7)
     assert lease is not None and lease.keys == {b"a", b"b"}
     rev = kv.lease_revoke(7)
     assert rev == 5
-    assert [x.key for x in kv.range(RangeRequest(b"\x00", b"\x00")).kvs] == [b"c"]
+    assert [x.key for x in kvtxn.range_(kv, RangeRequest(b"\x00", b"\x00")).kvs] == [b"c"]
     with pytest.raises(LeaseNotFoundError):
         kv.lease_revoke(7)
     with pytest.raises(LeaseNotFoundError):
-        kv.put(PutRequest(b"d", lease=7))
+        kvtxn.put(kv, PutRequest(b"d", lease=7))
     kv.close()
     kv = KVStore(path)
     assert kv.lessor.lookup(7) is None and kv.current_revision == 5
@@ -133,15 +134,15 @@ def test_revoke_deletes_keys_in_one_revision_and_survives_reopen(tmp_path: Path)
 def test_reopen_attaches_only_the_newest_put_of_each_key(tmp_path: Path) -> None:
     path = str(tmp_path / "db")
     kv = KVStore(path)
-    kv.lease_grant(7, 60)
-    kv.lease_grant(8, 60)
-    kv.put(PutRequest(b"moved", b"1", lease=7))
-    kv.put(PutRequest(b"moved", b"2", lease=8))
-    kv.put(PutRequest(b"dropped", b"1", lease=7))
-    kv.put(PutRequest(b"dropped", b"2"))
-    kv.put(PutRequest(b"deleted", b"1", lease=8))
-    kv.delete_range(DeleteRangeRequest(b"deleted"))
-    kv.put(PutRequest(b"kept", b"1", lease=7))
+    kvtxn.lease_grant(kv, 7, 60)
+    kvtxn.lease_grant(kv, 8, 60)
+    kvtxn.put(kv, PutRequest(b"moved", b"1", lease=7))
+    kvtxn.put(kv, PutRequest(b"moved", b"2", lease=8))
+    kvtxn.put(kv, PutRequest(b"dropped", b"1", lease=7))
+    kvtxn.put(kv, PutRequest(b"dropped", b"2"))
+    kvtxn.put(kv, PutRequest(b"deleted", b"1", lease=8))
+    kvtxn.delete_range(kv, DeleteRangeRequest(b"deleted"))
+    kvtxn.put(kv, PutRequest(b"kept", b"1", lease=7))
     kv.close()
     kv = KVStore(path)
     leases = {i: kv.lessor.lookup(i) for i in (7, 8)}
@@ -149,7 +150,7 @@ def test_reopen_attaches_only_the_newest_put_of_each_key(tmp_path: Path) -> None
         7: {b"kept"},
         8: {b"moved"},
     }
-    got = kv.range(RangeRequest(b"\x00", b"\x00")).kvs
+    got = kvtxn.range_(kv, RangeRequest(b"\x00", b"\x00")).kvs
     assert [(x.key, x.value, x.lease, x.version) for x in got] == [
         (b"dropped", b"2", 0, 2),
         (b"kept", b"1", 7, 1),

@@ -25,9 +25,9 @@ from pyetcd.mvcc import (
     TooManyOpsError,
     TxnRequest,
     ValueProvidedError,
-    check_put_request,
-    check_txn_request,
 )
+from pyetcd.server.etcdserver import txn as kvtxn
+from pyetcd.server.etcdserver.validate import check_put_request, check_txn_request
 
 
 def put(k: bytes) -> RequestOp:
@@ -72,11 +72,11 @@ def test_quota_nospace_and_defragment(tmp_path: Path) -> None:
     kv = KVStore(str(tmp_path / "db"), quota_bytes=200_000, batch_limit=10)
     with pytest.raises(NoSpaceError):
         for i in range(1000):
-            kv.put(PutRequest(b"k%d" % i, b"x" * 1000))
+            kvtxn.put(kv, PutRequest(b"k%d" % i, b"x" * 1000))
     assert kv.nospace
     with pytest.raises(NoSpaceError):
-        kv.put(PutRequest(b"other", b"v"))
-    kv.delete_range(DeleteRangeRequest(b"k", b"l"))  # deletes are still allowed
+        kvtxn.put(kv, PutRequest(b"other", b"v"))
+    kvtxn.delete_range(kv, DeleteRangeRequest(b"k", b"l"))  # deletes are still allowed
     kv.compact(kv.current_revision)
     kv.commit()
     before = kv.db_size
@@ -84,7 +84,7 @@ def test_quota_nospace_and_defragment(tmp_path: Path) -> None:
     kv.defragment()
     assert kv.db_size < before
     kv.nospace = False  # the server disarms the alarm
-    kv.put(PutRequest(b"other", b"v"))
+    kvtxn.put(kv, PutRequest(b"other", b"v"))
     kv.close()
 
 
@@ -92,15 +92,15 @@ def test_hashes_equal_for_equal_stores(tmp_path: Path) -> None:
     stores = [KVStore(str(tmp_path / f"db{i}"), batch_limit=3 + i) for i in range(2)]
     for kv in stores:
         for i in range(20):
-            kv.put(PutRequest(b"k%d" % (i % 7), b"v%d" % i))
-        kv.delete_range(DeleteRangeRequest(b"k3"))
+            kvtxn.put(kv, PutRequest(b"k%d" % (i % 7), b"v%d" % i))
+        kvtxn.delete_range(kv, DeleteRangeRequest(b"k3"))
         kv.compact(10)
     assert stores[0].hash() == stores[1].hash()
     assert stores[0].hash_kv(15) == stores[1].hash_kv(15)
     assert stores[0].hash_kv(0) != stores[0].hash_kv(15)
     with pytest.raises(CompactedError):
         stores[0].hash_kv(9)
-    stores[1].put(PutRequest(b"k1", b"different"))
+    kvtxn.put(stores[1], PutRequest(b"k1", b"different"))
     assert stores[0].hash() != stores[1].hash()
     for kv in stores:
         kv.close()
@@ -108,7 +108,7 @@ def test_hashes_equal_for_equal_stores(tmp_path: Path) -> None:
 
 def test_txn_revisions_and_failed_checks_change_nothing(tmp_path: Path) -> None:
     kv = KVStore(str(tmp_path / "db"))
-    kv.put(PutRequest(b"a", b"1"))
+    kvtxn.put(kv, PutRequest(b"a", b"1"))
     cmp = Compare(b"a", CompareResult.EQUAL, CompareTarget.VALUE, value=b"1")
     req = TxnRequest(
         compare=(cmp,),
@@ -118,15 +118,17 @@ def test_txn_revisions_and_failed_checks_change_nothing(tmp_path: Path) -> None:
             RequestOp(request_range=RangeRequest(b"b")),
         ),
     )
-    resp = kv.txn(req)
+    resp = kvtxn.txn(kv, req)
     assert resp.succeeded and resp.header.revision == 3
     assert [r.response_range.header.revision for r in resp.responses if r.response_range] == [2, 3]
     bad = TxnRequest(success=(put(b"c"), RequestOp(request_range=RangeRequest(b"a", revision=9))))
     with pytest.raises(FutureRevisionError):
-        kv.txn(bad)
+        kvtxn.txn(kv, bad)
     with pytest.raises(KeyNotFoundError):
-        kv.txn(TxnRequest(success=(RequestOp(request_put=PutRequest(b"z", ignore_value=True)),)))
+        kvtxn.txn(
+            kv, TxnRequest(success=(RequestOp(request_put=PutRequest(b"z", ignore_value=True)),))
+        )
     assert kv.current_revision == 3
-    ro = kv.txn(TxnRequest(success=(RequestOp(request_range=RangeRequest(b"a")),)))
+    ro = kvtxn.txn(kv, TxnRequest(success=(RequestOp(request_range=RangeRequest(b"a")),)))
     assert ro.header.revision == 3
     kv.close()

@@ -27,8 +27,9 @@ from pyetcd.mvcc import (
     SortOrder,
     SortTarget,
     TxnRequest,
-    check_txn_request,
 )
+from pyetcd.server.etcdserver import txn as kvtxn
+from pyetcd.server.etcdserver.validate import check_txn_request
 
 KEYS = [b"a", b"b", b"ba", b"c", b"d"]
 keys = st.sampled_from(KEYS)
@@ -125,15 +126,15 @@ class StoreVsModel(RuleBasedStateMachine):
 
     @rule(req=puts)
     def put(self, req: PutRequest) -> None:
-        self.same(lambda: self.store.put(req), lambda: self.model.put(req))
+        self.same(lambda: kvtxn.put(self.store, req), lambda: self.model.put(req))
 
     @rule(req=ignore_puts)
     def put_ignore(self, req: PutRequest) -> None:
-        self.same(lambda: self.store.put(req), lambda: self.model.put(req))
+        self.same(lambda: kvtxn.put(self.store, req), lambda: self.model.put(req))
 
     @rule(req=deletes)
     def delete(self, req: DeleteRangeRequest) -> None:
-        self.same(lambda: self.store.delete_range(req), lambda: self.model.delete_range(req))
+        self.same(lambda: kvtxn.delete_range(self.store, req), lambda: self.model.delete_range(req))
 
     def at_revision(self, req: RangeRequest) -> RangeRequest:
         back = req.revision
@@ -145,7 +146,7 @@ class StoreVsModel(RuleBasedStateMachine):
     @rule(req=ranges)
     def range(self, req: RangeRequest) -> None:
         req = self.at_revision(req)
-        self.same(lambda: self.store.range(req), lambda: self.model.range(req))
+        self.same(lambda: kvtxn.range_(self.store, req), lambda: self.model.range(req))
 
     @rule(req=txns)
     def txn(self, req: TxnRequest) -> None:
@@ -153,7 +154,7 @@ class StoreVsModel(RuleBasedStateMachine):
             check_txn_request(req)
         except DuplicateKeyError:
             return
-        self.same(lambda: self.store.txn(req), lambda: self.model.txn(req))
+        self.same(lambda: kvtxn.txn(self.store, req), lambda: self.model.txn(req))
 
     @rule(back=st.integers(0, 6), gate=st.integers(0, 3))
     def compact(self, back: int, gate: int) -> None:
@@ -161,14 +162,14 @@ class StoreVsModel(RuleBasedStateMachine):
             return  # compactions are rarer than the other requests
         rev = self.model.rev - back
         self.same(
-            lambda: self.store.compact(rev).header.revision,
+            lambda: kvtxn.compact(self.store, rev).header.revision,
             lambda: (self.model.compact(rev), self.model.rev)[1],
         )
 
     @rule(lease_id=lease_ids, ttl=st.integers(1, 5))
     def lease_grant(self, lease_id: int, ttl: int) -> None:
         self.same(
-            lambda: self.store.lease_grant(lease_id, ttl),
+            lambda: kvtxn.lease_grant(self.store, lease_id, ttl),
             lambda: self.model.lease_grant(lease_id, ttl),
         )
 
@@ -193,7 +194,9 @@ class StoreVsModel(RuleBasedStateMachine):
         assert self.store.current_revision == self.model.rev
         assert self.store.compact_revision == self.model.compact_rev
         everything = RangeRequest(b"\x00", b"\x00")
-        self.same(lambda: self.store.range(everything), lambda: self.model.range(everything))
+        self.same(
+            lambda: kvtxn.range_(self.store, everything), lambda: self.model.range(everything)
+        )
         leases = {lease.id: sorted(lease.keys) for lease in self.store.lessor.leases()}
         want = {
             i: sorted(k for k, kv in self.model.state().items() if kv.lease == i)

@@ -23,6 +23,7 @@ from pyetcd.mvcc import (
     WatchStream,
     fragment,
 )
+from pyetcd.server.etcdserver import txn as kvtxn
 
 KEYS = [b"a", b"b", b"c", b"d"]
 
@@ -84,7 +85,7 @@ def test_every_event_once_in_order(tmp_path_factory: object, actions: list[tuple
 
     def snapshot() -> None:
         while len(history) <= kv.current_revision:
-            everything = kv.range(RangeRequest(b"\x00", b"\x00"))
+            everything = kvtxn.range_(kv, RangeRequest(b"\x00", b"\x00"))
             history.append({x.key: x for x in everything.kvs})
 
     def drain(i: int) -> None:
@@ -93,9 +94,9 @@ def test_every_event_once_in_order(tmp_path_factory: object, actions: list[tuple
 
     for act in actions:
         if act[0] == "put":
-            kv.put(PutRequest(act[1], act[2]))
+            kvtxn.put(kv, PutRequest(act[1], act[2]))
         elif act[0] == "del":
-            kv.delete_range(DeleteRangeRequest(act[1], act[2]))
+            kvtxn.delete_range(kv, DeleteRangeRequest(act[1], act[2]))
         elif act[0] == "watch":
             _, i, key, end, back = act
             start = 0 if back == 0 else max(1, kv.current_revision - back + 2)
@@ -145,11 +146,11 @@ def test_filters_prev_kv_progress_and_fragment(tmp_path: Path) -> None:
     kv = KVStore(str(tmp_path / "db"))
     ws = WatchableStore(kv)
     s: WatchStream = ws.new_stream()
-    kv.put(PutRequest(b"k", b"v1"))
+    kvtxn.put(kv, PutRequest(b"k", b"v1"))
     nodel = s.watch(b"k", filters=[WatchFilter.NODELETE], prev_kv=True)
     noput = s.watch(b"k", filters=[WatchFilter.NOPUT])
-    kv.put(PutRequest(b"k", b"v2"))
-    kv.delete_range(DeleteRangeRequest(b"k"))
+    kvtxn.put(kv, PutRequest(b"k", b"v2"))
+    kvtxn.delete_range(kv, DeleteRangeRequest(b"k"))
     resps = s.pop_all()
     assert [(r.watch_id, [e.type for e in r.events]) for r in resps] == [
         (nodel, [EventType.PUT]),
@@ -172,7 +173,7 @@ def test_compacted_start_revision_cancels(tmp_path: Path) -> None:
     kv = KVStore(str(tmp_path / "db"))
     ws = WatchableStore(kv)
     for i in range(5):
-        kv.put(PutRequest(b"k", str(i).encode()))
+        kvtxn.put(kv, PutRequest(b"k", str(i).encode()))
     kv.compact(4)
     s = ws.new_stream()
     wid = s.watch(b"k", start_revision=2)
@@ -189,7 +190,7 @@ def test_slow_consumer_does_not_block_writers(tmp_path: Path) -> None:
     s = ws.new_stream(capacity=2)
     s.watch(b"k")
     for i in range(50):
-        kv.put(PutRequest(b"k", str(i).encode()))
+        kvtxn.put(kv, PutRequest(b"k", str(i).encode()))
     assert len(s) == 2 and ws.victims
     seen: list[bytes] = []
     while True:

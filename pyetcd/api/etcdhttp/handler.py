@@ -205,7 +205,7 @@ class HTTPFrontend:
         return Response.json(200, {"health": "true", "reason": ""})
 
     def _alarm_reason(self, excluded: set[str]) -> str:
-        for _, alarm in sorted(self.server.applier.alarms):
+        for _, alarm in sorted(self.server.stores.alarms):
             name = rpc_pb2.AlarmType.Name(alarm)
             if name in excluded:
                 continue
@@ -216,7 +216,7 @@ class HTTPFrontend:
         # etcd's health check also reads: a member that cannot serve a read is not healthy.
         try:
             await asyncio.wait_for(
-                self.server.range(
+                self.server.kv.range(
                     rpc_pb2.RangeRequest(
                         key=b"health", keys_only=True, limit=1, serializable=serializable
                     )
@@ -236,7 +236,7 @@ class HTTPFrontend:
     async def _probe(self, req: Request, name: str) -> Response:
         checks: list[tuple[str, str]] = []  # (check, error or "")
         if name == "readyz":
-            corrupt = any(a == rpc_pb2.CORRUPT for _, a in self.server.applier.alarms)
+            corrupt = any(a == rpc_pb2.CORRUPT for _, a in self.server.stores.alarms)
             checks.append(("data_corruption", "alarm activated: CORRUPT" if corrupt else ""))
         checks.append(("serializable_read", await self._read_error(True)))
         if name == "readyz":

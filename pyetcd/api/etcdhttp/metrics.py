@@ -77,26 +77,26 @@ class _ServerCollector(Collector):
 
     def _collect(self) -> Iterator[Metric]:
         s = self.server
-        store = s.store
-        status = s.status()
+        store = s.stores.kv
+        status = s.maintenance.status()
         gauges = (
             ("etcd_server_has_leader", _HAS_LEADER, 1 if s.leader else 0),
             ("etcd_server_is_leader", _IS_LEADER, 1 if s.is_leader else 0),
             ("etcd_server_proposals_pending", _PENDING, len(s.waits)),
-            ("etcd_mvcc_db_total_size_in_bytes", _DB_SIZE, s.store.db_size),
-            ("etcd_mvcc_db_total_size_in_use_in_bytes", _DB_IN_USE, s.store.db_size_in_use),
+            ("etcd_mvcc_db_total_size_in_bytes", _DB_SIZE, store.db_size),
+            ("etcd_mvcc_db_total_size_in_use_in_bytes", _DB_IN_USE, store.db_size_in_use),
             ("etcd_server_quota_backend_bytes", _QUOTA, s.cfg.quota_bytes),
-            ("etcd_debugging_mvcc_current_revision", _CUR_REV, s.store.current_revision),
+            ("etcd_debugging_mvcc_current_revision", _CUR_REV, store.current_revision),
             ("etcd_debugging_mvcc_compact_revision", _COMPACT_REV, max(0, store.compact_revision)),
         )
         for name, doc, value in gauges:
             yield GaugeMetricFamily(name, doc, value=value)
         # etcd sets "committed" and "applied" from the raft indexes, not by counting.
         counters = (
-            ("etcd_server_leader_changes_seen", _LEADER_CHANGES, s.leader_changes_seen),
+            ("etcd_server_leader_changes_seen", _LEADER_CHANGES, s.leadership.changes_seen),
             ("etcd_server_proposals_committed", _COMMITTED, status.raftIndex),
             ("etcd_server_proposals_applied", _APPLIED, status.raftAppliedIndex),
-            ("etcd_server_proposals_failed", _FAILED, s.proposals_failed),
+            ("etcd_server_proposals_failed", _FAILED, s.proposer.proposals_failed),
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)

@@ -42,12 +42,12 @@ class ClusterService:
         if request.linearizable:
             await self.server.read_indexer.wait_linearizable()
         resp = rpc_pb2.MemberListResponse(header=self._header())
-        for m in self.server.member_list():
+        for m in self.server.cluster.member_list():
             member_to_pb(m, resp.members.add())
         return resp
 
     def _members(self, out: object) -> None:
-        for m in self.server.member_list():
+        for m in self.server.cluster.member_list():
             member_to_pb(m, out.add())  # type: ignore[attr-defined]
 
     @translate_errors
@@ -55,7 +55,7 @@ class ClusterService:
         self, request: rpc_pb2.MemberAddRequest, context: Ctx
     ) -> rpc_pb2.MemberAddResponse:
         await require_admin(self.server, context)
-        member, _ = await self.server.member_add(list(request.peerURLs), request.isLearner)
+        member, _ = await self.server.cluster.member_add(list(request.peerURLs), request.isLearner)
         resp = rpc_pb2.MemberAddResponse(header=self._header())
         member_to_pb(member, resp.member)
         self._members(resp.members)
@@ -66,7 +66,7 @@ class ClusterService:
         self, request: rpc_pb2.MemberRemoveRequest, context: Ctx
     ) -> rpc_pb2.MemberRemoveResponse:
         await require_admin(self.server, context)
-        await self.server.member_remove(request.ID)
+        await self.server.cluster.member_remove(request.ID)
         resp = rpc_pb2.MemberRemoveResponse(header=self._header())
         self._members(resp.members)
         return resp
@@ -76,7 +76,7 @@ class ClusterService:
         self, request: rpc_pb2.MemberUpdateRequest, context: Ctx
     ) -> rpc_pb2.MemberUpdateResponse:
         await require_admin(self.server, context)
-        await self.server.member_update(request.ID, list(request.peerURLs))
+        await self.server.cluster.member_update(request.ID, list(request.peerURLs))
         resp = rpc_pb2.MemberUpdateResponse(header=self._header())
         self._members(resp.members)
         return resp
@@ -87,7 +87,7 @@ class ClusterService:
     ) -> rpc_pb2.MemberPromoteResponse:
         await require_admin(self.server, context)
         try:
-            members = await self.server.member_promote(request.ID)
+            members = await self.server.cluster.member_promote(request.ID)
         except NotLeaderError:
             # Only the leader knows whether the learner caught up: ask it over the
             # peer port (the caller was checked here; nothing about it is sent).

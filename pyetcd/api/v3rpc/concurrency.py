@@ -60,7 +60,7 @@ async def session_lease(server: EtcdServer, lease: int, auth: AuthInfo | None = 
         return lease
     if server.auth_store.enabled:
         server.auth_store.authorized_user(auth)
-    resp = await server.lease_grant(rpc_pb2.LeaseGrantRequest(TTL=DEFAULT_SESSION_TTL), auth)
+    resp = await server.lease.lease_grant(rpc_pb2.LeaseGrantRequest(TTL=DEFAULT_SESSION_TTL), auth)
     return int(resp.ID)
 
 
@@ -73,7 +73,7 @@ async def first_create(
 ) -> rpc_pb2.RangeResponse:
     """clientv3.WithFirstCreate (or WithLastCreate): the oldest (newest) key under prefix."""
     order = rpc_pb2.RangeRequest.DESCEND if descend else rpc_pb2.RangeRequest.ASCEND
-    return await server.range(
+    return await server.kv.range(
         rpc_pb2.RangeRequest(
             key=prefix,
             range_end=prefix_end(prefix),

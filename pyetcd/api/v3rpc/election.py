@@ -63,7 +63,7 @@ class ElectionService:
         lease = await session_lease(server, request.lease, auth)
         prefix = request.name + b"/"
         key = prefix + f"{lease:x}".encode()
-        resp = await server.txn(
+        resp = await server.kv.txn(
             rpc_pb2.TxnRequest(
                 compare=[_owns(key, 0)],
                 success=[
@@ -108,7 +108,7 @@ class ElectionService:
         self, leader: v3election_pb2.LeaderKey, value: bytes, auth: AuthInfo | None
     ) -> rpc_pb2.ResponseHeader:
         put = rpc_pb2.PutRequest(key=leader.key, value=value, lease=leader.lease)
-        resp = await self.server.txn(
+        resp = await self.server.kv.txn(
             rpc_pb2.TxnRequest(
                 compare=[_owns(leader.key, leader.rev)],
                 success=[rpc_pb2.RequestOp(request_put=put)],
@@ -133,7 +133,7 @@ class ElectionService:
         self, leader: v3election_pb2.LeaderKey, auth: AuthInfo | None
     ) -> rpc_pb2.ResponseHeader:
         # Deletes the key only while it is still this leader's; succeeds either way.
-        resp = await self.server.txn(
+        resp = await self.server.kv.txn(
             rpc_pb2.TxnRequest(
                 compare=[_owns(leader.key, leader.rev)],
                 success=[

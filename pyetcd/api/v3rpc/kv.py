@@ -26,28 +26,28 @@ class KVService:
     @translate_errors
     async def Range(self, request: rpc_pb2.RangeRequest, context: Ctx) -> rpc_pb2.RangeResponse:
         auth = await caller(self.server, context) if self.server.auth_store.enabled else None
-        return await self.server.range(request, auth)
+        return await self.server.kv.range(request, auth)
 
     @translate_errors
     async def Put(self, request: rpc_pb2.PutRequest, context: Ctx) -> rpc_pb2.PutResponse:
         auth = await caller(self.server, context) if self.server.auth_store.enabled else None
-        return await self.server.put(request, auth)
+        return await self.server.kv.put(request, auth)
 
     @translate_errors
     async def DeleteRange(
         self, request: rpc_pb2.DeleteRangeRequest, context: Ctx
     ) -> rpc_pb2.DeleteRangeResponse:
         auth = await caller(self.server, context) if self.server.auth_store.enabled else None
-        return await self.server.delete_range(request, auth)
+        return await self.server.kv.delete_range(request, auth)
 
     @translate_errors
     async def Txn(self, request: rpc_pb2.TxnRequest, context: Ctx) -> rpc_pb2.TxnResponse:
         auth = await caller(self.server, context) if self.server.auth_store.enabled else None
-        return await self.server.txn(request, auth)
+        return await self.server.kv.txn(request, auth)
 
     @translate_errors
     async def Compact(
         self, request: rpc_pb2.CompactionRequest, context: Ctx
     ) -> rpc_pb2.CompactionResponse:
         auth = await caller(self.server, context) if self.server.auth_store.enabled else None
-        return await self.server.compact(request, auth)
+        return await self.server.kv.compact(request, auth)

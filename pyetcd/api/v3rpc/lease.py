@@ -28,7 +28,7 @@ class LeaseService:
         self, request: rpc_pb2.LeaseGrantRequest, context: Ctx
     ) -> rpc_pb2.LeaseGrantResponse:
         auth = await require_user(self.server, context)
-        return await self.server.lease_grant(request, auth)
+        return await self.server.lease.lease_grant(request, auth)
 
     @translate_errors
     async def LeaseRevoke(
@@ -36,7 +36,7 @@ class LeaseService:
     ) -> rpc_pb2.LeaseRevokeResponse:
         # WRITE on the lease's keys is checked at apply
         auth = await require_user(self.server, context)
-        return await self.server.lease_revoke(request, auth)
+        return await self.server.lease.lease_revoke(request, auth)
 
     @translate_errors
     async def LeaseTimeToLive(
@@ -54,14 +54,14 @@ class LeaseService:
                     return rpc_pb2.LeaseTimeToLiveResponse(
                         header=self.server.header(), ID=request.ID, TTL=-1
                     )
-        return await self.server.lease_time_to_live(request, auth)
+        return await self.server.lease.lease_time_to_live(request, auth)
 
     @translate_errors
     async def LeaseLeases(
         self, request: rpc_pb2.LeaseLeasesRequest, context: Ctx
     ) -> rpc_pb2.LeaseLeasesResponse:
         await require_user(self.server, context)
-        return await self.server.lease_leases()
+        return await self.server.lease.lease_leases()
 
     async def LeaseKeepAlive(
         self, request_iterator: AsyncIterator[rpc_pb2.LeaseKeepAliveRequest], context: Ctx
@@ -79,7 +79,7 @@ class LeaseService:
     async def _keep_alive(self, lease_id: int) -> rpc_pb2.LeaseKeepAliveResponse:
         try:
             try:
-                ttl = await self.server.lease_renew(lease_id)
+                ttl = await self.server.lease.lease_renew(lease_id)
             except mvcc_errors.LeaseNotPrimaryError:
                 ttl = await self.forward.keep_alive(lease_id)
         except (mvcc_errors.LeaseNotFoundError, mvcc_errors.LeaseExpiredError):

@@ -64,7 +64,7 @@ async def acquire(
             rpc_pb2.RequestOp(request_range=owner),
         ],
     )
-    resp = await server.txn(txn, auth)
+    resp = await server.kv.txn(txn, auth)
     my_rev = resp.header.revision
     if not resp.succeeded:
         my_rev = resp.responses[0].response_range.kvs[0].create_revision
@@ -91,7 +91,7 @@ class LockService:
         try:
             await wait_deletes(server, prefix, my_rev - 1, auth)
             # The lease may have expired while waiting: then the key is gone.
-            got = await server.range(rpc_pb2.RangeRequest(key=key), auth)
+            got = await server.kv.range(rpc_pb2.RangeRequest(key=key), auth)
         except asyncio.CancelledError:
             spawn_cleanup(self._delete(key, auth))
             raise
@@ -107,8 +107,8 @@ class LockService:
         self, request: v3lock_pb2.UnlockRequest, context: Ctx
     ) -> v3lock_pb2.UnlockResponse:
         auth = await caller(self.server, context)
-        resp = await self.server.delete_range(rpc_pb2.DeleteRangeRequest(key=request.key), auth)
+        resp = await self.server.kv.delete_range(rpc_pb2.DeleteRangeRequest(key=request.key), auth)
         return v3lock_pb2.UnlockResponse(header=resp.header)
 
     async def _delete(self, key: bytes, auth: AuthInfo | None) -> None:
-        await self.server.delete_range(rpc_pb2.DeleteRangeRequest(key=key), auth)
+        await self.server.kv.delete_range(rpc_pb2.DeleteRangeRequest(key=key), auth)

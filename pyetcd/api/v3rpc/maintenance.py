@@ -43,30 +43,32 @@ class MaintenanceService:
             await require_user(self.server, context)
         else:
             await require_admin(self.server, context)
-        return await self.server.alarm(request)
+        return await self.server.maintenance.alarm(request)
 
     @translate_errors
     async def Status(self, request: rpc_pb2.StatusRequest, context: Ctx) -> rpc_pb2.StatusResponse:
-        return self.server.status()
+        return self.server.maintenance.status()
 
     @translate_errors
     async def Defragment(
         self, request: rpc_pb2.DefragmentRequest, context: Ctx
     ) -> rpc_pb2.DefragmentResponse:
         await _require_admin(self.server, context)
-        await self.server.defragment()
+        await self.server.maintenance.defragment()
         # etcd 3.5 answers Defragment, MoveLeader and Snapshot with an empty header.
         return rpc_pb2.DefragmentResponse()
 
     @translate_errors
     async def Hash(self, request: rpc_pb2.HashRequest, context: Ctx) -> rpc_pb2.HashResponse:
         await _require_admin(self.server, context)
-        return rpc_pb2.HashResponse(header=self.server.header(), hash=self.server.hash())
+        return rpc_pb2.HashResponse(
+            header=self.server.header(), hash=self.server.maintenance.hash()
+        )
 
     @translate_errors
     async def HashKV(self, request: rpc_pb2.HashKVRequest, context: Ctx) -> rpc_pb2.HashKVResponse:
         await _require_admin(self.server, context)
-        h, rev, compact_rev = self.server.hash_kv(request.revision)
+        h, rev, compact_rev = self.server.maintenance.hash_kv(request.revision)
         return rpc_pb2.HashKVResponse(
             header=self.server.header(rev), hash=h, compact_revision=compact_rev
         )
@@ -76,7 +78,7 @@ class MaintenanceService:
         self, request: rpc_pb2.MoveLeaderRequest, context: Ctx
     ) -> rpc_pb2.MoveLeaderResponse:
         await require_admin(self.server, context)
-        await self.server.move_leader(request.targetID)
+        await self.server.cluster.move_leader(request.targetID)
         return rpc_pb2.MoveLeaderResponse()
 
     @translate_errors
@@ -97,8 +99,8 @@ class MaintenanceService:
         fd, path = tempfile.mkstemp(prefix="pyetcd-snapshot-", suffix=".db")
         os.close(fd)
         try:
-            self.server.store.commit()
-            await asyncio.to_thread(self.server.store.backend.snapshot_to, path)
+            self.server.stores.kv.commit()
+            await asyncio.to_thread(self.server.stores.kv.backend.snapshot_to, path)
             size = os.path.getsize(path)
             digest = hashlib.sha256()
             remaining = size

@@ -18,15 +18,16 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from pyetcd.logutil import Logger
-from pyetcd.mvcc import KVStore, MvccError, NoSpaceError
+from pyetcd.mvcc import MvccError, NoSpaceError
+from pyetcd.mvcc import types as mt
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot
 from pyetcd.server.auth.check import apply_auth_request, check_raft_request, is_auth_request
-from pyetcd.server.auth.store import AuthStore
-from pyetcd.server.etcdserver import pbconv
 
+from . import pbconv, txn
 from .errors import (
     MemberExistsError,
     MemberNotFoundError,
@@ -34,7 +35,8 @@ from .errors import (
     PeerURLExistsError,
     ServerError,
 )
-from .membership import Member, Membership
+from .membership import Member
+from .stores import Stores
 from .wait import RequestWait
 
 __all__ = ["Applier"]
@@ -42,55 +44,57 @@ __all__ = ["Applier"]
 AlarmType = rpc_pb2.AlarmType
 
 
-class Applier:
-    """The state machine of one member."""
+class BackendRestorer(Protocol):
+    def restore(self, snap: Snapshot) -> None:
+        """Install the backend that came with ``snap``."""
 
-    def __init__(self, waits: RequestWait, logger: Logger) -> None:
+
+class MembershipListener(Protocol):
+    def sync(self) -> None:
+        """The applied membership changed."""
+
+
+class Applier:
+    """The state machine of one member (RaftNode's StateMachine)."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        waits: RequestWait,
+        logger: Logger,
+        snapshots: BackendRestorer,
+        peers: MembershipListener,
+    ) -> None:
+        self.stores = stores
         self.waits = waits
         self.log = logger
-        # Active alarms: (member ID, alarm type).
-        self.alarms: set[tuple[int, int]] = set()
-        self.on_member_change: Callable[[], None] | None = None
-        self.on_restore: Callable[[Snapshot], None] | None = None
-
-    def attach(
-        self, store: KVStore, membership: Membership, auth_store: AuthStore | None = None
-    ) -> None:
-        """Apply to ``store`` (at start, and after a backend arrived with a snapshot)."""
-        self.store = store
-        self.membership = membership
-        self.auth_store = auth_store
-        self.alarms = set()
-        for k, _ in store.backend.items("alarm"):
-            self.alarms.add((int.from_bytes(k[:8], "big"), int.from_bytes(k[8:], "big")))
+        self.snapshots = snapshots
+        self.peers = peers
 
     # -- the Applier protocol of RaftNode -----------------------------------------------------
 
     def apply_entries(
         self, entries: Sequence[Entry], apply_conf: Callable[[ConfChange], ConfState]
     ) -> None:
-        ci = self.store.consistent_index
+        kv = self.stores.kv
+        ci = kv.consistent_index
         for e in entries:
             if e.type == EntryType.CONF_CHANGE_V2:
                 self._apply_conf_change(e, apply_conf, skip_store=e.index <= ci)
                 continue
             if e.index <= ci:
                 continue
-            self.store.set_consistent_index(e.index, e.term)
+            kv.set_consistent_index(e.index, e.term)
             if e.data:
                 self._apply_request(e.data, e.index)
-        self.store.maybe_commit()
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         # The backend travels beside the raft snapshot (see the peer transport).
-        if self.on_restore is None:
-            raise RuntimeError("cannot restore a snapshot without a backend")
-        self.on_restore(snap)
-        if self.on_member_change is not None:
-            self.on_member_change()
+        self.snapshots.restore(snap)
+        self.peers.sync()
 
     def snapshot_data(self) -> bytes:
-        self.store.commit()
+        self.stores.kv.commit()
         return b""
 
     # -- normal entries ---------------------------------------------------------------------
@@ -100,7 +104,7 @@ class Applier:
         req.ParseFromString(data)
         req_id = req.header.ID or req.ID
         try:
-            result = self._dispatch(req, index)
+            result = self._dispatch(req, req_id, index)
         except (MvccError, ServerError) as err:
             if isinstance(err, NoSpaceError):
                 self._raise_alarm(AlarmType.NOSPACE)
@@ -109,25 +113,38 @@ class Applier:
         self.waits.trigger(req_id, result)
 
     def _lease_keys(self, lease_id: int) -> tuple[bytes, ...]:
-        lease = self.store.lessor.lookup(lease_id)
+        lease = self.stores.lessor.lookup(lease_id)
         return () if lease is None else tuple(sorted(lease.keys))
 
-    def _dispatch(self, req: raft_internal_pb2.InternalRaftRequest, index: int) -> object:
+    def _dispatch(
+        self, req: raft_internal_pb2.InternalRaftRequest, req_id: int, index: int
+    ) -> object:
         which = _which(req)
-        store = self.store
-        auth = self.auth_store
-        if auth is not None and auth.enabled and which in _CHECKED:
+        store = self.stores.kv
+        auth = self.stores.auth
+        if auth.enabled and which in _CHECKED:
             check_raft_request(auth, req, self._lease_keys)
+        # The proposer of the entry (if it is this member) converted the request once
+        # already; every other member converts it here.
         if which == "put":
-            return store.put(pbconv.put_from_pb(req.put))
+            p = self.waits.take_request(req_id)
+            if not isinstance(p, mt.PutRequest):
+                p = pbconv.put_from_pb(req.put)
+            return txn.put(store, p)
         if which == "delete_range":
-            return store.delete_range(pbconv.delete_range_from_pb(req.delete_range))
+            d = self.waits.take_request(req_id)
+            if not isinstance(d, mt.DeleteRangeRequest):
+                d = pbconv.delete_range_from_pb(req.delete_range)
+            return txn.delete_range(store, d)
         if which == "txn":
-            return store.txn(pbconv.txn_from_pb(req.txn))
+            t = self.waits.take_request(req_id)
+            if not isinstance(t, mt.TxnRequest):
+                t = pbconv.txn_from_pb(req.txn)
+            return txn.txn(store, t)
         if which == "compaction":
-            return store.compact(req.compaction.revision)
+            return txn.compact(store, req.compaction.revision)
         if which == "lease_grant":
-            return store.lease_grant(req.lease_grant.ID, req.lease_grant.TTL)
+            return txn.lease_grant(store, req.lease_grant.ID, req.lease_grant.TTL)
         if which == "lease_revoke":
             return store.lease_revoke(req.lease_revoke.ID)
         if which == "lease_checkpoint":
@@ -138,13 +155,13 @@ class Applier:
             return self._apply_alarm(req.alarm)
         if which == "cluster_member_attr_set":
             attr = req.cluster_member_attr_set
-            self.membership.set_attributes(
+            self.stores.membership.set_attributes(
                 attr.member_ID,
                 attr.member_attributes.name,
                 tuple(attr.member_attributes.client_urls),
             )
             return None
-        if auth is not None and is_auth_request(req):
+        if is_auth_request(req):
             return apply_auth_request(auth, req, index)
         self.log.warn("unknown entry type", {"request": which or ""})
         return None
@@ -157,26 +174,30 @@ class Applier:
             self._set_alarm(key)
             return [key]
         if req.action == rpc_pb2.AlarmRequest.DEACTIVATE:
-            if key not in self.alarms:
+            alarms = self.stores.alarms
+            if key not in alarms:
                 return []
-            self.alarms.discard(key)
-            self.store.backend.delete("alarm", _alarm_key(key))
+            alarms.discard(key)
+            kv = self.stores.kv
+            kv.backend.delete("alarm", _alarm_key(key))
             if key[1] == AlarmType.NOSPACE:
-                self.store.nospace = False
+                kv.nospace = False
             return [key]
-        return sorted(self.alarms)
+        return sorted(self.stores.alarms)
 
     def _raise_alarm(self, alarm: int) -> None:
-        for member_id in self.membership.members:
+        for member_id in self.stores.membership.members:
             self._set_alarm((member_id, alarm))
 
     def _set_alarm(self, key: tuple[int, int]) -> None:
-        if key in self.alarms:
+        alarms = self.stores.alarms
+        if key in alarms:
             return
-        self.alarms.add(key)
-        self.store.backend.put("alarm", _alarm_key(key), b"")
+        alarms.add(key)
+        kv = self.stores.kv
+        kv.backend.put("alarm", _alarm_key(key), b"")
         if key[1] == AlarmType.NOSPACE:
-            self.store.nospace = True
+            kv.nospace = True
         self.log.warn("alarm raised", {"alarm": AlarmType.Name(key[1]), "member-id": f"{key[0]:x}"})
 
     # -- membership -----------------------------------------------------------------------------
@@ -191,7 +212,7 @@ class Applier:
                 self._validate_conf_change(cc)
             except ServerError as err:
                 # Every member rejects it alike; Raft's configuration stays as it was.
-                self.store.set_consistent_index(e.index, e.term)
+                self.stores.kv.set_consistent_index(e.index, e.term)
                 self.waits.fail(req_id, err)
                 return
         try:
@@ -201,20 +222,20 @@ class Applier:
             self.waits.fail(req_id, ServerError(str(err)))
             return
         if not skip_store:
-            self.store.set_consistent_index(e.index, e.term)
+            self.stores.kv.set_consistent_index(e.index, e.term)
             self._record_members(cc)
-        if self.on_member_change is not None:
-            self.on_member_change()
+        self.peers.sync()
         if req_id:
             self.waits.trigger(req_id, None)
 
     def _validate_conf_change(self, cc: ConfChange) -> None:
         """etcd's ValidateConfigurationChange, run at apply time on every member."""
-        members = self.membership.members
+        membership = self.stores.membership
+        members = membership.members
         member = Member.decode(cc.context) if cc.context else None
         for change in cc.changes:
             node = change.node_id
-            if node in self.membership.removed:
+            if node in membership.removed:
                 raise MemberRemovedError()
             if change.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
                 existing = members.get(node)
@@ -237,30 +258,31 @@ class Applier:
                     self._check_urls_free(node, member.peer_urls)
 
     def _check_urls_free(self, node: int, urls: tuple[str, ...]) -> None:
-        for other in self.membership.members.values():
+        for other in self.stores.membership.members.values():
             if other.id != node and set(other.peer_urls) & set(urls):
                 raise PeerURLExistsError()
 
     def _record_members(self, cc: ConfChange) -> None:
         member = Member.decode(cc.context) if cc.context else None
+        membership = self.stores.membership
         for change in cc.changes:
             if change.type == ConfChangeType.REMOVE_NODE:
-                if change.node_id not in self.membership.members:
+                if change.node_id not in membership.members:
                     raise MemberNotFoundError()
-                self.membership.remove(change.node_id)
+                membership.remove(change.node_id)
             elif change.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
-                existing = self.membership.members.get(change.node_id)
+                existing = membership.members.get(change.node_id)
                 learner = change.type == ConfChangeType.ADD_LEARNER_NODE
                 if existing is not None and not learner:
-                    self.membership.promote(change.node_id)
+                    membership.promote(change.node_id)
                 elif member is not None and member.id == change.node_id:
-                    self.membership.add(
+                    membership.add(
                         Member(
                             member.id, member.name, member.peer_urls, member.client_urls, learner
                         )
                     )
             elif change.type == ConfChangeType.UPDATE_NODE and member is not None:
-                self.membership.update_peer_urls(change.node_id, member.peer_urls)
+                membership.update_peer_urls(change.node_id, member.peer_urls)
 
 
 # entries checked against the auth store at apply (rule 4)

@@ -25,15 +25,18 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
 
+from pyetcd.logutil import Logger
+from pyetcd.mvcc import Lessor
 from pyetcd.mvcc.errors import LeaseNotFoundError
 from pyetcd.pb import lease_pb2, rpc_pb2
 from pyetcd.server.auth.check import check_lease_time_to_live
-from pyetcd.server.auth.store import AuthInfo
+from pyetcd.server.auth.store import AuthInfo, AuthStore
 from pyetcd.server.etcdserver.errors import (
     LearnerNotReadyError,
     MemberNotFoundError,
@@ -41,8 +44,8 @@ from pyetcd.server.etcdserver.errors import (
     NoLeaderError,
     RequestTimeoutError,
 )
-from pyetcd.server.etcdserver.membership import Member
-from pyetcd.server.etcdserver.server import EtcdServer
+from pyetcd.server.etcdserver.membership import Member, Membership
+from pyetcd.server.etcdserver.read_index import ReadIndexer
 from pyetcd.server.rafthttp.handler import (
     LEASE_INTERNAL_PATH,
     LEASE_PATH,
@@ -67,10 +70,42 @@ LEASE_ATTEMPT_TIMEOUT: Final = 3.0
 Answer = Callable[[PeerResponse], T | None]
 
 
+class ForwardingMember(Protocol):
+    """What the forwarder asks of its member (EtcdServer provides it)."""
+
+    @property
+    def request_timeout(self) -> float: ...
+
+    @property
+    def peer_ssl(self) -> ssl.SSLContext | None: ...
+
+    @property
+    def log(self) -> Logger: ...
+
+    @property
+    def leader(self) -> int: ...
+
+    @property
+    def membership(self) -> Membership: ...
+
+    @property
+    def auth_store(self) -> AuthStore: ...
+
+    @property
+    def lessor(self) -> Lessor: ...
+
+    @property
+    def read_indexer(self) -> ReadIndexer: ...
+
+    def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader: ...
+
+    async def wait_leader(self) -> None: ...
+
+
 class LeaderForwarder:
     """Forwards one member's leader-only calls to the leader's peer port."""
 
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: ForwardingMember) -> None:
         self.server = server
 
     async def keep_alive(self, lease_id: int) -> int:

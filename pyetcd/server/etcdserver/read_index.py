@@ -13,31 +13,63 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 from pyetcd.raft import ReadState
 
 from .errors import RequestTimeoutError
 
-if TYPE_CHECKING:
-    from .server import EtcdServer
-
 __all__ = ["ReadIndexer"]
 
 
+class SoleVoterIndex(Protocol):
+    def sole_voter_read_index(self) -> int | None:
+        """The read index a one-voter leader answers at once (RawNode's); else None."""
+        ...
+
+
+class ReadIndexRequests(Protocol):
+    def read_index(self, ctx: bytes) -> None:
+        """Start a ReadIndex round named ``ctx`` (the driver's inbox)."""
+
+
+class Applied(Protocol):
+    @property
+    def applied(self) -> int: ...
+
+    def wait(self, index: int) -> Awaitable[None]: ...
+
+
+class LeaderWait(Protocol):
+    async def wait_leader(self) -> None: ...
+
+
 class ReadIndexer:
-    def __init__(self, server: EtcdServer) -> None:
-        self.server = server
+    """Batches linearizable reads into ReadIndex rounds; ``on_read_states`` is told the
+    rounds' answers (by the Raft driver)."""
+
+    def __init__(
+        self,
+        core: SoleVoterIndex,
+        requests: ReadIndexRequests,
+        applied: Applied,
+        leader: LeaderWait,
+        request_timeout: float,
+    ) -> None:
+        self.core = core
+        self.requests = requests
+        self.applied = applied
+        self.leader = leader
+        self.request_timeout = request_timeout
         self._waiting: list[asyncio.Future[None]] = []
         self._trigger = asyncio.Event()
         self._rounds: dict[bytes, asyncio.Future[int]] = {}
         self._ids = itertools.count(1)
 
     async def wait_linearizable(self) -> None:
-        server = self.server
-        index = server.raft.sole_voter_read_index()
-        if index is not None and index <= server.applied_wait.applied:
+        index = self.core.sole_voter_read_index()
+        if index is not None and index <= self.applied.applied:
             # A one-voter leader's read index is its commit index, and everything up to
             # it is applied: the read may go ahead now, without a batch to wait for.
             return
@@ -61,7 +93,7 @@ class ReadIndexer:
                 continue
             try:
                 index = await self._round()
-                await self.server.applied_wait.wait(index)
+                await self.applied.wait(index)
             except Exception as err:
                 for fut in batch:
                     if not fut.done():
@@ -72,19 +104,18 @@ class ReadIndexer:
                     fut.set_result(None)
 
     async def _round(self) -> int:
-        server = self.server
-        await server.wait_leader()
-        index = server.raft.sole_voter_read_index()
+        await self.leader.wait_leader()
+        index = self.core.sole_voter_read_index()
         if index is not None:
             return index
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + server.request_timeout
+        deadline = loop.time() + self.request_timeout
         # Retry a lost round (e.g. a dropped heartbeat) until the deadline.
         while loop.time() < deadline:
             ctx = next(self._ids).to_bytes(8, "big")
             fut: asyncio.Future[int] = loop.create_future()
             self._rounds[ctx] = fut
-            server.raft.read_index(ctx)
+            self.requests.read_index(ctx)
             try:
                 return await asyncio.wait_for(fut, min(1.0, max(0.01, deadline - loop.time())))
             except TimeoutError:

@@ -6,12 +6,15 @@ transport between members implements the same two methods.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+from pyetcd.logutil import Logger
 from pyetcd.raft import Message
 
-__all__ = ["NullTransport", "Transport"]
+__all__ = ["NullTransport", "Transport", "TransportParams"]
 
 
 class Transport(Protocol):
@@ -61,3 +64,52 @@ class NullTransport:
 
     async def close(self) -> None:
         pass
+
+
+class PeerHTTPHandler(Protocol):
+    async def serve_peer_http(
+        self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One plain HTTP request on the peer port (``first``: its first 4 bytes)."""
+
+
+class SnapshotHooks(Protocol):
+    def open_snapshot_db(self, msg: Message) -> AsyncIterator[bytes]:
+        """The backend to stream to a follower with ``msg`` (a MsgSnap)."""
+        ...
+
+    def on_snapshot_received(self, msg: Message, path: str | None) -> None:
+        """A MsgSnap's backend is durable at ``path``."""
+
+
+class RaftReceiver(Protocol):
+    def step(self, m: Message) -> None: ...
+
+    def report_unreachable(self, node: int) -> None: ...
+
+    def report_snapshot(self, node: int, ok: bool) -> None: ...
+
+
+class RemovedListener(Protocol):
+    def removed_by_peer(self, peer: int) -> None:
+        """A peer says this member was removed from the cluster."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportParams:
+    """Everything a peer transport is built from, all built before it (see inbox.py)."""
+
+    member_id: int
+    cluster_id: int
+    #: the peer URLs to listen on
+    listen_urls: tuple[str, ...]
+    #: member id -> peer URLs of every other member known at start
+    peers: dict[int, tuple[str, ...]]
+    #: where received raft messages and delivery reports go (the driver's inbox)
+    receiver: RaftReceiver
+    snapshots: SnapshotHooks
+    #: where received backends are saved
+    snapshot_dir: str
+    removed: RemovedListener
+    http: PeerHTTPHandler
+    logger: Logger

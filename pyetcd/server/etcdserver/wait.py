@@ -6,7 +6,7 @@ import asyncio
 import heapq
 from collections.abc import Callable
 
-__all__ = ["AppliedWait", "RequestWait"]
+__all__ = ["AppliedIndex", "RequestWait"]
 
 
 class RequestWait:
@@ -19,13 +19,25 @@ class RequestWait:
     def __init__(self) -> None:
         self._futs: dict[int, asyncio.Future[object]] = {}
         self._deadlines: list[tuple[float, int]] = []
+        # The store request each waiter's entry carries, converted from protobuf once
+        # when proposed: the apply loop takes it instead of converting again.
+        self._requests: dict[int, object] = {}
 
-    def register(self, req_id: int, deadline: float | None = None) -> asyncio.Future[object]:
+    def register(
+        self, req_id: int, deadline: float | None = None, request: object = None
+    ) -> asyncio.Future[object]:
+        """A future for request ``req_id``; ``request``: its converted store request."""
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._futs[req_id] = fut
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, req_id))
+        if request is not None:
+            self._requests[req_id] = request
         return fut
+
+    def take_request(self, req_id: int) -> object:
+        """The store request registered with ``req_id`` (None if none is waiting)."""
+        return self._requests.pop(req_id, None)
 
     def expire(self, now: float, err: Callable[[], BaseException]) -> int:
         """Fail every waiter whose deadline is at or before ``now``; returns how many."""
@@ -33,6 +45,7 @@ class RequestWait:
         heap = self._deadlines
         while heap and heap[0][0] <= now:
             _, req_id = heapq.heappop(heap)
+            self._requests.pop(req_id, None)
             fut = self._futs.pop(req_id, None)
             if fut is not None and not fut.done():
                 fut.set_exception(err())
@@ -41,6 +54,7 @@ class RequestWait:
 
     def cancel(self, req_id: int) -> None:
         self._futs.pop(req_id, None)
+        self._requests.pop(req_id, None)
 
     def trigger(self, req_id: int, result: object) -> None:
         fut = self._futs.pop(req_id, None)
@@ -48,6 +62,7 @@ class RequestWait:
             fut.set_result(result)
 
     def fail(self, req_id: int, err: BaseException) -> None:
+        self._requests.pop(req_id, None)
         fut = self._futs.pop(req_id, None)
         if fut is not None and not fut.done():
             fut.set_exception(err)
@@ -60,11 +75,17 @@ class RequestWait:
         return len(self._futs)
 
 
-class AppliedWait:
-    """Futures that resolve once the applied index reaches theirs."""
+class AppliedIndex:
+    """The member's applied index, and futures that resolve once it reaches theirs.
 
-    def __init__(self) -> None:
-        self.applied = 0
+    The one owner of the applied index: the Raft driver advances it after applying,
+    everyone else (reads, snapshots, Status) asks it.
+    """
+
+    def __init__(self, applied: int = 0) -> None:
+        #: Every committed entry up to here is applied (or was, before a restart: the
+        #: backend's consistent index).
+        self.applied = applied
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = 0
 
@@ -77,7 +98,8 @@ class AppliedWait:
             heapq.heappush(self._heap, (index, self._seq, fut))
         return fut
 
-    def trigger(self, applied: int) -> None:
+    def advance(self, applied: int) -> None:
+        """Entries up to ``applied`` are applied; wake who waited for them."""
         self.applied = max(self.applied, applied)
         heap = self._heap
         while heap and heap[0][0] <= self.applied:

@@ -9,27 +9,35 @@ from pathlib import Path
 
 import pytest
 
+from pyetcd.config import ServerConfig
 from pyetcd.logutil import new_logger
 from pyetcd.mvcc import KVStore
 from pyetcd.pb import auth_pb2, raft_internal_pb2, rpc_pb2
 from pyetcd.raft import Entry, EntryType
 from pyetcd.server.auth import errors as ae
-from pyetcd.server.auth.store import AuthStore, hash_password
-from pyetcd.server.auth.token import SimpleTokenProvider
+from pyetcd.server.auth.store import hash_password
 from pyetcd.server.etcdserver.apply import Applier
-from pyetcd.server.etcdserver.membership import Membership
+from pyetcd.server.etcdserver.stores import Stores
 from pyetcd.server.etcdserver.wait import RequestWait
+
+
+class NoPeers:
+    def sync(self) -> None:
+        pass
+
+    def restore(self, snap: object) -> None:
+        raise AssertionError("no snapshots here")
 
 
 class Harness:
     def __init__(self, path: Path) -> None:
-        self.store = KVStore(str(path / "db"))
-        self.auth = AuthStore(self.store.backend, SimpleTokenProvider(), bcrypt_cost=4)
+        log = new_logger("zap", ["stderr"], "error", stderr=io.StringIO())
+        cfg = ServerConfig(data_dir=str(path), bcrypt_cost=4)
+        stores = Stores(cfg, 1, log, KVStore(str(path / "db")))
+        self.store = stores.kv
+        self.auth = stores.auth
         self.waits = RequestWait()
-        self.applier = Applier(
-            self.waits, new_logger("zap", ["stderr"], "error", stderr=io.StringIO())
-        )
-        self.applier.attach(self.store, Membership(self.store.backend, 1), self.auth)
+        self.applier = Applier(stores, self.waits, log, NoPeers(), NoPeers())  # type: ignore[arg-type]
         self.index = 0
 
     def apply(self, req: raft_internal_pb2.InternalRaftRequest) -> object:

@@ -16,12 +16,14 @@ from pathlib import Path
 from pyetcd.logutil import new_logger
 from pyetcd.raft import ConfChange, Config, ConfState, Entry, EntryType, RawNode
 from pyetcd.raft.types import HardState
+from pyetcd.server.etcdserver.inbox import RaftInbox
 from pyetcd.server.etcdserver.raft_node import (
     INLINE_SAVE_MAX_SECONDS,
     RaftNode,
     conf_change_entries,
 )
 from pyetcd.server.etcdserver.transport import NullTransport
+from pyetcd.server.etcdserver.wait import AppliedIndex
 from pyetcd.wal import Metadata, WALStorage
 from pyetcd.wal.fs import FS
 
@@ -65,11 +67,14 @@ async def _run_node(
     rawnode = RawNode(Config(id=1, storage=storage, election_tick=10, rng=random.Random(1)))
     applied = Applied()
     led = asyncio.Event()
+    inbox = RaftInbox()
     node = RaftNode(
         rawnode,
+        inbox,
         storage,
         NullTransport(),
         applied,  # type: ignore[arg-type]
+        AppliedIndex(),
         tick_interval=0.01,
         snapshot_count=10_000,
         conf_state=ConfState(voters=(1,)),
@@ -81,7 +86,7 @@ async def _run_node(
         await asyncio.wait_for(led.wait(), 10)
         fs.sync_threads.clear()  # from here on: the proposals' syncs
         for i in range(proposals):
-            node.propose(b"put-%d" % i)
+            inbox.propose(b"put-%d" % i)
             while len(applied.entries) <= i:
                 applied.changed.clear()
                 await asyncio.wait_for(applied.changed.wait(), 10)

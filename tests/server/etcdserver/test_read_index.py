@@ -65,7 +65,7 @@ async def _reads(n: int, ri: ReadIndexer) -> asyncio.Future[list[None]]:
 
 async def test_sole_voter_reads_wait_for_applied_without_a_round() -> None:
     server = FakeServer(sole_index=7)
-    ri = ReadIndexer(server)  # type: ignore[arg-type]
+    ri = ReadIndexer(server.raft, server.raft, server.applied_wait, server, server.request_timeout)
     runner = asyncio.ensure_future(ri.run())
     try:
         reads = await _reads(5, ri)
@@ -81,7 +81,7 @@ async def test_sole_voter_reads_wait_for_applied_without_a_round() -> None:
 async def test_sole_voter_reads_of_applied_state_go_ahead_at_once() -> None:
     server = FakeServer(sole_index=7)
     server.applied_wait.apply(7)
-    ri = ReadIndexer(server)  # type: ignore[arg-type]
+    ri = ReadIndexer(server.raft, server.raft, server.applied_wait, server, server.request_timeout)
     # no runner: nothing may be waited for
     await asyncio.wait_for(ri.wait_linearizable(), 5)
     assert server.raft.rounds == [] and server.applied_wait.asked == []
@@ -89,7 +89,7 @@ async def test_sole_voter_reads_of_applied_state_go_ahead_at_once() -> None:
 
 async def test_other_members_run_one_round_per_batch() -> None:
     server = FakeServer(sole_index=None)
-    ri = ReadIndexer(server)  # type: ignore[arg-type]
+    ri = ReadIndexer(server.raft, server.raft, server.applied_wait, server, server.request_timeout)
     runner = asyncio.ensure_future(ri.run())
     try:
         reads = await _reads(5, ri)

@@ -1,20 +1,25 @@
-"""How each request is applied to the store (etcd's applier for KV requests).
+"""Request semantics of the KV API on top of the store's primitives (etcd's
+``etcdserver/txn``): sorting and filtering of ranges, prev_kv, ignore_value and
+ignore_lease, compares, txn branch selection, quota costs, and which revision each
+response header carries. The store (:class:`~pyetcd.mvcc.KVStore`) knows nothing
+of requests; these functions call its ``begin_write`` / ``write_*`` / ``end_write``.
 
-These functions hold etcd's request semantics — sorting and filtering of
-ranges, prev_kv, ignore_value/ignore_lease, compares, txn branch selection
-and which revision each response header carries — on top of the primitive
-operations of :class:`~pyetcd.mvcc.kvstore.KVStore`.
+Rule: every check that can fail runs before ``begin_write`` (compares, lease
+existence, ignore_value on a missing key, revisions of ranges), so a request that
+fails changes nothing and every member applies it alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from pyetcd.mvcc import KVStore
 from pyetcd.mvcc.errors import CompactedError, FutureRevisionError, KeyNotFoundError
 from pyetcd.mvcc.errors import LeaseNotFoundError as _LeaseNotFound
+from pyetcd.mvcc.key_index import index_end
 from pyetcd.mvcc.types import (
+    CompactionResponse,
     Compare,
     CompareResult,
     CompareTarget,
@@ -34,21 +39,17 @@ from pyetcd.mvcc.types import (
     TxnResponse,
 )
 
-if TYPE_CHECKING:
-    from pyetcd.mvcc.kvstore import KVStore
-
 __all__ = [
     "LEASE_GRANT_COST",
-    "apply_compare",
-    "apply_delete_range",
-    "apply_put",
-    "apply_range",
-    "apply_txn",
-    "compare_to_path",
+    "compact",
     "cost_put",
     "cost_txn",
-    "index_end",
+    "delete_range",
     "is_txn_readonly",
+    "lease_grant",
+    "put",
+    "range_",
+    "txn",
 ]
 
 # etcd's quota estimates: per-key overhead and a lease's cost
@@ -66,15 +67,6 @@ _SORT_KEYS: dict[SortTarget, Callable[[KeyValue], int | bytes]] = {
 }
 
 
-def index_end(range_end: bytes) -> bytes | None:
-    """Wire range_end -> index end: b"" -> None (one key), b"\\0" -> b"" (no bound)."""
-    if not range_end:
-        return None
-    if range_end == b"\x00":
-        return b""
-    return range_end
-
-
 def _plain(req: RangeRequest) -> bool:
     return not (
         req.min_mod_revision
@@ -84,29 +76,29 @@ def _plain(req: RangeRequest) -> bool:
     )
 
 
-def apply_range(store: KVStore, req: RangeRequest, cur_rev: int) -> RangeResponse:
+def _range(kv: KVStore, req: RangeRequest, cur_rev: int) -> RangeResponse:
     """A Range as etcd applies it, seen at ``cur_rev`` (the header's revision)."""
     header = ResponseHeader(revision=cur_rev)
     if not req.range_end and req.revision == 0 and not req.count_only and _plain(req):
         # point read of the newest revision: served from the index's cache
-        ki = store.index.get_index(req.key)
-        kv = None if ki is None else ki.latest
-        if kv is None:
+        ki = kv.index.get_index(req.key)
+        latest = None if ki is None else ki.latest
+        if latest is None:
             return RangeResponse(header)
         if req.keys_only:
-            kv = replace(kv, value=b"")
-        return RangeResponse(header, (kv,), False, 1)
+            latest = replace(latest, value=b"")
+        return RangeResponse(header, (latest,), False, 1)
     limit = req.limit
     order = req.sort_order
     if order != SortOrder.NONE or not _plain(req):
         limit = 0  # sort/filter everything, truncate afterwards
     if limit > 0:
         limit += 1  # one more to learn whether there is more
-    kvs, count = store.range_keys(
+    kvs, count = kv.range_keys(
         req.key, index_end(req.range_end), req.revision, cur_rev, limit, req.count_only
     )
     if not _plain(req):
-        kvs = [kv for kv in kvs if _passes_filters(req, kv)]
+        kvs = [x for x in kvs if _passes_filters(req, x)]
     if req.sort_target != SortTarget.KEY and order == SortOrder.NONE:
         order = SortOrder.ASCEND
     if order == SortOrder.DESCEND:
@@ -132,12 +124,12 @@ def _passes_filters(req: RangeRequest, kv: KeyValue) -> bool:
     return not (req.max_create_revision and kv.create_revision > req.max_create_revision)
 
 
-def apply_put(store: KVStore, req: PutRequest) -> PutResponse:
+def _put(kv: KVStore, req: PutRequest) -> PutResponse:
     """A Put inside the store's running write transaction."""
     value, lease = req.value, req.lease
     prev = None
     if req.ignore_value or req.ignore_lease or req.prev_kv:
-        prev = store.get(req.key)
+        prev = kv.get(req.key)
         if prev is None and (req.ignore_value or req.ignore_lease):
             raise KeyNotFoundError()
         if prev is not None:
@@ -145,19 +137,19 @@ def apply_put(store: KVStore, req: PutRequest) -> PutResponse:
                 value = prev.value
             if req.ignore_lease:
                 lease = prev.lease
-    rev = store.write_put(req.key, value, lease)
+    rev = kv.write_put(req.key, value, lease)
     return PutResponse(ResponseHeader(revision=rev), prev if req.prev_kv else None)
 
 
-def apply_delete_range(store: KVStore, req: DeleteRangeRequest) -> DeleteRangeResponse:
+def _delete_range(kv: KVStore, req: DeleteRangeRequest) -> DeleteRangeResponse:
     """A DeleteRange inside the store's running write transaction."""
     end = index_end(req.range_end)
     prev_kvs: tuple[KeyValue, ...] = ()
     if req.prev_kv:
-        kvs, _ = store.range_keys(req.key, end, 0, store.txn_rev(), 0, False)
+        kvs, _ = kv.range_keys(req.key, end, 0, kv.txn_rev(), 0, False)
         prev_kvs = tuple(kvs)
-    n = store.write_delete_range(req.key, end)
-    return DeleteRangeResponse(ResponseHeader(revision=store.txn_rev()), n, prev_kvs)
+    n = kv.write_delete_range(req.key, end)
+    return DeleteRangeResponse(ResponseHeader(revision=kv.txn_rev()), n, prev_kvs)
 
 
 def _compare_kv(c: Compare, kv: KeyValue) -> bool:
@@ -184,26 +176,26 @@ def _compare_kv(c: Compare, kv: KeyValue) -> bool:
     return a < b  # type: ignore[operator]
 
 
-def apply_compare(store: KVStore, c: Compare, cur_rev: int) -> bool:
+def _compare(kv: KVStore, c: Compare, cur_rev: int) -> bool:
     """One compare: true iff it holds for every key in its range.
 
     No key: a VALUE compare fails; others compare against zeros.
     """
-    kvs, _ = store.range_keys(c.key, index_end(c.range_end), 0, cur_rev, 0, False)
+    kvs, _ = kv.range_keys(c.key, index_end(c.range_end), 0, cur_rev, 0, False)
     if not kvs:
         return c.target != CompareTarget.VALUE and _compare_kv(c, _EMPTY_KV)
-    return all(_compare_kv(c, kv) for kv in kvs)
+    return all(_compare_kv(c, x) for x in kvs)
 
 
-def compare_to_path(store: KVStore, req: TxnRequest) -> list[bool]:
+def _compare_path(kv: KVStore, req: TxnRequest) -> list[bool]:
     """Evaluate the compares of ``req`` and of every nested txn on the chosen
     branches, all against the state before the txn (depth-first order)."""
-    cur = store.current_revision
-    ok = all(apply_compare(store, c, cur) for c in req.compare)
+    cur = kv.current_revision
+    ok = all(_compare(kv, c, cur) for c in req.compare)
     path = [ok]
     for op in req.success if ok else req.failure:
         if op.request_txn is not None:
-            path.extend(compare_to_path(store, op.request_txn))
+            path.extend(_compare_path(kv, op.request_txn))
     return path
 
 
@@ -212,10 +204,10 @@ def is_txn_readonly(req: TxnRequest) -> bool:
     return all(op.request_range is not None for op in (*req.success, *req.failure))
 
 
-_OpCheck = Callable[["KVStore", RequestOp], None]
+_OpCheck = Callable[[KVStore, RequestOp], None]
 
 
-def check_txn_branches(store: KVStore, req: TxnRequest, path: list[bool], writes: bool) -> None:
+def _check_txn_branches(kv: KVStore, req: TxnRequest, path: list[bool], writes: bool) -> None:
     """Checks etcd makes on the chosen branches before changing anything.
 
     Raises:
@@ -225,61 +217,59 @@ def check_txn_branches(store: KVStore, req: TxnRequest, path: list[bool], writes
     # etcd checks every put on the path first, then every range: a txn with
     # both a bad put and a bad range fails with the put's error
     if writes:
-        _check_branch(store, req, iter(path), _check_put)
-    _check_branch(store, req, iter(path), _check_range)
+        _check_branch(kv, req, iter(path), _check_put)
+    _check_branch(kv, req, iter(path), _check_range)
 
 
-def _check_branch(store: KVStore, req: TxnRequest, path: Iterator[bool], check: _OpCheck) -> None:
+def _check_branch(kv: KVStore, req: TxnRequest, path: Iterator[bool], check: _OpCheck) -> None:
     for op in req.success if next(path) else req.failure:
         if op.request_txn is not None:
-            _check_branch(store, op.request_txn, path, check)
+            _check_branch(kv, op.request_txn, path, check)
         else:
-            check(store, op)
+            check(kv, op)
 
 
-def _check_range(store: KVStore, op: RequestOp) -> None:
+def _check_range(kv: KVStore, op: RequestOp) -> None:
     if op.request_range is None:
         return
     rev = op.request_range.revision
-    if rev > store.current_revision:
+    if rev > kv.current_revision:
         raise FutureRevisionError()
-    if rev != 0 and rev < store.compact_revision:
+    if rev != 0 and rev < kv.compact_revision:
         raise CompactedError()
 
 
-def _check_put(store: KVStore, op: RequestOp) -> None:
+def _check_put(kv: KVStore, op: RequestOp) -> None:
     p = op.request_put
     if p is None:
         return
-    if (p.ignore_value or p.ignore_lease) and store.get(p.key) is None:
+    if (p.ignore_value or p.ignore_lease) and kv.get(p.key) is None:
         raise KeyNotFoundError()
-    if p.lease and store.lessor.lookup(p.lease) is None:
+    if p.lease and kv.lessor.lookup(p.lease) is None:
         raise _LeaseNotFound()
 
 
-def apply_op(
-    store: KVStore, op: RequestOp, path: Iterator[bool], read_rev: int | None
-) -> ResponseOp:
+def _op(kv: KVStore, op: RequestOp, path: Iterator[bool], read_rev: int | None) -> ResponseOp:
     """One op of a txn branch; ``read_rev`` is set for read-only txns."""
     if op.request_range is not None:
-        cur = store.txn_rev() if read_rev is None else read_rev
-        return ResponseOp(response_range=apply_range(store, op.request_range, cur))
+        cur = kv.txn_rev() if read_rev is None else read_rev
+        return ResponseOp(response_range=_range(kv, op.request_range, cur))
     if op.request_put is not None:
-        return ResponseOp(response_put=apply_put(store, op.request_put))
+        return ResponseOp(response_put=_put(kv, op.request_put))
     if op.request_delete_range is not None:
-        return ResponseOp(response_delete_range=apply_delete_range(store, op.request_delete_range))
+        return ResponseOp(response_delete_range=_delete_range(kv, op.request_delete_range))
     if op.request_txn is not None:
-        return ResponseOp(response_txn=apply_txn(store, op.request_txn, path, read_rev, top=False))
+        return ResponseOp(response_txn=_txn(kv, op.request_txn, path, read_rev, top=False))
     raise KeyNotFoundError()
 
 
-def apply_txn(
-    store: KVStore, req: TxnRequest, path: Iterator[bool], read_rev: int | None, *, top: bool
+def _txn(
+    kv: KVStore, req: TxnRequest, path: Iterator[bool], read_rev: int | None, *, top: bool
 ) -> TxnResponse:
     """Apply the branch ``path`` chose; nested txn responses carry an empty header."""
     ok = next(path)
     branch = req.success if ok else req.failure
-    resps = tuple(apply_op(store, op, path, read_rev) for op in branch)
+    resps = tuple(_op(kv, op, path, read_rev) for op in branch)
     header = ResponseHeader(revision=read_rev) if top and read_rev is not None else _NO_HEADER
     return TxnResponse(header, ok, resps)
 
@@ -302,3 +292,83 @@ def cost_txn(req: TxnRequest) -> int:
         return total
 
     return max(branch(req.success), branch(req.failure))
+
+
+# -- the requests, each in its own write transaction -------------------------------------
+
+
+def range_(kv: KVStore, req: RangeRequest) -> RangeResponse:
+    """A Range at ``req.revision`` (0: current), with etcd's sort/filter/limit rules.
+
+    Raises:
+        FutureRevisionError, CompactedError.
+    """
+    return _range(kv, req, kv.current_revision)
+
+
+def put(kv: KVStore, req: PutRequest) -> PutResponse:
+    """Apply a Put.
+
+    Raises:
+        NoSpaceError, LeaseNotFoundError, KeyNotFoundError (ignore_* on a missing key).
+    """
+    over = kv.check_space(cost_put(req))
+    if req.lease and kv.lessor.lookup(req.lease) is None:
+        raise _LeaseNotFound()
+    if (req.ignore_value or req.ignore_lease) and kv.get(req.key) is None:
+        raise KeyNotFoundError()
+    kv.begin_write()
+    resp = _put(kv, req)
+    kv.end_write()
+    if over:
+        kv.exceed_quota()
+    return resp
+
+
+def delete_range(kv: KVStore, req: DeleteRangeRequest) -> DeleteRangeResponse:
+    """Apply a DeleteRange."""
+    kv.begin_write()
+    resp = _delete_range(kv, req)
+    kv.end_write()
+    return resp
+
+
+def txn(kv: KVStore, req: TxnRequest) -> TxnResponse:
+    """Apply a Txn: compares first, then one branch, all in one revision.
+
+    Raises:
+        NoSpaceError, LeaseNotFoundError, KeyNotFoundError,
+        FutureRevisionError, CompactedError (nothing is changed on error).
+    """
+    path = _compare_path(kv, req)
+    writes = not is_txn_readonly(req)
+    over = writes and kv.check_space(cost_txn(req))
+    _check_txn_branches(kv, req, path, writes)
+    if not writes:
+        return _txn(kv, req, iter(path), kv.current_revision, top=True)
+    kv.begin_write()
+    resp = _txn(kv, req, iter(path), None, top=True)
+    rev = kv.end_write()
+    if over:
+        kv.exceed_quota()
+    return TxnResponse(ResponseHeader(revision=rev), resp.succeeded, resp.responses)
+
+
+def compact(kv: KVStore, rev: int) -> CompactionResponse:
+    """Apply a Compaction.
+
+    Raises:
+        CompactedError: ``rev`` <= the compaction revision.
+        FutureRevisionError: ``rev`` > the current revision.
+    """
+    return CompactionResponse(ResponseHeader(revision=kv.compact(rev)))
+
+
+def lease_grant(kv: KVStore, lease_id: int, ttl: int) -> int:
+    """Apply a LeaseGrant; returns the granted TTL.
+
+    Raises:
+        NoSpaceError, LeaseNotFoundError (ID 0), LeaseExistsError, LeaseTTLTooLargeError.
+    """
+    kv.check_space(LEASE_GRANT_COST)
+    return kv.lessor.grant(lease_id, ttl).ttl

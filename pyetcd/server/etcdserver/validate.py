@@ -1,7 +1,7 @@
 """Request checks etcd makes before proposing a request (v3rpc's key checks).
 
-The API layer calls these before a request enters Raft; the store does not
-repeat them when applying, so apply stays deterministic and cheap.
+The KV server makes these before a request enters Raft; apply does not repeat
+them, so apply stays deterministic and cheap.
 """
 
 from __future__ import annotations

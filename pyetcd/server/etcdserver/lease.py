@@ -1,0 +1,120 @@
+"""The lease duties of a member: grant, revoke, keep-alive, time-to-live, and the
+leader's expiry of leases and checkpoints of their remaining TTLs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+
+from pyetcd.pb import raft_internal_pb2, rpc_pb2
+from pyetcd.server.auth.check import check_lease_time_to_live
+from pyetcd.server.auth.store import AuthInfo
+
+from .header import ResponseHeaders
+from .leadership import Leadership
+from .proposer import Proposer
+from .read_index import ReadIndexer
+from .stores import Stores
+
+__all__ = ["LeaseServer"]
+
+
+class LeaseServer:
+    """etcd's lease API on one member."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        proposer: Proposer,
+        read_indexer: ReadIndexer,
+        leadership: Leadership,
+        headers: ResponseHeaders,
+    ) -> None:
+        self.stores = stores
+        self.proposer = proposer
+        self.read_indexer = read_indexer
+        self.leadership = leadership
+        self.headers = headers
+        self._background: set[asyncio.Future[None]] = set()
+
+    async def lease_grant(
+        self, req: rpc_pb2.LeaseGrantRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.LeaseGrantResponse:
+        grant = rpc_pb2.LeaseGrantRequest(TTL=req.TTL, ID=req.ID or self.proposer.idgen.next())
+        ttl = await self.proposer.propose(
+            raft_internal_pb2.InternalRaftRequest(lease_grant=grant), auth
+        )
+        assert isinstance(ttl, int)
+        return rpc_pb2.LeaseGrantResponse(header=self.headers.header(), ID=grant.ID, TTL=ttl)
+
+    async def lease_revoke(
+        self, req: rpc_pb2.LeaseRevokeRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.LeaseRevokeResponse:
+        await self.proposer.propose(raft_internal_pb2.InternalRaftRequest(lease_revoke=req), auth)
+        return rpc_pb2.LeaseRevokeResponse(header=self.headers.header())
+
+    async def lease_renew(self, lease_id: int) -> int:
+        """KeepAlive: the new TTL, or raises the lessor's errors."""
+        await self.leadership.wait_leader()
+        return self.stores.lessor.renew(lease_id)
+
+    async def lease_time_to_live(
+        self, req: rpc_pb2.LeaseTimeToLiveRequest, auth: AuthInfo | None = None
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        await self.read_indexer.wait_linearizable()
+        ttl = self.stores.lessor.time_to_live(req.ID)
+        auth_store = self.stores.auth
+        if auth_store.enabled:
+            # READ on every attached key, whether or not the keys are asked for
+            # (etcd's fix for CVE-2023-32082).
+            check_lease_time_to_live(auth_store, auth, ttl[2] if ttl else ())
+        header = self.headers.header()
+        if ttl is None:
+            return rpc_pb2.LeaseTimeToLiveResponse(header=header, ID=req.ID, TTL=-1)
+        remaining, granted, keys = ttl
+        resp = rpc_pb2.LeaseTimeToLiveResponse(
+            header=header, ID=req.ID, TTL=remaining, grantedTTL=granted
+        )
+        if req.keys:
+            resp.keys.extend(keys)
+        return resp
+
+    async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
+        await self.read_indexer.wait_linearizable()
+        resp = rpc_pb2.LeaseLeasesResponse(header=self.headers.header())
+        # The lessor lists leases soonest expiry first, as etcd's LeaseLeases does.
+        for lease in self.stores.lessor.leases():
+            resp.leases.add(ID=lease.id)
+        return resp
+
+    # -- the leader's duties ------------------------------------------------------------------
+
+    async def run_expiry(self) -> None:
+        """On the leader: revoke expired leases, checkpoint remaining TTLs."""
+        while True:
+            await asyncio.sleep(0.5)
+            if not self.leadership.is_leader:
+                continue
+            lessor = self.stores.lessor
+            for lease_id in lessor.expired_leases():
+                req = raft_internal_pb2.InternalRaftRequest(
+                    lease_revoke=rpc_pb2.LeaseRevokeRequest(ID=lease_id)
+                )
+                # An expired lease is revoked as root (etcd's WithRoot), whatever its keys.
+                self._spawn_quiet(self.proposer.propose(req, self.stores.root_auth()))
+            cps = lessor.due_checkpoints()
+            if cps:
+                req = raft_internal_pb2.InternalRaftRequest()
+                for lease_id, remaining in cps:
+                    req.lease_checkpoint.checkpoints.add(ID=lease_id, remaining_TTL=remaining)
+                self._spawn_quiet(self.proposer.propose(req))
+
+    def _spawn_quiet(self, coro: Awaitable[object]) -> None:
+        async def run() -> None:
+            with contextlib.suppress(Exception):
+                await coro
+
+        task = asyncio.ensure_future(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
