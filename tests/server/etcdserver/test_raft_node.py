@@ -29,6 +29,10 @@ from pyetcd.wal.fs import FS
 
 
 class RecordingFS(FS):
+    """Records the thread of every fdatasync. ``sync_delay`` models a slow disk;
+    without it the disk is modelled as instant (no real fdatasync), so the driver's
+    policy is tested, not how busy the machine's disk is at the moment."""
+
     def __init__(self, sync_delay: float = 0.0) -> None:
         self.sync_delay = sync_delay
         self.sync_threads: list[str] = []
@@ -37,7 +41,7 @@ class RecordingFS(FS):
         self.sync_threads.append(threading.current_thread().name)
         if self.sync_delay:
             time.sleep(self.sync_delay)  # the slow disk being modelled, not a wait
-        super().fdatasync(fd)
+            super().fdatasync(fd)
 
 
 class Applied:
