@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from pyetcd.config import ServerConfig
-from pyetcd.ids import InitialCluster
 from pyetcd.logutil import Level, Logger
 from pyetcd.pb import rpc_pb2
 from pyetcd.raft import NONE, Message
 from pyetcd.server.etcdserver import raft_node
+from pyetcd.server.etcdserver.membership import Membership
 from pyetcd.server.etcdserver.server import EtcdServer
-from pyetcd.server.etcdserver.transport import Transport
+from pyetcd.server.etcdserver.transport import Transport, TransportParams
 from pyetcd.server.rafthttp.memory import MemoryNetwork
 
 # Small enough for fast elections, large enough that a busy machine keeps its leader.
@@ -31,42 +30,37 @@ ELECTION_MS = 100
 TIMEOUT = 20.0
 
 
-class ServerRaft:
-    """The ``Raft`` the transport delivers to: the server's driver, which the server
-    builds after its transport."""
+class Receiver:
+    """The ``Raft`` the memory transport delivers to: the server's inbox, and its
+    membership for the members removed from the cluster."""
 
-    def __init__(self, server: EtcdServer) -> None:
-        self.server = server
-
-    def step(self, m: Message) -> None:
-        self.server.raft.step(m)
-
-    def report_unreachable(self, peer_id: int) -> None:
-        self.server.raft.report_unreachable(peer_id)
-
-    def report_snapshot(self, peer_id: int, ok: bool) -> None:
-        self.server.raft.report_snapshot(peer_id, ok)
+    def __init__(self, params: TransportParams, membership: Membership) -> None:
+        self.step = params.receiver.step
+        self.report_unreachable = params.receiver.report_unreachable
+        self.report_snapshot = params.receiver.report_snapshot
+        self.membership = membership
 
     def is_removed(self, peer_id: int) -> bool:
-        return peer_id in self.server.membership.removed
+        return peer_id in self.membership.removed
 
 
 def build_server(cfg: ServerConfig, logger: Logger, net: MemoryNetwork) -> EtcdServer:
     """A member as embed builds it, with the in-memory transport in place of TCP."""
+    server: EtcdServer
 
-    def transport(server: EtcdServer, boot: InitialCluster | None) -> Transport:
-        peers = [m.id for m in boot.members] if boot is not None else list(server.join_peers)
+    def transport(params: TransportParams) -> Transport:
         return net.transport(
-            server.member_id,
-            peers,
-            ServerRaft(server),
-            server.log,
-            open_snapshot_db=server.open_snapshot_db,
-            on_snapshot=server.on_snapshot_received,
-            snapshot_dir=os.path.join(server.cfg.data_dir, "member", "snap"),
+            params.member_id,
+            list(params.peers),
+            Receiver(params, server.membership),
+            params.logger,
+            open_snapshot_db=params.snapshots.open_snapshot_db,
+            on_snapshot=params.snapshots.on_snapshot_received,
+            snapshot_dir=params.snapshot_dir,
         )
 
-    return EtcdServer(cfg, logger, transport_factory=transport)
+    server = EtcdServer(cfg, logger, transport_factory=transport)
+    return server
 
 
 @dataclass
@@ -128,12 +122,12 @@ async def make_cluster(tmp_path: Path) -> AsyncIterator[MakeCluster]:
 
 
 async def put(server: EtcdServer, key: str, value: str) -> int:
-    resp = await server.put(rpc_pb2.PutRequest(key=key.encode(), value=value.encode()))
+    resp = await server.kv.put(rpc_pb2.PutRequest(key=key.encode(), value=value.encode()))
     return resp.header.revision
 
 
 async def get(server: EtcdServer, key: str, serializable: bool = False) -> str | None:
-    resp = await server.range(rpc_pb2.RangeRequest(key=key.encode(), serializable=serializable))
+    resp = await server.kv.range(rpc_pb2.RangeRequest(key=key.encode(), serializable=serializable))
     return resp.kvs[0].value.decode() if resp.kvs else None
 
 
@@ -161,7 +155,7 @@ async def test_elects_a_leader_and_replicates(make_cluster: MakeCluster) -> None
     for f in c.others(leader):
         # Linearizable: the follower asks the leader for a read index and waits for it.
         assert await get(f, "k") == "v1"
-        assert f.store.current_revision >= rev
+        assert f.stores.kv.current_revision >= rev
     assert {s.cluster_id for s in c.servers} == {leader.cluster_id}
     assert len({s.member_id for s in c.servers}) == 3
 
@@ -178,7 +172,7 @@ async def test_isolated_leader_is_replaced_and_catches_up(make_cluster: MakeClus
     elected = await new_leader(a, old.member_id)
     assert elected in (a.member_id, b.member_id)
     leader = next(s for s in (a, b) if s.member_id == elected)
-    assert leader.term > old.term  # pre-vote: the cut-off leader never bumped its term
+    assert leader.raft.term > old.raft.term  # pre-vote: the cut-off leader never bumped its term
     for i in range(10):
         await put(leader, f"during/{i}", str(i))
     assert await get(a if leader is b else b, "during/9") == "9"
@@ -236,7 +230,8 @@ async def test_lagging_member_catches_up_through_snapshot(
     # there, everything before it is too.
     await put(leader, "s/after", "x")
     await caught_up(lagging, leader.applied_wait.applied)
-    resp = await lagging.range(rpc_pb2.RangeRequest(key=b"s/", range_end=b"s0", serializable=True))
+    req = rpc_pb2.RangeRequest(key=b"s/", range_end=b"s0", serializable=True)
+    resp = await lagging.kv.range(req)
     values = {kv.key.decode(): kv.value.decode() for kv in resp.kvs}
     assert len(values) == keys + 2
     assert values["s/0299"] == "v299" and values["s/after"] == "x"
@@ -244,12 +239,6 @@ async def test_lagging_member_catches_up_through_snapshot(
     assert await get(lagging, "s/0000") == "v0"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RaftNode does not trigger AppliedWait (on_applied) when it applies a "
-    "snapshot, only after committed entries: a restored member's applied_wait stays "
-    "at its old index, so a linearizable read there waits for the next write",
-)
 async def test_snapshot_restore_advances_applied_wait(
     make_cluster: MakeCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
