@@ -27,17 +27,19 @@ from typing import Any
 
 import grpc
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
-from tests.cluster.client import put
-from tests.cluster.harness import Cluster, MemberProc, running_cluster, wait_until
+from pyetcd.pb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
+from tests.cluster.client import put  # noqa: E402
+from tests.framework import Cluster, Member, running_cluster, wait_until  # noqa: E402
 
 PROBE_MS = 10
 VALUE = b"x" * 256
 
 
-async def _first_accepted_write(targets: list[MemberProc], t0: float, timeout: float) -> float:
+async def _first_accepted_write(targets: list[Member], t0: float, timeout: float) -> float:
     """Send a put to a survivor every PROBE_MS ms; return when the first one succeeds."""
     channels = [grpc.aio.insecure_channel(m.endpoint) for m in targets]
     stubs = [rpc_pb2_grpc.KVStub(ch) for ch in channels]

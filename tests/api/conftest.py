@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +15,10 @@ import pytest
 from pyetcd.config import ServerConfig
 from pyetcd.embed import serve
 from pyetcd.logutil import Level, Logger
+from tests.framework import free_port
 
 READY = "ready to serve client requests"
 ELECTED = "raft.node: elected leader"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _ReadyLogger(Logger):

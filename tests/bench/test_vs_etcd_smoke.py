@@ -28,7 +28,7 @@ from bench.vs_etcd_report import (  # noqa: E402
     ratios,
     render_table,
 )
-from tests.cluster.harness import etcd_binary  # noqa: E402
+from tests.framework import etcd_binary  # noqa: E402
 
 PASS_OUTPUT = (
     " 60 / 60 Boooooooooooooooooooooooooooooooooooooooooooooooooooo! 100.00% 1m0s\r"

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 import grpc
 
 from pyetcd.pb import rpc_pb2
-
-from .harness import RPC_TIMEOUT, ClusterError, MemberProc, wait_until
+from tests.framework import HarnessError, Member, wait_until
 
 __all__ = [
     "Writer",
@@ -27,8 +26,10 @@ __all__ = [
     "wrong_revisions",
 ]
 
+RPC_TIMEOUT = 2.0
 
-def put(m: MemberProc, key: str, value: str, timeout: float = RPC_TIMEOUT) -> rpc_pb2.PutResponse:
+
+def put(m: Member, key: str, value: str, timeout: float = RPC_TIMEOUT) -> rpc_pb2.PutResponse:
     resp: rpc_pb2.PutResponse = m.kv().Put(
         rpc_pb2.PutRequest(key=key.encode(), value=value.encode()), timeout=timeout
     )
@@ -36,7 +37,7 @@ def put(m: MemberProc, key: str, value: str, timeout: float = RPC_TIMEOUT) -> rp
 
 
 def get_prefix(
-    m: MemberProc, prefix: str, serializable: bool = False, timeout: float = 5.0
+    m: Member, prefix: str, serializable: bool = False, timeout: float = 5.0
 ) -> dict[str, str]:
     """Every key under ``prefix`` on member ``m`` (linearizable unless told otherwise)."""
     end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -57,7 +58,7 @@ class Writer:
     not have been applied, so it is neither expected nor forbidden afterwards.
     """
 
-    def __init__(self, targets: Sequence[MemberProc], prefix: str = "w/") -> None:
+    def __init__(self, targets: Sequence[Member], prefix: str = "w/") -> None:
         self.targets = list(targets)
         self.prefix = prefix
         self.acked: dict[str, str] = {}
@@ -82,7 +83,7 @@ class Writer:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def set_targets(self, targets: Sequence[MemberProc]) -> None:
+    def set_targets(self, targets: Sequence[Member]) -> None:
         with self._lock:
             self.targets = list(targets)
 
@@ -118,14 +119,14 @@ class Writer:
                     return after[0]
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ClusterError(
+                    raise HarnessError(
                         f"only {len(after)}/{count} puts acknowledged in {timeout}s; "
                         f"last errors: {self.errors[-3:]}"
                     )
                 self._cond.wait(left)
 
 
-def revision_of(m: MemberProc, serializable: bool = True) -> int | None:
+def revision_of(m: Member, serializable: bool = True) -> int | None:
     """The member's current store revision (a count-only Range), or None on error."""
     try:
         resp = m.kv().Range(
@@ -137,12 +138,12 @@ def revision_of(m: MemberProc, serializable: bool = True) -> int | None:
     return int(resp.header.revision)
 
 
-def hash_kv(m: MemberProc, revision: int) -> int:
+def hash_kv(m: Member, revision: int) -> int:
     resp = m.maintenance().HashKV(rpc_pb2.HashKVRequest(revision=revision), timeout=5.0)
     return int(resp.hash)
 
 
-def wait_converged(members: Sequence[MemberProc], timeout: float = 20.0) -> int:
+def wait_converged(members: Sequence[Member], timeout: float = 20.0) -> int:
     """Wait until every member has applied the same store revision and their HashKV
     at it agree; return that revision."""
 
@@ -156,11 +157,11 @@ def wait_converged(members: Sequence[MemberProc], timeout: float = 20.0) -> int:
     rev = wait_until("members at one revision", same_revision, timeout)
     hashes = {m.name: hash_kv(m, rev) for m in members}
     if len(set(hashes.values())) != 1:
-        raise ClusterError(f"HashKV differs at revision {rev}: {hashes}")
+        raise HarnessError(f"HashKV differs at revision {rev}: {hashes}")
     return rev
 
 
-def wrong_revisions(m: MemberProc, prefix: str, revisions: dict[str, int]) -> list[str]:
+def wrong_revisions(m: Member, prefix: str, revisions: dict[str, int]) -> list[str]:
     """Keys whose mod_revision on member ``m`` is not the revision their put was
     acknowledged with (each key is written once); first few only."""
     end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -180,9 +181,7 @@ def increasing(values: Sequence[int]) -> bool:
     return all(a < b for a, b in itertools.pairwise(values))
 
 
-def missing_acked(
-    m: MemberProc, prefix: str, acked: dict[str, str], serializable: bool
-) -> list[str]:
+def missing_acked(m: Member, prefix: str, acked: dict[str, str], serializable: bool) -> list[str]:
     """Acknowledged keys absent from (or different on) member ``m``; first few only."""
     have = get_prefix(m, prefix, serializable=serializable)
     bad = [k for k, v in acked.items() if have.get(k) != v]
@@ -190,7 +189,7 @@ def missing_acked(
 
 
 def put_many(
-    m: MemberProc, items: Sequence[tuple[str, str]], window: int = 64, timeout: float = 10.0
+    m: Member, items: Sequence[tuple[str, str]], window: int = 64, timeout: float = 10.0
 ) -> None:
     """Put every (key, value) through member ``m`` with up to ``window`` in flight;
     raise on the first failure."""

@@ -1,4 +1,4 @@
-"""Fixtures for cluster tests: real member processes on loopback (see ``harness.py``).
+"""Fixtures for cluster tests: real member processes on loopback (``tests.framework``).
 
 ``cluster`` is a started 3-member pyetcd cluster; ``make_cluster`` starts others (size,
 kind, extra flags); ``PYETCD_CLUSTER_KIND=etcd`` runs them all on etcd 3.5.1. Every
@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 
 import pytest
 
-from .harness import Cluster, etcd_binary, running_cluster
+from tests.framework import Cluster, etcd_binary, running_cluster
 
 MakeCluster = Callable[..., Cluster]
 # PYETCD_CLUSTER_KIND=etcd runs the same tests against real etcd 3.5.1: the oracle
@@ -53,8 +53,7 @@ def make_cluster(request: pytest.FixtureRequest) -> Iterator[MakeCluster]:
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.failed:
             for c in made:
-                for m in c.members:
-                    print(f"----- {m.name} ({m.log_path}) -----\n{m.log_text()[-4000:]}")
+                print(c.logs())
             if keep:
                 print(f"cluster dirs kept under {[str(c.root) for c in made]}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .harness import Cluster
+from tests.framework import Cluster
 
 
 def _get(c: Cluster, endpoints: str, key: str) -> str:

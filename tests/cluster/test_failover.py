@@ -7,9 +7,9 @@ import time
 import grpc
 
 from pyetcd.pb import rpc_pb2
+from tests.framework import Cluster, Member
 
 from .client import Writer, increasing, missing_acked, put, wait_converged, wrong_revisions
-from .harness import Cluster, MemberProc
 
 # Writes that must be acknowledged after the failure before the test calls it "resumed".
 RESUMED = 30
@@ -17,7 +17,7 @@ RESUMED = 30
 NOT_SERVED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-def _check_acked_everywhere(members: list[MemberProc], w: Writer) -> None:
+def _check_acked_everywhere(members: list[Member], w: Writer) -> None:
     """Every acknowledged put is on every member, at the revision it was acked with."""
     assert w.acked
     assert increasing(list(w.revisions.values()))

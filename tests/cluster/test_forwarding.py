@@ -11,13 +11,12 @@ import grpc
 import pytest
 
 from pyetcd.pb import rpc_pb2
-
-from .harness import Cluster, MemberProc, free_ports, wait_until
+from tests.framework import Cluster, Member, free_ports, wait_until
 
 TTL = 30  # long enough that nothing expires during the test
 
 
-def _followers(cluster: Cluster) -> tuple[MemberProc, MemberProc]:
+def _followers(cluster: Cluster) -> tuple[Member, Member]:
     leader = cluster.wait_leader()
     a, b = (m for m in cluster.members if m is not leader)
     return a, b
@@ -45,7 +44,7 @@ def test_lease_calls_through_a_follower(cluster: Cluster) -> None:
     assert unknown.TTL == -1
 
 
-def _add_learner(cluster: Cluster, via: MemberProc) -> tuple[MemberProc, int]:
+def _add_learner(cluster: Cluster, via: Member) -> tuple[Member, int]:
     client_port, peer_port = free_ports(2)
     m = cluster.new_member("infra4", client_port, peer_port)
 
@@ -64,7 +63,7 @@ def _add_learner(cluster: Cluster, via: MemberProc) -> tuple[MemberProc, int]:
     return m, wait_until("learner added", added, 15, step=0.2)
 
 
-def _promote_error(m: MemberProc, member_id: int) -> grpc.RpcError:
+def _promote_error(m: Member, member_id: int) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as err:
         m.cluster().MemberPromote(rpc_pb2.MemberPromoteRequest(ID=member_id), timeout=10)
     return err.value
@@ -85,7 +84,8 @@ def test_member_promote_through_a_follower(cluster: Cluster) -> None:
 
     initial = f"{cluster.initial_cluster},{m4.name}={m4.peer_url}"
     cluster.members.append(m4)  # so that the cluster's teardown kills it
-    m4.start([*m4.flags(initial, cluster.token, "existing"), *cluster.extra_args])
+    m4.initial_cluster, m4.initial_cluster_state = initial, "existing"
+    m4.start()
 
     def promoted() -> rpc_pb2.MemberPromoteResponse | None:
         try:

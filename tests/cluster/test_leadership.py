@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from tests.framework import Cluster
+
 from .client import put
-from .harness import Cluster
 
 
 def test_move_leader(cluster: Cluster) -> None:
@@ -26,7 +27,7 @@ def test_sigterm_leader_hands_leadership_over(cluster: Cluster) -> None:
     leader = cluster.wait_leader()
     lead_id = cluster.member_id(leader)
     survivors = [m for m in cluster.members if m is not leader]
-    leader.terminate()
+    leader.stop()
     # Asked right after the old leader exited: etcd has already transferred
     # leadership, so the survivors name a new leader instead of the dead one.
     for m in survivors:

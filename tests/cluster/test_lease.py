@@ -9,20 +9,20 @@ import grpc
 import pytest
 
 from pyetcd.pb import rpc_pb2
+from tests.framework import Cluster, Member, wait_until
 
 from .client import get_prefix
-from .harness import Cluster, MemberProc, wait_until
 
 TTL = 3  # seconds; etcd's minimum with the default election timeout is 2
 
 
-def _grant_with_key(m: MemberProc, key: str) -> int:
+def _grant_with_key(m: Member, key: str) -> int:
     lease_id = int(m.lease().LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=TTL), timeout=5).ID)
     m.kv().Put(rpc_pb2.PutRequest(key=key.encode(), value=b"v", lease=lease_id), timeout=5)
     return lease_id
 
 
-def _has_key(m: MemberProc, key: str) -> bool:
+def _has_key(m: Member, key: str) -> bool:
     return key in get_prefix(m, key)
 
 

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
+from tests.framework import Cluster, Member, free_ports, wait_until
+
 from .client import put
-from .harness import Cluster, MemberProc, free_ports, wait_until
 
 # etcd refuses reconfiguration until the leader has been connected to its peers for
 # its health interval (5 s) after start: "etcdserver: unhealthy cluster".
@@ -41,7 +42,7 @@ def _member_lines(c: Cluster, endpoints: str | None = None) -> list[str]:
     return sorted(c.etcdctl("member", "list", endpoints=endpoints).stdout.splitlines())
 
 
-def _add_member(c: Cluster, name: str, *flags: str) -> tuple[MemberProc, int, dict[str, str]]:
+def _add_member(c: Cluster, name: str, *flags: str) -> tuple[Member, int, dict[str, str]]:
     """``member add``; returns the new (unstarted) member, its ID and the printed env."""
     client_port, peer_port = free_ports(2)
     m = c.new_member(name, client_port, peer_port)
@@ -53,12 +54,13 @@ def _add_member(c: Cluster, name: str, *flags: str) -> tuple[MemberProc, int, di
     return m, int(match.group(1), 16), env
 
 
-def _start_added(c: Cluster, m: MemberProc, env: dict[str, str]) -> None:
+def _start_added(c: Cluster, m: Member, env: dict[str, str]) -> None:
     """Start a member the way ``member add`` told the user to."""
     assert env["ETCD_NAME"] == m.name
     assert env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == m.peer_url
     assert env["ETCD_INITIAL_CLUSTER_STATE"] == "existing"
-    m.start(m.flags(env["ETCD_INITIAL_CLUSTER"], c.token, "existing"))
+    m.initial_cluster, m.initial_cluster_state = env["ETCD_INITIAL_CLUSTER"], "existing"
+    m.start()
     c.members.append(m)
 
 
@@ -153,7 +155,7 @@ def test_member_update_peer_urls(cluster: Cluster) -> None:
 
     # The member now listens where it is advertised; its data dir overrides the
     # initial-cluster flags, so only the URL flags change.
-    target.terminate()
+    target.stop()
     target.peer_port = new_peer_port
     cluster.restart(target)
     cluster.wait_leader(timeout=30)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
+from tests.framework import Cluster
+
 from .client import Writer, increasing, missing_acked, wait_converged, wrong_revisions
-from .harness import Cluster
 
 
 def test_whole_cluster_kill_and_restart(cluster: Cluster) -> None:

@@ -19,7 +19,7 @@ def test_stopped_follower_catches_up_through_snapshot(make_cluster: MakeCluster)
     c = make_cluster(extra_args=["--snapshot-count", "100"])
     leader = c.wait_leader()
     follower = next(m for m in c.members if m is not leader)
-    follower.terminate()
+    follower.stop()
     assert RESTORED_LOG_LINE[DEFAULT_KIND] not in follower.log_text()
 
     items = [(f"s/{i:05d}", f"value-{i}") for i in range(KEYS)]

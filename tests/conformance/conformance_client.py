@@ -130,9 +130,7 @@ class Conformance:
         self.log: list[str] = []
 
     def stub(self, which: int, service: str) -> Any:
-        server = self.pair.servers[which]
-        assert server.channel is not None
-        return getattr(rpc_pb2_grpc, f"{service}Stub")(server.channel)
+        return getattr(rpc_pb2_grpc, f"{service}Stub")(self.pair.servers[which].grpc_channel())
 
     def raw(
         self, service: str, method: str, request: Message, timeout: float = 10.0

@@ -178,7 +178,7 @@ def run_watch_program(
     run_program(conf, before)
     hkv = conf.ok("Maintenance", "HashKV", rpc_pb2.HashKVRequest())
     compact_rev = int(hkv.compact_revision)
-    streams = [WatchStream(s.channel) for s in conf.pair.servers]
+    streams = [WatchStream(s.grpc_channel()) for s in conf.pair.servers]
     try:
         cols = [_Collector(s) for s in streams]
         for w in watches:

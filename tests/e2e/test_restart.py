@@ -9,8 +9,7 @@ import grpc
 import pytest
 
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
-
-from .harness import Member, running_member
+from tests.framework import Member, running_member
 
 WINDOW = 16  # puts in flight at once, so the WAL's group commit is exercised
 
@@ -86,11 +85,12 @@ def test_kill9_during_puts_loses_no_acknowledged_put(member: Member) -> None:
         writer = Writer(member, round_no)
         writer.thread.start()
         assert writer.enough.wait(30), "server acknowledged too few puts"
-        member.kill9()  # while the writer still has WINDOW puts in flight
+        member.kill()  # while the writer still has WINDOW puts in flight
         writer.stop()
         with writer.lock:
             acked.update(writer.acked)
         member.start()
+        member.wait_ready()
         check_all_present(member, acked)
 
 
@@ -104,6 +104,7 @@ def test_sigterm_graceful_stop_and_restart(member: Member) -> None:
     before = check_all_present(member, acked)
     assert member.stop() == 0, member.log_tail()
     member.start()
+    member.wait_ready()
     assert check_all_present(member, acked) == before
     # And it keeps serving writes at the next revision.
     with grpc.insecure_channel(member.endpoint) as ch:
@@ -120,8 +121,9 @@ def test_restart_keeps_compaction_leases_and_revision(member: Member) -> None:
         g = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=600), timeout=10)
         kv.Put(rpc_pb2.PutRequest(key=b"r/leased", value=b"x", lease=g.ID), timeout=10)
         rev = kv.Range(rpc_pb2.RangeRequest(key=b"r/k"), timeout=10).header.revision
-    member.kill9()
+    member.kill()
     member.start()
+    member.wait_ready()
     with grpc.insecure_channel(member.endpoint) as ch:
         kv, lease = rpc_pb2_grpc.KVStub(ch), rpc_pb2_grpc.LeaseStub(ch)
         r = kv.Range(rpc_pb2.RangeRequest(key=b"r/", range_end=b"r0"), timeout=10)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Etcdctl, free_port, pyetcd_member
+from tests.framework import Etcdctl, Member
+
 from .tls_certs import CertAuthority
 
 
@@ -52,22 +53,9 @@ def wait_until(check: object, timeout: float = 30.0) -> object:
         time.sleep(0.1)
 
 
-def single(name: str, port: int, peer: int, *tls: str) -> list[str]:
-    url = f"https://127.0.0.1:{port}"
-    peer_url = f"http://127.0.0.1:{peer}"
-    return [
-        "--listen-client-urls",
-        url,
-        "--advertise-client-urls",
-        url,
-        "--listen-peer-urls",
-        peer_url,
-        "--initial-advertise-peer-urls",
-        peer_url,
-        "--initial-cluster",
-        f"{name}={peer_url}",
-        *tls,
-    ]
+def single(workdir: Path, name: str, *tls: str) -> Member:
+    """A one-member pyetcd in ``workdir`` with an https client URL (plain peer URL)."""
+    return Member("pyetcd", name, workdir, client_scheme="https", extra_args=tls)
 
 
 def ctl(etcdctl: Etcdctl, endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -87,11 +75,9 @@ def test_client_tls_with_client_cert_auth(
     server_cert, server_key = ca.issue("server", "server")
     root_cert, root_key = ca.issue("root", "root")
     alice_cert, alice_key = ca.issue("alice", "alice")
-    port, peer = free_port(), free_port()
-    args = single(
+    member = single(
+        workdir,
         "c1",
-        port,
-        peer,
         "--cert-file",
         str(server_cert),
         "--key-file",
@@ -102,11 +88,11 @@ def test_client_tls_with_client_cert_auth(
         "--bcrypt-cost",
         "4",
     )
-    ep = f"https://127.0.0.1:{port}"
+    ep = member.client_url
     tls = ["--cacert", str(ca.ca_file)]
     as_root = [*tls, "--cert", str(root_cert), "--key", str(root_key)]
     as_alice = [*tls, "--cert", str(alice_cert), "--key", str(alice_key)]
-    with pyetcd_member(workdir, "c1", *args):
+    with member:
         wait_until(lambda: ctl(etcdctl35, ep, *as_root, "put", "a", "1").returncode == 0)
         assert ctl(etcdctl35, ep, *as_root, "get", "a", "--print-value-only").stdout == "1\n"
         # no client certificate: the handshake fails
@@ -141,11 +127,10 @@ def test_client_tls_with_client_cert_auth(
 
 
 def test_auto_tls(workdir: Path, etcdctl35: Etcdctl) -> None:
-    port, peer = free_port(), free_port()
-    args = single("auto", port, peer, "--auto-tls")
-    ep = f"https://127.0.0.1:{port}"
+    member = single(workdir, "auto", "--auto-tls")
+    ep = member.client_url
     insecure = ["--insecure-transport=false", "--insecure-skip-tls-verify"]
-    with pyetcd_member(workdir, "auto", *args):
+    with member:
         wait_until(lambda: ctl(etcdctl35, ep, *insecure, "put", "k", "v").returncode == 0)
         assert ctl(etcdctl35, ep, *insecure, "get", "k", "--print-value-only").stdout == "v\n"
         # plain gRPC on an https URL is refused
@@ -158,36 +143,30 @@ def test_auto_tls(workdir: Path, etcdctl35: Etcdctl) -> None:
     assert (workdir / "auto.etcd" / "fixtures" / "client" / "cert.pem").exists()
 
 
-def peer_tls_member(
-    ca: CertAuthority, name: str, client_port: int, peer_url: str, initial_cluster: str
-) -> list[str]:
-    """Flags of a member with a plain client URL and TLS peers (client certs required)."""
+def peer_tls_member(ca: CertAuthority, workdir: Path, name: str) -> Member:
+    """A pyetcd member with a plain client URL and TLS peers (client certs required)."""
     cert, key = ca.issue(f"peer-{name}", name)
-    return [
-        "--listen-client-urls", f"http://127.0.0.1:{client_port}",
-        "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-        "--listen-peer-urls", peer_url,
-        "--initial-advertise-peer-urls", peer_url,
-        "--initial-cluster", initial_cluster,
-        "--peer-cert-file", str(cert),
-        "--peer-key-file", str(key),
-        "--peer-trusted-ca-file", str(ca.ca_file),
-        "--peer-client-cert-auth",
-    ]  # fmt: skip
+    return Member(
+        "pyetcd", name, workdir, peer_scheme="https",
+        extra_args=[
+            "--peer-cert-file", str(cert),
+            "--peer-key-file", str(key),
+            "--peer-trusted-ca-file", str(ca.ca_file),
+            "--peer-client-cert-auth",
+        ],
+    )  # fmt: skip
 
 
 def test_peer_tls_cluster_of_three_and_a_join(
     workdir: Path, ca: CertAuthority, etcdctl35: Etcdctl
 ) -> None:
-    names = ("p1", "p2", "p3")
-    peers = {n: free_port() for n in names}
-    clients = {n: free_port() for n in names}
-    cluster = ",".join(f"{n}=https://127.0.0.1:{peers[n]}" for n in names)
+    members = [peer_tls_member(ca, workdir, n) for n in ("p1", "p2", "p3")]
+    cluster = ",".join(f"{m.name}={m.peer_url}" for m in members)
     with contextlib.ExitStack() as stack:
-        for n in names:
-            args = peer_tls_member(ca, n, clients[n], f"https://127.0.0.1:{peers[n]}", cluster)
-            stack.enter_context(pyetcd_member(workdir, n, *args))
-        eps = [f"127.0.0.1:{clients[n]}" for n in names]
+        for m in members:
+            m.initial_cluster = cluster
+            stack.enter_context(m)
+        eps = [m.endpoint for m in members]
         wait_until(lambda: ctl(etcdctl35, eps[0], "put", "pk", "pv").returncode == 0, 60)
         for ep in eps:
             got = wait_until(
@@ -202,15 +181,13 @@ def test_peer_tls_cluster_of_three_and_a_join(
 
         # A fourth member joins over https: it learns the cluster from a peer's
         # /members with its peer certificate, then catches up over TLS.
-        p4_peer, p4_client = free_port(), free_port()
-        p4_url = f"https://127.0.0.1:{p4_peer}"
-        added = ctl(etcdctl35, eps[0], "member", "add", "p4", f"--peer-urls={p4_url}")
+        m4 = peer_tls_member(ca, workdir, "p4")
+        added = ctl(etcdctl35, eps[0], "member", "add", "p4", f"--peer-urls={m4.peer_url}")
         assert added.returncode == 0, added.stderr
-        args = peer_tls_member(ca, "p4", p4_client, p4_url, f"{cluster},p4={p4_url}")
-        stack.enter_context(
-            pyetcd_member(workdir, "p4", *args, "--initial-cluster-state", "existing")
-        )
-        p4 = f"127.0.0.1:{p4_client}"
+        m4.initial_cluster = f"{cluster},p4={m4.peer_url}"
+        m4.initial_cluster_state = "existing"
+        stack.enter_context(m4)
+        p4 = m4.endpoint
         assert wait_until(
             lambda: (
                 ctl(etcdctl35, p4, "get", "pk", "--print-value-only", "--consistency=s").stdout

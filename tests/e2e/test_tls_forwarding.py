@@ -20,8 +20,8 @@ import grpc
 import pytest
 
 from pyetcd.pb import auth_pb2, rpc_pb2, rpc_pb2_grpc
+from tests.framework import Member
 
-from .harness import free_port, pyetcd_member
 from .tls_certs import CertAuthority
 
 NAMES = ("t1", "t2", "t3")
@@ -67,26 +67,28 @@ def tls_cluster() -> Iterator[tuple[CertAuthority, dict[str, int]]]:
     """Three members, client and peer URLs over TLS, client certificates required."""
     workdir = Path(tempfile.mkdtemp(prefix="e2e-tls-fw-"))
     ca = CertAuthority(workdir)
-    clients = {n: free_port() for n in NAMES}
-    peers = {n: free_port() for n in NAMES}
-    initial = ",".join(f"{n}=https://127.0.0.1:{peers[n]}" for n in NAMES)
-    try:
-        with contextlib.ExitStack() as stack:
-            for n in NAMES:
-                cert, key = ca.issue(f"member-{n}", n)
-                tls = ["--trusted-ca-file", str(ca.ca_file), "--client-cert-auth"]
-                peer_tls = ["--peer-trusted-ca-file", str(ca.ca_file), "--peer-client-cert-auth"]
-                args = [
-                    "--listen-client-urls", f"https://127.0.0.1:{clients[n]}",
-                    "--advertise-client-urls", f"https://127.0.0.1:{clients[n]}",
-                    "--listen-peer-urls", f"https://127.0.0.1:{peers[n]}",
-                    "--initial-advertise-peer-urls", f"https://127.0.0.1:{peers[n]}",
-                    "--initial-cluster", initial,
+    tls = ["--trusted-ca-file", str(ca.ca_file), "--client-cert-auth"]
+    peer_tls = ["--peer-trusted-ca-file", str(ca.ca_file), "--peer-client-cert-auth"]
+    members = []
+    for n in NAMES:
+        cert, key = ca.issue(f"member-{n}", n)
+        members.append(
+            Member(
+                "pyetcd", n, workdir, client_scheme="https", peer_scheme="https",
+                extra_args=[
                     "--cert-file", str(cert), "--key-file", str(key), *tls,
                     "--peer-cert-file", str(cert), "--peer-key-file", str(key), *peer_tls,
                     "--bcrypt-cost", "4",
-                ]  # fmt: skip
-                stack.enter_context(pyetcd_member(workdir, n, *args))
+                ],
+            )
+        )  # fmt: skip
+    initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+    clients = {m.name: m.client_port for m in members}
+    try:
+        with contextlib.ExitStack() as stack:
+            for m in members:
+                m.initial_cluster = initial
+                stack.enter_context(m)
             yield ca, clients
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
