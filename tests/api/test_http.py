@@ -10,7 +10,8 @@ from typing import Any
 
 import grpc
 
-from pyetcd.api.etcdhttp.handler import HTTPFrontend, Request
+from pyetcd.api.etcdhttp.handler import HTTPFrontend
+from pyetcd.httpwire import Request
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
 
 from .conftest import LiveMember, http, read_reply
@@ -187,7 +188,7 @@ async def _get(front: HTTPFrontend, target: str) -> Any:
     path, _, query = target.partition("?")
     from urllib.parse import parse_qs
 
-    req = Request("GET", path, parse_qs(query, keep_blank_values=True), {}, b"", "HTTP/1.1")
+    req = Request("GET", path, parse_qs(query, keep_blank_values=True))
     return await front.dispatch(req)
 
 
