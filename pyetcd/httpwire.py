@@ -288,6 +288,9 @@ class _ServerConnection:
     async def _write(self, data: bytes | None) -> None:
         if data:
             self.writer.write(data)
+        if self.options.write_timeout is None:  # the client port: no timeout to arm
+            await self.writer.drain()
+            return
         async with asyncio.timeout(self.options.write_timeout):
             await self.writer.drain()
 
@@ -354,8 +357,11 @@ async def serve(
     try:
         while True:
             try:
-                async with asyncio.timeout(options.read_timeout):
+                if options.read_timeout is None:
                     req = await conn.read_request()
+                else:
+                    async with asyncio.timeout(options.read_timeout):
+                        req = await conn.read_request()
             except _Reject as err:
                 if log is not None:
                     log.debug(
