@@ -12,8 +12,9 @@ Rules the server driver (:func:`serve`) keeps:
 2. Malformed input (as h11 judges it, plus a request target that is not a path or an
    absolute URL) is answered with h11's status hint (400, 431 for an over-long head
    or chunk line, 501 for an unknown transfer coding), 505 for an HTTP version other
-   than 1.x, 413 for a body over ``max_body_bytes``; then the connection is closed.
-   It is logged as one debug line, never as a traceback.
+   than 1.x, 413 for a body over ``max_body_bytes``; then the connection is closed
+   (after draining what the client still sends, so that the answer is not lost to a
+   TCP reset). It is logged as one debug line, never as a traceback.
 3. A head or chunk-size line is never buffered beyond ``max_head_bytes``: h11 refuses an
    incomplete event over ``max_head_bytes - _feed_step``, and is fed at most
    ``_feed_step`` bytes at a time, so a complete one cannot exceed the limit either.
@@ -63,6 +64,8 @@ JSON: Final = "application/json"
 _REASONS: Final = {413: b"Request Entity Too Large"}
 _LOG_TEXT_MAX: Final = 200  # h11 quotes the offending bytes; a log line stays short
 _CLIENT_READ: Final = 64 * 1024
+_LINGER_SECONDS: Final = 1.0  # after a rejected request, how long unread input is drained
+_LINGER_BYTES: Final = 4 * 1024 * 1024
 
 
 class HTTPWireError(Exception):
@@ -302,6 +305,18 @@ class _ServerConnection:
         phrase = (_REASONS.get(status) or _phrase(status)).decode()
         body = f"{status} {phrase}: {_short(text)}\n".encode()
         await self.send(Response(status, body), head_only=False)
+        await self._linger()
+
+    async def _linger(self) -> None:
+        # Closing with unread input makes the kernel send RST, and a client still sending
+        # (a body over the limit) may lose the answer with it. So say we are done (FIN),
+        # then read and drop what still comes, within bounds, as Go's server does.
+        if self.writer.can_write_eof():  # not over TLS
+            self.writer.write_eof()
+        dropped = 0
+        async with asyncio.timeout(_LINGER_SECONDS):
+            while dropped < _LINGER_BYTES and (data := await self.reader.read(_CLIENT_READ)):
+                dropped += len(data)
 
     def next_cycle(self) -> bool:
         """Get ready for the next request on this connection; False to close it."""

@@ -395,7 +395,7 @@ async def test_a_client_gone_mid_body_gets_nothing_and_the_server_lives(
 
 async def test_the_peer_listener_dispatches_get_and_post() -> None:
     leader = _primary_with_lease()
-    logger, _ = _logger()
+    logger, sink = _logger()
     tr = PeerTransport(
         1,
         CLUSTER,
@@ -417,5 +417,11 @@ async def test_the_peer_listener_dispatches_get_and_post() -> None:
         assert list(out.LeaseTimeToLiveResponse.keys) == [b"k1", b"k2"]
         got = await _raw(url, b"GET /members HTTP/1.1\r\nHost: x\r\n\r\n")
         assert got.startswith(b"HTTP/1.1 200 OK")
+        bad = b"POST /leases HTTP/1.1\r\nHost: x\r\n" + CHUNKED + b"-5\r\n"
+        assert (await _raw(url, bad, close=False)).startswith(b"HTTP/1.1 400 ")
     finally:
         await tr.close()
+    # one debug line for the malformed request, nothing else
+    lines = [line for line in sink.getvalue().splitlines() if "HTTP" in line]
+    assert len(lines) == 1 and "rejected a malformed HTTP request" in lines[0]
+    assert "Traceback" not in sink.getvalue()
