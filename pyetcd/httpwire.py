@@ -23,7 +23,10 @@ Rules the server driver (:func:`serve`) keeps:
    finished in time gets 408; an idle keep-alive connection is closed quietly.
 5. A handler that raises gets a 500 and one warning line; the connection lives on.
 6. A :class:`Response` with a ``stream`` is sent without ``Content-Length``: h11 frames
-   it chunked for an HTTP/1.1 client (close-delimited for HTTP/1.0).
+   it chunked for an HTTP/1.1 client (close-delimited for HTTP/1.0), one chunk per
+   non-empty item, each written and drained before the next is asked for. A stream
+   that raises is logged once and the connection closed mid-body; an async generator
+   is closed however the answer ends.
 
 :func:`request` is the matching client: one request per connection, ``Connection: close``.
 """
@@ -34,7 +37,7 @@ import asyncio
 import json
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -154,6 +157,10 @@ class _Reject(Exception):
 
 class _ClientGone(Exception):
     """The client closed the connection in the middle of a request."""
+
+
+class _StreamFailed(Exception):
+    """The producer of a streamed answer raised; the answer cannot be finished."""
 
 
 def _feed_step(max_head_bytes: int) -> int:
@@ -279,14 +286,28 @@ class _ServerConnection:
         out = self.h11.send(h11.Response(status_code=resp.status, headers=headers, reason=reason))
         if resp.stream is not None and not head_only:
             await self._write(out)
-            async for chunk in resp.stream:
-                if chunk:
-                    await self._write(self.h11.send(h11.Data(data=chunk)))
-            await self._write(self.h11.send(h11.EndOfMessage()))
+            await self._send_stream(resp.stream)
             return
         if resp.body and not head_only:
             out = (out or b"") + (self.h11.send(h11.Data(data=resp.body)) or b"")
         await self._write((out or b"") + (self.h11.send(h11.EndOfMessage()) or b""))
+
+    async def _send_stream(self, stream: AsyncIterable[bytes]) -> None:
+        chunks = aiter(stream)
+        try:
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:  # the producer failed: the body stays unfinished
+                    raise _StreamFailed(repr(exc)) from None
+                if chunk:  # an empty chunk would end the body
+                    await self._write(self.h11.send(h11.Data(data=chunk)))
+            await self._write(self.h11.send(h11.EndOfMessage()))
+        finally:
+            if isinstance(chunks, AsyncGenerator):  # run its cleanup even if the client left
+                await chunks.aclose()
 
     async def _write(self, data: bytes | None) -> None:
         if data:
@@ -404,7 +425,15 @@ async def serve(
                         {"method": req.method, "path": req.path, "error": repr(exc)},
                     )
                 resp = Response(500, b"500 Internal Server Error\n")
-            await conn.send(resp, head_only=req.method == "HEAD")
+            try:
+                await conn.send(resp, head_only=req.method == "HEAD")
+            except _StreamFailed as exc:
+                if log is not None:
+                    log.warn(
+                        "failed to stream HTTP answer",
+                        {"method": req.method, "path": req.path, "error": str(exc)},
+                    )
+                return  # closing mid-body tells the client the answer is incomplete
             if not conn.next_cycle():
                 return
     except (_ClientGone, ConnectionError, TimeoutError, OSError, h11.LocalProtocolError):

@@ -26,6 +26,14 @@ class Echo:
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
+        self.closed_streams = 0
+
+    async def _broken(self) -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            raise RuntimeError("producer died")
+        finally:
+            self.closed_streams += 1
 
     async def __call__(self, req: Request) -> Response:
         self.requests.append(req)
@@ -33,6 +41,8 @@ class Echo:
             raise RuntimeError("boom")
         if req.path == "/stream":
             return Response(200, content_type="application/json", stream=_chunks())
+        if req.path == "/broken-stream":
+            return Response(200, stream=self._broken())
         return Response(200, req.body or b"hello", headers=(("X-Path", req.path),))
 
 
@@ -191,6 +201,21 @@ async def test_a_stream_to_http_1_0_is_close_delimited(served: Serve) -> None:
     head, _, rest = out.partition(b"\r\n\r\n")
     assert b"chunked" not in head and b"Connection: close" in head
     assert rest == b'{"a":1}{"b":2}'
+
+
+async def test_a_failing_stream_ends_the_connection_mid_body(served: Serve) -> None:
+    echo = Echo()
+    _, port, sink = await served(echo)
+    out = await _exchange(
+        port, b"GET /broken-stream HTTP/1.1\r\nHost: h\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+    head, _, rest = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"chunked" in head
+    assert rest == b"5\r\nfirst\r\n"  # no last chunk: the client knows it is cut short
+    assert echo.closed_streams == 1
+    lines = sink.getvalue().splitlines()
+    assert len(lines) == 1 and "failed to stream HTTP answer" in lines[0]
+    assert "producer died" in lines[0] and "Traceback" not in sink.getvalue()
 
 
 async def test_a_handler_bug_is_a_500_and_one_warning(served: Serve) -> None:
