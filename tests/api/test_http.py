@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
+import pytest
 
-from pyetcd.api.etcdhttp.handler import HTTPFrontend, Request
+from pyetcd.api.etcdhttp.handler import HTTPFrontend
+from pyetcd.httpwire import Request
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
 
-from .conftest import LiveMember, http, read_reply
+from .conftest import LiveMember, http, read_reply, start_member
 
 
 def b64(data: bytes) -> str:
@@ -167,6 +170,60 @@ async def test_gateway_lease_maintenance_cluster(member: LiveMember) -> None:
     assert m["ID"] == body["header"]["member_id"]
 
 
+# -- malformed requests, over a real member's client port ---------------------------------
+
+CHUNKED_POST = b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def _raw(m: LiveMember, data: bytes) -> bytes:
+    """Send ``data`` and read until the member closes the connection."""
+    reader, writer = await asyncio.open_connection(m.host, m.port)
+    try:
+        writer.write(data)
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET /health HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400),
+        (b"GET /health\x00 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (CHUNKED_POST + b"-5\r\nabcde\r\n0\r\n\r\n", 400),
+        (CHUNKED_POST + b"1" * 70_000 + b"\r\n", 431),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", 431),
+        (b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 12z\r\n\r\n", 400),
+        (b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413),
+    ],
+)
+async def test_malformed_requests_get_4xx_and_a_closed_connection(
+    member: LiveMember, data: bytes, status: int
+) -> None:
+    out = await _raw(member, data + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 %d " % status), out[:80]
+    assert b"HTTP/1.1 200 " not in out  # closed: the request after it is not served
+    assert b"\r\nConnection: close\r\n" in out
+    assert b"Access-Control-Allow-Origin: *" in out
+    assert "Traceback" not in member.logger.out.getvalue()
+    r = await http(member, "GET", "/health")  # and the member serves on
+    assert r.status == 200
+
+
+async def test_head_and_body_limit_of_the_gateway(tmp_path: Path) -> None:
+    m, stop, task = await start_member(tmp_path, max_request_bytes=1024)
+    try:
+        out = await _raw(m, b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"\r\n\r\n")
+        assert b"\r\nContent-Length: 29\r\n" in out  # the length of the body not sent
+        big = json.dumps({"key": b64(b"k"), "value": b64(b"v" * 600_000)}).encode()
+        out = await _raw(m, CHUNKED_POST + b"%x\r\n%s\r\n0\r\n\r\n" % (len(big), big))
+        assert out.startswith(b"HTTP/1.1 413 ")
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+
+
 # -- /health when unhealthy (a stand-in server: a lone member always has a leader) ---------
 
 
@@ -187,7 +244,7 @@ async def _get(front: HTTPFrontend, target: str) -> Any:
     path, _, query = target.partition("?")
     from urllib.parse import parse_qs
 
-    req = Request("GET", path, parse_qs(query, keep_blank_values=True), {}, b"", "HTTP/1.1")
+    req = Request("GET", path, parse_qs(query, keep_blank_values=True))
     return await front.dispatch(req)
 
 

@@ -3,8 +3,8 @@
 Only the leader's lessor knows the remaining TTLs (LeaseKeepAlive, LeaseTimeToLive),
 and only the leader knows whether a learner caught up (MemberPromote). A follower that
 receives such a call POSTs it to the leader's peer URL (``/leases``,
-``/leases/internal``, ``/members/promote/<id>``; see ``pyetcd/server/peer_http.py``),
-over peer TLS when the URL is https.
+``/leases/internal``, ``/members/promote/<id>``; see ``pyetcd/server/rafthttp/handler.py``)
+with ``pyetcd.httpwire.request``, over peer TLS when the URL is https.
 
 Rules this module keeps:
 
@@ -31,6 +31,7 @@ from typing import Final, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
 
+from pyetcd.httpwire import HTTPWireError, Response, request
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import Lessor
 from pyetcd.mvcc.errors import LeaseNotFoundError
@@ -50,10 +51,8 @@ from pyetcd.server.rafthttp.handler import (
     LEASE_INTERNAL_PATH,
     LEASE_PATH,
     MEMBER_PROMOTE_PREFIX,
-    PeerHTTPError,
-    PeerResponse,
+    PROTOBUF,
     members_from_json,
-    post,
 )
 
 __all__ = ["LeaderForwarder"]
@@ -67,7 +66,7 @@ RETRY_INTERVAL: Final = 0.05
 LEASE_ATTEMPT_TIMEOUT: Final = 3.0
 
 #: answers that end a call: None (retry) or the result, or raise the definitive error
-Answer = Callable[[PeerResponse], T | None]
+Answer = Callable[[Response], T | None]
 
 
 class ForwardingMember(Protocol):
@@ -171,8 +170,15 @@ class LeaderForwarder:
                 if attempt_timeout is not None:
                     left = min(left, attempt_timeout)
                 try:
-                    resp = await post(url, path, body, ssl_context=server.peer_ssl, timeout=left)
-                except (OSError, TimeoutError, EOFError, PeerHTTPError, ValueError) as err:
+                    resp = await request(
+                        url.rstrip("/") + path,
+                        "POST",
+                        body,
+                        ssl=server.peer_ssl,
+                        timeout=left,
+                        content_type=PROTOBUF,
+                    )
+                except (OSError, TimeoutError, HTTPWireError, ValueError) as err:
                     server.log.debug(
                         "failed to reach the leader's peer URL",
                         {"address": url, "path": path, "error": repr(err)},
@@ -198,17 +204,17 @@ class LeaderForwarder:
         return member.peer_urls
 
 
-def _renewed(resp: PeerResponse, lease_id: int) -> int | None:
+def _renewed(resp: Response, lease_id: int) -> int | None:
     out = _lease_answer(resp, rpc_pb2.LeaseKeepAliveResponse())
     return int(out.TTL) if out is not None and lease_id == out.ID else None
 
 
-def _time_to_live(resp: PeerResponse, lease_id: int) -> lease_pb2.LeaseInternalResponse | None:
+def _time_to_live(resp: Response, lease_id: int) -> lease_pb2.LeaseInternalResponse | None:
     out = _lease_answer(resp, lease_pb2.LeaseInternalResponse())
     return out if out is not None and lease_id == out.LeaseTimeToLiveResponse.ID else None
 
 
-def _lease_answer(resp: PeerResponse, out: M) -> M | None:
+def _lease_answer(resp: Response, out: M) -> M | None:
     """``out`` parsed from a 200 answer; None to retry; a 404 ends the call."""
     if resp.status == 404:
         raise LeaseNotFoundError()
@@ -221,7 +227,7 @@ def _lease_answer(resp: PeerResponse, out: M) -> M | None:
     return out
 
 
-def _promoted(resp: PeerResponse) -> list[Member] | None:
+def _promoted(resp: Response) -> list[Member] | None:
     if resp.status == 404:
         raise MemberNotFoundError()
     if resp.status == 412:

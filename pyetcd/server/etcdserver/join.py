@@ -6,10 +6,12 @@ peer port (``GET /members``, as etcd serves it), matching itself by peer URLs.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterable, Sequence
 
-from pyetcd.server.rafthttp.handler import members_from_json
+from pyetcd.httpwire import HTTPWireError, request
+from pyetcd.server.rafthttp.handler import MEMBERS_PATH, members_from_json
 
 from .membership import Member
 
@@ -25,26 +27,31 @@ def fetch_cluster(
 ) -> tuple[int, list[Member]]:
     """(cluster ID, members) from the first running member that answers.
 
+    Blocking: it runs its own event loop, so call it off the member's loop (the server
+    opens its storage in a worker thread).
     ``ssl_context``: how to reach ``https://`` peer URLs (the peer client TLS settings).
 
     Raises:
         JoinError: none answered.
     """
-    # only a joining member needs an HTTP client: ~15 ms off every other start
-    import urllib.error
-    import urllib.request
+    return asyncio.run(_fetch_cluster(list(peer_urls), timeout, ssl_context))
 
+
+async def _fetch_cluster(
+    peer_urls: list[str], timeout: float, ssl_context: ssl.SSLContext | None
+) -> tuple[int, list[Member]]:
     errors: list[str] = []
     for url in peer_urls:
         try:
-            ctx = ssl_context if url.startswith("https:") else None
-            with urllib.request.urlopen(
-                url.rstrip("/") + "/members", timeout=timeout, context=ctx
-            ) as resp:
-                cluster_id = int(resp.headers.get("X-Etcd-Cluster-ID", "0"), 16)
-                members = members_from_json(resp.read())
-        except (OSError, urllib.error.URLError, ValueError) as err:
-            errors.append(f"{url}: {err}")
+            resp = await request(
+                url.rstrip("/") + MEMBERS_PATH, ssl=ssl_context, timeout=timeout
+            )
+            if resp.status != 200:
+                raise ValueError(f"HTTP {resp.status}: {resp.text}")
+            cluster_id = int(resp.header("X-Etcd-Cluster-ID") or "0", 16)
+            members = members_from_json(resp.body)
+        except (OSError, TimeoutError, HTTPWireError, ValueError) as err:
+            errors.append(f"{url}: {err or type(err).__name__}")
             continue
         return cluster_id, members
     raise JoinError(

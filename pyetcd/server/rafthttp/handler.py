@@ -14,11 +14,10 @@ instead of a transport handshake. Endpoints (etcd's paths, bodies and statuses):
 
 Rules this module keeps:
 
-1. One request per connection, answered with ``Connection: close``. The request is read
-   strictly: a request line ``METHOD SP path SP HTTP/1.x``, headers up to
-   ``max_head_bytes``, a body only by ``Content-Length`` (no chunked encoding) up to
-   ``max_body_bytes``, all within ``read_timeout``. A bad request gets a 4xx answer;
-   no request, however malformed, escapes as an exception.
+1. One request per connection, answered with ``Connection: close`` and the member's
+   ``X-Etcd-Cluster-ID``. HTTP/1.1 is ``pyetcd.httpwire``'s (h11): a head up to
+   ``max_head_bytes``, a body up to ``max_body_bytes``, all within ``read_timeout``.
+   A malformed request gets its 4xx answer there; none escapes as an exception.
 2. The peer channel is trusted, as etcd's is (peer TLS guards it): the member that
    received the client's call checked the caller's permissions before forwarding, and
    nothing here checks them again. No tokens travel.
@@ -30,7 +29,8 @@ Rules this module keeps:
    ApplyWait), so a lease granted through a follower a moment ago is found; waiting
    longer than ``apply_timeout`` answers 408.
 
-``post`` is the matching client, used by the follower's forwarder.
+The client side is ``pyetcd.httpwire.request`` (the follower's forwarder, a joining
+member).
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from google.protobuf.message import DecodeError
 
+from pyetcd.httpwire import JSON, Request, Response, ServeOptions, serve
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import Lessor
 from pyetcd.mvcc.errors import LeaseExpiredError, LeaseNotFoundError, LeaseNotPrimaryError
@@ -57,8 +57,6 @@ from pyetcd.server.etcdserver.errors import (
 )
 from pyetcd.server.etcdserver.membership import Member
 
-from .peer import peer_address
-
 __all__ = [
     "APPLY_TIMEOUT_TEXT",
     "LEASE_INTERNAL_PATH",
@@ -67,17 +65,12 @@ __all__ = [
     "MEMBERS_PATH",
     "MEMBER_PROMOTE_PREFIX",
     "NOT_PRIMARY_TEXT",
+    "PROTOBUF",
     "PeerHTTP",
-    "PeerHTTPError",
     "PeerHTTPLimits",
     "PeerLeader",
-    "PeerResponse",
-    "Request",
     "members_from_json",
     "members_to_json",
-    "parse_request_head",
-    "post",
-    "read_request",
 ]
 
 MEMBERS_PATH: Final = "/members"
@@ -91,34 +84,8 @@ LEASE_NOT_FOUND_TEXT: Final = "lease not found"
 APPLY_TIMEOUT_TEXT: Final = "waiting for node to catch up its applied index has timed out"
 
 PROTOBUF: Final = "application/protobuf"
-JSON: Final = "application/json"
-TEXT: Final = "text/plain; charset=utf-8"
 
-_REASONS: Final = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    411: "Length Required",
-    412: "Precondition Failed",
-    413: "Request Entity Too Large",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-}
-_REQUEST_LINE: Final = re.compile(rb"(GET|POST) (/[!-~]*) HTTP/1\.[01]")
-_STATUS_LINE: Final = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?")
-_HEADER_NAME: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _DIGITS: Final = re.compile(r"[0-9]{1,20}")
-
-
-class PeerHTTPError(Exception):
-    """A malformed HTTP message; ``status`` is what a server answers it with."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,29 +97,6 @@ class PeerHTTPLimits:
     read_timeout: float = 5.0  # the whole request: head and body
     write_timeout: float = 5.0
     apply_timeout: float = 1.0  # etcd's leasehttp applyTimeout
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One parsed request; ``path`` without its query string."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class PeerResponse:
-    """One HTTP answer, as a handler makes it or ``post`` receives it."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = TEXT
-
-    @property
-    def text(self) -> str:
-        return self.body.decode(errors="replace").strip()
 
 
 class PeerLeader(Protocol):
@@ -174,91 +118,9 @@ class PeerLeader(Protocol):
         ...
 
 
-# -- the HTTP/1.1 subset both sides speak ----------------------------------------------------
-
-
-def _split_head(head: bytes) -> tuple[bytes, dict[str, str]]:
-    lines = head.removesuffix(b"\r\n\r\n").split(b"\r\n")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not _HEADER_NAME.fullmatch(name):
-            raise PeerHTTPError(400, "malformed header line")
-        key = name.decode().lower()
-        text = value.strip().decode("latin-1")
-        if key in headers and headers[key] != text:
-            # two different lengths smuggle a second message
-            raise PeerHTTPError(400, f"conflicting {key} headers")
-        headers[key] = text
-    return lines[0], headers
-
-
-def _content_length(headers: dict[str, str], limit: int) -> int:
-    if "transfer-encoding" in headers:
-        raise PeerHTTPError(411, "only Content-Length bodies are accepted")
-    raw = headers.get("content-length", "0")
-    if not _DIGITS.fullmatch(raw):
-        raise PeerHTTPError(400, "invalid Content-Length")
-    n = int(raw)
-    if n > limit:
-        raise PeerHTTPError(413, "body too large")
-    return n
-
-
-def parse_request_head(head: bytes) -> tuple[str, str, dict[str, str]]:
-    """(method, path without query, lower-cased headers) of a request head.
-
-    Raises:
-        PeerHTTPError: not a GET/POST request line of HTTP/1.0 or 1.1, or bad headers.
-    """
-    line, headers = _split_head(head)
-    m = _REQUEST_LINE.fullmatch(line)
-    if m is None:
-        raise PeerHTTPError(400, "malformed request line")
-    path = m.group(2).split(b"?", 1)[0].decode()
-    return m.group(1).decode(), path, headers
-
-
-async def _read_head(reader: asyncio.StreamReader, limit: int, status: int) -> bytes:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError:
-        raise PeerHTTPError(status, "header too large") from None
-    if len(head) > limit:
-        raise PeerHTTPError(status, "header too large")
-    return head
-
-
-async def read_request(
-    first: bytes, reader: asyncio.StreamReader, limits: PeerHTTPLimits
-) -> Request:
-    """The request whose first 4 bytes (``first``) the listener already read.
-
-    Raises:
-        PeerHTTPError: malformed or too large; asyncio.IncompleteReadError: cut short.
-    """
-    head = first + await _read_head(reader, limits.max_head_bytes, 431)
-    method, path, headers = parse_request_head(head)
-    n = _content_length(headers, limits.max_body_bytes)
-    body = await reader.readexactly(n) if n else b""
-    return Request(method, path, headers, body)
-
-
-def _encode_response(resp: PeerResponse, cluster_id: int) -> bytes:
-    reason = _REASONS.get(resp.status, "Unknown")
-    head = (
-        f"HTTP/1.1 {resp.status} {reason}\r\n"
-        f"Content-Type: {resp.content_type}\r\n"
-        f"Content-Length: {len(resp.body)}\r\n"
-        f"X-Etcd-Cluster-ID: {cluster_id:x}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode() + resp.body
-
-
-def _error(status: int, text: str) -> PeerResponse:
+def _error(status: int, text: str) -> Response:
     # Go's http.Error: the text and a newline, as plain text
-    return PeerResponse(status, text.encode() + b"\n")
+    return Response(status, text.encode() + b"\n")
 
 
 # -- member lists as JSON --------------------------------------------------------------------
@@ -300,27 +162,19 @@ class PeerHTTP:
     async def serve(
         self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        """Read one request (its first 4 bytes are ``first``), answer it, return.
+        """Serve the one request on a connection (its first bytes are ``first``), close it."""
+        limits = self.limits
+        options = ServeOptions(
+            max_head_bytes=limits.max_head_bytes,
+            max_body_bytes=limits.max_body_bytes,
+            read_timeout=limits.read_timeout,
+            write_timeout=limits.write_timeout,
+            keep_alive=False,
+            headers=(("X-Etcd-Cluster-ID", f"{self.leader.cluster_id:x}"),),
+        )
+        await serve(reader, writer, self.handle, options, first=first, log=self.log)
 
-        The caller closes the connection. A client that goes away mid-request is
-        dropped silently (there is no one to answer).
-        """
-        try:
-            async with asyncio.timeout(self.limits.read_timeout):
-                req = await read_request(first, reader, self.limits)
-        except PeerHTTPError as err:
-            resp = _error(err.status, err.text)
-        except TimeoutError:
-            resp = _error(408, "request not received in time")
-        except (asyncio.IncompleteReadError, OSError):
-            return
-        else:
-            resp = await self.handle(req)
-        writer.write(_encode_response(resp, self.leader.cluster_id))
-        async with asyncio.timeout(self.limits.write_timeout):
-            await writer.drain()
-
-    async def handle(self, req: Request) -> PeerResponse:
+    async def handle(self, req: Request) -> Response:
         """The answer to one parsed request (never raises, but for cancellation)."""
         try:
             return await self._route(req)
@@ -331,12 +185,12 @@ class PeerHTTP:
             )
             return _internal_error()
 
-    async def _route(self, req: Request) -> PeerResponse:
+    async def _route(self, req: Request) -> Response:
         path = req.path
         if path == MEMBERS_PATH:
             if req.method != "GET":
                 return _error(405, "Method Not Allowed")
-            return PeerResponse(200, members_to_json(self.leader.member_list()), JSON)
+            return Response(200, members_to_json(self.leader.member_list()), JSON)
         if path in (LEASE_PATH, LEASE_INTERNAL_PATH) or path.startswith(MEMBER_PROMOTE_PREFIX):
             if req.method != "POST":
                 return _error(405, "Method Not Allowed")
@@ -347,7 +201,7 @@ class PeerHTTP:
             return await self._member_promote(path.removeprefix(MEMBER_PROMOTE_PREFIX))
         return _error(404, "404 page not found")
 
-    async def _applied(self) -> PeerResponse | None:
+    async def _applied(self) -> Response | None:
         """None once the member applied what it committed; else the 408 to answer."""
         try:
             async with asyncio.timeout(self.limits.apply_timeout):
@@ -356,7 +210,7 @@ class PeerHTTP:
             return _error(408, APPLY_TIMEOUT_TEXT)
         return None
 
-    async def _lease_renew(self, body: bytes) -> PeerResponse:
+    async def _lease_renew(self, body: bytes) -> Response:
         req = rpc_pb2.LeaseKeepAliveRequest()
         try:
             req.ParseFromString(body)
@@ -375,9 +229,9 @@ class PeerHTTP:
             # says "not found")
             return _error(404, LEASE_NOT_FOUND_TEXT)
         resp = rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl)
-        return PeerResponse(200, resp.SerializeToString(), PROTOBUF)
+        return Response(200, resp.SerializeToString(), PROTOBUF)
 
-    async def _lease_time_to_live(self, body: bytes) -> PeerResponse:
+    async def _lease_time_to_live(self, body: bytes) -> Response:
         internal = lease_pb2.LeaseInternalRequest()
         try:
             internal.ParseFromString(body)
@@ -398,9 +252,9 @@ class PeerHTTP:
         resp.ID, resp.TTL, resp.grantedTTL = req.ID, remaining, granted
         if req.keys:
             resp.keys.extend(keys)
-        return PeerResponse(200, out.SerializeToString(), PROTOBUF)
+        return Response(200, out.SerializeToString(), PROTOBUF)
 
-    async def _member_promote(self, id_text: str) -> PeerResponse:
+    async def _member_promote(self, id_text: str) -> Response:
         if not _DIGITS.fullmatch(id_text) or int(id_text) >= 1 << 64:
             return _error(404, f"member {id_text} not found in cluster")
         try:
@@ -415,66 +269,8 @@ class PeerHTTP:
                 "failed to promote a member", {"member-id": f"{int(id_text):x}", "error": str(err)}
             )
             return _internal_error()
-        return PeerResponse(200, members_to_json(members), JSON)
+        return Response(200, members_to_json(members), JSON)
 
 
-def _internal_error() -> PeerResponse:
-    return PeerResponse(500, b'{"message":"Internal Server Error"}', JSON)
-
-
-# -- the client side ---------------------------------------------------------------------------
-
-
-async def post(
-    url: str,
-    path: str,
-    body: bytes,
-    *,
-    ssl_context: ssl.SSLContext | None,
-    timeout: float,
-    content_type: str = PROTOBUF,
-    max_body_bytes: int = 4 * 1024 * 1024,
-) -> PeerResponse:
-    """POST ``body`` to ``path`` at peer URL ``url`` and return the answer.
-
-    ``ssl_context`` (the member's peer client TLS) is used for ``https://`` URLs.
-
-    Raises:
-        OSError: cannot connect, or TLS failed. TimeoutError: no full answer in ``timeout``.
-        asyncio.IncompleteReadError: the connection closed early.
-        PeerHTTPError: the answer is not the HTTP this module speaks.
-        ValueError: ``url`` is not an http(s) URL with a host and port, or https
-            without TLS settings.
-    """
-    host, port = peer_address(url)
-    if host is None:
-        raise ValueError(f"peer URL {url!r} has no host")
-    tls = None
-    if url.startswith("https:"):
-        if ssl_context is None:
-            raise ValueError(f"peer URL {url} needs peer TLS settings")
-        tls = ssl_context
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(
-            host, port, ssl=tls, server_hostname=host if tls else None
-        )
-        try:
-            writer.write(
-                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-            head = await _read_head(reader, 16 * 1024, 502)
-            status_line, headers = _split_head(head)
-            m = _STATUS_LINE.fullmatch(status_line)
-            if m is None:
-                raise PeerHTTPError(502, "malformed status line")
-            if "content-length" not in headers:
-                raise PeerHTTPError(502, "answer without Content-Length")
-            n = _content_length(headers, max_body_bytes)
-            data = await reader.readexactly(n) if n else b""
-        finally:
-            writer.close()
-    return PeerResponse(int(m.group(1)), data, headers.get("content-type", ""))
+def _internal_error() -> Response:
+    return Response(500, b'{"message":"Internal Server Error"}', JSON)

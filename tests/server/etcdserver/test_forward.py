@@ -1,4 +1,4 @@
-"""The follower's forwarder (pyetcd/api/forward.py) against scripted leaders on
+"""The follower's forwarder (pyetcd/server/etcdserver/forward.py) against scripted leaders on
 127.0.0.1: answers, retries until the request timeout, and the typed errors."""
 
 from __future__ import annotations
@@ -12,21 +12,14 @@ from typing import Any
 
 import pytest
 
+from pyetcd.httpwire import Request, Response, ServeOptions, serve
 from pyetcd.logutil import Level, Logger
 from pyetcd.mvcc.errors import LeaseNotFoundError
 from pyetcd.pb import lease_pb2, rpc_pb2
 from pyetcd.server.etcdserver import errors as se
 from pyetcd.server.etcdserver.forward import LeaderForwarder
 from pyetcd.server.etcdserver.membership import Member
-from pyetcd.server.rafthttp.handler import (
-    LEASE_INTERNAL_PATH,
-    LEASE_PATH,
-    PeerResponse,
-    Request,
-    members_to_json,
-    read_request,
-)
-from pyetcd.server.rafthttp.handler import PeerHTTPLimits as Limits
+from pyetcd.server.rafthttp.handler import LEASE_INTERNAL_PATH, LEASE_PATH, members_to_json
 
 LEADER = 0xA1
 NOT_LEARNER = b"membership: can only promote a learner member\n"  # etcd's leader's text
@@ -36,22 +29,16 @@ NOT_LEARNER = b"membership: can only promote a learner member\n"  # etcd's leade
 class ScriptedLeader:
     """Answers each request with the next scripted response (the last one repeats)."""
 
-    answers: list[PeerResponse]
+    answers: list[Response]
     requests: list[Request] = field(default_factory=list)
     url: str = ""
 
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            req = await read_request(await reader.readexactly(4), reader, Limits())
-            self.requests.append(req)
-            resp = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-            writer.write(
-                f"HTTP/1.1 {resp.status} X\r\nContent-Length: {len(resp.body)}\r\n\r\n".encode()
-                + resp.body
-            )
-            await writer.drain()
-        finally:
-            writer.close()
+        await serve(reader, writer, self.answer, ServeOptions(keep_alive=False))
+
+    async def answer(self, req: Request) -> Response:
+        self.requests.append(req)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
 def _server(url: str, *, leader: int = LEADER, enabled: bool = False) -> Any:
@@ -74,7 +61,7 @@ def _server(url: str, *, leader: int = LEADER, enabled: bool = False) -> Any:
 
 @pytest.fixture
 async def scripted() -> AsyncIterator[ScriptedLeader]:
-    leader = ScriptedLeader([PeerResponse(500)])
+    leader = ScriptedLeader([Response(500)])
     srv = await asyncio.start_server(leader.accept, "127.0.0.1", 0)
     leader.url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
     try:
@@ -84,15 +71,15 @@ async def scripted() -> AsyncIterator[ScriptedLeader]:
         await srv.wait_closed()
 
 
-def _keepalive_answer(lease_id: int, ttl: int) -> PeerResponse:
+def _keepalive_answer(lease_id: int, ttl: int) -> Response:
     body = rpc_pb2.LeaseKeepAliveResponse(ID=lease_id, TTL=ttl).SerializeToString()
-    return PeerResponse(200, body)
+    return Response(200, body)
 
 
 async def test_keep_alive_retries_until_the_leader_is_primary(scripted: ScriptedLeader) -> None:
     scripted.answers = [
-        PeerResponse(400, b"not a primary lessor\n"),
-        PeerResponse(408, b"waiting\n"),
+        Response(400, b"not a primary lessor\n"),
+        Response(408, b"waiting\n"),
         _keepalive_answer(5, 0),  # another lease's answer is not ours: retried
         _keepalive_answer(6, 30),
     ]
@@ -106,7 +93,7 @@ async def test_keep_alive_retries_until_the_leader_is_primary(scripted: Scripted
 
 
 async def test_keep_alive_of_an_unknown_lease(scripted: ScriptedLeader) -> None:
-    scripted.answers = [PeerResponse(404, b"lease not found\n")]
+    scripted.answers = [Response(404, b"lease not found\n")]
     with pytest.raises(LeaseNotFoundError):
         await LeaderForwarder(_server(scripted.url)).keep_alive(6)
 
@@ -116,7 +103,7 @@ async def test_time_to_live_carries_the_request_and_our_header(scripted: Scripte
     ttl = out.LeaseTimeToLiveResponse
     ttl.ID, ttl.TTL, ttl.grantedTTL = 6, 9, 10
     ttl.keys.append(b"k")
-    scripted.answers = [PeerResponse(200, out.SerializeToString())]
+    scripted.answers = [Response(200, out.SerializeToString())]
     resp = await LeaderForwarder(_server(scripted.url)).time_to_live(
         rpc_pb2.LeaseTimeToLiveRequest(ID=6, keys=True), None
     )
@@ -150,15 +137,15 @@ async def test_time_to_live_is_checked_before_forwarding(scripted: ScriptedLeade
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
-        (PeerResponse(404, b"membership: ID not found\n"), se.MemberNotFoundError),
-        (PeerResponse(412, str(se.LearnerNotReadyError()).encode()), se.LearnerNotReadyError),
-        (PeerResponse(412, NOT_LEARNER), se.MemberNotLearnerError),
-        (PeerResponse(500, b'{"message":"Internal Server Error"}'), se.RequestTimeoutError),
-        (PeerResponse(200, b"not json"), se.RequestTimeoutError),
+        (Response(404, b"membership: ID not found\n"), se.MemberNotFoundError),
+        (Response(412, str(se.LearnerNotReadyError()).encode()), se.LearnerNotReadyError),
+        (Response(412, NOT_LEARNER), se.MemberNotLearnerError),
+        (Response(500, b'{"message":"Internal Server Error"}'), se.RequestTimeoutError),
+        (Response(200, b"not json"), se.RequestTimeoutError),
     ],
 )  # fmt: skip
 async def test_promote_answers(
-    scripted: ScriptedLeader, answer: PeerResponse, error: type[Exception]
+    scripted: ScriptedLeader, answer: Response, error: type[Exception]
 ) -> None:
     scripted.answers = [answer]
     with pytest.raises(error):
@@ -168,7 +155,7 @@ async def test_promote_answers(
 
 async def test_promote_returns_the_leaders_member_list(scripted: ScriptedLeader) -> None:
     members = [Member(1, "a", ("http://x:1",)), Member(0x2B, "b", ("http://x:2",))]
-    scripted.answers = [PeerResponse(200, members_to_json(members))]
+    scripted.answers = [Response(200, members_to_json(members))]
     assert await LeaderForwarder(_server(scripted.url)).member_promote(0x2B) == members
 
 

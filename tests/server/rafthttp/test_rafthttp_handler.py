@@ -1,6 +1,6 @@
-"""The peer port's HTTP endpoints (pyetcd/server/peer_http.py): handlers against a fake
-member, the strict request reader over real sockets, the ``post`` client, and the
-dispatch from a real PeerTransport listener."""
+"""The peer port's HTTP endpoints (pyetcd/server/rafthttp/handler.py): handlers against a
+fake member, malformed requests over real sockets, ``httpwire.request`` against them,
+and the dispatch from a real PeerTransport listener."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from pyetcd.httpwire import Request, Response, request
 from pyetcd.logutil import Level, Logger
 from pyetcd.mvcc import Lessor
 from pyetcd.pb import lease_pb2, rpc_pb2
@@ -23,15 +24,11 @@ from pyetcd.server.rafthttp.handler import (
     LEASE_NOT_FOUND_TEXT,
     LEASE_PATH,
     NOT_PRIMARY_TEXT,
+    PROTOBUF,
     PeerHTTP,
-    PeerHTTPError,
     PeerHTTPLimits,
-    PeerResponse,
-    Request,
     members_from_json,
     members_to_json,
-    parse_request_head,
-    post,
 )
 from pyetcd.server.rafthttp.transport import PeerTransport
 
@@ -86,7 +83,7 @@ def _primary_with_lease(lease_id: int = 7, ttl: int = 10) -> FakeLeader:
 
 
 def _post(path: str, body: bytes = b"") -> Request:
-    return Request("POST", path, {}, body)
+    return Request("POST", path, body=body)
 
 
 def _keepalive(lease_id: int) -> bytes:
@@ -100,7 +97,7 @@ def _ttl_req(lease_id: int, keys: bool) -> bytes:
     return bytes(req.SerializeToString())
 
 
-async def _handle(leader: FakeLeader, req: Request) -> PeerResponse:
+async def _handle(leader: FakeLeader, req: Request) -> Response:
     return await PeerHTTP(leader, _logger()[0], FAST).handle(req)
 
 
@@ -250,7 +247,7 @@ async def test_a_bug_in_a_handler_answers_500_and_is_logged() -> None:
     ],
 )
 async def test_routes(method: str, path: str, status: int) -> None:
-    resp = await _handle(FakeLeader(), Request(method, path, {}))
+    resp = await _handle(FakeLeader(), Request(method, path))
     assert resp.status == status
     if status == 200:
         assert members_from_json(resp.body) == MEMBERS
@@ -268,29 +265,6 @@ def test_member_json_is_etcds_shape() -> None:
     for bad in (b"{}", b"[1]", b"[{}]", b"nope"):
         with pytest.raises(ValueError):
             members_from_json(bad)
-
-
-@pytest.mark.parametrize(
-    "head",
-    [
-        b"POST /leases\r\n\r\n",
-        b"PUT /leases HTTP/1.1\r\n\r\n",
-        b"POST leases HTTP/1.1\r\n\r\n",
-        b"POST /leases HTTP/2.0\r\n\r\n",
-        b"POST /leases HTTP/1.1\r\nno colon\r\n\r\n",
-        b"POST /leases HTTP/1.1\r\nBad Name: x\r\n\r\n",
-        b"POST /leases HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\n",
-    ],
-)
-def test_parse_request_head_is_strict(head: bytes) -> None:
-    with pytest.raises(PeerHTTPError) as err:
-        parse_request_head(head)
-    assert err.value.status == 400
-
-
-def test_parse_request_head_drops_the_query() -> None:
-    got = parse_request_head(b"GET /members?x=1 HTTP/1.0\r\nHost: h\r\n\r\n")
-    assert got == ("GET", "/members", {"host": "h"})
 
 
 # -- over sockets --------------------------------------------------------------------------------
@@ -329,13 +303,20 @@ async def _raw(url: str, data: bytes, *, close: bool = True) -> bytes:
     return out
 
 
-async def test_post_round_trip(server: tuple[str, FakeLeader]) -> None:
+async def _post_to(url: str, path: str, body: bytes) -> Response:
+    return await request(url + path, "POST", body, timeout=5, content_type=PROTOBUF)
+
+
+async def test_request_round_trip(server: tuple[str, FakeLeader]) -> None:
     url, _ = server
-    resp = await post(url, LEASE_PATH, _keepalive(7), ssl_context=None, timeout=5)
-    assert resp.status == 200
+    resp = await _post_to(url, LEASE_PATH, _keepalive(7))
+    assert resp.status == 200 and resp.content_type == PROTOBUF
     assert rpc_pb2.LeaseKeepAliveResponse.FromString(resp.body).TTL == 10
-    resp = await post(url, LEASE_PATH, _keepalive(8), ssl_context=None, timeout=5)
+    resp = await _post_to(url, LEASE_PATH, _keepalive(8))
     assert (resp.status, resp.text) == (404, LEASE_NOT_FOUND_TEXT)
+    resp = await request(url + "/members?x=1", timeout=5)  # the query is no part of the path
+    assert resp.status == 200 and members_from_json(resp.body) == MEMBERS
+    assert resp.header("x-etcd-cluster-id") == f"{CLUSTER:x}"
 
 
 async def test_answers_carry_the_cluster_id(server: tuple[str, FakeLeader]) -> None:
@@ -348,23 +329,51 @@ async def test_answers_carry_the_cluster_id(server: tuple[str, FakeLeader]) -> N
     assert members_from_json(body) == MEMBERS
 
 
+async def test_a_chunked_body_is_read(server: tuple[str, FakeLeader]) -> None:
+    url, _ = server
+    body = _keepalive(7)
+    out = await _raw(
+        url,
+        b"POST /leases HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),
+    )
+    head, _, data = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert rpc_pb2.LeaseKeepAliveResponse.FromString(data).TTL == 10
+
+
+H = b"Host: x\r\n"
+CHUNKED = b"Transfer-Encoding: chunked\r\n\r\n"
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
-        (b"POST /leases HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
-        (b"POST /leases HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413),
-        (b"POST /leases HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-        (b"POST /leases HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n", 400),
-        (b"POST /leases HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"POST /leases HTTP/1.1\r\n" + H + b"Content-Length: 5000\r\n\r\n", 413),
+        (b"POST /leases HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 400),
+        (b"POST /leases HTTP/1.1\r\n" + H + b"Content-Length: 1e3\r\n\r\n", 400),
+        (b"POST /leases HTTP/1.1\r\n" + H + b"Content-Length: 1\r\ncontent-length: 2\r\n\r\n", 400),
+        (b"POST /leases HTTP/1.1\r\n" + H + b"X: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"POST /leases HTTP/1.1\r\n" + H + CHUNKED + b"-5\r\nab", 400),
+        (b"POST /leases HTTP/1.1\r\n" + H + CHUNKED + b"f" * 9000, 431),
+        (b"POST /leases HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST /leases HTTP/1.1\r\n" + H + b"no colon\r\n\r\n", 400),
+        (b"POST /leases HTTP/1.1\r\n" + H + b"Bad Name: x\r\n\r\n", 400),
+        (b"POST /leases HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400),  # no Host
+        (b"POST leases HTTP/1.1\r\n" + H + b"\r\n", 400),
+        (b"POST /leases HTTP/2.0\r\n" + H + b"\r\n", 505),
+        (b"POST /leases\r\n\r\n", 400),
         (b"POSTX /leases HTTP/1.1\r\n\r\n", 400),
     ],
-)
+)  # fmt: skip
 async def test_bad_requests_get_4xx(
     server: tuple[str, FakeLeader], request_bytes: bytes, status: int
 ) -> None:
     url, _ = server
     out = await _raw(url, request_bytes)
     assert out.startswith(f"HTTP/1.1 {status} ".encode()), out[:80]
+    assert b"\r\nConnection: close\r\n" in out
+    assert f"X-Etcd-Cluster-ID: {CLUSTER:x}".encode() in out
 
 
 async def test_a_slow_client_gets_408(server: tuple[str, FakeLeader]) -> None:
@@ -378,36 +387,15 @@ async def test_a_client_gone_mid_body_gets_nothing_and_the_server_lives(
     server: tuple[str, FakeLeader],
 ) -> None:
     url, _ = server
-    assert await _raw(url, b"POST /leases HTTP/1.1\r\nContent-Length: 10\r\n\r\nab") == b""
-    resp = await post(url, LEASE_PATH, _keepalive(7), ssl_context=None, timeout=5)
+    got = await _raw(url, b"POST /leases HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+    assert got == b""
+    resp = await _post_to(url, LEASE_PATH, _keepalive(7))
     assert resp.status == 200
-
-
-async def test_post_rejects_a_malformed_answer() -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\n\r\nno length")
-        await writer.drain()
-        writer.close()
-
-    srv = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
-        with pytest.raises(PeerHTTPError):
-            await post(f"http://127.0.0.1:{port}", LEASE_PATH, b"", ssl_context=None, timeout=5)
-    finally:
-        srv.close()
-        await srv.wait_closed()
-
-
-async def test_post_needs_tls_settings_for_https() -> None:
-    with pytest.raises(ValueError):
-        await post("https://127.0.0.1:1", LEASE_PATH, b"", ssl_context=None, timeout=1)
 
 
 async def test_the_peer_listener_dispatches_get_and_post() -> None:
     leader = _primary_with_lease()
-    logger, _ = _logger()
+    logger, sink = _logger()
     tr = PeerTransport(
         1,
         CLUSTER,
@@ -423,11 +411,17 @@ async def test_the_peer_listener_dispatches_get_and_post() -> None:
     try:
         host, port = tr.listen_addresses[0]
         url = f"http://{host}:{port}"
-        resp = await post(url, LEASE_INTERNAL_PATH, _ttl_req(7, True), ssl_context=None, timeout=5)
+        resp = await _post_to(url, LEASE_INTERNAL_PATH, _ttl_req(7, True))
         assert resp.status == 200
         out = lease_pb2.LeaseInternalResponse.FromString(resp.body)
         assert list(out.LeaseTimeToLiveResponse.keys) == [b"k1", b"k2"]
-        got = await _raw(url, b"GET /members HTTP/1.1\r\n\r\n")
+        got = await _raw(url, b"GET /members HTTP/1.1\r\nHost: x\r\n\r\n")
         assert got.startswith(b"HTTP/1.1 200 OK")
+        bad = b"POST /leases HTTP/1.1\r\nHost: x\r\n" + CHUNKED + b"-5\r\n"
+        assert (await _raw(url, bad, close=False)).startswith(b"HTTP/1.1 400 ")
     finally:
         await tr.close()
+    # one debug line for the malformed request, nothing else
+    lines = [line for line in sink.getvalue().splitlines() if "HTTP" in line]
+    assert len(lines) == 1 and "rejected a malformed HTTP request" in lines[0]
+    assert "Traceback" not in sink.getvalue()
