@@ -4,8 +4,7 @@ What the client port's gRPC server reads and writes on the wire, and nothing els
 frame headers, the SETTINGS parameters, error codes, and HPACK *encoding* of our own
 header blocks. Those use only the static table and literals without indexing, so an
 answer's header block is the same bytes on every connection and most are built once at
-import. Decoding the client's header blocks needs the HPACK dynamic table; that is the
-``hpack`` library's job (``grpc_wire``).
+import. Decoding the client's header blocks needs the HPACK dynamic table: ``hpack.py``.
 """
 
 from __future__ import annotations
@@ -86,12 +85,16 @@ class ErrorCode(enum.IntEnum):
     PROTOCOL_ERROR = 1
     INTERNAL_ERROR = 2
     FLOW_CONTROL_ERROR = 3
+    SETTINGS_TIMEOUT = 4
     STREAM_CLOSED = 5
     FRAME_SIZE_ERROR = 6
     REFUSED_STREAM = 7
     CANCEL = 8
     COMPRESSION_ERROR = 9
+    CONNECT_ERROR = 10
     ENHANCE_YOUR_CALM = 11
+    INADEQUATE_SECURITY = 12
+    HTTP_1_1_REQUIRED = 13
 
 
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
