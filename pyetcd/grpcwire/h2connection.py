@@ -132,7 +132,8 @@ class H2Connection:
         self._recv_window = DEFAULT_WINDOW  # raised by initiate_connection's WINDOW_UPDATE
         self._recv_unacked = 0
         self._max_header_block = max_header_block
-        self._buf = b""  # a frame (or the preface) not yet whole
+        self._buf = bytearray()  # a frame (or the preface) not yet whole ...
+        self._need = 0  # ... and the length it will have
         self._out: list[bytes] = []
         self._events: list[Event] = []
         self._decoder = Decoder()
@@ -176,9 +177,13 @@ class H2Connection:
         """
         if self.state is ConnectionState.CLOSED:
             raise ProtocolError("connection is closed")
-        if self._buf:
-            data = self._buf + data
-            self._buf = b""
+        if self._buf:  # a frame arriving in pieces is gathered until it is whole
+            buf = self._buf
+            buf += data
+            if len(buf) < self._need and self.state is not ConnectionState.AWAITING_PREFACE:
+                return []
+            data = bytes(buf)
+            buf.clear()
         events: list[Event] = []
         self._events = events
         pos, end = 0, len(data)
@@ -186,7 +191,7 @@ class H2Connection:
             if end < _PREFACE_LEN:
                 if not PREFACE.startswith(data):
                     self._fail(ProtocolError("invalid connection preface"))
-                self._buf = data
+                self._keep(data, _PREFACE_LEN)
                 return events
             if not data.startswith(PREFACE):
                 self._fail(ProtocolError("invalid connection preface"))
@@ -199,10 +204,9 @@ class H2Connection:
             if length > DEFAULT_MAX_FRAME:  # we never raise our SETTINGS_MAX_FRAME_SIZE
                 self._fail(FrameSizeError("frame larger than SETTINGS_MAX_FRAME_SIZE"))
             start = pos + 9
-            pos = start + length
-            if pos > end:
-                pos = start - 9
+            if start + length > end:
                 break
+            pos = start + length
             sid &= 0x7FFFFFFF
             try:
                 if self._pending is not None and ftype != FrameType.CONTINUATION:
@@ -215,8 +219,17 @@ class H2Connection:
                     self._fail(err)
                 self._stream_error(err)
         if pos < end:
-            self._buf = data[pos:]
+            rest = data[pos:]
+            need = 9
+            if len(rest) >= 9:
+                need += (rest[0] << 16) | (rest[1] << 8) | rest[2]
+            self._keep(rest, need)
         return events
+
+    def _keep(self, rest: bytes, need: int) -> None:
+        # Bytes short of a whole frame (or preface) of ``need`` bytes wait in _buf.
+        self._buf += rest
+        self._need = need
 
     def data_to_send(self) -> bytes:
         """Everything queued to send since the last call (b"" when nothing is)."""
@@ -284,6 +297,13 @@ class H2Connection:
             return 0
         return max(0, min(stream.send_window, self.outbound_window))
 
+    def remote_flow_control_window(self, stream_id: int) -> int:
+        """How many DATA bytes the peer may send on the stream now (0 if closed)."""
+        stream = self.streams.get(stream_id)
+        if stream is None or not stream.remote_open:
+            return 0
+        return max(0, min(stream.recv_window, self._recv_window))
+
     def acknowledge_received_data(self, size: int, stream_id: int) -> None:
         """The receiver consumed ``size`` flow-controlled bytes of a ``DataReceived``:
         they count toward the next WINDOW_UPDATEs of the connection and the stream."""
@@ -340,7 +360,7 @@ class H2Connection:
         # A connection error: GOAWAY with its code, then the owner hears of it.
         self.close_connection(err.error_code, str(err).encode())
         self.state = ConnectionState.CLOSED
-        self._buf = b""
+        self._buf.clear()
         self._pending = None
         raise err
 
