@@ -197,8 +197,17 @@ class ServerCall:
                 be inflated (INTERNAL); the call must end with that status.
         """
         buf = self._partial
-        buf += data
         limit = self.host.max_receive
+        if not buf and data[0] == 0 and int.from_bytes(data[1:5], "big") == len(data) - 5:
+            # The common case: one whole uncompressed message in one DATA frame.
+            if len(data) - 5 > limit:
+                raise CallAborted(
+                    SC.RESOURCE_EXHAUSTED,
+                    f"grpc: received message larger than max ({len(data) - 5} vs. {limit})",
+                )
+            self._push(data[5:])
+            return
+        buf += data
         while len(buf) >= _MESSAGE_PREFIX:
             length = int.from_bytes(buf[1:5], "big")
             if length > limit:

@@ -149,11 +149,15 @@ class GrpcConnection(asyncio.Protocol):
         except H2Error:  # a connection error: the core queued its GOAWAY
             self._fail()
             return
-        handlers = self._on_event
         for event in events:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                handler(event)
+            if isinstance(event, DataReceived):  # the two events of every call first
+                self._on_data(event)
+            elif isinstance(event, RequestReceived):
+                self._on_request(event)
+            else:
+                handler = self._on_event.get(type(event))
+                if handler is not None:
+                    handler(event)
         if self.h2.has_data_to_send:
             self._kick()
 

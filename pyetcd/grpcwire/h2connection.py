@@ -71,7 +71,7 @@ from .frames import (
     window_update,
 )
 from .hpack import Decoder, HPACKDecodeError
-from .streams import H2Stream, StreamInput, StreamState
+from .streams import TRANSITIONS, H2Stream, StreamInput, StreamState
 
 __all__ = ["MAX_HEADER_BLOCK", "ConnectionState", "H2Connection"]
 
@@ -81,7 +81,6 @@ _HEADER: Final = struct.Struct(">BHBBL")  # 24-bit length (8 + 16), type, flags,
 _SETTING: Final = struct.Struct(">HL")
 _MAX_FRAME_LIMIT: Final = 2**24 - 1
 _PREFACE_LEN: Final = len(PREFACE)
-_I = StreamInput
 
 
 class ConnectionState(enum.IntEnum):
@@ -89,6 +88,23 @@ class ConnectionState(enum.IntEnum):
     OPEN = 1
     GOING_AWAY = 2  # we sent GOAWAY(NO_ERROR): open streams finish, new ones are refused
     CLOSED = 3  # a connection error (either side's): nothing more is read or sent
+
+
+# Enum members as module constants: looking one up on its class costs ~100 ns, and the
+# hot path (one unary call) takes dozens.
+_AWAITING_PREFACE, _CONN_OPEN, _GOING_AWAY, _CONN_CLOSED = ConnectionState
+_IDLE, _OPEN, _HALF_CLOSED_LOCAL, _HALF_CLOSED_REMOTE, _CLOSED = StreamState
+_REMOTE_OPEN: Final = (_OPEN, _HALF_CLOSED_LOCAL)
+(
+    _RECV_HEADERS,
+    _RECV_DATA,
+    _RECV_END_STREAM,
+    _RECV_RST_STREAM,
+    _SEND_HEADERS,
+    _SEND_DATA,
+    _SEND_END_STREAM,
+    _SEND_RST_STREAM,
+) = StreamInput
 
 
 class _PendingBlock:
@@ -116,7 +132,7 @@ class H2Connection:
         connection_window: int = DEFAULT_WINDOW,
         max_header_block: int = MAX_HEADER_BLOCK,
     ) -> None:
-        self.state = ConnectionState.AWAITING_PREFACE
+        self.state: ConnectionState = _AWAITING_PREFACE
         #: Streams not yet closed, by id.
         self.streams: dict[int, H2Stream] = {}
         #: The highest stream id the peer opened; ids at or below it are never idle.
@@ -175,19 +191,19 @@ class H2Connection:
             H2Error: a connection error (``stream_id`` 0); GOAWAY is already queued
                 and the connection is closed.
         """
-        if self.state is ConnectionState.CLOSED:
+        if self.state is _CONN_CLOSED:
             raise ProtocolError("connection is closed")
         if self._buf:  # a frame arriving in pieces is gathered until it is whole
             buf = self._buf
             buf += data
-            if len(buf) < self._need and self.state is not ConnectionState.AWAITING_PREFACE:
+            if len(buf) < self._need and self.state is not _AWAITING_PREFACE:
                 return []
             data = bytes(buf)
             buf.clear()
         events: list[Event] = []
         self._events = events
         pos, end = 0, len(data)
-        if self.state is ConnectionState.AWAITING_PREFACE:
+        if self.state is _AWAITING_PREFACE:
             if end < _PREFACE_LEN:
                 if not PREFACE.startswith(data):
                     self._fail(ProtocolError("invalid connection preface"))
@@ -195,7 +211,7 @@ class H2Connection:
                 return events
             if not data.startswith(PREFACE):
                 self._fail(ProtocolError("invalid connection preface"))
-            self.state = ConnectionState.OPEN
+            self.state = _CONN_OPEN
             pos = _PREFACE_LEN
         unpack, handlers = _HEADER.unpack_from, self._handlers
         while end - pos >= 9:
@@ -250,8 +266,13 @@ class H2Connection:
         Raises:
             StreamClosedError: our side of the stream is already ended, or it is not open.
         """
-        stream = self._stream_to_send(stream_id)
-        stream.step(_I.SEND_HEADERS)
+        stream = self.streams.get(stream_id)  # a closed connection has no streams
+        if stream is None:
+            raise StreamClosedError(f"stream {stream_id} is closed", stream_id)
+        try:  # stream.step(_SEND_HEADERS), inlined on the hot path
+            stream.state = TRANSITIONS[stream.state, _SEND_HEADERS]
+        except KeyError:
+            raise stream.illegal(_SEND_HEADERS) from None
         flags = Flag.END_STREAM if end_stream else 0
         if end_stream:
             self._end_local(stream)
@@ -272,11 +293,16 @@ class H2Connection:
             FlowControlError: ``data`` is more than ``local_flow_control_window`` allows.
             StreamClosedError: our side of the stream is already ended, or it is not open.
         """
-        stream = self._stream_to_send(stream_id)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise StreamClosedError(f"stream {stream_id} is closed", stream_id)
         n = len(data)
         if n > stream.send_window or n > self.outbound_window:
             raise FlowControlError(f"{n} bytes exceed the send window", stream_id)
-        stream.step(_I.SEND_DATA)
+        try:  # stream.step(_SEND_DATA), inlined on the hot path
+            stream.state = TRANSITIONS[stream.state, _SEND_DATA]
+        except KeyError:
+            raise stream.illegal(_SEND_DATA) from None
         stream.send_window -= n
         self.outbound_window -= n
         limit = self.max_outbound_frame_size
@@ -300,18 +326,20 @@ class H2Connection:
     def remote_flow_control_window(self, stream_id: int) -> int:
         """How many DATA bytes the peer may send on the stream now (0 if closed)."""
         stream = self.streams.get(stream_id)
-        if stream is None or not stream.remote_open:
+        if stream is None or stream.state not in _REMOTE_OPEN:
             return 0
         return max(0, min(stream.recv_window, self._recv_window))
 
     def acknowledge_received_data(self, size: int, stream_id: int) -> None:
         """The receiver consumed ``size`` flow-controlled bytes of a ``DataReceived``:
         they count toward the next WINDOW_UPDATEs of the connection and the stream."""
-        if size <= 0 or self.state is ConnectionState.CLOSED:
+        if size <= 0 or self.state is _CONN_CLOSED:
             return
-        self._ack_connection(size)
+        self._recv_unacked += size
+        if self._recv_unacked >= self._connection_window // 2:
+            self._ack_connection(0)
         stream = self.streams.get(stream_id)
-        if stream is not None and stream.remote_open:
+        if stream is not None and stream.state in _REMOTE_OPEN:
             stream.recv_unacked += size
             if stream.recv_unacked >= self._stream_window // 2:
                 self._out.append(window_update(stream_id, stream.recv_unacked))
@@ -323,7 +351,7 @@ class H2Connection:
         stream = self.streams.pop(stream_id, None)
         if stream is None:
             return
-        stream.step(_I.SEND_RST_STREAM)
+        stream.step(_SEND_RST_STREAM)
         self._out.append(rst_stream(stream_id, error_code))
 
     def stream_state(self, stream_id: int) -> StreamState:
@@ -331,7 +359,7 @@ class H2Connection:
         stream = self.streams.get(stream_id)
         if stream is not None:
             return stream.state
-        return StreamState.IDLE if stream_id > self.highest_stream_id else StreamState.CLOSED
+        return _IDLE if stream_id > self.highest_stream_id else _CLOSED
 
     def ping(self, opaque_data: bytes) -> None:
         """Queue a PING with 8 bytes of our choosing (its ACK is a ``PingAckReceived``)."""
@@ -345,13 +373,13 @@ class H2Connection:
         """Queue GOAWAY naming the highest stream we will serve. With NO_ERROR open streams
         go on and new ones are refused (REFUSED_STREAM); with any other code the
         connection is closed."""
-        if self.state is ConnectionState.CLOSED:
+        if self.state is _CONN_CLOSED:
             return
         self._out.append(goaway(self.highest_stream_id, error_code, additional_data))
         if error_code == ErrorCode.NO_ERROR:
-            self.state = ConnectionState.GOING_AWAY
+            self.state = _GOING_AWAY
         else:
-            self.state = ConnectionState.CLOSED
+            self.state = _CONN_CLOSED
             self.streams.clear()
 
     # -- errors ---------------------------------------------------------------------------------
@@ -359,7 +387,7 @@ class H2Connection:
     def _fail(self, err: H2Error) -> None:
         # A connection error: GOAWAY with its code, then the owner hears of it.
         self.close_connection(err.error_code, str(err).encode())
-        self.state = ConnectionState.CLOSED
+        self.state = _CONN_CLOSED
         self._buf.clear()
         self._pending = None
         raise err
@@ -368,24 +396,18 @@ class H2Connection:
         sid = err.stream_id
         stream = self.streams.pop(sid, None)
         if stream is not None:
-            stream.step(_I.SEND_RST_STREAM)
+            stream.step(_SEND_RST_STREAM)
         self._out.append(rst_stream(sid, err.error_code))
         self._events.append(StreamReset(sid, err.error_code, False))
 
     # -- streams -----------------------------------------------------------------------------------
 
-    def _stream_to_send(self, stream_id: int) -> H2Stream:
-        stream = self.streams.get(stream_id)
-        if stream is None or self.state is ConnectionState.CLOSED:
-            raise StreamClosedError(f"stream {stream_id} is closed", stream_id)
-        return stream
-
     def _end_local(self, stream: H2Stream) -> None:
-        if stream.step(_I.SEND_END_STREAM) is StreamState.CLOSED:
+        if stream.step(_SEND_END_STREAM) is _CLOSED:
             del self.streams[stream.stream_id]
 
     def _end_remote(self, stream: H2Stream) -> None:
-        if stream.step(_I.RECV_END_STREAM) is StreamState.CLOSED:
+        if stream.step(_RECV_END_STREAM) is _CLOSED:
             del self.streams[stream.stream_id]
 
     def _ack_connection(self, size: int) -> None:
@@ -412,7 +434,7 @@ class H2Connection:
         self._recv_window -= n
         if self._recv_window < 0:
             raise FlowControlError("DATA beyond the connection window")
-        data = self._unpad(flags, payload)
+        data = self._unpad(flags, payload) if flags & Flag.PADDED else payload
         stream = self.streams.get(sid)
         if stream is None:
             if sid > self.highest_stream_id:
@@ -420,20 +442,23 @@ class H2Connection:
             self._ack_connection(n)  # a closed stream's late bytes: nobody else will
             return
         stream.recv_window -= n
-        if stream.recv_window < 0 or not stream.remote_open:
+        if stream.recv_window < 0 or stream.state not in _REMOTE_OPEN:
             self._ack_connection(n)  # the receiver never sees these bytes
-            stream.step(_I.RECV_DATA)  # StreamClosedError once the peer ended its side
+            stream.step(_RECV_DATA)  # StreamClosedError once the peer ended its side
             raise FlowControlError(f"DATA beyond stream {sid}'s window", sid)
-        stream.step(_I.RECV_DATA)
+        try:  # stream.step(_RECV_DATA), inlined on the hot path
+            stream.state = TRANSITIONS[stream.state, _RECV_DATA]
+        except KeyError:
+            raise stream.illegal(_RECV_DATA) from None
         end = bool(flags & Flag.END_STREAM)
-        if end:
-            self._end_remote(stream)
+        if end and stream.step(_RECV_END_STREAM) is _CLOSED:
+            del self.streams[sid]
         self._events.append(DataReceived(sid, data, n, end))
 
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
             raise ProtocolError("HEADERS on stream 0")
-        block = self._unpad(flags, payload)
+        block = self._unpad(flags, payload) if flags & Flag.PADDED else payload
         if flags & Flag.PRIORITY:
             if len(block) < 5:
                 raise FrameSizeError("HEADERS too short for its priority fields")
@@ -464,7 +489,7 @@ class H2Connection:
         if stream is not None:  # trailers: they must end the peer's side
             if not end:
                 raise ProtocolError("trailers without END_STREAM", sid)
-            stream.step(_I.RECV_HEADERS)
+            stream.step(_RECV_HEADERS)
             self._end_remote(stream)
             self._events.append(TrailersReceived(sid, headers))
             return
@@ -473,11 +498,11 @@ class H2Connection:
         if sid <= self.highest_stream_id:
             return  # a stream we already closed (reset it, or both sides ended)
         self.highest_stream_id = sid
-        if self.state is ConnectionState.GOING_AWAY:
+        if self.state is _GOING_AWAY:
             self._out.append(rst_stream(sid, ErrorCode.REFUSED_STREAM))
             return
         stream = H2Stream(sid, self.peer_initial_window, self._stream_window)
-        stream.step(_I.RECV_HEADERS)
+        stream.step(_RECV_HEADERS)
         self.streams[sid] = stream
         if end:
             self._end_remote(stream)
@@ -500,7 +525,7 @@ class H2Connection:
             if sid > self.highest_stream_id:
                 raise ProtocolError(f"RST_STREAM on idle stream {sid}")
             return
-        stream.step(_I.RECV_RST_STREAM)
+        stream.step(_RECV_RST_STREAM)
         self._events.append(StreamReset(sid, int.from_bytes(payload, "big"), True))
 
     def _on_settings(self, flags: int, sid: int, payload: bytes) -> None:

@@ -106,8 +106,12 @@ class H2Stream:
         try:
             self.state = TRANSITIONS[self.state, event]
         except KeyError:
-            raise _illegal(self.stream_id, self.state, event) from None
+            raise self.illegal(event) from None
         return self.state
+
+    def illegal(self, event: StreamInput) -> H2Error:
+        """The error ``event`` is in the current state (not in ``TRANSITIONS``)."""
+        return _illegal(self.stream_id, self.state, event)
 
     @property
     def remote_open(self) -> bool:
