@@ -64,10 +64,13 @@ from .frames import (
     Flag,
     FrameType,
     Setting,
+    error_code,
     frame,
     goaway,
     rst_stream,
     settings,
+    split_data,
+    split_header_block,
     window_update,
 )
 from .hpack import Decoder, HPACKDecodeError
@@ -81,6 +84,7 @@ _HEADER: Final = struct.Struct(">BHBBL")  # 24-bit length (8 + 16), type, flags,
 _SETTING: Final = struct.Struct(">HL")
 _MAX_FRAME_LIMIT: Final = 2**24 - 1
 _PREFACE_LEN: Final = len(PREFACE)
+_GOAWAY: Final = struct.Struct(">LL")
 
 
 class ConnectionState(enum.IntEnum):
@@ -95,16 +99,8 @@ class ConnectionState(enum.IntEnum):
 _AWAITING_PREFACE, _CONN_OPEN, _GOING_AWAY, _CONN_CLOSED = ConnectionState
 _IDLE, _OPEN, _HALF_CLOSED_LOCAL, _HALF_CLOSED_REMOTE, _CLOSED = StreamState
 _REMOTE_OPEN: Final = (_OPEN, _HALF_CLOSED_LOCAL)
-(
-    _RECV_HEADERS,
-    _RECV_DATA,
-    _RECV_END_STREAM,
-    _RECV_RST_STREAM,
-    _SEND_HEADERS,
-    _SEND_DATA,
-    _SEND_END_STREAM,
-    _SEND_RST_STREAM,
-) = StreamInput
+_RECV_HEADERS, _RECV_DATA, _RECV_END_STREAM, _RECV_RST_STREAM = tuple(StreamInput)[:4]
+_SEND_HEADERS, _SEND_DATA, _SEND_END_STREAM, _SEND_RST_STREAM = tuple(StreamInput)[4:]
 
 
 class _PendingBlock:
@@ -171,14 +167,8 @@ class H2Connection:
 
     def initiate_connection(self) -> None:
         """Queue our SETTINGS (the server's preface) and the connection window's grant."""
-        self._out.append(
-            settings(
-                (
-                    (Setting.INITIAL_WINDOW_SIZE, self._stream_window),
-                    (Setting.ENABLE_PUSH, 0),
-                )
-            )
-        )
+        ours = ((Setting.INITIAL_WINDOW_SIZE, self._stream_window), (Setting.ENABLE_PUSH, 0))
+        self._out.append(settings(ours))
         if self._connection_window > DEFAULT_WINDOW:
             grant = self._connection_window - DEFAULT_WINDOW
             self._out.append(window_update(0, grant))
@@ -280,11 +270,7 @@ class H2Connection:
         if len(block) <= limit:
             self._out.append(frame(FrameType.HEADERS, flags | Flag.END_HEADERS, stream_id, block))
             return
-        chunks = [block[i : i + limit] for i in range(0, len(block), limit)]
-        self._out.append(frame(FrameType.HEADERS, flags, stream_id, chunks[0]))
-        for chunk in chunks[1:-1]:
-            self._out.append(frame(FrameType.CONTINUATION, 0, stream_id, chunk))
-        self._out.append(frame(FrameType.CONTINUATION, Flag.END_HEADERS, stream_id, chunks[-1]))
+        self._out += split_header_block(stream_id, flags, block, limit)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Queue ``data`` on a stream, in frames no longer than the peer allows.
@@ -312,9 +298,7 @@ class H2Connection:
         if n <= limit:
             self._out.append(frame(FrameType.DATA, last, stream_id, data))
             return
-        for i in range(0, n, limit):
-            flags = last if i + limit >= n else 0
-            self._out.append(frame(FrameType.DATA, flags, stream_id, data[i : i + limit]))
+        self._out += split_data(stream_id, last, data, limit)
 
     def local_flow_control_window(self, stream_id: int) -> int:
         """How many DATA bytes ``send_data`` may send on the stream now (0 if closed)."""
@@ -585,7 +569,7 @@ class H2Connection:
         if len(payload) < 8:
             raise FrameSizeError("GOAWAY is at least 8 bytes")
         last, code = _GOAWAY.unpack_from(payload)
-        self._events.append(ConnectionTerminated(_error_code(code), last & 0x7FFFFFFF, payload[8:]))
+        self._events.append(ConnectionTerminated(error_code(code), last & 0x7FFFFFFF, payload[8:]))
 
     def _on_window_update(self, flags: int, sid: int, payload: bytes) -> None:
         if len(payload) != 4:
@@ -609,13 +593,3 @@ class H2Connection:
             if stream.send_window > MAX_WINDOW:
                 raise FlowControlError("stream window above 2^31-1", sid)
         self._events.append(WindowUpdated(sid, increment))
-
-
-_GOAWAY: Final = struct.Struct(">LL")
-
-
-def _error_code(code: int) -> ErrorCode | int:
-    try:
-        return ErrorCode(code)
-    except ValueError:
-        return code  # RFC 9113 7: unknown codes carry no special meaning
