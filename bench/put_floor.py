@@ -53,7 +53,7 @@ FLOOR_FILE_BYTES = 64 * 1000 * 1000  # preallocated like a WAL segment
 def serve(port: int, directory: str, mode: str) -> None:
     import uvloop
 
-    from pyetcd.grpcwire.server import GrpcServer
+    from pyetcd.grpcwire import GrpcServer
     from pyetcd.logutil import new_logger
     from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
 

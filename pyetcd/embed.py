@@ -15,8 +15,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from pyetcd.api.listener import ClientListener, ListenError
+from pyetcd.api.v3rpc.grpc import build_grpc_server
 from pyetcd.config import ServerConfig
-from pyetcd.grpcwire.server import build_grpc_server
 from pyetcd.ids import BootstrapError
 from pyetcd.logutil import Logger, new_logger
 from pyetcd.server.auth.errors import AuthOptionsError

@@ -2,7 +2,7 @@
 
 Every connection is served on the event loop. A plain connection is sorted by its
 first bytes: the HTTP/2 client preface (``PRI * HTTP/2.0...``) makes it a gRPC
-connection (``grpc_wire``), anything else goes to the HTTP/1.1 frontend with the bytes
+connection (``pyetcd.grpcwire``), anything else goes to the HTTP/1.1 frontend with the bytes
 already read. A TLS connection is sorted by the protocol ALPN chose in the handshake:
 the server prefers ``http/1.1``, so a client offering both (curl, browsers) gets
 HTTP/1.1 and a gRPC client, which offers only ``h2``, gets gRPC.
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from pyetcd.api.etcdhttp.handler import HTTPFrontend
 from pyetcd.api.etcdhttp.metrics import ServerMetrics
-from pyetcd.grpcwire.server import GrpcServer
+from pyetcd.grpcwire import GrpcServer
 from pyetcd.server.etcdserver.server import EtcdServer
 from pyetcd.tlsutil import TLSInfo
 

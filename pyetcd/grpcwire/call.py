@@ -1,7 +1,7 @@
 """One gRPC call on the client port: its HTTP/2 stream and the servicer context.
 
 A ``ServerCall`` is what a handler sees as ``context`` (the part of grpc.aio's
-``ServicerContext`` etcd's services use: ``abort``, ``invocation_metadata``, ``write``,
+``ServicerContext`` servicers use: ``abort``, ``invocation_metadata``, ``write``,
 ``peer``, ``auth_context``) and what the connection feeds with the stream's request
 bytes. ``run`` is the call's task: decode the request(s), run the handler, send the
 answer, end the stream with grpc-status trailers.
@@ -19,20 +19,25 @@ Rules the call keeps:
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from collections.abc import AsyncIterator, Callable, Collection
+from typing import Any, Final, NoReturn, Protocol
 
 import grpc
 
-from .frames import OK_TRAILERS, RESPONSE_HEADERS, Flag, FrameType, frame, grpc_status_block
+from .frames import OK_TRAILERS, RESPONSE_HEADERS, grpc_status_block
 
-if TYPE_CHECKING:
-    from .connection import GrpcConnection
-
-__all__ = ["CallAborted", "MethodHandler", "ServerCall"]
+__all__ = [
+    "CallAborted",
+    "CallHost",
+    "CallStream",
+    "MethodHandler",
+    "ServerCall",
+    "request_of",
+]
 
 #: A grpc ``RpcMethodHandler`` (grpc ships no type stubs).
 MethodHandler = Any
@@ -40,6 +45,80 @@ MethodHandler = Any
 _MESSAGE_PREFIX: Final = 5  # compressed flag + 32-bit length
 _END: Final = object()
 SC = grpc.StatusCode
+# Headers that are HTTP/2 or gRPC framing, not the caller's metadata.
+_NOT_METADATA: Final = frozenset(
+    ("content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding")
+)
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+def _b64(value: str) -> bytes:
+    return base64.b64decode(value + "=" * (-len(value) % 4))
+
+
+def request_of(headers: list[tuple[str, str]]) -> tuple[str, str, Metadata]:
+    """The method path, grpc-encoding and caller metadata of a request's header block
+    (``-bin`` values base64-decoded; undecodable ones dropped)."""
+    path, encoding = "", "identity"
+    metadata: list[tuple[str, str | bytes]] = []
+    for name, value in headers:
+        if name[:1] == ":":
+            if name == ":path":
+                path = value
+        elif name == "grpc-encoding":
+            encoding = value
+        elif name not in _NOT_METADATA:
+            try:
+                metadata.append((name, _b64(value) if name.endswith("-bin") else value))
+            except ValueError:
+                continue
+    return path, encoding, tuple(metadata)
+
+
+class CallHost(Protocol):
+    """What a call needs of the server it runs in."""
+
+    @property
+    def max_receive(self) -> int:
+        """The largest request message, inflated, in bytes."""
+        ...
+
+    @property
+    def services(self) -> Collection[str]:
+        """The services with registered methods (for UNIMPLEMENTED's details)."""
+        ...
+
+    def log_handler_error(self, method: str, err: BaseException) -> None: ...
+
+
+class CallStream(Protocol):
+    """What a call needs of the connection that carries its stream."""
+
+    @property
+    def peer(self) -> str: ...
+
+    @property
+    def auth_context(self) -> dict[str, list[bytes]]: ...
+
+    @property
+    def paused(self) -> bool:
+        """The transport's buffer is above its high-water mark."""
+        ...
+
+    def send_headers(self, stream_id: int, block: bytes) -> None: ...
+
+    def send_data(self, stream_id: int, data: bytes) -> int:
+        """Send as much of ``data`` as the windows allow now; returns how much."""
+        ...
+
+    def finish(self, call: ServerCall, trailers: bytes) -> None:
+        """Send the trailers (END_STREAM) and forget the call."""
+        ...
+
+    async def wait_window(self, call: ServerCall) -> None: ...
+
+    async def wait_writable(self) -> None: ...
 
 
 class CallAborted(Exception):
@@ -56,21 +135,21 @@ class ServerCall:
 
     def __init__(
         self,
-        conn: GrpcConnection,
+        stream: CallStream,
+        host: CallHost,
         stream_id: int,
         handler: MethodHandler | None,
         method: str,
-        metadata: tuple[tuple[str, str | bytes], ...],
+        metadata: Metadata,
         encoding: str,
-        send_window: int,
     ) -> None:
-        self.conn = conn
+        self.stream = stream
+        self.host = host
         self.stream_id = stream_id
         self.handler: Any = handler  # None: no such method (answered UNIMPLEMENTED)
         self.method = method
         self.metadata = metadata
         self.encoding = encoding
-        self.send_window = send_window
         self.task: asyncio.Task[None] | None = None
         # Request messages decoded so far (bytes), ended by _END, and their waiter.
         self._requests: deque[object] = deque()
@@ -79,25 +158,24 @@ class ServerCall:
         self.remote_closed = False
         self.finished = False  # trailers sent, or the stream reset
         self._headers_sent = False
-        self.received = 0  # DATA bytes since the last stream WINDOW_UPDATE
         # set_code/set_details: the status a handler chose (grpc.aio's rule: it wins
         # over OK, and over UNKNOWN when the handler then raises).
         self._code: grpc.StatusCode | None = None
         self._details = ""
 
-    # -- the servicer context (what etcd's handlers use) ---------------------------------------
+    # -- the servicer context (what servicers use) ----------------------------------------------
 
     async def abort(self, code: grpc.StatusCode, details: str = "", *_: Any) -> NoReturn:
         raise CallAborted(code, details)
 
-    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+    def invocation_metadata(self) -> Metadata:
         return self.metadata
 
     def peer(self) -> str:
-        return self.conn.peer
+        return self.stream.peer
 
     def auth_context(self) -> dict[str, list[bytes]]:
-        return self.conn.auth_context
+        return self.stream.auth_context
 
     def set_code(self, code: grpc.StatusCode) -> None:
         self._code = code
@@ -111,15 +189,32 @@ class ServerCall:
 
     # -- request bytes, from the connection ------------------------------------------------------
 
-    def feed(self, data: bytes) -> str | None:
-        """Take DATA payload; returns an error text if a message breaks the limits."""
+    def feed(self, data: bytes) -> None:
+        """Take DATA payload.
+
+        Raises:
+            CallAborted: a message breaks the size limit (RESOURCE_EXHAUSTED) or cannot
+                be inflated (INTERNAL); the call must end with that status.
+        """
         buf = self._partial
+        limit = self.host.max_receive
+        if not buf and data[0] == 0 and int.from_bytes(data[1:5], "big") == len(data) - 5:
+            # The common case: one whole uncompressed message in one DATA frame.
+            if len(data) - 5 > limit:
+                raise CallAborted(
+                    SC.RESOURCE_EXHAUSTED,
+                    f"grpc: received message larger than max ({len(data) - 5} vs. {limit})",
+                )
+            self._push(data[5:])
+            return
         buf += data
-        limit = self.conn.server.max_receive
         while len(buf) >= _MESSAGE_PREFIX:
             length = int.from_bytes(buf[1:5], "big")
             if length > limit:
-                return f"grpc: received message larger than max ({length} vs. {limit})"
+                raise CallAborted(
+                    SC.RESOURCE_EXHAUSTED,
+                    f"grpc: received message larger than max ({length} vs. {limit})",
+                )
             end = _MESSAGE_PREFIX + length
             if len(buf) < end:
                 break
@@ -127,16 +222,27 @@ class ServerCall:
             payload = bytes(buf[_MESSAGE_PREFIX:end])
             del buf[:end]
             if compressed:
-                if self.encoding != "gzip":
-                    return f"grpc: compressed flag set with encoding {self.encoding!r}"
-                payload = _gunzip(payload, limit)
-                if len(payload) > limit:
-                    return (
-                        "grpc: received message after decompression larger than max "
-                        f"({len(payload)} vs. {limit})"
-                    )
+                payload = self._inflate(payload, limit)
             self._push(payload)
-        return None
+
+    def _inflate(self, payload: bytes, limit: int) -> bytes:
+        if self.encoding != "gzip":
+            raise CallAborted(
+                SC.INTERNAL, f"grpc: compressed flag set with encoding {self.encoding!r}"
+            )
+        try:
+            payload = _gunzip(payload, limit)
+        except (zlib.error, ValueError) as err:
+            raise CallAborted(
+                SC.INTERNAL, f"grpc: failed to decompress the received message: {err}"
+            ) from err
+        if len(payload) > limit:
+            raise CallAborted(
+                SC.RESOURCE_EXHAUSTED,
+                "grpc: received message after decompression larger than max "
+                f"({len(payload)} vs. {limit})",
+            )
+        return payload
 
     def end_of_requests(self) -> None:
         self.remote_closed = True
@@ -184,7 +290,7 @@ class ServerCall:
             if self._code is not None and self._code != SC.OK:
                 self._finish(self._code, self._details)
                 return
-            self.conn.server.log_handler_error(self.method, err)
+            self.host.log_handler_error(self.method, err)
             self._finish(SC.UNKNOWN, f"Unexpected {type(err)}: {err}")
         else:
             self._finish(self._code or SC.OK, self._details)
@@ -193,7 +299,7 @@ class ServerCall:
         h = self.handler
         if h is None:
             service, _, method = self.method.lstrip("/").partition("/")
-            if service in self.conn.server.services:
+            if service in self.host.services:
                 raise CallAborted(
                     SC.UNIMPLEMENTED, f"unknown method {method} for service {service}"
                 )
@@ -223,42 +329,31 @@ class ServerCall:
     async def _send_message(self, payload: bytes) -> None:
         if self.finished:
             raise asyncio.CancelledError()
-        conn = self.conn
+        stream, sid = self.stream, self.stream_id
         data = b"\x00" + len(payload).to_bytes(4, "big") + payload
         if not self._headers_sent:
             self._headers_sent = True
-            conn.send(frame(FrameType.HEADERS, Flag.END_HEADERS, self.stream_id, RESPONSE_HEADERS))
-        sid = self.stream_id
-        while data:
-            n = min(len(data), self.send_window, conn.send_window, conn.max_frame)
-            if n <= 0:
-                await conn.wait_window(self)
-                if self.finished:
-                    raise asyncio.CancelledError()
-                continue
-            self.send_window -= n
-            conn.send_window -= n
-            conn.send(
-                frame(FrameType.DATA, 0, sid, data[:n])
-                if n < len(data)
-                else frame(FrameType.DATA, 0, sid, data)
-            )
+            stream.send_headers(sid, RESPONSE_HEADERS)
+        while True:
+            n = stream.send_data(sid, data)
+            if n == len(data):
+                break
             data = data[n:]
-        if conn.paused:
-            await conn.wait_writable()
+            await stream.wait_window(self)
+            if self.finished:
+                raise asyncio.CancelledError()
+        if stream.paused:
+            await stream.wait_writable()
 
     def _finish(self, code: grpc.StatusCode, details: str) -> None:
         if self.finished:
             return
         self.finished = True
-        conn = self.conn
         if code == SC.OK and self._headers_sent:
             block = OK_TRAILERS
         else:
             block = grpc_status_block(code.value[0], details, not self._headers_sent)
-        flags = Flag.END_HEADERS | Flag.END_STREAM
-        conn.send(frame(FrameType.HEADERS, flags, self.stream_id, block))
-        conn.call_finished(self)
+        self.stream.finish(self, block)
 
     def end_with(self, code: grpc.StatusCode, details: str) -> None:
         """End the call now with this status (the request broke a limit)."""

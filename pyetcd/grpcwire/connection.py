@@ -1,86 +1,93 @@
-"""gRPC over one HTTP/2 connection, on the event loop (the server side of RFC 9113).
+"""gRPC over one HTTP/2 connection: the asyncio driver around ``H2Connection``.
 
-``GrpcConnection`` is the protocol of a client-port connection that began with the
-HTTP/2 preface. It reads frames, opens a ``ServerCall`` per stream, feeds it the
-stream's DATA, and writes what the calls send. Rules it keeps:
+``GrpcConnection`` is the ``asyncio.Protocol`` of a connection that began with the
+HTTP/2 preface. It hands the bytes it reads to the sans-I/O core, turns the core's
+events into ``ServerCall`` tasks and their request messages, and writes what the core
+has to send. Rules it keeps:
 
-1. Frames are parsed where the bytes arrive (``data_received``); whatever the calls
-   send in one turn of the loop leaves in one ``write`` (``send`` queues, ``_flush``
-   writes), so 64 concurrent answers cost one syscall, not 64.
-2. Receive windows are large and topped up as DATA arrives (requests are consumed at
-   once); send windows are the client's, per stream and per connection, and a call
-   waits for them (``wait_window``).
-3. A protocol error ends the connection with GOAWAY; a stream-level problem ends only
-   that stream. Nothing a client sends can raise out of ``data_received``.
-4. ``goaway`` stops new streams and closes the connection when the last call ends;
+1. Bytes are fed to the core where they arrive (``data_received``); whatever the core
+   queued in one turn of the loop leaves in one ``write`` (``_kick`` schedules
+   ``_flush``), so 64 concurrent answers cost one syscall, not 64.
+2. Receive windows are large and handed back as soon as a call consumed the DATA;
+   send windows are the client's, and a call waits for them (``wait_window``).
+3. A connection error (an ``H2Error`` out of ``receive_data``) ends the connection
+   after the core's GOAWAY; a stream error ends only that stream's call. Nothing a
+   client sends can raise out of ``data_received``.
+4. A client that does not read makes us stop reading it (``pause_writing``), so its
+   PINGs and requests cannot pile up answers.
+5. ``goaway`` stops new streams and closes the connection when the last call ends;
    ``abort`` closes it at once, cancelling every call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import struct
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Callable, Collection
+from typing import Any, Final, Protocol, cast
 
-from .call import SC, ServerCall
-from .frames import (
-    DEFAULT_MAX_FRAME,
-    DEFAULT_WINDOW,
-    PREFACE,
-    ErrorCode,
-    Flag,
-    FrameType,
-    Setting,
-    frame,
-    goaway,
-    rst_stream,
-    settings,
-    window_update,
+from .call import CallAborted, MethodHandler, ServerCall, request_of
+from .errors import H2Error
+from .events import (
+    DataReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
 )
-from .hpack import Decoder, HPACKDecodeError
+from .frames import ErrorCode
+from .h2connection import H2Connection
+from .streams import StreamState
 
-if TYPE_CHECKING:
-    from .server import GrpcServer
-
-__all__ = ["GrpcConnection"]
+__all__ = ["CONN_WINDOW", "STREAM_WINDOW", "ConnectionHost", "GrpcConnection"]
 
 #: The receive windows we grant: per stream, and for the whole connection.
 STREAM_WINDOW: Final = 1 << 24
 CONN_WINDOW: Final = 1 << 26
-# Headers that are HTTP/2 or gRPC framing, not the caller's metadata.
-_NOT_METADATA: Final = frozenset(
-    ("content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding")
-)
 _KEEPALIVE_PING: Final = b"pyetcdka"
-#: The largest header block (HEADERS plus CONTINUATION) we buffer before refusing it.
-MAX_HEADER_BLOCK: Final = 1 << 20
 
 
-def _b64(value: str) -> bytes:
-    return base64.b64decode(value + "=" * (-len(value) % 4))
+class ConnectionHost(Protocol):
+    """What a connection needs of its server (the calls' host, and more)."""
+
+    @property
+    def max_receive(self) -> int: ...
+
+    @property
+    def services(self) -> Collection[str]: ...
+
+    @property
+    def keepalive_interval(self) -> float:
+        """Seconds of silence before we PING the client; 0 disables keepalive."""
+        ...
+
+    @property
+    def keepalive_timeout(self) -> float:
+        """Seconds we wait for anything after our keepalive PING before we drop it."""
+        ...
+
+    def lookup(self, path: str) -> MethodHandler | None: ...
+
+    def log_handler_error(self, method: str, err: BaseException) -> None: ...
+
+    def connection_opened(self, conn: GrpcConnection) -> None: ...
+
+    def connection_closed(self, conn: GrpcConnection) -> None: ...
 
 
 class GrpcConnection(asyncio.Protocol):
-    """One HTTP/2 connection's frames and calls."""
+    """One HTTP/2 connection's calls, on the event loop."""
 
-    def __init__(self, server: GrpcServer, peer: str, auth_context: dict[str, list[bytes]]) -> None:
-        self.server = server
+    def __init__(
+        self, host: ConnectionHost, peer: str, auth_context: dict[str, list[bytes]]
+    ) -> None:
+        self.host = host
         self.peer = peer
         self.auth_context = auth_context
         self.transport: asyncio.Transport | None = None
+        self.h2 = H2Connection(stream_window=STREAM_WINDOW, connection_window=CONN_WINDOW)
         self.calls: dict[int, ServerCall] = {}
-        self.send_window = DEFAULT_WINDOW
-        self.max_frame = DEFAULT_MAX_FRAME
         self.paused = False
-        self._initial_window = DEFAULT_WINDOW  # the client's, for streams it opens
-        self._buf = bytearray()
-        self._preface = False
-        self._decoder = Decoder()
-        self._last_stream = 0
-        self._received = 0  # DATA bytes since our last connection WINDOW_UPDATE
-        self._headers: tuple[int, int, bytearray] | None = None  # awaiting CONTINUATION
-        self._out: list[bytes] = []
         self._flushing = False
         self._window_waiters: list[asyncio.Future[None]] = []
         self._writable_waiters: list[asyncio.Future[None]] = []
@@ -89,21 +96,29 @@ class GrpcConnection(asyncio.Protocol):
         self._active = False
         self._keepalive: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_event_loop()
+        self._on_event: dict[type[Any], Callable[[Any], None]] = {
+            RequestReceived: self._on_request,
+            DataReceived: self._on_data,
+            TrailersReceived: self._on_trailers,
+            StreamReset: self._on_reset,
+            WindowUpdated: self._on_window,
+            RemoteSettingsChanged: self._on_window,
+        }
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self.send(
-            settings(((Setting.INITIAL_WINDOW_SIZE, STREAM_WINDOW), (Setting.ENABLE_PUSH, 0)))
-            + window_update(0, CONN_WINDOW - DEFAULT_WINDOW)
-        )
-        self.server.conns.add(self)
+        self.h2.initiate_connection()
+        self._kick()
+        self.host.connection_opened(self)
         self._arm_keepalive()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._closed:
+            return
         self._closed = True
-        self.server.conns.discard(self)
+        self.host.connection_closed(self)
         if self._keepalive is not None:
             self._keepalive.cancel()
         for call in list(self.calls.values()):
@@ -126,226 +141,76 @@ class GrpcConnection(asyncio.Protocol):
         self._wake(self._writable_waiters)
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
         self._active = True
-        buf = self._buf
-        buf += data
-        if not self._preface:
-            if len(buf) < len(PREFACE):
-                if not PREFACE.startswith(bytes(buf)):
-                    self.abort()
-                return
-            if not buf.startswith(PREFACE):
-                self.abort()
-                return
-            del buf[: len(PREFACE)]
-            self._preface = True
-        pos, end = 0, len(buf)
         try:
-            while end - pos >= 9:
-                length = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
-                if length > DEFAULT_MAX_FRAME:
-                    self._fail(
-                        ErrorCode.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE"
-                    )
-                    return
-                if end - pos < 9 + length:
-                    break
-                ftype, flags = buf[pos + 3], buf[pos + 4]
-                sid = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
-                payload = bytes(buf[pos + 9 : pos + 9 + length])
-                pos += 9 + length
-                self._on_frame(ftype, flags, sid, payload)
-                if self._closed:
-                    return
-        except _ConnectionError as err:
-            self._fail(err.code, str(err))
+            events = self.h2.receive_data(data)
+        except H2Error:  # a connection error: the core queued its GOAWAY
+            self._fail()
             return
-        del buf[:pos]
+        for event in events:
+            if isinstance(event, DataReceived):  # the two events of every call first
+                self._on_data(event)
+            elif isinstance(event, RequestReceived):
+                self._on_request(event)
+            else:
+                handler = self._on_event.get(type(event))
+                if handler is not None:
+                    handler(event)
+        if self.h2.has_data_to_send:
+            self._kick()
 
-    # -- frames -----------------------------------------------------------------------------------
+    # -- events -----------------------------------------------------------------------------------
 
-    def _on_frame(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
-        if self._headers is not None and ftype != FrameType.CONTINUATION:
-            raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "expected CONTINUATION")
-        if ftype == FrameType.DATA:
-            self._on_data(flags, sid, payload)
-        elif ftype == FrameType.HEADERS:
-            self._on_headers(flags, sid, payload)
-        elif ftype == FrameType.CONTINUATION:
-            self._on_continuation(flags, sid, payload)
-        elif ftype == FrameType.WINDOW_UPDATE:
-            self._on_window_update(sid, payload)
-        elif ftype == FrameType.SETTINGS:
-            if not flags & Flag.ACK:
-                self._on_settings(payload)
-        elif ftype == FrameType.PING:
-            self._on_ping(flags, payload)
-        elif ftype == FrameType.RST_STREAM:
-            call = self.calls.pop(sid, None)
-            if call is not None:
-                call.reset()
-        elif ftype == FrameType.PUSH_PROMISE:
-            raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "clients must not push")
-        # PRIORITY, GOAWAY (the client closes when it is done) and unknown types: ignored
-
-    @staticmethod
-    def _unpad(flags: int, payload: bytes) -> bytes:
-        if flags & Flag.PADDED:
-            if not payload or payload[0] >= len(payload):
-                raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad padding")
-            return payload[1 : len(payload) - payload[0]]
-        return payload
-
-    def _on_data(self, flags: int, sid: int, payload: bytes) -> None:
-        self._received += len(payload)
-        if self._received >= CONN_WINDOW // 2:
-            self.send(window_update(0, self._received))
-            self._received = 0
-        call = self.calls.get(sid)
-        if call is None:
-            if sid == 0 or sid > self._last_stream:
-                raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream")
-            return  # a stream we already ended: its remaining bytes are dropped
-        if call.remote_closed:
-            self._end_stream(call, ErrorCode.STREAM_CLOSED)
-            return
-        call.received += len(payload)
-        if call.received >= STREAM_WINDOW // 2 and not flags & Flag.END_STREAM:
-            self.send(window_update(sid, call.received))
-            call.received = 0
-        data = self._unpad(flags, payload)
-        if data:
-            try:
-                err = call.feed(data)
-            except Exception as exc:  # a bad gzip body
-                err = f"grpc: failed to decompress the received message: {exc}"
-            if err is not None:
-                code = SC.RESOURCE_EXHAUSTED if "larger than max" in err else SC.INTERNAL
-                self._refuse(call, code, err)
-                return
-        if flags & Flag.END_STREAM:
+    def _on_request(self, event: RequestReceived) -> None:
+        path, encoding, metadata = request_of(event.headers)
+        sid = event.stream_id
+        call = ServerCall(self, self.host, sid, self.host.lookup(path), path, metadata, encoding)
+        self.calls[sid] = call
+        call.task = self._loop.create_task(call.run())
+        if event.end_stream:
             call.end_of_requests()
+
+    def _on_data(self, event: DataReceived) -> None:
+        sid = event.stream_id
+        call = self.calls.get(sid)
+        if call is not None and not call.finished:
+            if event.data:
+                try:
+                    call.feed(event.data)
+                except CallAborted as err:
+                    self._refuse(call, err.code, err.details)
+            if event.end_stream:
+                call.end_of_requests()
+        # Requests are consumed as they arrive: the windows open again at once.
+        self.h2.acknowledge_received_data(event.flow_controlled_length, sid)
+
+    def _on_trailers(self, event: TrailersReceived) -> None:
+        # A client's only use of trailers is to end its side.
+        call = self.calls.get(event.stream_id)
+        if call is not None:
+            call.end_of_requests()
+
+    def _on_reset(self, event: StreamReset) -> None:
+        call = self.calls.pop(event.stream_id, None)
+        if call is not None:
+            call.reset()
+            self._wake(self._window_waiters)
+
+    def _on_window(self, _: WindowUpdated | RemoteSettingsChanged) -> None:
+        self._wake(self._window_waiters)
 
     def _refuse(self, call: ServerCall, code: Any, details: str) -> None:
         # End the call with this status and tell the client to stop sending.
         call.end_with(code, details)
-        if not call.remote_closed:
-            self.send(rst_stream(call.stream_id, ErrorCode.NO_ERROR))
+        if self.h2.stream_state(call.stream_id) is StreamState.HALF_CLOSED_LOCAL:
+            self.h2.reset_stream(call.stream_id, ErrorCode.NO_ERROR)
 
-    def _end_stream(self, call: ServerCall, code: ErrorCode) -> None:
-        self.calls.pop(call.stream_id, None)
-        call.reset()
-        self.send(rst_stream(call.stream_id, code))
-
-    def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
-        if sid == 0:
-            raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0")
-        block = self._unpad(flags, payload)
-        if flags & Flag.PRIORITY:
-            block = block[5:]
-        if flags & Flag.END_HEADERS:
-            self._on_header_block(flags, sid, block)
-        else:
-            self._headers = (sid, flags, bytearray(block))
-
-    def _on_continuation(self, flags: int, sid: int, payload: bytes) -> None:
-        pending = self._headers
-        if pending is None or pending[0] != sid:
-            raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION")
-        pending[2].extend(payload)
-        if len(pending[2]) > MAX_HEADER_BLOCK:
-            raise _ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large")
-        if flags & Flag.END_HEADERS:
-            self._headers = None
-            self._on_header_block(pending[1], sid, bytes(pending[2]))
-
-    def _on_header_block(self, flags: int, sid: int, block: bytes) -> None:
-        try:
-            headers = self._decoder.decode(block)
-        except HPACKDecodeError as err:
-            raise _ConnectionError(ErrorCode.COMPRESSION_ERROR, str(err)) from err
-        call = self.calls.get(sid)
-        if call is not None:  # trailers: a client's only use of them is to end its side
-            if flags & Flag.END_STREAM:
-                call.end_of_requests()
-            return
-        if sid % 2 == 0:
-            raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad stream id")
-        if sid <= self._last_stream:
-            return  # trailers on a stream we already ended (RFC 9113 5.1): dropped
-        self._last_stream = sid
-        if self._going_away:
-            self.send(rst_stream(sid, ErrorCode.REFUSED_STREAM))
-            return
-        path, encoding = "", "identity"
-        metadata: list[tuple[str, str | bytes]] = []
-        for name, value in headers:
-            if name[:1] == ":":
-                if name == ":path":
-                    path = value
-            elif name == "grpc-encoding":
-                encoding = value
-            elif name not in _NOT_METADATA:
-                try:
-                    metadata.append((name, _b64(value) if name.endswith("-bin") else value))
-                except ValueError:
-                    continue  # undecodable binary metadata is dropped
-        call = ServerCall(
-            self,
-            sid,
-            self.server.lookup(path),
-            path,
-            tuple(metadata),
-            encoding,
-            self._initial_window,
-        )
-        self.calls[sid] = call
-        call.task = self._loop.create_task(call.run())
-        if flags & Flag.END_STREAM:
-            call.end_of_requests()
-
-    def _on_window_update(self, sid: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise _ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE size")
-        increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
-        if sid == 0:
-            self.send_window += increment
-        else:
-            call = self.calls.get(sid)
-            if call is None:
-                return
-            call.send_window += increment
-        self._wake(self._window_waiters)
-
-    def _on_settings(self, payload: bytes) -> None:
-        if len(payload) % 6:
-            raise _ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS size")
-        for i in range(0, len(payload), 6):
-            key, value = struct.unpack_from(">HL", payload, i)
-            if key == Setting.INITIAL_WINDOW_SIZE:
-                if value > 2**31 - 1:
-                    raise _ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "window too large")
-                delta = value - self._initial_window
-                self._initial_window = value
-                for call in self.calls.values():
-                    call.send_window += delta
-            elif key == Setting.MAX_FRAME_SIZE:
-                if not DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
-                    raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad MAX_FRAME_SIZE")
-                self.max_frame = value
-        self.send(frame(FrameType.SETTINGS, Flag.ACK, 0))
-        self._wake(self._window_waiters)
-
-    def _on_ping(self, flags: int, payload: bytes) -> None:
-        if len(payload) != 8:
-            raise _ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "PING size")
-        if not flags & Flag.ACK:
-            self.send(frame(FrameType.PING, Flag.ACK, 0, payload))
-
-    # -- keepalive (etcd's --grpc-keepalive-interval / -timeout) -----------------------------------
+    # -- keepalive (gRPC's server keepalive: interval and timeout) ---------------------------------
 
     def _arm_keepalive(self) -> None:
-        interval = self.server.keepalive_interval
+        interval = self.host.keepalive_interval
         if interval > 0 and not self._closed:
             self._keepalive = self._loop.call_later(interval, self._keepalive_due)
 
@@ -356,10 +221,10 @@ class GrpcConnection(asyncio.Protocol):
             return
         # Nothing heard for a whole interval: ping, and give up after the timeout
         # unless something (the ACK, or anything else) arrives.
-        self.send(frame(FrameType.PING, 0, 0, _KEEPALIVE_PING))
-        self._keepalive = self._loop.call_later(
-            self.server.keepalive_timeout, self._keepalive_check
-        )
+        if not self._closed:
+            self.h2.ping(_KEEPALIVE_PING)
+            self._kick()
+        self._keepalive = self._loop.call_later(self.host.keepalive_timeout, self._keepalive_check)
 
     def _keepalive_check(self) -> None:
         if self._active:
@@ -368,23 +233,30 @@ class GrpcConnection(asyncio.Protocol):
         else:
             self.abort()
 
-    # -- sending ----------------------------------------------------------------------------------
+    # -- what the calls use (call.CallStream) ---------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        """Queue ``data`` for this turn's write."""
+    def send_headers(self, stream_id: int, block: bytes) -> None:
+        if not self._closed:
+            self.h2.send_headers(stream_id, block)
+            self._kick()
+
+    def send_data(self, stream_id: int, data: bytes) -> int:
         if self._closed:
-            return
-        self._out.append(data)
-        if not self._flushing:
-            self._flushing = True
-            self._loop.call_soon(self._flush)
+            return 0
+        h2 = self.h2
+        n = min(len(data), h2.local_flow_control_window(stream_id))
+        if n > 0:
+            h2.send_data(stream_id, data if n == len(data) else data[:n])
+            self._kick()
+        return n
 
-    def _flush(self) -> None:
-        self._flushing = False
-        if self._out and not self._closed and self.transport is not None:
-            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-            self._out.clear()
-            self.transport.write(data)
+    def finish(self, call: ServerCall, trailers: bytes) -> None:
+        if not self._closed:
+            self.h2.send_headers(call.stream_id, trailers, end_stream=True)
+            self._kick()
+        self.calls.pop(call.stream_id, None)
+        if self._going_away and not self.calls:
+            self.close()
 
     async def wait_window(self, call: ServerCall) -> None:
         """Wait until a window may have grown (or the call ended)."""
@@ -409,11 +281,19 @@ class GrpcConnection(asyncio.Protocol):
                 w.set_result(None)
         waiters.clear()
 
-    def call_finished(self, call: ServerCall) -> None:
-        self.calls.pop(call.stream_id, None)
-        if self._going_away and not self.calls:
-            self._flush()
-            self.close()
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        if not self._flushing:
+            self._flushing = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
+        if not self._closed and self.transport is not None:
+            data = self.h2.data_to_send()
+            if data:
+                self.transport.write(data)
 
     # -- ending -----------------------------------------------------------------------------------
 
@@ -422,12 +302,13 @@ class GrpcConnection(asyncio.Protocol):
         if self._going_away or self._closed:
             return
         self._going_away = True
-        self.send(goaway(self._last_stream, ErrorCode.NO_ERROR))
+        self.h2.close_connection(ErrorCode.NO_ERROR)
+        self._kick()
         if not self.calls:
-            self._flush()
             self.close()
 
     def close(self) -> None:
+        """Write what is queued, then close."""
         if self.transport is not None and not self._closed:
             self._flush()
             self.transport.close()
@@ -438,17 +319,9 @@ class GrpcConnection(asyncio.Protocol):
             self.transport.abort()
         self.connection_lost(None)
 
-    def _fail(self, code: ErrorCode, reason: str) -> None:
-        self.send(goaway(self._last_stream, code, reason.encode()))
-        self._flush()
+    def _fail(self) -> None:
         self._going_away = True
         for call in list(self.calls.values()):
             call.reset()
         self.calls.clear()
-        self.close()
-
-
-class _ConnectionError(Exception):
-    def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
+        self.close()  # writes the core's GOAWAY first

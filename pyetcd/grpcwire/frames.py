@@ -4,8 +4,7 @@ What the client port's gRPC server reads and writes on the wire, and nothing els
 frame headers, the SETTINGS parameters, error codes, and HPACK *encoding* of our own
 header blocks. Those use only the static table and literals without indexing, so an
 answer's header block is the same bytes on every connection and most are built once at
-import. Decoding the client's header blocks needs the HPACK dynamic table; that is the
-``hpack`` library's job (``grpc_wire``).
+import. Decoding the client's header blocks needs the HPACK dynamic table: ``hpack.py``.
 """
 
 from __future__ import annotations
@@ -28,11 +27,14 @@ __all__ = [
     "FrameType",
     "Setting",
     "encode_headers",
+    "error_code",
     "frame",
     "goaway",
     "grpc_status_block",
     "rst_stream",
     "settings",
+    "split_data",
+    "split_header_block",
     "window_update",
 ]
 
@@ -86,18 +88,61 @@ class ErrorCode(enum.IntEnum):
     PROTOCOL_ERROR = 1
     INTERNAL_ERROR = 2
     FLOW_CONTROL_ERROR = 3
+    SETTINGS_TIMEOUT = 4
     STREAM_CLOSED = 5
     FRAME_SIZE_ERROR = 6
     REFUSED_STREAM = 7
     CANCEL = 8
     COMPRESSION_ERROR = 9
+    CONNECT_ERROR = 10
     ENHANCE_YOUR_CALM = 11
+    INADEQUATE_SECURITY = 12
+    HTTP_1_1_REQUIRED = 13
 
 
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     """One frame: the 9-byte header, then ``payload``."""
     n = len(payload)
     return _HEADER.pack(n >> 16, n & 0xFFFF, ftype, flags, stream_id) + payload
+
+
+def split_header_block(stream_id: int, flags: int, block: bytes, max_frame: int) -> list[bytes]:
+    """HEADERS (with ``flags``, e.g. END_STREAM) and CONTINUATION frames carrying a header
+    block too long for one frame of ``max_frame`` bytes; the last has END_HEADERS."""
+    chunks = [block[i : i + max_frame] for i in range(0, len(block), max_frame)] or [b""]
+    last = len(chunks) - 1
+    return [
+        frame(
+            FrameType.CONTINUATION if i else FrameType.HEADERS,
+            (0 if i else flags) | (Flag.END_HEADERS if i == last else 0),
+            stream_id,
+            chunk,
+        )
+        for i, chunk in enumerate(chunks)
+    ]
+
+
+def split_data(stream_id: int, end_stream: int, data: bytes, max_frame: int) -> list[bytes]:
+    """DATA frames of at most ``max_frame`` bytes; the last carries ``end_stream``."""
+    n = len(data)
+    return [
+        frame(
+            FrameType.DATA,
+            end_stream if i + max_frame >= n else 0,
+            stream_id,
+            data[i : i + max_frame],
+        )
+        for i in range(0, n, max_frame)
+    ]
+
+
+def error_code(code: int) -> ErrorCode | int:
+    """``code`` as an ErrorCode, or the int itself when RFC 9113 defines no such code (an
+    unknown code carries no special meaning, section 7)."""
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return code
 
 
 def settings(values: Iterable[tuple[Setting, int]]) -> bytes:

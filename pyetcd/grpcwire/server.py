@@ -1,41 +1,29 @@
-"""The client-facing gRPC server: every etcd service, served on the event loop.
+"""A gRPC server on the event loop, fed connections by its owner.
 
-``GrpcServer`` is the registry the generated ``add_*Servicer_to_server`` functions
-fill (it answers the two calls they make) and the owner of the client port's HTTP/2
-connections (``grpc_wire``). It listens on nothing itself: the ``ClientListener``
-hands it each connection that speaks HTTP/2, so gRPC and HTTP/1.1 share a port
+``GrpcServer`` is the registry the generated ``add_*Servicer_to_server`` functions fill
+(it answers the two calls they make) and the owner of its HTTP/2 connections. It
+listens on nothing itself: whoever accepts a connection that speaks HTTP/2 asks
+``connection`` for its protocol, so gRPC can share a port with other protocols
 without a relay in between.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
-
-from pyetcd.api.v3rpc.auth import AuthService
-from pyetcd.api.v3rpc.cluster import ClusterService
-from pyetcd.api.v3rpc.common import grpc_bind_address
-from pyetcd.api.v3rpc.election import ElectionService
-from pyetcd.api.v3rpc.kv import KVService
-from pyetcd.api.v3rpc.lease import LeaseService
-from pyetcd.api.v3rpc.lock import LockService
-from pyetcd.api.v3rpc.maintenance import MaintenanceService
-from pyetcd.api.v3rpc.watch import WatchService
-from pyetcd.logutil import Logger
-from pyetcd.pb import rpc_pb2_grpc, v3election_pb2_grpc, v3lock_pb2_grpc
-from pyetcd.server.etcdserver.server import EtcdServer
+from typing import Any, Protocol
 
 from .call import MethodHandler
 from .connection import GrpcConnection
 
-__all__ = ["GRPC_OVERHEAD_BYTES", "GrpcServer", "build_grpc_server", "grpc_bind_address"]
+__all__ = ["ErrorLog", "GrpcServer"]
 
-#: gRPC receives up to --max-request-bytes plus this much framing, as etcd allows.
-GRPC_OVERHEAD_BYTES = 512 * 1024
+
+class ErrorLog(Protocol):
+    """Where a handler's unexpected exception is reported."""
+
+    def error(self, msg: str, fields: Mapping[str, Any]) -> None: ...
 
 
 class _CallDetails:
@@ -48,26 +36,33 @@ class _CallDetails:
 
 
 class GrpcServer:
-    """Method handlers by path, and the connections that call them."""
+    """Method handlers by path, and the connections that call them.
+
+    Args:
+        log: gets one ``error`` line per handler that raised something unexpected.
+        max_receive: the largest request message accepted, inflated, in bytes.
+        keepalive_interval: seconds of silence before a connection is pinged (0: never).
+        keepalive_timeout: seconds a pinged connection has to answer before it is dropped.
+    """
 
     def __init__(
         self,
-        logger: Logger,
+        log: ErrorLog,
         max_receive: int,
         keepalive_interval: float = 0.0,
         keepalive_timeout: float = 20.0,
     ) -> None:
-        self.log = logger
+        self.log = log
         self.max_receive = max_receive
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
         self.services: set[str] = set()
         self.conns: set[GrpcConnection] = set()
+        self.stopping = False
         self._handlers: dict[str, MethodHandler] = {}
         self._generic: list[Any] = []
-        self.stopping = False
-        self.health: Any = None  # the grpc.health.v1 servicer, and its serving status
-        self.serving: Any = None
+        self._no_conns = asyncio.Event()
+        self._no_conns.set()
 
     # -- what generated code calls -------------------------------------------------------------
 
@@ -96,8 +91,22 @@ class GrpcServer:
     # -- connections --------------------------------------------------------------------------
 
     def connection(self, peer: str, auth_context: dict[str, list[bytes]]) -> GrpcConnection:
-        """A protocol for a new HTTP/2 connection (call its ``connection_made``)."""
+        """A protocol for a new HTTP/2 connection (call its ``connection_made``).
+
+        Args:
+            peer: the client's address as gRPC spells it (``ipv4:127.0.0.1:5000``).
+            auth_context: what ``context.auth_context()`` answers (TLS client identity).
+        """
         return GrpcConnection(self, peer, auth_context)
+
+    def connection_opened(self, conn: GrpcConnection) -> None:
+        self.conns.add(conn)
+        self._no_conns.clear()
+
+    def connection_closed(self, conn: GrpcConnection) -> None:
+        self.conns.discard(conn)
+        if not self.conns:
+            self._no_conns.set()
 
     def log_handler_error(self, method: str, err: BaseException) -> None:
         self.log.error("gRPC handler failed", {"method": method, "error": repr(err)})
@@ -107,35 +116,7 @@ class GrpcServer:
         self.stopping = True
         for conn in list(self.conns):
             conn.goaway()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self.conns and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_conns.wait(), grace)
         for conn in list(self.conns):
             conn.abort()
-
-
-def build_grpc_server(server: EtcdServer, extra_services: list[Any] | None = None) -> GrpcServer:
-    """etcd's services on a GrpcServer (connections come from the ClientListener)."""
-    cfg = server.cfg
-    g = GrpcServer(
-        server.log,
-        cfg.max_request_bytes + GRPC_OVERHEAD_BYTES,
-        keepalive_interval=cfg.grpc_keepalive_interval,
-        keepalive_timeout=cfg.grpc_keepalive_timeout,
-    )
-    rpc_pb2_grpc.add_KVServicer_to_server(KVService(server), g)
-    rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server), g)
-    rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(server), g)
-    rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(server), g)
-    rpc_pb2_grpc.add_AuthServicer_to_server(AuthService(server), g)
-    rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(server), g)
-    v3lock_pb2_grpc.add_LockServicer_to_server(LockService(server), g)
-    v3election_pb2_grpc.add_ElectionServicer_to_server(ElectionService(server), g)
-    for add in extra_services or []:
-        add(g)
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, g)
-    g.health = health
-    g.serving = health_pb2.HealthCheckResponse.SERVING
-    return g

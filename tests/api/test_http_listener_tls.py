@@ -17,7 +17,7 @@ from e2e.tls_certs import CertAuthority
 
 from pyetcd.api.etcdhttp.handler import HTTPFrontend
 from pyetcd.api.listener import _Sorter
-from pyetcd.grpcwire.server import GrpcServer
+from pyetcd.grpcwire import GrpcServer
 from pyetcd.logutil import Logger
 from pyetcd.pb import kv_pb2, rpc_pb2, rpc_pb2_grpc
 from pyetcd.tlsutil import TLSInfo

@@ -19,9 +19,9 @@ import pytest
 
 from pyetcd.api.etcdhttp.handler import HTTPFrontend
 from pyetcd.api.listener import _Sorter
+from pyetcd.grpcwire import GrpcServer
 from pyetcd.grpcwire import frames as h2f
 from pyetcd.grpcwire.frames import PREFACE, ErrorCode, Flag, FrameType, Setting, frame, settings
-from pyetcd.grpcwire.server import GrpcServer
 from pyetcd.logutil import Level, Logger
 from pyetcd.pb import kv_pb2, rpc_pb2, rpc_pb2_grpc
 

@@ -28,7 +28,7 @@ from pyetcd.api.v3rpc.kv import KVService
 from pyetcd.api.v3rpc.lease import LeaseService
 from pyetcd.api.v3rpc.lock import LockService
 from pyetcd.api.v3rpc.maintenance import MaintenanceService
-from pyetcd.grpcwire.call import CallAborted
+from pyetcd.grpcwire import CallAborted
 from pyetcd.pb import rpc_pb2, v3election_pb2, v3lock_pb2
 from pyetcd.server.etcdserver.server import EtcdServer
 

@@ -1,0 +1,66 @@
+"""etcd's gRPC services on a ``grpcwire.GrpcServer`` (etcd's ``v3rpc.Server``).
+
+The wire (``pyetcd.grpcwire``) is a generic gRPC server; this is where it learns which
+services an etcd member serves, how large a request may be and how keepalive is set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from pyetcd.api.v3rpc.auth import AuthService
+from pyetcd.api.v3rpc.cluster import ClusterService
+from pyetcd.api.v3rpc.election import ElectionService
+from pyetcd.api.v3rpc.kv import KVService
+from pyetcd.api.v3rpc.lease import LeaseService
+from pyetcd.api.v3rpc.lock import LockService
+from pyetcd.api.v3rpc.maintenance import MaintenanceService
+from pyetcd.api.v3rpc.watch import WatchService
+from pyetcd.grpcwire import GrpcServer
+from pyetcd.pb import rpc_pb2_grpc, v3election_pb2_grpc, v3lock_pb2_grpc
+from pyetcd.server.etcdserver.server import EtcdServer
+
+__all__ = ["GRPC_OVERHEAD_BYTES", "EtcdGrpcServer", "build_grpc_server"]
+
+#: gRPC receives up to --max-request-bytes plus this much framing, as etcd allows.
+GRPC_OVERHEAD_BYTES = 512 * 1024
+
+
+class EtcdGrpcServer(GrpcServer):
+    """A GrpcServer serving etcd's services and grpc.health.v1.
+
+    ``health`` is the health servicer; ``serving`` the status to set once the member
+    serves clients (``await g.health.set("", g.serving)``).
+    """
+
+    def __init__(self, server: EtcdServer, extra_services: list[Any] | None = None) -> None:
+        cfg = server.cfg
+        super().__init__(
+            server.log,
+            cfg.max_request_bytes + GRPC_OVERHEAD_BYTES,
+            keepalive_interval=cfg.grpc_keepalive_interval,
+            keepalive_timeout=cfg.grpc_keepalive_timeout,
+        )
+        rpc_pb2_grpc.add_KVServicer_to_server(KVService(server), self)
+        rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server), self)
+        rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(server), self)
+        rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(server), self)
+        rpc_pb2_grpc.add_AuthServicer_to_server(AuthService(server), self)
+        rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(server), self)
+        v3lock_pb2_grpc.add_LockServicer_to_server(LockService(server), self)
+        v3election_pb2_grpc.add_ElectionServicer_to_server(ElectionService(server), self)
+        for add in extra_services or []:
+            add(self)
+        self.health: Any = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self)
+        self.serving: Any = health_pb2.HealthCheckResponse.SERVING
+
+
+def build_grpc_server(
+    server: EtcdServer, extra_services: list[Any] | None = None
+) -> EtcdGrpcServer:
+    """etcd's services on a GrpcServer (connections come from the ClientListener)."""
+    return EtcdGrpcServer(server, extra_services)

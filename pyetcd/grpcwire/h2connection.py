@@ -1,0 +1,595 @@
+"""The server side of one HTTP/2 connection (RFC 9113), sans I/O: bytes in, events out.
+
+``H2Connection`` is a pure protocol object in the manner of python-hyper/h2: feed it what
+the socket read with ``receive_data`` (it returns ``events``), tell it what to send with
+the ``send_*`` methods, and write what ``data_to_send`` returns. Rules it keeps:
+
+1. No I/O, no clock, no asyncio, no gRPC: everything that moves the connection's state
+   comes in through a method call and everything it says leaves through
+   ``data_to_send``.
+2. Every received frame is checked before it changes any state. A violation is a typed
+   ``H2Error`` carrying its error code: a *connection error* queues GOAWAY, closes the
+   connection and is raised out of ``receive_data``; a *stream error* queues
+   RST_STREAM, closes that stream and is reported as a ``StreamReset`` event. Nothing
+   else ever leaves ``receive_data``.
+3. Stream states move only through ``streams.TRANSITIONS``; streams leave ``streams``
+   when they close, and a frame for a stream id at or below the highest opened one that
+   is not in ``streams`` is for a closed stream (dropped, as RFC 9113 5.1 allows after
+   our own RST_STREAM).
+4. Receive windows are ours: DATA beyond them is a FLOW_CONTROL_ERROR; they are refilled
+   (WINDOW_UPDATE) as the receiver acknowledges what it consumed, once half used. Send
+   windows are the peer's: ``send_data`` refuses to exceed them and splits DATA into
+   frames of the peer's SETTINGS_MAX_FRAME_SIZE.
+5. Header blocks are decoded in arrival order even for streams that are then refused or
+   dropped: the HPACK table is one per connection.
+6. Our own header blocks come pre-encoded (``frames.encode_headers``: no dynamic table)
+   and are split into HEADERS + CONTINUATION when longer than a frame.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable
+from typing import Final
+
+from .errors import (
+    CompressionError,
+    EnhanceYourCalmError,
+    FlowControlError,
+    FrameSizeError,
+    H2Error,
+    ProtocolError,
+    StreamClosedError,
+)
+from .events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    PingAckReceived,
+    PingReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    SettingsAcknowledged,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from .frames import (
+    DEFAULT_MAX_FRAME,
+    DEFAULT_WINDOW,
+    MAX_WINDOW,
+    PREFACE,
+    ErrorCode,
+    Flag,
+    FrameType,
+    Setting,
+    error_code,
+    frame,
+    goaway,
+    rst_stream,
+    settings,
+    split_data,
+    split_header_block,
+    window_update,
+)
+from .hpack import Decoder, HPACKDecodeError
+from .streams import TRANSITIONS, H2Stream, StreamInput, StreamState
+
+__all__ = ["MAX_HEADER_BLOCK", "ConnectionState", "H2Connection"]
+
+#: The largest header block (HEADERS plus CONTINUATION) we buffer before refusing it.
+MAX_HEADER_BLOCK: Final = 1 << 20
+_HEADER: Final = struct.Struct(">BHBBL")  # 24-bit length (8 + 16), type, flags, stream id
+_SETTING: Final = struct.Struct(">HL")
+_MAX_FRAME_LIMIT: Final = 2**24 - 1
+_PREFACE_LEN: Final = len(PREFACE)
+_GOAWAY: Final = struct.Struct(">LL")
+
+
+class ConnectionState(enum.IntEnum):
+    AWAITING_PREFACE = 0
+    OPEN = 1
+    GOING_AWAY = 2  # we sent GOAWAY(NO_ERROR): open streams finish, new ones are refused
+    CLOSED = 3  # a connection error (either side's): nothing more is read or sent
+
+
+# Enum members as module constants: looking one up on its class costs ~100 ns, and the
+# hot path (one unary call) takes dozens.
+_AWAITING_PREFACE, _CONN_OPEN, _GOING_AWAY, _CONN_CLOSED = ConnectionState
+_IDLE, _OPEN, _HALF_CLOSED_LOCAL, _HALF_CLOSED_REMOTE, _CLOSED = StreamState
+_REMOTE_OPEN: Final = (_OPEN, _HALF_CLOSED_LOCAL)
+_RECV_HEADERS, _RECV_DATA, _RECV_END_STREAM, _RECV_RST_STREAM = tuple(StreamInput)[:4]
+_SEND_HEADERS, _SEND_DATA, _SEND_END_STREAM, _SEND_RST_STREAM = tuple(StreamInput)[4:]
+
+
+class _PendingBlock:
+    # A header block whose END_HEADERS has not arrived: only CONTINUATION may follow.
+    __slots__ = ("block", "flags", "stream_id")
+
+    def __init__(self, stream_id: int, flags: int, block: bytes) -> None:
+        self.stream_id = stream_id
+        self.flags = flags
+        self.block = bytearray(block)
+
+
+class H2Connection:
+    """One HTTP/2 connection, server side, without I/O.
+
+    Args:
+        stream_window: the receive window we grant each stream (SETTINGS_INITIAL_WINDOW_SIZE).
+        connection_window: the receive window we grant the whole connection.
+        max_header_block: the largest header block we assemble from CONTINUATION frames.
+    """
+
+    def __init__(
+        self,
+        stream_window: int = DEFAULT_WINDOW,
+        connection_window: int = DEFAULT_WINDOW,
+        max_header_block: int = MAX_HEADER_BLOCK,
+    ) -> None:
+        self.state: ConnectionState = _AWAITING_PREFACE
+        #: Streams not yet closed, by id.
+        self.streams: dict[int, H2Stream] = {}
+        #: The highest stream id the peer opened; ids at or below it are never idle.
+        self.highest_stream_id = 0
+        #: What we may still send on the connection (the peer's window for us).
+        self.outbound_window = DEFAULT_WINDOW
+        #: The peer's SETTINGS_MAX_FRAME_SIZE: no frame we send is longer.
+        self.max_outbound_frame_size = DEFAULT_MAX_FRAME
+        #: The peer's SETTINGS_INITIAL_WINDOW_SIZE: each stream's first send window.
+        self.peer_initial_window = DEFAULT_WINDOW
+        self._stream_window = stream_window
+        self._connection_window = connection_window
+        self._recv_window = DEFAULT_WINDOW  # raised by initiate_connection's WINDOW_UPDATE
+        self._recv_unacked = 0
+        self._max_header_block = max_header_block
+        self._buf = bytearray()  # a frame (or the preface) not yet whole ...
+        self._need = 0  # ... and the length it will have
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._decoder = Decoder()
+        self._pending: _PendingBlock | None = None
+        self._handlers: dict[int, Callable[[int, int, bytes], None]] = {
+            FrameType.DATA: self._on_data,
+            FrameType.HEADERS: self._on_headers,
+            FrameType.PRIORITY: self._on_priority,
+            FrameType.RST_STREAM: self._on_rst_stream,
+            FrameType.SETTINGS: self._on_settings,
+            FrameType.PUSH_PROMISE: self._on_push_promise,
+            FrameType.PING: self._on_ping,
+            FrameType.GOAWAY: self._on_goaway,
+            FrameType.WINDOW_UPDATE: self._on_window_update,
+            FrameType.CONTINUATION: self._on_continuation,
+        }
+
+    # -- what the owner calls --------------------------------------------------------------------
+
+    def initiate_connection(self) -> None:
+        """Queue our SETTINGS (the server's preface) and the connection window's grant."""
+        ours = ((Setting.INITIAL_WINDOW_SIZE, self._stream_window), (Setting.ENABLE_PUSH, 0))
+        self._out.append(settings(ours))
+        if self._connection_window > DEFAULT_WINDOW:
+            grant = self._connection_window - DEFAULT_WINDOW
+            self._out.append(window_update(0, grant))
+            self._recv_window += grant
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Take bytes the peer sent; returns the events its whole frames carried.
+
+        Raises:
+            H2Error: a connection error (``stream_id`` 0); GOAWAY is already queued
+                and the connection is closed.
+        """
+        if self.state is _CONN_CLOSED:
+            raise ProtocolError("connection is closed")
+        if self._buf:  # a frame arriving in pieces is gathered until it is whole
+            buf = self._buf
+            buf += data
+            if len(buf) < self._need and self.state is not _AWAITING_PREFACE:
+                return []
+            data = bytes(buf)
+            buf.clear()
+        events: list[Event] = []
+        self._events = events
+        pos, end = 0, len(data)
+        if self.state is _AWAITING_PREFACE:
+            if end < _PREFACE_LEN:
+                if not PREFACE.startswith(data):
+                    self._fail(ProtocolError("invalid connection preface"))
+                self._keep(data, _PREFACE_LEN)
+                return events
+            if not data.startswith(PREFACE):
+                self._fail(ProtocolError("invalid connection preface"))
+            self.state = _CONN_OPEN
+            pos = _PREFACE_LEN
+        unpack, handlers = _HEADER.unpack_from, self._handlers
+        while end - pos >= 9:
+            high, low, ftype, flags, sid = unpack(data, pos)
+            length = (high << 16) | low
+            if length > DEFAULT_MAX_FRAME:  # we never raise our SETTINGS_MAX_FRAME_SIZE
+                self._fail(FrameSizeError("frame larger than SETTINGS_MAX_FRAME_SIZE"))
+            start = pos + 9
+            if start + length > end:
+                break
+            pos = start + length
+            sid &= 0x7FFFFFFF
+            try:
+                if self._pending is not None and ftype != FrameType.CONTINUATION:
+                    raise ProtocolError("expected CONTINUATION")
+                handler = handlers.get(ftype)
+                if handler is not None:  # frames of unknown types are ignored (RFC 9113 4.1)
+                    handler(flags, sid, data[start:pos])
+            except H2Error as err:
+                if err.stream_id == 0:
+                    self._fail(err)
+                self._stream_error(err)
+        if pos < end:
+            rest = data[pos:]
+            need = 9
+            if len(rest) >= 9:
+                need += (rest[0] << 16) | (rest[1] << 8) | rest[2]
+            self._keep(rest, need)
+        return events
+
+    def _keep(self, rest: bytes, need: int) -> None:
+        # Bytes short of a whole frame (or preface) of ``need`` bytes wait in _buf.
+        self._buf += rest
+        self._need = need
+
+    def data_to_send(self) -> bytes:
+        """Everything queued to send since the last call (b"" when nothing is)."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    @property
+    def has_data_to_send(self) -> bool:
+        return bool(self._out)
+
+    def send_headers(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
+        """Queue a header block (HPACK, encoded without the dynamic table) on a stream.
+
+        Raises:
+            StreamClosedError: our side of the stream is already ended, or it is not open.
+        """
+        stream = self.streams.get(stream_id)  # a closed connection has no streams
+        if stream is None:
+            raise StreamClosedError(f"stream {stream_id} is closed", stream_id)
+        try:  # stream.step(_SEND_HEADERS), inlined on the hot path
+            stream.state = TRANSITIONS[stream.state, _SEND_HEADERS]
+        except KeyError:
+            raise stream.illegal(_SEND_HEADERS) from None
+        flags = Flag.END_STREAM if end_stream else 0
+        if end_stream:
+            self._end_local(stream)
+        limit = self.max_outbound_frame_size
+        if len(block) <= limit:
+            self._out.append(frame(FrameType.HEADERS, flags | Flag.END_HEADERS, stream_id, block))
+            return
+        self._out += split_header_block(stream_id, flags, block, limit)
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Queue ``data`` on a stream, in frames no longer than the peer allows.
+
+        Raises:
+            FlowControlError: ``data`` is more than ``local_flow_control_window`` allows.
+            StreamClosedError: our side of the stream is already ended, or it is not open.
+        """
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise StreamClosedError(f"stream {stream_id} is closed", stream_id)
+        n = len(data)
+        if n > stream.send_window or n > self.outbound_window:
+            raise FlowControlError(f"{n} bytes exceed the send window", stream_id)
+        try:  # stream.step(_SEND_DATA), inlined on the hot path
+            stream.state = TRANSITIONS[stream.state, _SEND_DATA]
+        except KeyError:
+            raise stream.illegal(_SEND_DATA) from None
+        stream.send_window -= n
+        self.outbound_window -= n
+        limit = self.max_outbound_frame_size
+        last = Flag.END_STREAM if end_stream else 0
+        if end_stream:
+            self._end_local(stream)
+        if n <= limit:
+            self._out.append(frame(FrameType.DATA, last, stream_id, data))
+            return
+        self._out += split_data(stream_id, last, data, limit)
+
+    def local_flow_control_window(self, stream_id: int) -> int:
+        """How many DATA bytes ``send_data`` may send on the stream now (0 if closed)."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return 0
+        return max(0, min(stream.send_window, self.outbound_window))
+
+    def remote_flow_control_window(self, stream_id: int) -> int:
+        """How many DATA bytes the peer may send on the stream now (0 if closed)."""
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.state not in _REMOTE_OPEN:
+            return 0
+        return max(0, min(stream.recv_window, self._recv_window))
+
+    def acknowledge_received_data(self, size: int, stream_id: int) -> None:
+        """The receiver consumed ``size`` flow-controlled bytes of a ``DataReceived``:
+        they count toward the next WINDOW_UPDATEs of the connection and the stream."""
+        if size <= 0 or self.state is _CONN_CLOSED:
+            return
+        self._recv_unacked += size
+        if self._recv_unacked >= self._connection_window // 2:
+            self._ack_connection(0)
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.state in _REMOTE_OPEN:
+            stream.recv_unacked += size
+            if stream.recv_unacked >= self._stream_window // 2:
+                self._out.append(window_update(stream_id, stream.recv_unacked))
+                stream.recv_window += stream.recv_unacked
+                stream.recv_unacked = 0
+
+    def reset_stream(self, stream_id: int, error_code: ErrorCode = ErrorCode.CANCEL) -> None:
+        """Queue RST_STREAM and close the stream (nothing, if it is already closed)."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        stream.step(_SEND_RST_STREAM)
+        self._out.append(rst_stream(stream_id, error_code))
+
+    def stream_state(self, stream_id: int) -> StreamState:
+        """The stream's state (CLOSED once it left ``streams``, IDLE above the highest id)."""
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            return stream.state
+        return _IDLE if stream_id > self.highest_stream_id else _CLOSED
+
+    def ping(self, opaque_data: bytes) -> None:
+        """Queue a PING with 8 bytes of our choosing (its ACK is a ``PingAckReceived``)."""
+        if len(opaque_data) != 8:
+            raise ValueError("PING data is 8 bytes")
+        self._out.append(frame(FrameType.PING, 0, 0, opaque_data))
+
+    def close_connection(
+        self, error_code: ErrorCode = ErrorCode.NO_ERROR, additional_data: bytes = b""
+    ) -> None:
+        """Queue GOAWAY naming the highest stream we will serve. With NO_ERROR open streams
+        go on and new ones are refused (REFUSED_STREAM); with any other code the
+        connection is closed."""
+        if self.state is _CONN_CLOSED:
+            return
+        self._out.append(goaway(self.highest_stream_id, error_code, additional_data))
+        if error_code == ErrorCode.NO_ERROR:
+            self.state = _GOING_AWAY
+        else:
+            self.state = _CONN_CLOSED
+            self.streams.clear()
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def _fail(self, err: H2Error) -> None:
+        # A connection error: GOAWAY with its code, then the owner hears of it.
+        self.close_connection(err.error_code, str(err).encode())
+        self.state = _CONN_CLOSED
+        self._buf.clear()
+        self._pending = None
+        raise err
+
+    def _stream_error(self, err: H2Error) -> None:
+        sid = err.stream_id
+        stream = self.streams.pop(sid, None)
+        if stream is not None:
+            stream.step(_SEND_RST_STREAM)
+        self._out.append(rst_stream(sid, err.error_code))
+        self._events.append(StreamReset(sid, err.error_code, False))
+
+    # -- streams -----------------------------------------------------------------------------------
+
+    def _end_local(self, stream: H2Stream) -> None:
+        if stream.step(_SEND_END_STREAM) is _CLOSED:
+            del self.streams[stream.stream_id]
+
+    def _end_remote(self, stream: H2Stream) -> None:
+        if stream.step(_RECV_END_STREAM) is _CLOSED:
+            del self.streams[stream.stream_id]
+
+    def _ack_connection(self, size: int) -> None:
+        self._recv_unacked += size
+        if self._recv_unacked >= self._connection_window // 2:
+            self._out.append(window_update(0, self._recv_unacked))
+            self._recv_window += self._recv_unacked
+            self._recv_unacked = 0
+
+    # -- frames ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _unpad(flags: int, payload: bytes) -> bytes:
+        if flags & Flag.PADDED:
+            if not payload or payload[0] >= len(payload):
+                raise ProtocolError("padding longer than the frame")
+            return payload[1 : len(payload) - payload[0]]
+        return payload
+
+    def _on_data(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid == 0:
+            raise ProtocolError("DATA on stream 0")
+        n = len(payload)
+        self._recv_window -= n
+        if self._recv_window < 0:
+            raise FlowControlError("DATA beyond the connection window")
+        data = self._unpad(flags, payload) if flags & Flag.PADDED else payload
+        stream = self.streams.get(sid)
+        if stream is None:
+            if sid > self.highest_stream_id:
+                raise ProtocolError(f"DATA on idle stream {sid}")
+            self._ack_connection(n)  # a closed stream's late bytes: nobody else will
+            return
+        stream.recv_window -= n
+        if stream.recv_window < 0 or stream.state not in _REMOTE_OPEN:
+            self._ack_connection(n)  # the receiver never sees these bytes
+            stream.step(_RECV_DATA)  # StreamClosedError once the peer ended its side
+            raise FlowControlError(f"DATA beyond stream {sid}'s window", sid)
+        try:  # stream.step(_RECV_DATA), inlined on the hot path
+            stream.state = TRANSITIONS[stream.state, _RECV_DATA]
+        except KeyError:
+            raise stream.illegal(_RECV_DATA) from None
+        end = bool(flags & Flag.END_STREAM)
+        if end and stream.step(_RECV_END_STREAM) is _CLOSED:
+            del self.streams[sid]
+        self._events.append(DataReceived(sid, data, n, end))
+
+    def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid == 0:
+            raise ProtocolError("HEADERS on stream 0")
+        block = self._unpad(flags, payload) if flags & Flag.PADDED else payload
+        if flags & Flag.PRIORITY:
+            if len(block) < 5:
+                raise FrameSizeError("HEADERS too short for its priority fields")
+            block = block[5:]
+        if flags & Flag.END_HEADERS:
+            self._on_header_block(flags, sid, block)
+        else:
+            self._pending = _PendingBlock(sid, flags, block)
+
+    def _on_continuation(self, flags: int, sid: int, payload: bytes) -> None:
+        pending = self._pending
+        if pending is None or pending.stream_id != sid:
+            raise ProtocolError("CONTINUATION without its HEADERS")
+        pending.block += payload
+        if len(pending.block) > self._max_header_block:
+            raise EnhanceYourCalmError("header block too large")
+        if flags & Flag.END_HEADERS:
+            self._pending = None
+            self._on_header_block(pending.flags, sid, bytes(pending.block))
+
+    def _on_header_block(self, flags: int, sid: int, block: bytes) -> None:
+        try:
+            headers = self._decoder.decode(block)
+        except HPACKDecodeError as err:
+            raise CompressionError(str(err)) from err
+        end = bool(flags & Flag.END_STREAM)
+        stream = self.streams.get(sid)
+        if stream is not None:  # trailers: they must end the peer's side
+            if not end:
+                raise ProtocolError("trailers without END_STREAM", sid)
+            stream.step(_RECV_HEADERS)
+            self._end_remote(stream)
+            self._events.append(TrailersReceived(sid, headers))
+            return
+        if sid % 2 == 0:
+            raise ProtocolError(f"client stream id {sid} is even")
+        if sid <= self.highest_stream_id:
+            return  # a stream we already closed (reset it, or both sides ended)
+        self.highest_stream_id = sid
+        if self.state is _GOING_AWAY:
+            self._out.append(rst_stream(sid, ErrorCode.REFUSED_STREAM))
+            return
+        stream = H2Stream(sid, self.peer_initial_window, self._stream_window)
+        stream.step(_RECV_HEADERS)
+        self.streams[sid] = stream
+        if end:
+            self._end_remote(stream)
+        self._events.append(RequestReceived(sid, headers, end))
+
+    def _on_priority(self, flags: int, sid: int, payload: bytes) -> None:
+        # Advice we do not take; only its shape is checked (RFC 9113 6.3).
+        if sid == 0:
+            raise ProtocolError("PRIORITY on stream 0")
+        if len(payload) != 5:
+            raise FrameSizeError("PRIORITY is 5 bytes", sid)
+
+    def _on_rst_stream(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid == 0:
+            raise ProtocolError("RST_STREAM on stream 0")
+        if len(payload) != 4:
+            raise FrameSizeError("RST_STREAM is 4 bytes")
+        stream = self.streams.pop(sid, None)
+        if stream is None:
+            if sid > self.highest_stream_id:
+                raise ProtocolError(f"RST_STREAM on idle stream {sid}")
+            return
+        stream.step(_RECV_RST_STREAM)
+        self._events.append(StreamReset(sid, int.from_bytes(payload, "big"), True))
+
+    def _on_settings(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid != 0:
+            raise ProtocolError("SETTINGS on a stream")
+        if flags & Flag.ACK:
+            if payload:
+                raise FrameSizeError("SETTINGS ACK with a payload")
+            self._events.append(SettingsAcknowledged())
+            return
+        if len(payload) % 6:
+            raise FrameSizeError("SETTINGS is a multiple of 6 bytes")
+        changed = []
+        for i in range(0, len(payload), 6):
+            key, value = _SETTING.unpack_from(payload, i)
+            if key == Setting.INITIAL_WINDOW_SIZE:
+                self._set_initial_window(value)
+            elif key == Setting.MAX_FRAME_SIZE:
+                if not DEFAULT_MAX_FRAME <= value <= _MAX_FRAME_LIMIT:
+                    raise ProtocolError("SETTINGS_MAX_FRAME_SIZE out of range")
+                self.max_outbound_frame_size = value
+            elif key == Setting.ENABLE_PUSH and value > 1:
+                raise ProtocolError("SETTINGS_ENABLE_PUSH is 0 or 1")
+            # HEADER_TABLE_SIZE: our blocks never use the dynamic table; the rest is advice.
+            changed.append((key, value))
+        self._out.append(frame(FrameType.SETTINGS, Flag.ACK, 0))
+        self._events.append(RemoteSettingsChanged(tuple(changed)))
+
+    def _set_initial_window(self, value: int) -> None:
+        if value > MAX_WINDOW:
+            raise FlowControlError("SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1")
+        delta = value - self.peer_initial_window
+        self.peer_initial_window = value
+        for stream in self.streams.values():
+            stream.send_window += delta
+            if stream.send_window > MAX_WINDOW:
+                raise FlowControlError(f"stream {stream.stream_id}'s window above 2^31-1")
+
+    def _on_push_promise(self, flags: int, sid: int, payload: bytes) -> None:
+        raise ProtocolError("clients must not push")
+
+    def _on_ping(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid != 0:
+            raise ProtocolError("PING on a stream")
+        if len(payload) != 8:
+            raise FrameSizeError("PING is 8 bytes")
+        if flags & Flag.ACK:
+            self._events.append(PingAckReceived(payload))
+        else:
+            self._out.append(frame(FrameType.PING, Flag.ACK, 0, payload))
+            self._events.append(PingReceived(payload))
+
+    def _on_goaway(self, flags: int, sid: int, payload: bytes) -> None:
+        # The client will open no more streams; it closes the connection when done.
+        if sid != 0:
+            raise ProtocolError("GOAWAY on a stream")
+        if len(payload) < 8:
+            raise FrameSizeError("GOAWAY is at least 8 bytes")
+        last, code = _GOAWAY.unpack_from(payload)
+        self._events.append(ConnectionTerminated(error_code(code), last & 0x7FFFFFFF, payload[8:]))
+
+    def _on_window_update(self, flags: int, sid: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise FrameSizeError("WINDOW_UPDATE is 4 bytes")
+        increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+        if sid == 0:
+            if increment == 0:
+                raise ProtocolError("WINDOW_UPDATE of 0")
+            self.outbound_window += increment
+            if self.outbound_window > MAX_WINDOW:
+                raise FlowControlError("connection window above 2^31-1")
+        else:
+            stream = self.streams.get(sid)
+            if stream is None:
+                if sid > self.highest_stream_id:
+                    raise ProtocolError(f"WINDOW_UPDATE on idle stream {sid}")
+                return
+            if increment == 0:
+                raise ProtocolError("WINDOW_UPDATE of 0", sid)
+            stream.send_window += increment
+            if stream.send_window > MAX_WINDOW:
+                raise FlowControlError("stream window above 2^31-1", sid)
+        self._events.append(WindowUpdated(sid, increment))
