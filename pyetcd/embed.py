@@ -97,12 +97,28 @@ def _log_serving(logger: Logger, cfg: ServerConfig, tls: TLSInfo | None) -> None
 
 
 def _peer_factory(tls: TLSInfo | None) -> TransportFactory:
+    """Builds the TCP transport on the peer URLs (peer TLS from ``tls``) from what the
+    server hands it; everything it calls exists before it (see etcdserver/inbox.py)."""
+
     def build(params: TransportParams) -> PeerTransport:
-        tr = peer_transport_factory(params)
-        if tls is not None:
-            tr.server_ssl = tls.server_context()
-            tr.client_ssl = tls.client_context()
-        return tr
+        return PeerTransport(
+            params.member_id,
+            params.cluster_id,
+            params.listen_urls,
+            params.peers,
+            on_message=params.receiver.step,
+            on_unreachable=params.receiver.report_unreachable,
+            on_snapshot_status=params.receiver.report_snapshot,
+            logger=params.logger,
+            open_snapshot_db=params.snapshots.open_snapshot_db,
+            on_snapshot=params.snapshots.on_snapshot_received,
+            snapshot_dir=params.snapshot_dir,
+            on_removed=params.removed.removed_by_peer,
+            is_removed=params.removed.is_removed,
+            http_handler=params.http.serve_peer_http,
+            server_ssl=tls.server_context() if tls is not None else None,
+            client_ssl=tls.client_context() if tls is not None else None,
+        )
 
     return build
 
@@ -116,29 +132,6 @@ def _tune_gc() -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     gc.enable()
-
-
-def peer_transport_factory(params: TransportParams) -> PeerTransport:
-    """The TCP transport on the peer URLs; everything it calls exists before it."""
-    cfg_urls = params.listen_urls
-    tr = PeerTransport(
-        params.member_id,
-        params.cluster_id,
-        cfg_urls,
-        params.peers,
-        on_message=params.receiver.step,
-        on_unreachable=params.receiver.report_unreachable,
-        on_snapshot_status=params.receiver.report_snapshot,
-        logger=params.logger,
-        open_snapshot_db=params.snapshots.open_snapshot_db,
-        on_snapshot=params.snapshots.on_snapshot_received,
-        snapshot_dir=params.snapshot_dir,
-        on_removed=params.removed.removed_by_peer,
-    )
-    # PeerTransport takes its HTTP face as an attribute, not a constructor argument;
-    # it is set here, before the transport starts, from a part built before it.
-    tr.http_handler = params.http.serve_peer_http
-    return tr
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

@@ -19,7 +19,6 @@ from pyetcd.logutil import Level, Logger
 from pyetcd.pb import rpc_pb2
 from pyetcd.raft import NONE, Message
 from pyetcd.server.etcdserver import raft_node
-from pyetcd.server.etcdserver.membership import Membership
 from pyetcd.server.etcdserver.server import EtcdServer
 from pyetcd.server.etcdserver.transport import Transport, TransportParams
 from pyetcd.server.rafthttp.memory import MemoryNetwork
@@ -31,36 +30,31 @@ TIMEOUT = 20.0
 
 
 class Receiver:
-    """The ``Raft`` the memory transport delivers to: the server's inbox, and its
-    membership for the members removed from the cluster."""
+    """The ``Raft`` the memory transport delivers to: the server's inbox, and the
+    server for the members removed from the cluster."""
 
-    def __init__(self, params: TransportParams, membership: Membership) -> None:
+    def __init__(self, params: TransportParams) -> None:
         self.step = params.receiver.step
         self.report_unreachable = params.receiver.report_unreachable
         self.report_snapshot = params.receiver.report_snapshot
-        self.membership = membership
-
-    def is_removed(self, peer_id: int) -> bool:
-        return peer_id in self.membership.removed
+        self.is_removed = params.removed.is_removed
 
 
 def build_server(cfg: ServerConfig, logger: Logger, net: MemoryNetwork) -> EtcdServer:
     """A member as embed builds it, with the in-memory transport in place of TCP."""
-    server: EtcdServer
 
     def transport(params: TransportParams) -> Transport:
         return net.transport(
             params.member_id,
             list(params.peers),
-            Receiver(params, server.membership),
+            Receiver(params),
             params.logger,
             open_snapshot_db=params.snapshots.open_snapshot_db,
             on_snapshot=params.snapshots.on_snapshot_received,
             snapshot_dir=params.snapshot_dir,
         )
 
-    server = EtcdServer(cfg, logger, transport_factory=transport)
-    return server
+    return EtcdServer(cfg, logger, transport_factory=transport)
 
 
 @dataclass

@@ -373,6 +373,9 @@ class EtcdServer:
         """A peer refused us as a removed member (etcd then stops the member)."""
         self.removed_event.set()
 
+    def is_removed(self, peer: int) -> bool:
+        return peer in self.stores.membership.removed
+
     # -- what the API layer's shared helpers ask (auth, forwarding, headers) ------------------
 
     @property

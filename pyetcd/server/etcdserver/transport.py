@@ -90,9 +90,13 @@ class RaftReceiver(Protocol):
     def report_snapshot(self, node: int, ok: bool) -> None: ...
 
 
-class RemovedListener(Protocol):
+class Removals(Protocol):
     def removed_by_peer(self, peer: int) -> None:
         """A peer says this member was removed from the cluster."""
+
+    def is_removed(self, peer: int) -> bool:
+        """Whether ``peer`` was removed from the cluster (its streams are refused)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,6 @@ class TransportParams:
     snapshots: SnapshotHooks
     #: where received backends are saved
     snapshot_dir: str
-    removed: RemovedListener
+    removed: Removals
     http: PeerHTTPHandler
     logger: Logger

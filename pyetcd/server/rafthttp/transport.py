@@ -24,7 +24,7 @@ import asyncio
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final, Protocol, TypedDict, Unpack
+from typing import Final, Protocol
 
 from pyetcd.logutil import Logger
 from pyetcd.raft import Message, MessageType
@@ -48,10 +48,10 @@ __all__ = [
     "DBSource",
     "OnSnapshot",
     "OpenSnapshotDB",
+    "PeerHTTPServe",
     "PeerRefusedError",
     "PeerTransport",
     "Raft",
-    "TransportHooks",
     "TransportOptions",
     "peer_address",
 ]
@@ -92,17 +92,8 @@ class Raft(Protocol):
         ...
 
 
-class TransportHooks(TypedDict, total=False):
-    """The keyword-only settings of ``PeerTransport`` (see its constructor)."""
-
-    open_snapshot_db: OpenSnapshotDB | None
-    on_snapshot: OnSnapshot | None
-    snapshot_dir: str | None
-    on_removed: Callable[[int], None] | None
-    options: TransportOptions | None
-    rng: random.Random | None
-    server_ssl: ssl.SSLContext | None
-    client_ssl: ssl.SSLContext | None
+#: Serves one plain HTTP request on the peer port (see ``PeerTransport``).
+PeerHTTPServe = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 class PeerTransport:
@@ -133,6 +124,7 @@ class PeerTransport:
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         is_removed: Callable[[int], bool] | None = None,
+        http_handler: PeerHTTPServe | None = None,
     ) -> None:
         """Build a transport; nothing runs until ``await start()``.
 
@@ -149,6 +141,9 @@ class PeerTransport:
             client_ssl: TLS for dialing ``https://`` peer URLs.
             is_removed: whether a member id was removed from the cluster (besides the
                 ids given to ``remove_peer``); its streams are refused.
+            http_handler: serves plain HTTP on the peer port: called with the
+                request's first 4 bytes ("GET " or "POST"), the reader positioned after
+                them, and the writer. Without it such requests are refused.
         """
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -167,11 +162,7 @@ class PeerTransport:
         self.snapshot_dir = snapshot_dir
         self._on_removed = on_removed
         self._is_removed = is_removed
-        #: Serves plain HTTP on the peer port: called with the request's first 4 bytes
-        #: ("GET " or "POST"), the reader positioned after them, and the writer.
-        self.http_handler: (
-            Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]] | None
-        ) = None
+        self.http_handler = http_handler
         self._peers: dict[int, Peer] = {}
         self._servers: list[asyncio.Server] = []
         self._inbound: dict[asyncio.Task[None], int] = {}
@@ -183,32 +174,6 @@ class PeerTransport:
         for peer_id, urls in peers.items():
             if peer_id != member_id:
                 self._peers[peer_id] = Peer(self, peer_id, urls)
-
-    @classmethod
-    def for_raft(
-        cls,
-        member_id: int,
-        cluster_id: int,
-        listen_urls: Sequence[str],
-        peers: dict[int, tuple[str, ...]],
-        raft: Raft,
-        logger: Logger,
-        **hooks: Unpack[TransportHooks],
-    ) -> PeerTransport:
-        """A transport that delivers to ``raft`` (etcd's ``Transport{Raft: ...}``): the
-        same as passing its methods as the three callbacks and ``is_removed``."""
-        return cls(
-            member_id,
-            cluster_id,
-            listen_urls,
-            peers,
-            raft.step,
-            raft.report_unreachable,
-            raft.report_snapshot,
-            logger,
-            is_removed=raft.is_removed,
-            **hooks,
-        )
 
     # -- lifecycle -------------------------------------------------------------------------
 

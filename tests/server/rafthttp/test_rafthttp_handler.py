@@ -405,8 +405,8 @@ async def test_the_peer_listener_dispatches_get_and_post() -> None:
         on_unreachable=lambda p: None,
         on_snapshot_status=lambda p, ok: None,
         logger=logger,
+        http_handler=PeerHTTP(leader, logger, FAST).serve,
     )
-    tr.http_handler = PeerHTTP(leader, logger, FAST).serve
     await tr.start()
     try:
         host, port = tr.listen_addresses[0]

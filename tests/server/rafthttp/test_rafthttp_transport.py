@@ -363,20 +363,23 @@ class RaftRecorder:
         return peer_id in self.removed
 
 
-async def test_transport_for_a_raft_object(make_node: Factory) -> None:
-    # The Raft object receives what the callbacks would, and its is_removed refuses
-    # a member the transport itself was never told about.
+async def test_transport_delivers_to_a_raft_object(make_node: Factory) -> None:
+    # A Raft object's methods receive what the callbacks would, and its is_removed
+    # refuses a member the transport itself was never told about.
     a = Node(A)
     raft = RaftRecorder(a, removed={C})
-    a.tr = PeerTransport.for_raft(
+    a.tr = PeerTransport(
         A,
         CLUSTER,
         ("http://127.0.0.1:0",),
         {},
-        raft,
+        raft.step,
+        raft.report_unreachable,
+        raft.report_snapshot,
         Logger([a.sink], Level.DEBUG),
         options=FAST,
         on_removed=a.on_removed,
+        is_removed=raft.is_removed,
     )
     await a.t.start()
     try:
