@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterator
 
 import grpc
 
+from pyetcd.bbolt import iter_with_sha256
+from pyetcd.etcdutl.snapshot import write_snapshot_db
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.auth.errors import AuthError
 from pyetcd.server.etcdserver.errors import NotSupportedError, ServerError
@@ -94,29 +95,25 @@ class MaintenanceService:
             await _require_admin(self.server, context)
         except ServerError as err:
             await abort(context, err)
-        fd, path = tempfile.mkstemp(prefix="pyetcd-snapshot-", suffix=".db")
+        store = self.server.store
+        db_path = store.backend.path
+        fd, path = tempfile.mkstemp(
+            prefix="pyetcd-snapshot-", suffix=".db", dir=os.path.dirname(db_path) or None
+        )
         os.close(fd)
         try:
-            self.server.store.commit()
-            await asyncio.to_thread(self.server.store.backend.snapshot_to, path)
-            size = os.path.getsize(path)
-            digest = hashlib.sha256()
-            remaining = size
-            with open(path, "rb") as f:
-                while True:
-                    chunk = await asyncio.to_thread(f.read, SNAPSHOT_CHUNK)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    remaining -= len(chunk)
+            store.commit()
+            # etcd's format, exported off the event loop from one read transaction.
+            with open(path, "w+b") as f:
+                meta = await asyncio.to_thread(
+                    write_snapshot_db, db_path, f, conf_state=self.server.raft.conf_state
+                )
+                size = meta.pgid * meta.page_size
+                chunks = iter_with_sha256(f, size, SNAPSHOT_CHUNK)
+                remaining = size
+                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
                     # etcd counts the backend bytes still to come, not the hash trailer.
-                    yield rpc_pb2.SnapshotResponse(
-                        remaining_bytes=remaining,
-                        blob=chunk,
-                    )
-            yield rpc_pb2.SnapshotResponse(
-                remaining_bytes=0,
-                blob=digest.digest(),
-            )
+                    remaining = max(0, remaining - len(chunk))
+                    yield rpc_pb2.SnapshotResponse(remaining_bytes=remaining, blob=chunk)
         finally:
             os.unlink(path)
