@@ -198,7 +198,8 @@ def lease_from_etcd(value: bytes) -> tuple[int, int, int]:
 def alarm_to_etcd(key: bytes) -> bytes:
     """pyetcd's alarm key (8-byte member ID, 4-byte type) as etcd's marshalled AlarmMember."""
     member_id, alarm = int.from_bytes(key[:8], "big"), int.from_bytes(key[8:], "big")
-    data: bytes = rpc_pb2.AlarmMember(memberID=member_id, alarm=alarm).SerializeToString()
+    am = rpc_pb2.AlarmMember(memberID=member_id, alarm=rpc_pb2.AlarmType.Name(alarm))
+    data: bytes = am.SerializeToString()
     return data
 
 
@@ -234,9 +235,9 @@ def member_from_etcd(value: bytes) -> Member:
     return Member.decode(value)
 
 
-def sorted_members(rows: Iterable[tuple[bytes, bytes]]) -> tuple[
-    list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]
-]:
+def sorted_members(
+    rows: Iterable[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
     """pyetcd's ``members`` table as etcd's ``members`` and ``members_removed`` buckets,
     each in key order."""
     members, removed = [], []
