@@ -1,14 +1,14 @@
-"""pyetcd.etcdutl: etcd's snapshot format for pyetcd, and the ``pyetcdutl`` tool.
+"""pyetcd.etcdutl: ``pyetcdutl``, which mirrors ``etcdutl`` 3.5 over pyetcd data dirs and
+etcd snapshot files.
 
-``snapshot`` writes pyetcd's sqlite backend as the bbolt database etcd's
-``Maintenance.Snapshot`` sends (etcd's buckets and encodings, see ``schema``);
-``restore`` reads such a file, from real etcd or from pyetcd, back into a pyetcd
-backend and a data dir for a new cluster; ``command`` is ``pyetcdutl``, which mirrors
-``etcdutl`` 3.5.
+``restore`` reads a snapshot in etcd's format (``pyetcd.server.storage.schema``), from
+real etcd or from pyetcd, back into a pyetcd backend and a data dir for a new cluster;
+``status`` reports on a snapshot or a data dir; ``command`` is the command line.
 """
 
 from __future__ import annotations
 
-from .snapshot import save_snapshot, write_snapshot_db
+from .restore import RestoreConfig, RestoreError, restore_snapshot
+from .status import snapshot_status
 
-__all__ = ["save_snapshot", "write_snapshot_db"]
+__all__ = ["RestoreConfig", "RestoreError", "restore_snapshot", "snapshot_status"]

@@ -37,9 +37,8 @@ from pyetcd.mvcc.revision import bytes_to_rev
 from pyetcd.raft import NONE, ConfState, HardState
 from pyetcd.server.etcdserver.membership import Member
 from pyetcd.server.etcdserver.raft_node import conf_change_entries
+from pyetcd.server.storage import schema as s
 from pyetcd.wal import Metadata, WALStorage
-
-from . import schema as s
 
 __all__ = ["RestoreConfig", "RestoreError", "load_backend", "restore_snapshot"]
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pyetcd.bbolt import BoltError, BoltReader
 from pyetcd.mvcc import KVStore
 from pyetcd.mvcc.hash import crc32c
-
-from . import schema as s
+from pyetcd.server.storage import schema as s
 
 __all__ = ["HashKV", "SnapshotStatus", "StatusError", "hashkv", "snapshot_status"]
 

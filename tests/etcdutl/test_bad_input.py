@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pyetcd.bbolt import BoltReader, BoltWriter, append_sha256
-from pyetcd.etcdutl import save_snapshot
 from pyetcd.etcdutl.command import main
+from pyetcd.server.storage import save_snapshot
 
 from .test_snapshot import make_store
 

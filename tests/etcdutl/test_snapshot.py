@@ -11,14 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyetcd.bbolt import BoltReader, verify_sha256
-from pyetcd.etcdutl import save_snapshot, write_snapshot_db
-from pyetcd.etcdutl import schema as s
 from pyetcd.etcdutl.restore import load_backend
 from pyetcd.mvcc import Backend, KVStore
 from pyetcd.mvcc.types import DeleteRangeRequest, PutRequest
 from pyetcd.pb import kv_pb2, lease_pb2, rpc_pb2
 from pyetcd.raft import ConfState
 from pyetcd.server.etcdserver.membership import Member
+from pyetcd.server.storage import save_snapshot, write_snapshot_db
+from pyetcd.server.storage import schema as s
 
 TABLES = ("key", "lease", *s.TABLE_OF_BUCKET.values(), "members", "meta", "alarm")
 

@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from pyetcd.bbolt import iter_with_sha256
-from pyetcd.etcdutl.snapshot import write_snapshot_db
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.auth.errors import AuthError
 from pyetcd.server.etcdserver.errors import NotSupportedError, ServerError
 from pyetcd.server.etcdserver.server import EtcdServer
+from pyetcd.server.storage import stream_snapshot
 
 from .access import require_admin, require_user
 from .common import Ctx
@@ -105,13 +104,11 @@ class MaintenanceService:
             store.commit()
             # etcd's format, exported off the event loop from one read transaction.
             with open(path, "w+b") as f:
-                meta = await asyncio.to_thread(
-                    write_snapshot_db, db_path, f, conf_state=self.server.raft.conf_state
+                snap = await asyncio.to_thread(
+                    stream_snapshot, db_path, f, conf_state=self.server.raft.conf_state
                 )
-                size = meta.pgid * meta.page_size
-                chunks = iter_with_sha256(f, size, SNAPSHOT_CHUNK)
-                remaining = size
-                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                remaining = snap.size
+                while (chunk := await asyncio.to_thread(next, snap.chunks, None)) is not None:
                     # etcd counts the backend bytes still to come, not the hash trailer.
                     remaining = max(0, remaining - len(chunk))
                     yield rpc_pb2.SnapshotResponse(remaining_bytes=remaining, blob=chunk)

@@ -18,15 +18,22 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
-from pyetcd.bbolt import DEFAULT_PAGE_SIZE, BoltWriter, Meta, append_sha256
+from pyetcd.bbolt import DEFAULT_PAGE_SIZE, BoltWriter, Meta, append_sha256, iter_with_sha256
 from pyetcd.mvcc.revision import is_tombstone
 from pyetcd.raft import ConfState
 
 from . import schema as s
 
-__all__ = ["CLUSTER_VERSION", "save_snapshot", "write_snapshot_db"]
+__all__ = [
+    "CLUSTER_VERSION",
+    "SnapshotStream",
+    "save_snapshot",
+    "stream_snapshot",
+    "write_snapshot_db",
+]
 
 # What etcd 3.5 keeps under ``cluster/clusterVersion`` (pyetcd's cluster API version).
 CLUSTER_VERSION = b"3.5.0"
@@ -129,3 +136,27 @@ def save_snapshot(db_path: str, out_path: str, *, conf_state: ConfState | None =
         append_sha256(f)
         os.fsync(f.fileno())
         return f.tell()
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStream:
+    """A snapshot being sent: ``size`` bytes of database in ``chunks``, then one last
+    chunk of 32 bytes, their SHA-256. Pull chunks with ``next(chunks, None)``."""
+
+    size: int
+    chunks: Iterator[bytes]
+
+
+def stream_snapshot(
+    db_path: str,
+    fileobj: BinaryIO,
+    *,
+    conf_state: ConfState | None = None,
+    chunk_size: int = 32 * 1024,
+) -> SnapshotStream:
+    """Export the backend at ``db_path`` into ``fileobj`` (a scratch file open ``w+b``)
+    and return its chunks as ``Maintenance.Snapshot`` sends them. Blocking: call it, and
+    pull the chunks, off the event loop."""
+    meta = write_snapshot_db(db_path, fileobj, conf_state=conf_state)
+    size = meta.pgid * meta.page_size
+    return SnapshotStream(size, iter_with_sha256(fileobj, size, chunk_size))
