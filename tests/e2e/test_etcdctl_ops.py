@@ -220,10 +220,6 @@ def test_snapshot_save(pair: Pair, etcdctl: Etcdctl, tmp_path: Path) -> None:
     assert not (tmp_path / "snap.db.part").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the snapshot is the sqlite backend, not a bbolt file: etcdutl says invalid database",
-)
 def test_snapshot_status_reads_saved_snapshot(
     pair: Pair, etcdctl35: Etcdctl, tmp_path: Path
 ) -> None:

@@ -45,6 +45,13 @@ CHANNEL_OPTIONS = [
 ]
 
 
+#: What a member with auth enabled answers an anonymous Range ("user name is empty").
+_AUTH_REFUSALS = frozenset(
+    {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED,
+     grpc.StatusCode.UNAUTHENTICATED}
+)
+
+
 class Member:
     """One member: its identity, ports, flags, files and (when running) its process.
 
@@ -180,7 +187,9 @@ class Member:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Until the member knows a leader and answers a linearizable Range (for a
-        single member: it elected itself and applies). Insecure client URLs only."""
+        single member: it elected itself and applies). With auth enabled (a restored
+        snapshot may have it) the Range's auth refusal is an answer too. Insecure client
+        URLs only."""
         if self.proc is None:
             raise HarnessError(f"{self.name} was not started")
         deadline = time.monotonic() + timeout
@@ -192,8 +201,9 @@ class Member:
                 try:
                     kv.Range(rpc_pb2.RangeRequest(key=b"health"), timeout=2.0)
                     return
-                except grpc.RpcError:
-                    pass
+                except grpc.RpcError as err:
+                    if err.code() in _AUTH_REFUSALS:  # type: ignore[attr-defined]
+                        return
             if time.monotonic() > deadline:
                 raise HarnessError(
                     f"{self.kind} {self.name} not ready in {timeout}s:\n{self.log_tail()}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ from pyetcd.pb import rpc_pb2
 from pyetcd.server.auth.errors import AuthError
 from pyetcd.server.etcdserver.errors import NotSupportedError, ServerError
 from pyetcd.server.etcdserver.server import EtcdServer
+from pyetcd.server.storage import stream_snapshot
 
 from .access import require_admin, require_user
 from .common import Ctx
@@ -96,29 +96,23 @@ class MaintenanceService:
             await _require_admin(self.server, context)
         except ServerError as err:
             await abort(context, err)
-        fd, path = tempfile.mkstemp(prefix="pyetcd-snapshot-", suffix=".db")
+        store = self.server.stores.kv
+        db_path = store.backend.path
+        fd, path = tempfile.mkstemp(
+            prefix="pyetcd-snapshot-", suffix=".db", dir=os.path.dirname(db_path) or None
+        )
         os.close(fd)
         try:
-            self.server.stores.kv.commit()
-            await asyncio.to_thread(self.server.stores.kv.backend.snapshot_to, path)
-            size = os.path.getsize(path)
-            digest = hashlib.sha256()
-            remaining = size
-            with open(path, "rb") as f:
-                while True:
-                    chunk = await asyncio.to_thread(f.read, SNAPSHOT_CHUNK)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    remaining -= len(chunk)
+            store.commit()
+            # etcd's format, exported off the event loop from one read transaction.
+            with open(path, "w+b") as f:
+                snap = await asyncio.to_thread(
+                    stream_snapshot, db_path, f, conf_state=self.server.raft.conf_state
+                )
+                remaining = snap.size
+                while (chunk := await asyncio.to_thread(next, snap.chunks, None)) is not None:
                     # etcd counts the backend bytes still to come, not the hash trailer.
-                    yield rpc_pb2.SnapshotResponse(
-                        remaining_bytes=remaining,
-                        blob=chunk,
-                    )
-            yield rpc_pb2.SnapshotResponse(
-                remaining_bytes=0,
-                blob=digest.digest(),
-            )
+                    remaining = max(0, remaining - len(chunk))
+                    yield rpc_pb2.SnapshotResponse(remaining_bytes=remaining, blob=chunk)
         finally:
             os.unlink(path)
