@@ -51,10 +51,22 @@ RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"server.rafthttp", "server.etcdserver.errors", "server.etcdserver.membership",
                    "server.etcdserver.transport", "raft", "mvcc", *_LOWER}),
     ),
+    # etcd's backend schema and the snapshot export in etcd's format.
+    "server.storage": (
+        frozenset({"asyncio", "grpc"}),
+        frozenset({"server.storage", "server.etcdserver.membership", "bbolt", "mvcc", "raft",
+                   *_LOWER}),
+    ),
     "server.etcdserver": (
         frozenset({"grpc"}),
         frozenset({"server.etcdserver", "server.auth", "server.rafthttp", "raft", "wal", "mvcc",
                    *_LOWER}),
+    ),
+    # pyetcdutl: offline tools over a data dir or a snapshot file.
+    "etcdutl": (
+        frozenset({"asyncio", "grpc"}),
+        frozenset({"etcdutl", "server.storage", "server.etcdserver", "bbolt", "mvcc", "raft",
+                   "wal", *_LOWER}),
     ),
     "api.v3rpc": (
         frozenset(),

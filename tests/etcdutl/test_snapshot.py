@@ -16,6 +16,7 @@ from pyetcd.mvcc import Backend, KVStore
 from pyetcd.mvcc.types import DeleteRangeRequest, PutRequest
 from pyetcd.pb import kv_pb2, lease_pb2, rpc_pb2
 from pyetcd.raft import ConfState
+from pyetcd.server.etcdserver import txn as kvtxn
 from pyetcd.server.etcdserver.membership import Member
 from pyetcd.server.storage import save_snapshot, write_snapshot_db
 from pyetcd.server.storage import schema as s
@@ -28,12 +29,12 @@ def make_store(path: Path, puts: list[tuple[bytes, bytes]]) -> None:
     a removed member and an alarm."""
     store = KVStore(str(path))
     for k, v in puts:
-        store.put(PutRequest(k, v))
+        kvtxn.put(store, PutRequest(k, v))
     if puts:
-        store.delete_range(DeleteRangeRequest(puts[0][0]))
-        store.compact(max(1, store.current_revision - 1))
-    store.lease_grant(0x1234, 600)
-    store.put(PutRequest(b"leased", b"x", lease=0x1234))
+        kvtxn.delete_range(store, DeleteRangeRequest(puts[0][0]))
+        kvtxn.compact(store, max(1, store.current_revision - 1))
+    kvtxn.lease_grant(store, 0x1234, 600)
+    kvtxn.put(store, PutRequest(b"leased", b"x", lease=0x1234))
     be = store.backend
     be.put("auth", b"authEnabled", b"\x01")
     be.put("auth_users", b"root", b"\n\x04root\x1a\x04root")
