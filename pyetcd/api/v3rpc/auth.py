@@ -18,10 +18,8 @@ import grpc
 from google.protobuf.message import Message
 
 from pyetcd.api.v3rpc import errors
-from pyetcd.mvcc.backend import Backend
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.server.auth import errors as ae
-from pyetcd.server.auth.check import apply_auth_request
 from pyetcd.server.auth.store import AuthInfo, AuthStore, hash_password
 from pyetcd.server.auth.token import SimpleTokenProvider
 
@@ -50,6 +48,11 @@ class AuthServer(Protocol):
 
     @property
     def applied_wait(self) -> AppliedWaiter: ...
+
+    @property
+    def client_cert_auth(self) -> bool:
+        """Whether ``--client-cert-auth`` is on (a certificate's CN names the user)."""
+        ...
 
     def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader: ...
 
@@ -87,8 +90,7 @@ async def auth_info_from_context(server: AuthServer, context: Ctx) -> AuthInfo |
 def _tls_auth_info(server: AuthServer, context: Ctx) -> AuthInfo | None:
     # etcd's AuthInfoFromTLS: with --client-cert-auth, a caller without a token acts
     # as the user named by its certificate's common name, at the current revision.
-    cfg = getattr(server, "cfg", None)
-    if cfg is None or not cfg.client_cert_auth:
+    if not server.client_cert_auth:
         return None
     auth_context = getattr(context, "auth_context", None)
     if auth_context is None:
@@ -121,38 +123,25 @@ def _translate(fn: F) -> F:
 
 
 class AuthService:
-    """etcdserverpb.Auth.
+    """etcdserverpb.Auth over the member's auth store."""
 
-    ``server`` is an :class:`AuthServer`. A server without ``auth_store`` (not
-    wired yet) gets a private, empty, never-enabled store applied locally, so
-    the service answers as an etcd whose auth was never set up.
-    """
-
-    def __init__(self, server: Any) -> None:
-        self.server: AuthServer = server
-        self._local: AuthStore | None = None
-        if getattr(server, "auth_store", None) is None:
-            self._local = AuthStore(Backend(":memory:"), SimpleTokenProvider())
+    def __init__(self, server: AuthServer) -> None:
+        self.server = server
 
     @property
     def store(self) -> AuthStore:
         """The auth store requests are checked against."""
-        return self._local if self._local is not None else self.server.auth_store
+        return self.server.auth_store
 
-    async def _submit(self, req: raft_internal_pb2.InternalRaftRequest) -> object:
-        if self._local is not None:
-            return apply_auth_request(self._local, req, 0)
-        return await self.server.propose(req)
 
     async def _propose(self, context: Ctx, want: type[M], **field: Message) -> M:
         """Propose one auth request as the caller; returns the response with a header."""
         req = raft_internal_pb2.InternalRaftRequest(**field)
-        if self._local is None:
-            info = await auth_info_from_context(self.server, context)
-            if info is not None:
-                req.header.username = info.username
-                req.header.auth_revision = info.revision
-        resp = await self._submit(req)
+        info = await auth_info_from_context(self.server, context)
+        if info is not None:
+            req.header.username = info.username
+            req.header.auth_revision = info.revision
+        resp = await self.server.propose(req)
         assert isinstance(resp, want)
         resp.header.CopyFrom(self.server.header())
         return resp
@@ -185,7 +174,9 @@ class AuthService:
             internal = raft_internal_pb2.InternalAuthenticateRequest(
                 name=request.name, simple_token=store.gen_token_prefix()
             )
-            resp = await self._submit(raft_internal_pb2.InternalRaftRequest(authenticate=internal))
+            resp = await self.server.propose(
+                raft_internal_pb2.InternalRaftRequest(authenticate=internal)
+            )
             # the password was checked against a store that has not changed since
             if checked == store.revision:
                 assert isinstance(resp, rpc_pb2.AuthenticateResponse)

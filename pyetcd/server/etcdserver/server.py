@@ -390,6 +390,10 @@ class EtcdServer:
         await self.leadership.wait_leader()
 
     @property
+    def client_cert_auth(self) -> bool:
+        return self.cfg.client_cert_auth
+
+    @property
     def auth_store(self) -> AuthStore:
         return self.stores.auth
 

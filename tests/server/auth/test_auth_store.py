@@ -718,6 +718,7 @@ class FakeServer:
 
     def __init__(self, store: AuthStore) -> None:
         self.auth_store = store
+        self.client_cert_auth = False
         self.index = 0
         self.proposed: list[raft_internal_pb2.InternalRaftRequest] = []
 
