@@ -69,7 +69,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """Everything a pyetcd member is started with (one config object, see STYLE.md)."""
+    """Everything a pyetcd member is started with (the one config object)."""
 
     # Member
     name: str = DEFAULT_NAME

@@ -1,7 +1,7 @@
 """Every etcd v3 RPC through our generated stubs, including the error paths.
 
 Each test runs against pyetcd and against real etcd 3.5.1: etcd is the oracle that
-keeps the expected status codes and messages honest (the table in ETCD_COMPAT.md).
+keeps the expected status codes and messages honest (etcd 3.5's status codes and texts).
 """
 
 from __future__ import annotations
