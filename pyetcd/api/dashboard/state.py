@@ -156,7 +156,8 @@ def cluster_view(
         ``reachable``, plus ``lag`` (entries its match index trails the leader's log,
         from the leader's progress, when the leader was reachable); ``leader`` and
         ``term`` as the reachable member at the highest term says; ``timeline``: every
-        reachable member's events, each once, oldest first.
+        reachable member's events, oldest first; a change of the applied state that
+        every member records (:data:`CLUSTER_WIDE`) appears once, as first recorded.
     """
     reachable = {mid: v for mid, v in views.items() if isinstance(v, dict)}
     leader = ""
@@ -198,6 +199,7 @@ def cluster_view(
         for e in v.get("events", ()):
             events.append({**e, "member": v["id"], "member_name": names.get(v["id"], "")})
     events.sort(key=lambda e: (e["time"], e["member"], e["seq"]))
+    events = _once(events)
     return {
         "self": _hex(self_id),
         "leader": leader,
@@ -205,6 +207,22 @@ def cluster_view(
         "members": out_members,
         "timeline": events,
     }
+
+
+#: Event kinds every member records alike (they come from the applied state).
+CLUSTER_WIDE = frozenset({"member", "compaction", "alarm"})
+
+
+def _once(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for e in events:
+        if e["kind"] in CLUSTER_WIDE:
+            if (e["kind"], e["text"]) in seen:
+                continue
+            seen.add((e["kind"], e["text"]))
+        out.append(e)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ function onState(state, first) {
   }
   setConn("live", "live");
   renderCluster(state, flash);
-  renderTimeline(state.timeline);
+  renderTimeline(state.timeline, state.members);
   addSamples(state.history || (state.sample ? [state.sample] : []));
   const self = state.members.find((m) => m.is_self);
   const rev = self && self.status ? self.status.revision : -1;

@@ -43,7 +43,7 @@ function chart(id, series) {
   const max = Math.max(1e-9, ...pts.map((p) => p[1]));
   g.font = "11px sans-serif";
   g.fillStyle = "#8a96a3";
-  g.fillText(max >= 100 ? max.toFixed(0) : max.toPrecision(3), pad, 11);
+  g.fillText(max < 1e-6 ? "0" : max >= 100 ? max.toFixed(0) : max.toPrecision(3), pad, 11);
   series.forEach((s, i) => {
     g.strokeStyle = s.color;
     g.lineWidth = 1.5;

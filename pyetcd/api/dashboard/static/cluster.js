@@ -55,17 +55,26 @@ export function renderCluster(state, onError) {
 }
 
 // Events stay once seen: a member that dies takes its own history with it otherwise.
+// Changes of the applied state (members, compactions, alarms) are seen by every member:
+// they are shown once.
 const seen = new Map();
+const CLUSTER_WIDE = new Set(["member", "compaction", "alarm"]);
+const names = new Map();
 
 export function resetTimeline() {
   seen.clear();
   document.getElementById("timeline").replaceChildren();
 }
 
-export function renderTimeline(events) {
+function named(text) {
+  return text.replace(/(?<!\()\b[0-9a-f]{8,16}\b(?!\))/g, (id) => (names.get(id) ? `${names.get(id)}` : id));
+}
+
+export function renderTimeline(events, members) {
+  for (const m of members || []) if (m.name) names.set(m.id, m.name);
   let added = false;
   for (const e of events) {
-    const key = `${e.member}/${e.seq}`;
+    const key = CLUSTER_WIDE.has(e.kind) ? `${e.kind}/${e.text}` : `${e.member}/${e.seq}`;
     if (!seen.has(key)) { seen.set(key, e); added = true; }
   }
   if (!added) return;
@@ -73,6 +82,6 @@ export function renderTimeline(events) {
   const list = all.slice(0, 300).map((e) => el("li", { class: "ev", "data-kind": e.kind },
     el("span", { class: "t" }, clock(e.time)),
     el("span", { class: `kind kind-${e.kind}` }, e.kind),
-    el("b", {}, e.member_name || e.member), " ", e.text));
+    el("b", {}, e.member_name || e.member), " ", named(e.text)));
   document.getElementById("timeline").replaceChildren(...list);
 }
