@@ -65,9 +65,9 @@ def test_differ_records_membership_compaction_and_alarms() -> None:
     d.observe(_snap({1: ("a", False), 0x3F: ("c", False)}, compact=7))
     texts = [(e.kind, e.text) for e in t.since(0)]
     assert texts == [
-        ("member", "member c (3f) joined as a learner"),
-        ("member", "learner c (3f) was promoted to a voter"),
-        ("member", "member b (2) was removed"),
+        ("member", "member 3f joined as a learner"),
+        ("member", "learner 3f was promoted to a voter"),
+        ("member", "member 2 was removed"),
         ("compaction", "compacted history up to revision 7"),
         ("alarm", "alarm NOSPACE raised on 1"),
         ("alarm", "alarm NOSPACE cleared on 1"),

@@ -136,26 +136,20 @@ class StateDiffer:
             )
 
     def _members(self, old: dict[int, tuple[str, bool]], new: dict[int, tuple[str, bool]]) -> None:
+        # The text names the member by ID only: a member's name arrives later than its
+        # ID (it publishes it), and every member must write the same sentence (the page
+        # shows an applied-state change once, and puts names in for IDs).
         record = self.timeline.record
         for member_id in _sorted(new.keys() - old.keys()):
-            name, learner = new[member_id]
-            what = "learner" if learner else "voter"
-            record(
-                "member",
-                f"member {name or '?'} ({member_id:x}) joined as a {what}",
-                member=f"{member_id:x}",
-            )
+            what = "learner" if new[member_id][1] else "voter"
+            record("member", f"member {member_id:x} joined as a {what}", member=f"{member_id:x}")
         for member_id in _sorted(old.keys() - new.keys()):
-            record(
-                "member",
-                f"member {old[member_id][0] or '?'} ({member_id:x}) was removed",
-                member=f"{member_id:x}",
-            )
+            record("member", f"member {member_id:x} was removed", member=f"{member_id:x}")
         for member_id in _sorted(old.keys() & new.keys()):
             if old[member_id][1] and not new[member_id][1]:
                 record(
                     "member",
-                    f"learner {new[member_id][0] or '?'} ({member_id:x}) was promoted to a voter",
+                    f"learner {member_id:x} was promoted to a voter",
                     member=f"{member_id:x}",
                 )
 

@@ -67,7 +67,7 @@ export function resetTimeline() {
 }
 
 function named(text) {
-  return text.replace(/(?<!\()\b[0-9a-f]{8,16}\b(?!\))/g, (id) => (names.get(id) ? `${names.get(id)}` : id));
+  return text.replace(/\b[0-9a-f]{1,16}\b/g, (id) => (names.has(id) ? names.get(id) : id));
 }
 
 export function renderTimeline(events, members) {
