@@ -44,7 +44,8 @@ export function renderCluster(state, onError) {
         class: "move-leader",
         onclick: async () => {
           try {
-            await v3("maintenance/transfer-leadership", { targetID: hexToDec(m.id) }, leader.client_urls[0] || "");
+            // Asked of this page's member (same origin): it hands the request to the leader.
+            await v3("maintenance/transfer-leadership", { targetID: hexToDec(m.id) });
           } catch (e) { onError(`move-leader: ${e.message}`); }
         },
       }, "make leader"));
