@@ -125,6 +125,7 @@ class ServerConfig:
     # Profiling and monitoring
     metrics: str = "basic"
     listen_metrics_urls: tuple[str, ...] = ()
+    enable_dashboard: bool = True  # pyetcd's own flag
     # Logging
     logger: str = "zap"
     log_outputs: tuple[str, ...] = (DEFAULT_LOG_OUTPUT,)

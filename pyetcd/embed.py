@@ -14,12 +14,15 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
+from pyetcd.api.dashboard import Dashboard, Timeline
+from pyetcd.api.etcdhttp.metrics import ServerMetrics
 from pyetcd.api.listener import ClientListener, ListenError
 from pyetcd.api.v3rpc.grpc import build_grpc_server
 from pyetcd.config import ServerConfig
 from pyetcd.ids import BootstrapError
 from pyetcd.logutil import Logger, new_logger
 from pyetcd.server.auth.errors import AuthOptionsError
+from pyetcd.server.etcdserver.events import NO_EVENTS
 from pyetcd.server.etcdserver.server import EtcdServer, TransportFactory
 from pyetcd.server.etcdserver.transport import TransportParams
 from pyetcd.server.rafthttp.transport import PeerTransport
@@ -43,7 +46,15 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
         logger.fatal("failed to set up TLS", {"error": str(err)})
         return 1
     peer_ssl = peer_tls.client_context() if peer_tls is not None else None
-    server = EtcdServer(cfg, logger, transport_factory=_peer_factory(peer_tls), peer_ssl=peer_ssl)
+    # The dashboard's timeline hears of elections and snapshots from the server's parts.
+    timeline = Timeline() if cfg.enable_dashboard else None
+    server = EtcdServer(
+        cfg,
+        logger,
+        transport_factory=_peer_factory(peer_tls),
+        peer_ssl=peer_ssl,
+        events=timeline if timeline is not None else NO_EVENTS,
+    )
     # Start-up builds the key index: hundreds of thousands of objects that all live on.
     # Cyclic collections while they pile up would rescan them again and again.
     gc.disable()
@@ -56,7 +67,12 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
         _tune_gc()
     g = build_grpc_server(server)
     # gRPC and HTTP share each client port: the listener sorts connections (cmux).
-    client = ClientListener(server, client_tls)
+    metrics = ServerMetrics(server)
+    dashboard = None
+    if timeline is not None:
+        client_ssl = client_tls.client_context() if client_tls is not None else None
+        dashboard = Dashboard(server, metrics, timeline, client_ssl=client_ssl)
+    client = ClientListener(server, client_tls, metrics=metrics, site=dashboard)
     try:
         client.listen(g)
     except (ListenError, TLSSetupError) as err:
@@ -65,6 +81,8 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
         await server.stop()
         return 1
     await client.start()
+    if dashboard is not None:
+        dashboard.start()
     await g.health.set("", g.serving)
     _log_serving(logger, cfg, client_tls)
     logger.info("ready to serve client requests", {})
@@ -76,6 +94,8 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     logger.info("received signal; shutting down", {})
     # In-flight requests get a grace period; new ones are refused.
     await g.stop(grace=2.0)
+    if dashboard is not None:
+        await dashboard.stop()
     await client.stop()
     await server.stop()
     return 0

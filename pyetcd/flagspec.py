@@ -227,6 +227,8 @@ FLAGS: tuple[FlagSpec, ...] = (
     _f("bcrypt-cost", _U, "10", _A, "bcrypt cost for passwords (4..31)."),
     _f("auth-token-ttl", _U, "300", _A, "Lifetime of a simple token in seconds."),
     _f("enable-pprof", _B, "false", _P, "Serve Go profiling data.", supported=False),
+    # pyetcd's own (etcd has no such flag): the live dashboard on the client URLs.
+    _f("enable-dashboard", _B, "true", _P, "Serve the live dashboard at /dashboard (ours)."),
     _f("metrics", _S, "basic", _P, "'basic' or 'extensive' metrics."),
     _f("listen-metrics-urls", _URLS, "", _P, "Extra URLs for /metrics and /health."),
     _f("logger", _S, "zap", _L, "Only 'zap' (JSON lines)."),

@@ -37,7 +37,7 @@ import asyncio
 import json
 import ssl as _ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -467,6 +467,7 @@ async def request(
     timeout: float,
     content_type: str | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> Response:
     """Send one request to ``url`` on a new connection and return the whole answer.
 
@@ -476,6 +477,7 @@ async def request(
         timeout: for everything: connecting, sending, receiving.
         content_type: the request's Content-Type, if any.
         max_body_bytes: a longer answer is an error.
+        headers: more request headers (``Authorization``, ...).
 
     Raises:
         ValueError: not an http(s) URL, or https without ``ssl``.
@@ -485,16 +487,17 @@ async def request(
     host, port, netloc, target, https = _address(url)
     if https and ssl is None:
         raise ValueError(f"{url} needs TLS settings")
-    headers = [("Host", netloc), ("Connection", "close"), ("Content-Length", str(len(body)))]
+    fields = [("Host", netloc), ("Connection", "close"), ("Content-Length", str(len(body)))]
     if content_type is not None:
-        headers.append(("Content-Type", content_type))
+        fields.append(("Content-Type", content_type))
+    fields.extend(headers)
     conn = h11.Connection(h11.CLIENT)
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(
             host, port, ssl=ssl if https else None, server_hostname=host if https else None
         )
         try:
-            out = conn.send(h11.Request(method=method, target=target, headers=headers)) or b""
+            out = conn.send(h11.Request(method=method, target=target, headers=fields)) or b""
             if body:
                 out += conn.send(h11.Data(data=body)) or b""
             writer.write(out + (conn.send(h11.EndOfMessage()) or b""))

@@ -76,6 +76,11 @@ RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset(),
         frozenset({"api.etcdhttp", "api.v3rpc", "grpcwire", "server", "mvcc", *_LOWER}),
     ),
+    # The dashboard: the gateway's error documents, v3rpc's auth checks, the server's state.
+    "api.dashboard": (
+        frozenset(),
+        frozenset({"api.dashboard", "api.etcdhttp", "api.v3rpc", "server", "mvcc", *_LOWER}),
+    ),
 }
 
 

@@ -17,7 +17,7 @@ import ssl
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
-from pyetcd.api.etcdhttp.handler import HTTPFrontend
+from pyetcd.api.etcdhttp.handler import HTTPFrontend, Site
 from pyetcd.api.etcdhttp.metrics import ServerMetrics
 from pyetcd.grpcwire import GrpcServer
 from pyetcd.server.etcdserver.server import EtcdServer
@@ -158,11 +158,20 @@ class ClientListener:
     Call :meth:`listen` to bind, :meth:`start` to accept, :meth:`stop` to close.
     """
 
-    def __init__(self, server: EtcdServer, tls: TLSInfo | None = None) -> None:
+    def __init__(
+        self,
+        server: EtcdServer,
+        tls: TLSInfo | None = None,
+        *,
+        metrics: ServerMetrics | None = None,
+        site: Site | None = None,
+    ) -> None:
+        """``metrics``: the registry behind /metrics (one is made if not given);
+        ``site``: more HTTP routes (the dashboard)."""
         self.server = server
         self.tls = tls
-        self.metrics = ServerMetrics(server)
-        self.http = HTTPFrontend(server, self.metrics)
+        self.metrics = metrics if metrics is not None else ServerMetrics(server)
+        self.http = HTTPFrontend(server, self.metrics, site)
         self._listeners: list[tuple[socket.socket, bool]] = []
         self._servers: list[asyncio.Server] = []
         self._grpc: GrpcServer | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
 
 from pyetcd.httpwire import Request, Response, ServeOptions, serve
 from pyetcd.pb import rpc_pb2
@@ -21,7 +22,7 @@ from .gateway import Gateway
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ServerMetrics
 
-__all__ = ["HTTPFrontend"]
+__all__ = ["HTTPFrontend", "Site"]
 
 _MAX_HEAD = 64 * 1024
 _BODY_OVERHEAD = 512 * 1024
@@ -44,12 +45,23 @@ def _not_allowed(allow: str | None = None) -> Response:
     )
 
 
-class HTTPFrontend:
-    """Serves HTTP/1.1 connections for one member."""
+class Site(Protocol):
+    """More routes on the client port (the dashboard): the paths it ``knows``."""
 
-    def __init__(self, server: EtcdServer, metrics: ServerMetrics) -> None:
+    def knows(self, path: str) -> bool: ...
+
+    async def dispatch(self, req: Request) -> Response: ...
+
+
+class HTTPFrontend:
+    """Serves HTTP/1.1 connections for one member (and ``site``'s paths, if given)."""
+
+    def __init__(
+        self, server: EtcdServer, metrics: ServerMetrics, site: Site | None = None
+    ) -> None:
         self.server = server
         self.metrics = metrics
+        self.site = site
         self.gateway = Gateway(server)
         self._conns: set[asyncio.Task[None]] = set()
         self._options = ServeOptions(
@@ -88,6 +100,8 @@ class HTTPFrontend:
     async def dispatch(self, req: Request) -> Response:
         """Route ``req`` to its endpoint."""
         path = req.path
+        if self.site is not None and self.site.knows(path):
+            return await self.site.dispatch(req)
         if self.gateway.knows(path):
             if req.method != "POST":
                 return _not_allowed()

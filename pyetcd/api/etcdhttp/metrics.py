@@ -39,6 +39,7 @@ _DB_IN_USE = "Total size of the underlying database logically in use in bytes."
 _QUOTA = "Current backend storage quota size in bytes."
 _CUR_REV = "The current revision of store."
 _COMPACT_REV = "The revision of the last compaction in store."
+_WATCHERS = "Total number of watchers."
 _LEADER_CHANGES = "The number of leader changes seen."
 _COMMITTED = "The total number of consensus proposals committed."
 _APPLIED = "The total number of consensus proposals applied."
@@ -78,6 +79,7 @@ class _ServerCollector(Collector):
     def _collect(self) -> Iterator[Metric]:
         s = self.server
         store = s.stores.kv
+        watchers = len(s.stores.watchable.synced) + len(s.stores.watchable.unsynced)
         status = s.maintenance.status()
         gauges = (
             ("etcd_server_has_leader", _HAS_LEADER, 1 if s.leader else 0),
@@ -88,6 +90,7 @@ class _ServerCollector(Collector):
             ("etcd_server_quota_backend_bytes", _QUOTA, s.cfg.quota_bytes),
             ("etcd_debugging_mvcc_current_revision", _CUR_REV, store.current_revision),
             ("etcd_debugging_mvcc_compact_revision", _COMPACT_REV, max(0, store.compact_revision)),
+            ("etcd_debugging_mvcc_watcher_total", _WATCHERS, watchers),
         )
         for name, doc, value in gauges:
             yield GaugeMetricFamily(name, doc, value=value)

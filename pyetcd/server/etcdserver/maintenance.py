@@ -6,6 +6,7 @@ from pyetcd import __version__
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import NONE, RawNode
 
+from .events import NO_EVENTS, EventRecorder
 from .header import ResponseHeaders
 from .leadership import Leadership
 from .proposer import Proposer
@@ -33,6 +34,7 @@ class MaintenanceServer:
         headers: ResponseHeaders,
         *,
         joined_as_learner: bool,
+        events: EventRecorder = NO_EVENTS,
     ) -> None:
         """``joined_as_learner``: whether the cluster's /members listed this member as a
         learner when it joined, what it is until its own log brings the membership in."""
@@ -44,6 +46,7 @@ class MaintenanceServer:
         self.proposer = proposer
         self.headers = headers
         self.joined_as_learner = joined_as_learner
+        self.events = events
 
     async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
         if req.action == rpc_pb2.AlarmRequest.GET:
@@ -86,7 +89,15 @@ class MaintenanceServer:
         return resp
 
     async def defragment(self) -> None:
-        self.stores.kv.defragment()
+        kv = self.stores.kv
+        before = kv.db_size
+        kv.defragment()
+        self.events.record(
+            "defrag",
+            f"defragmented the backend: {before} -> {kv.db_size} bytes",
+            before=before,
+            after=kv.db_size,
+        )
 
     def hash(self) -> int:
         return self.stores.kv.hash()

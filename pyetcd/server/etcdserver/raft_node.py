@@ -35,6 +35,7 @@ from pyetcd.raft import (
 )
 from pyetcd.wal import WALStorage
 
+from .events import NO_EVENTS, EventRecorder
 from .inbox import RaftInbox
 from .transport import Transport
 from .wait import AppliedIndex
@@ -78,7 +79,7 @@ class RaftNode:
 
     Inputs arrive through ``inbox``; ``applied`` is advanced after each applied batch.
     ``on_leader_change(old, new)`` and ``on_read_states(states)`` are told what the
-    Readies bring.
+    Readies bring; ``events`` hears of role changes, votes, leader changes and snapshots.
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class RaftNode:
         logger: Logger,
         on_leader_change: Callable[[int, int], None] | None = None,
         on_read_states: Callable[[Sequence[ReadState]], None] | None = None,
+        events: EventRecorder = NO_EVENTS,
     ) -> None:
         self.rawnode = rawnode
         self.inbox = inbox
@@ -114,6 +116,8 @@ class RaftNode:
         self.snapshot_index = storage.snapshot().metadata.index
         self._on_leader_change = on_leader_change
         self._on_read_states = on_read_states
+        self.events = events
+        self._role = rawnode.state
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -167,11 +171,16 @@ class RaftNode:
     async def _handle_ready(self, rd: Ready) -> None:
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
+            self._record_vote(rd.hard_state)
         if rd.soft_state is not None:
             self._soft_state_changed(rd.soft_state.lead, rd.soft_state.raft_state)
         if rd.snapshot is not None:
             await asyncio.to_thread(self.storage.apply_snapshot, rd.snapshot)
             self.applier.apply_snapshot(rd.snapshot)
+            index = rd.snapshot.metadata.index
+            self.events.record(
+                "snapshot", f"applied a snapshot from the leader at index {index}", index=index
+            )
             self.conf_state = rd.snapshot.metadata.conf_state
             self.snapshot_index = rd.snapshot.metadata.index
             self.applied.advance(rd.snapshot.metadata.index)
@@ -227,6 +236,15 @@ class RaftNode:
             return
         if any(m.type == MessageType.SNAP for m in msgs):
             msgs = tuple(self._merged_snapshot(m) for m in msgs)
+            for m in msgs:
+                if m.type == MessageType.SNAP and m.snapshot is not None:
+                    index = m.snapshot.metadata.index
+                    self.events.record(
+                        "snapshot",
+                        f"sent a snapshot at index {index} to {m.to:x}",
+                        index=index,
+                        to=f"{m.to:x}",
+                    )
         self.transport.send(msgs)
 
     def _merged_snapshot(self, m: Message) -> Message:
@@ -246,7 +264,22 @@ class RaftNode:
         self.conf_state = self.rawnode.apply_conf_change(cc)
         return self.conf_state
 
+    def _record_vote(self, hs: HardState) -> None:
+        if hs.vote not in (NONE, self.rawnode.id) and (hs.term, hs.vote) != self._durable_term_vote:
+            self.events.record(
+                "election",
+                f"voted for {hs.vote:x} at term {hs.term}",
+                term=hs.term,
+                vote=f"{hs.vote:x}",
+            )
+
     def _soft_state_changed(self, lead: int, state: StateType) -> None:
+        if state != self._role:
+            self._role = state
+            role = state.name.lower().replace("_", "-")
+            self.events.record(
+                "election", f"became {role} at term {self.term}", term=self.term, role=role
+            )
         if lead != self.lead:
             old, self.lead = self.lead, lead
             self.leader_changed_at = time.monotonic()
@@ -254,6 +287,10 @@ class RaftNode:
                 self.inbox.leader_found()
             if self._on_leader_change is not None:
                 self._on_leader_change(old, lead)
+            text = f"leader is now {lead:x}" if lead != NONE else f"lost leader {old:x}"
+            self.events.record(
+                "leader", f"{text} at term {self.term}", term=self.term, leader=f"{lead:x}"
+            )
 
     def _after_advance(self) -> None:
         if self.applied.applied - self.snapshot_index > self.snapshot_count:
@@ -268,6 +305,7 @@ class RaftNode:
         if compact_to > self.storage.first_index():
             self.storage.compact(compact_to)
         self.log.info("saved snapshot", {"snapshot-index": index})
+        self.events.record("snapshot", f"saved a snapshot at index {index}", index=index)
 
 
 def conf_change_entries(members: Sequence[tuple[int, bytes]]) -> list[Entry]:

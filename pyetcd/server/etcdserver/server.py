@@ -38,6 +38,7 @@ from pyetcd.wal.read_ahead import ReadAhead
 from .apply import Applier
 from .cluster import ClusterFace, ClusterServer, Peers
 from .errors import StoppedError
+from .events import NO_EVENTS, EventRecorder
 from .header import ResponseHeaders
 from .inbox import RaftInbox
 from .join import fetch_cluster, match_local_member
@@ -89,9 +90,12 @@ class EtcdServer:
         logger: Logger,
         transport_factory: TransportFactory | None = None,
         peer_ssl: ssl.SSLContext | None = None,
+        events: EventRecorder = NO_EVENTS,
     ) -> None:
-        """``peer_ssl``: the client side of peer TLS, to join over https peer URLs."""
+        """``peer_ssl``: the client side of peer TLS, to join over https peer URLs;
+        ``events``: told of elections, leader changes, snapshots, defragmentation."""
         self.cfg = cfg
+        self.events = events
         self.peer_ssl = peer_ssl
         self.log = logger
         self.transport_factory = transport_factory
@@ -217,6 +221,7 @@ class EtcdServer:
             logger=log,
             on_leader_change=leadership.changed,
             on_read_states=self.read_indexer.on_read_states,
+            events=self.events,
         )
         self.headers = headers = ResponseHeaders(member_id, cluster_id, stores, raft)
         self.kv = KVServer(
@@ -240,6 +245,7 @@ class EtcdServer:
             proposer,
             headers,
             joined_as_learner=self.joined_as_learner,
+            events=self.events,
         )
 
     def _new_transport(self, boot: InitialCluster | None) -> Transport:
