@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from pyetcd.flagspec import (
     FlagSpec,
     FlagValueError,
     Value,
+    parse_duration,
     parse_value,
     split_host_port,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "MAX_ELECTION_MS",
     "ConfigError",
     "ServerConfig",
+    "compaction_retention",
     "config_from_file",
     "validate",
 ]
@@ -264,6 +267,36 @@ def validate(cfg: ServerConfig) -> None:
         raise ConfigError(ERR_UNSET_ADVERTISE_CLIENT_URLS)
     if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
         raise ConfigError(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
+    compaction_retention(cfg)
+
+
+_GO_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def compaction_retention(cfg: ServerConfig) -> float:
+    """``--auto-compaction-retention`` as etcd reads it: a whole number is hours in
+    periodic mode and revisions in revision mode; anything else is a Go duration
+    (``30m``, ``2s``; in revision mode its nanoseconds count, as in etcd).
+
+    Returns:
+        Seconds (periodic) or revisions (revision); 0 disables auto-compaction.
+
+    Raises:
+        ConfigError: etcd's ``error parsing CompactionRetention: ...``.
+    """
+    text = cfg.auto_compaction_retention or "0"
+    if text.isdigit():
+        if cfg.auto_compaction_mode == "":
+            raise ConfigError("--auto-compaction-mode is undefined")
+        value = int(text)
+        return float(value) if cfg.auto_compaction_mode == "revision" else value * 3600.0
+    try:
+        seconds = parse_duration(text)
+    except FlagValueError:
+        # Go's time.ParseDuration wording: a bare number lacks its unit.
+        why = "missing unit in duration" if _GO_NUMBER.fullmatch(text) else "invalid duration"
+        raise ConfigError(f'error parsing CompactionRetention: time: {why} "{text}"') from None
+    return float(round(seconds * 1e9)) if cfg.auto_compaction_mode == "revision" else seconds
 
 
 # ---------------------------------------------------------------- YAML config file

@@ -7,7 +7,7 @@ Raft driver are untied), then starts the driver and the background duties:
     storage, backend (Stores) -> RawNode -> RaftInbox, AppliedIndex -> Leadership
     -> ReadIndexer, Proposer -> BackendSnapshots, ClusterFace -> peer transport
     -> Peers, Applier -> RaftNode -> ResponseHeaders -> KVServer, LeaseServer,
-    ClusterServer, MaintenanceServer
+    ClusterServer, MaintenanceServer -> Compactor (with --auto-compaction-retention)
 
 The API faces (v3rpc, the HTTP gateway and endpoints) call those parts.
 """
@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 
-from pyetcd.config import ServerConfig
+from pyetcd.config import ServerConfig, compaction_retention
 from pyetcd.ids import InitialCluster, bootstrap_cluster
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import KVStore, Lessor
@@ -37,6 +37,7 @@ from pyetcd.wal.read_ahead import ReadAhead
 
 from .apply import Applier
 from .cluster import ClusterFace, ClusterServer, Peers
+from .compactor import Compactor
 from .errors import StoppedError
 from .header import ResponseHeaders
 from .inbox import RaftInbox
@@ -82,6 +83,7 @@ class EtcdServer:
     lease: LeaseServer
     cluster: ClusterServer
     maintenance: MaintenanceServer
+    compactor: Compactor | None
 
     def __init__(
         self,
@@ -143,6 +145,8 @@ class EtcdServer:
         self._spawn(self._watch_sync_loop())
         self._spawn(self.read_indexer.run())
         self._spawn(self._publish())
+        if self.compactor is not None:
+            self._spawn(self.compactor.run())
         hs = storage.initial_state()[0]
         self.log.info(
             "started pyetcd member",
@@ -240,6 +244,12 @@ class EtcdServer:
             proposer,
             headers,
             joined_as_learner=self.joined_as_learner,
+        )
+        retention = compaction_retention(cfg)
+        self.compactor = (
+            Compactor(cfg.auto_compaction_mode, retention, stores, self.kv, leadership, log)
+            if retention > 0
+            else None
         )
 
     def _new_transport(self, boot: InitialCluster | None) -> Transport:
