@@ -243,6 +243,7 @@ class EtcdServer:
             leadership,
             proposer,
             headers,
+            log,
             joined_as_learner=self.joined_as_learner,
         )
         retention = compaction_retention(cfg)
