@@ -21,9 +21,11 @@ Defragmentation without a stall: ``begin_defrag`` (on the caller's thread) commi
 pins a read snapshot on a second connection; ``DefragCopy.run`` (any thread) rebuilds
 the tables compactly from that snapshot into ``db.defrag`` while this connection goes
 on reading, writing and committing; ``finish_defrag`` (the caller's thread again)
-replays the journal into the copy, closes this connection, renames the copy over the
-file and reopens it: the only pause is the replay and the rename. A crash at any point
-leaves either the old file (consistent as of its last commit) or the complete new one.
+closes this connection, renames the copy over the file, reopens it and replays the
+journal into the open transaction: the only pause is that swap and replay (the old
+file's unlink is deferred to a cleanup the caller runs off its thread). A crash at any
+point leaves either the old file or the new one, each with a consistent index that
+matches its data (the Raft WAL is replayed from there).
 Nothing else may hold a connection to the file across ``finish_defrag``: sqlite's last
 connection deletes the ``-wal`` file by name when it closes.
 """
@@ -99,6 +101,10 @@ class DefragCopy:
                 conn.execute(f'INSERT INTO copy."{name}" SELECT * FROM main."{name}"')
             conn.execute("COMMIT")
             conn.execute("DETACH DATABASE copy")
+            # Switch the copy to WAL mode here, so reopening it after the swap is cheap.
+            dest = sqlite3.connect(self.dest_path, isolation_level=None)
+            dest.execute("PRAGMA journal_mode=WAL")
+            dest.close()
             # Fold the live WAL into the old file now, off the caller's thread, so
             # the close in finish_defrag has little left to checkpoint.
             conn.execute("PRAGMA main.wal_checkpoint(PASSIVE)")
@@ -117,6 +123,10 @@ class DefragCopy:
         self._closed.set()
         for suffix in ("", "-journal"):
             _unlink(self.dest_path + suffix)
+
+
+def _noop() -> None:
+    pass
 
 
 def _unlink(path: str) -> None:
@@ -355,7 +365,7 @@ class Backend:
         except BaseException:
             self.abort_defrag(copy)
             raise
-        self.finish_defrag(copy)
+        self.finish_defrag(copy)()
 
     @property
     def defragmenting(self) -> bool:
@@ -382,44 +392,51 @@ class Backend:
             self._defrag = None
         copy.discard()
 
-    def finish_defrag(self, copy: DefragCopy) -> None:
-        """Replay the writes made during the copy into it and swap it in for the file.
+    def finish_defrag(self, copy: DefragCopy) -> Callable[[], None]:
+        """Swap the copy in for the file and replay the writes made during the copy.
 
-        Raises:
-            sqlite3.Error: the replay failed; the live database is left as it was.
+        The copy's meta (consistent index included) is the pinned snapshot's, and the
+        replayed writes sit in the open transaction until the next commit: a crash
+        before it leaves a file whose consistent index matches its data, and the Raft
+        WAL is replayed from there.
+
+        Returns:
+            The cleanup to run next, off the caller's thread if it is latency-bound:
+            it releases the old file and WAL (their unlink is what costs on a large
+            file) and syncs the directory.
         """
         if copy.aborted or self._defrag is not copy:
             copy.discard()
-            return
-        self._flush()
-        # What the open transaction holds goes into the copy with the journal; the
-        # old file gets it too, so it stays current if the replay fails.
+            return _noop
         self.commit()
         self._defrag = None
-        try:
-            dest = sqlite3.connect(copy.dest_path, isolation_level=None)
-            try:
-                dest.execute("BEGIN")
-                for sql, params, many in copy.journal:
-                    if many:
-                        dest.executemany(sql, params)  # type: ignore[arg-type]
-                    else:
-                        dest.execute(sql, params)  # type: ignore[arg-type]
-                dest.execute("COMMIT")
-            finally:
-                dest.close()
-        except BaseException:
-            copy.discard()
-            raise
+        # Keep the old file and WAL open: unlinking them (a large file's blocks) then
+        # happens when the cleanup closes these descriptors, not here.
+        held = [
+            os.open(p, os.O_RDONLY) for p in (self.path, self.path + "-wal") if os.path.exists(p)
+        ]
         self._conn.execute("COMMIT")
         self._conn.close()
         for suffix in ("-wal", "-shm"):
             _unlink(self.path + suffix)
         os.replace(copy.dest_path, self.path)
-        _fsync_dir(self.path)
         self._conn = self._connect()
-        self._refresh_size()
         self._conn.execute("BEGIN")
+        for sql, params, many in copy.journal:
+            if many:
+                self._conn.executemany(sql, params)  # type: ignore[arg-type]
+            else:
+                self._conn.execute(sql, params)  # type: ignore[arg-type]
+        self._pending += len(copy.journal)
+        self._refresh_size()
+        path = self.path
+
+        def cleanup() -> None:
+            for fd in held:
+                os.close(fd)
+            _fsync_dir(path)
+
+        return cleanup
 
     def snapshot_to(self, path: str) -> None:
         """Write a consistent copy of the committed database to ``path`` from a

@@ -59,7 +59,7 @@ def test_writes_during_copy_reach_the_rebuilt_file(tmp_path: Path) -> None:
     for be in (live, ref):
         mutate(be, random.Random(SEED + 1), 10_000)
     t.join()
-    live.finish_defrag(copy)
+    live.finish_defrag(copy)()
     assert not live.defragmenting
     assert live.size < size_before
     assert live.hash() == ref.hash()
@@ -85,7 +85,7 @@ def test_close_during_copy_drops_it(tmp_path: Path) -> None:
     t.start()
     be.close()  # waits for the copy's connection, then closes
     t.join()
-    be.finish_defrag(copy)  # a no-op for a dropped copy
+    be.finish_defrag(copy)()  # a no-op for a dropped copy
     assert not os.path.exists(str(tmp_path / "db.defrag"))
     again = Backend(str(tmp_path / "db"))
     assert again.hash() == h

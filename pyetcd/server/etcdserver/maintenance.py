@@ -115,7 +115,8 @@ class MaintenanceServer:
                 raise
             # A snapshot install may have closed this backend meanwhile: the copy is
             # then dropped by finish_defrag.
-            be.finish_defrag(copy)
+            cleanup = be.finish_defrag(copy)
+            await asyncio.to_thread(cleanup)
             self.log.info(
                 "finished defragmenting directory",
                 {
