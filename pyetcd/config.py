@@ -133,6 +133,8 @@ class ServerConfig:
     log_outputs: tuple[str, ...] = (DEFAULT_LOG_OUTPUT,)
     log_level: str = "info"
     # Experimental and unsafe
+    experimental_initial_corrupt_check: bool = False
+    experimental_corrupt_check_time: float = 0.0  # seconds; 0 disables
     experimental_compaction_batch_limit: int = 1000
     experimental_watch_progress_notify_interval: float = 600.0
     experimental_warning_apply_duration: float = 0.1

@@ -292,11 +292,14 @@ FLAGS: tuple[FlagSpec, ...] = (
         _B,
         "false",
         _X,
-        "Check data at boot.",
-        supported=False,
+        "Compare the KV hash with the peers' before serving.",
     ),
     _f(
-        "experimental-corrupt-check-time", _D, "0s", _X, "Corruption check period.", supported=False
+        "experimental-corrupt-check-time",
+        _D,
+        "0s",
+        _X,
+        "Period of the leader's corruption check (0 disables).",
     ),
     _f("experimental-enable-v2v3", _S, "", _X, "v2 over the v3 backend.", supported=False),
     _f(

@@ -29,6 +29,7 @@ from pyetcd.server.auth.check import apply_auth_request, check_raft_request, is_
 
 from . import pbconv, txn
 from .errors import (
+    CorruptError,
     MemberExistsError,
     MemberNotFoundError,
     MemberRemovedError,
@@ -122,6 +123,9 @@ class Applier:
         which = _which(req)
         store = self.stores.kv
         auth = self.stores.auth
+        if which in _REFUSED_WHEN_CORRUPT and self._corrupt():
+            # etcd's corrupt applier: every member refuses writes under the alarm.
+            raise CorruptError()
         if auth.enabled and which in _CHECKED:
             check_raft_request(auth, req, self._lease_keys)
         # The proposer of the entry (if it is this member) converted the request once
@@ -167,6 +171,9 @@ class Applier:
         return None
 
     # -- alarms -------------------------------------------------------------------------------
+
+    def _corrupt(self) -> bool:
+        return any(alarm == AlarmType.CORRUPT for _, alarm in self.stores.alarms)
 
     def _apply_alarm(self, req: rpc_pb2.AlarmRequest) -> list[tuple[int, int]]:
         key = (req.memberID, int(req.alarm))
@@ -287,6 +294,9 @@ class Applier:
 
 # entries checked against the auth store at apply (rule 4)
 _CHECKED = frozenset(("put", "delete_range", "txn", "lease_revoke"))
+_REFUSED_WHEN_CORRUPT = frozenset(
+    ("put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke")
+)
 
 
 def _alarm_key(key: tuple[int, int]) -> bytes:

@@ -7,7 +7,7 @@ Raft driver are untied), then starts the driver and the background duties:
     storage, backend (Stores) -> RawNode -> RaftInbox, AppliedIndex -> Leadership
     -> ReadIndexer, Proposer -> BackendSnapshots, ClusterFace -> peer transport
     -> Peers, Applier -> RaftNode -> ResponseHeaders -> KVServer, LeaseServer,
-    ClusterServer, MaintenanceServer -> Compactor (with --auto-compaction-retention)
+    ClusterServer, MaintenanceServer -> CorruptionChecker, Compactor
 
 The API faces (v3rpc, the HTTP gateway and endpoints) call those parts.
 """
@@ -38,6 +38,7 @@ from pyetcd.wal.read_ahead import ReadAhead
 from .apply import Applier
 from .cluster import ClusterFace, ClusterServer, Peers
 from .compactor import Compactor
+from .corrupt import CorruptionChecker
 from .errors import StoppedError
 from .header import ResponseHeaders
 from .inbox import RaftInbox
@@ -84,6 +85,7 @@ class EtcdServer:
     cluster: ClusterServer
     maintenance: MaintenanceServer
     compactor: Compactor | None
+    corruption: CorruptionChecker
 
     def __init__(
         self,
@@ -147,6 +149,10 @@ class EtcdServer:
         self._spawn(self._publish())
         if self.compactor is not None:
             self._spawn(self.compactor.run())
+        if cfg.experimental_initial_corrupt_check:
+            await self.corruption.initial_check()  # DataInconsistencyError: no start
+        if cfg.experimental_corrupt_check_time > 0:
+            self._spawn(self.corruption.run_periodic(cfg.experimental_corrupt_check_time))
         hs = storage.initial_state()[0]
         self.log.info(
             "started pyetcd member",
@@ -245,6 +251,16 @@ class EtcdServer:
             headers,
             log,
             joined_as_learner=self.joined_as_learner,
+        )
+        self.corruption = CorruptionChecker(
+            member_id,
+            stores,
+            leadership,
+            self.read_indexer,
+            proposer,
+            log,
+            request_timeout=self.request_timeout,
+            peer_ssl=self.peer_ssl,
         )
         retention = compaction_retention(cfg)
         self.compactor = (
