@@ -91,7 +91,6 @@ class ServerConfig:
     backend_batch_limit: int = 0  # 0 = the backend's default
     max_txn_ops: int = 128
     max_request_bytes: int = 1572864
-    grpc_keepalive_min_time: float = 5.0
     grpc_keepalive_interval: float = 7200.0
     grpc_keepalive_timeout: float = 20.0
     socket_reuse_port: bool = False
@@ -119,15 +118,10 @@ class ServerConfig:
     peer_client_cert_auth: bool = False
     peer_trusted_ca_file: str = ""
     peer_auto_tls: bool = False
-    cors: tuple[str, ...] = ("*",)
-    host_whitelist: tuple[str, ...] = ("*",)
     # Auth
     auth_token: str = "simple"
     bcrypt_cost: int = 10
     auth_token_ttl: int = 300  # seconds
-    # Profiling and monitoring
-    metrics: str = "basic"
-    listen_metrics_urls: tuple[str, ...] = ()
     # Logging
     logger: str = "zap"
     log_outputs: tuple[str, ...] = (DEFAULT_LOG_OUTPUT,)
@@ -136,9 +130,7 @@ class ServerConfig:
     experimental_initial_corrupt_check: bool = False
     experimental_corrupt_check_time: float = 0.0  # seconds; 0 disables
     experimental_compaction_batch_limit: int = 1000
-    experimental_watch_progress_notify_interval: float = 600.0
     experimental_warning_apply_duration: float = 0.1
-    force_new_cluster: bool = False
     unsafe_no_fsync: bool = False
     # Where this config came from: the flag names given explicitly (command line or
     # ETCD_* variable, as etcd's FlagsExplicitlySet), and the YAML file if one was used.
@@ -246,7 +238,6 @@ def validate(cfg: ServerConfig) -> None:
     _check_logging(cfg)
     _check_bind_urls(cfg.listen_peer_urls)
     _check_bind_urls(cfg.listen_client_urls)
-    _check_bind_urls(cfg.listen_metrics_urls)
     _check_host_urls("--initial-advertise-peer-urls", cfg.initial_advertise_peer_urls)
     _check_host_urls("--advertise-client-urls", cfg.advertise_client_urls)
     if cfg.initial_cluster_state not in (CLUSTER_STATE_NEW, CLUSTER_STATE_EXISTING):

@@ -88,6 +88,9 @@ class HTTPFrontend:
     async def dispatch(self, req: Request) -> Response:
         """Route ``req`` to its endpoint."""
         path = req.path
+        if path.startswith("/v3/") and not self.server.cfg.enable_grpc_gateway:
+            # --enable-grpc-gateway=false: no gateway, as in etcd (the mux has no route)
+            return Response(404, b"404 page not found\n")
         if self.gateway.knows(path):
             if req.method != "POST":
                 return _not_allowed()

@@ -32,7 +32,7 @@ from pyetcd.raft import NONE, HardState, RawNode
 from pyetcd.raft import Config as RaftConfig
 from pyetcd.server.auth.store import AuthInfo, AuthStore
 from pyetcd.server.auth.token import SimpleTokenProvider
-from pyetcd.wal import Metadata, WALStorage
+from pyetcd.wal import NO_SYNC_FS, OS_FS, Metadata, WALStorage
 from pyetcd.wal.read_ahead import ReadAhead
 
 from .apply import Applier
@@ -213,7 +213,14 @@ class EtcdServer:
         )
         self.transport = transport = self._new_transport(boot)
         self.peers = peers = Peers(member_id, transport, stores, self)
-        self.applier = applier = Applier(stores, self.waits, log, snapshots, peers)
+        self.applier = applier = Applier(
+            stores,
+            self.waits,
+            log,
+            snapshots,
+            peers,
+            warning_apply_duration=cfg.experimental_warning_apply_duration,
+        )
         self.raft = raft = RaftNode(
             rawnode,
             inbox,
@@ -311,6 +318,7 @@ class EtcdServer:
                 wal_dir=wal_dir,
                 max_wals=cfg.max_wals,
                 max_snapshots=cfg.max_snapshots,
+                fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
                 read=None if ahead is None else ahead.result(),
                 lock_fd=None if ahead is None else ahead.take_lock(),
             )
@@ -324,6 +332,7 @@ class EtcdServer:
             metadata=Metadata(member_id=boot.local_member_id, cluster_id=boot.cluster_id),
             max_wals=cfg.max_wals,
             max_snapshots=cfg.max_snapshots,
+            fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
         )
         members = [(m.id, Member(m.id, "", m.peer_urls).encode()) for m in boot.members]
         ents = conf_change_entries(members)
@@ -345,6 +354,7 @@ class EtcdServer:
             metadata=Metadata(member_id=local.id, cluster_id=cluster_id),
             max_wals=cfg.max_wals,
             max_snapshots=cfg.max_snapshots,
+            fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
         )
 
     def _member_initialized(self) -> bool:

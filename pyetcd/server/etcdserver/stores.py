@@ -42,6 +42,10 @@ def new_kvstore(cfg: ServerConfig) -> KVStore:
     """Open the backend file as it is now."""
     return KVStore(
         backend_path(cfg),
+        # 0 keeps the backend's defaults (etcd's: 10000 writes, 100 ms)
+        batch_limit=cfg.backend_batch_limit if cfg.backend_batch_limit > 0 else 10000,
+        batch_interval=cfg.backend_batch_interval if cfg.backend_batch_interval > 0 else 0.1,
+        compaction_batch_limit=cfg.experimental_compaction_batch_limit,
         quota_bytes=cfg.quota_backend_bytes,
         min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
     )
