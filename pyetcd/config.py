@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from pyetcd.flagspec import (
     FlagSpec,
     FlagValueError,
     Value,
+    parse_duration,
     parse_value,
     split_host_port,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "MAX_ELECTION_MS",
     "ConfigError",
     "ServerConfig",
+    "compaction_retention",
     "config_from_file",
     "validate",
 ]
@@ -88,7 +91,6 @@ class ServerConfig:
     backend_batch_limit: int = 0  # 0 = the backend's default
     max_txn_ops: int = 128
     max_request_bytes: int = 1572864
-    grpc_keepalive_min_time: float = 5.0
     grpc_keepalive_interval: float = 7200.0
     grpc_keepalive_timeout: float = 20.0
     socket_reuse_port: bool = False
@@ -116,25 +118,20 @@ class ServerConfig:
     peer_client_cert_auth: bool = False
     peer_trusted_ca_file: str = ""
     peer_auto_tls: bool = False
-    cors: tuple[str, ...] = ("*",)
-    host_whitelist: tuple[str, ...] = ("*",)
     # Auth
     auth_token: str = "simple"
     bcrypt_cost: int = 10
     auth_token_ttl: int = 300  # seconds
-    # Profiling and monitoring
-    metrics: str = "basic"
-    listen_metrics_urls: tuple[str, ...] = ()
     enable_dashboard: bool = True  # pyetcd's own flag
     # Logging
     logger: str = "zap"
     log_outputs: tuple[str, ...] = (DEFAULT_LOG_OUTPUT,)
     log_level: str = "info"
     # Experimental and unsafe
+    experimental_initial_corrupt_check: bool = False
+    experimental_corrupt_check_time: float = 0.0  # seconds; 0 disables
     experimental_compaction_batch_limit: int = 1000
-    experimental_watch_progress_notify_interval: float = 600.0
     experimental_warning_apply_duration: float = 0.1
-    force_new_cluster: bool = False
     unsafe_no_fsync: bool = False
     # Where this config came from: the flag names given explicitly (command line or
     # ETCD_* variable, as etcd's FlagsExplicitlySet), and the YAML file if one was used.
@@ -242,7 +239,6 @@ def validate(cfg: ServerConfig) -> None:
     _check_logging(cfg)
     _check_bind_urls(cfg.listen_peer_urls)
     _check_bind_urls(cfg.listen_client_urls)
-    _check_bind_urls(cfg.listen_metrics_urls)
     _check_host_urls("--initial-advertise-peer-urls", cfg.initial_advertise_peer_urls)
     _check_host_urls("--advertise-client-urls", cfg.advertise_client_urls)
     if cfg.initial_cluster_state not in (CLUSTER_STATE_NEW, CLUSTER_STATE_EXISTING):
@@ -265,6 +261,36 @@ def validate(cfg: ServerConfig) -> None:
         raise ConfigError(ERR_UNSET_ADVERTISE_CLIENT_URLS)
     if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
         raise ConfigError(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
+    compaction_retention(cfg)
+
+
+_GO_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def compaction_retention(cfg: ServerConfig) -> float:
+    """``--auto-compaction-retention`` as etcd reads it: a whole number is hours in
+    periodic mode and revisions in revision mode; anything else is a Go duration
+    (``30m``, ``2s``; in revision mode its nanoseconds count, as in etcd).
+
+    Returns:
+        Seconds (periodic) or revisions (revision); 0 disables auto-compaction.
+
+    Raises:
+        ConfigError: etcd's ``error parsing CompactionRetention: ...``.
+    """
+    text = cfg.auto_compaction_retention or "0"
+    if text.isdigit():
+        if cfg.auto_compaction_mode == "":
+            raise ConfigError("--auto-compaction-mode is undefined")
+        value = int(text)
+        return float(value) if cfg.auto_compaction_mode == "revision" else value * 3600.0
+    try:
+        seconds = parse_duration(text)
+    except FlagValueError:
+        # Go's time.ParseDuration wording: a bare number lacks its unit.
+        why = "missing unit in duration" if _GO_NUMBER.fullmatch(text) else "invalid duration"
+        raise ConfigError(f'error parsing CompactionRetention: time: {why} "{text}"') from None
+    return float(round(seconds * 1e9)) if cfg.auto_compaction_mode == "revision" else seconds
 
 
 # ---------------------------------------------------------------- YAML config file

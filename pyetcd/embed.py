@@ -22,6 +22,7 @@ from pyetcd.config import ServerConfig
 from pyetcd.ids import BootstrapError
 from pyetcd.logutil import Logger, new_logger
 from pyetcd.server.auth.errors import AuthOptionsError
+from pyetcd.server.etcdserver.corrupt import DataInconsistencyError
 from pyetcd.server.etcdserver.events import NO_EVENTS
 from pyetcd.server.etcdserver.server import EtcdServer, TransportFactory
 from pyetcd.server.etcdserver.transport import TransportParams
@@ -60,7 +61,14 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     gc.disable()
     try:
         await server.start()
-    except (BootstrapError, WALError, OSError, TLSSetupError, AuthOptionsError) as err:
+    except (
+        BootstrapError,
+        WALError,
+        OSError,
+        TLSSetupError,
+        AuthOptionsError,
+        DataInconsistencyError,
+    ) as err:
         logger.fatal("failed to start etcd", {"error": str(err)})
         return 1
     finally:

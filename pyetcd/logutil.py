@@ -34,6 +34,7 @@ __all__ = [
     "LogSetupError",
     "Logger",
     "bootstrap_logger",
+    "go_duration",
     "new_logger",
     "parse_level",
 ]
@@ -76,6 +77,34 @@ def parse_level(text: str) -> Level:
         if name == text:
             return level
     raise LogLevelError(f'unrecognized level: "{text}"')
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` as Go's ``time.Duration.String`` writes it (zap's duration fields):
+    ``0s``, ``812.5µs``, ``12ms``, ``2s``, ``1m30s``, ``2h0m0s``."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{_trim(ns / 1e3)}\u00b5s"
+    if ns < 1_000_000_000:
+        return f"{sign}{_trim(ns / 1e6)}ms"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    secs = f"{_trim(rest / 1e9)}s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{secs}"
+    if minutes:
+        return f"{sign}{minutes}m{secs}"
+    return f"{sign}{secs}"
+
+
+def _trim(value: float) -> str:
+    return f"{value:.9f}".rstrip("0").rstrip(".")
 
 
 def _format_ts(now: float, style: TsStyle) -> str | float:

@@ -36,9 +36,9 @@ def test_compat_doc_flags_are_supported() -> None:
     initial-advertise-peer-urls initial-cluster initial-cluster-token initial-cluster-state
     snapshot-count heartbeat-interval election-timeout quota-backend-bytes
     auto-compaction-mode auto-compaction-retention max-request-bytes max-txn-ops
-    max-snapshots max-wals grpc-keepalive-min-time logger log-outputs log-level pre-vote
-    strict-reconfig-check enable-grpc-gateway listen-metrics-urls auth-token bcrypt-cost
-    auth-token-ttl force-new-cluster config-file cert-file key-file client-cert-auth
+    max-snapshots max-wals logger log-outputs log-level pre-vote
+    strict-reconfig-check enable-grpc-gateway auth-token bcrypt-cost
+    auth-token-ttl config-file cert-file key-file client-cert-auth
     trusted-ca-file auto-tls peer-cert-file peer-key-file peer-client-cert-auth
     peer-trusted-ca-file peer-auto-tls"""
     for name in listed.split():
@@ -53,7 +53,7 @@ def test_defaults_match_etcd() -> None:
     assert cfg.initial_cluster == "default=http://localhost:2380"
     assert (cfg.heartbeat_interval, cfg.election_timeout, cfg.election_ticks) == (100, 1000, 10)
     assert cfg.quota_bytes == 2 * 1024**3
-    assert cfg.grpc_keepalive_min_time == 5.0 and cfg.grpc_keepalive_interval == 7200.0
+    assert cfg.grpc_keepalive_timeout == 20.0 and cfg.grpc_keepalive_interval == 7200.0
     assert FLAGS_BY_NAME["initial-cluster-token"].env_name == "ETCD_INITIAL_CLUSTER_TOKEN"
 
 
@@ -65,9 +65,9 @@ def test_defaults_match_etcd() -> None:
         ("quota-backend-bytes", "-5", -5),
         ("pre-vote", "F", False),
         ("pre-vote", "1", True),
-        ("grpc-keepalive-min-time", "1h30m", 5400.0),
-        ("grpc-keepalive-min-time", "250ms", 0.25),
-        ("grpc-keepalive-min-time", "0", 0.0),
+        ("grpc-keepalive-interval", "1h30m", 5400.0),
+        ("grpc-keepalive-interval", "250ms", 0.25),
+        ("grpc-keepalive-interval", "0", 0.0),
         ("listen-client-urls", "http://b:2,http://a:1,http://b:2", ("http://a:1", "http://b:2")),
         ("listen-client-urls", "unix://sock", ("unix://sock",)),
         ("log-outputs", "stdout,stderr", ("stderr", "stdout")),
@@ -84,7 +84,7 @@ def test_parse_value(flag: str, text: str, expected: object) -> None:
         ("snapshot-count", "abc", "parse error"),
         ("heartbeat-interval", "-1", "parse error"),
         ("snapshot-count", "99999999999999999999", "value out of range"),
-        ("grpc-keepalive-min-time", "5", "parse error"),  # Go needs a unit
+        ("grpc-keepalive-interval", "5", "parse error"),  # Go needs a unit
         ("pre-vote", "yes", "parse error"),
         ("initial-cluster-state", "bogus", "invalid value"),
         ("listen-peer-urls", "foo", "URL scheme must be http, https, unix, or unixs: foo"),
@@ -160,7 +160,7 @@ initial-cluster: infra1=http://10.0.0.1:2380
 initial-cluster-state: existing
 heartbeat-interval: 200
 election-timeout: 2000
-grpc-keepalive-min-time: 10000000000
+grpc-keepalive-timeout: 10000000000
 auto-compaction-retention: "24"
 log-outputs: [stderr]
 pre-vote: false
@@ -176,7 +176,7 @@ some-future-key: 1
     assert cfg.listen_client_urls == ("http://10.0.0.1:2379", "http://127.0.0.1:2379")
     assert cfg.initial_cluster_state == "existing"
     assert (cfg.heartbeat_interval, cfg.election_timeout) == (200, 2000)
-    assert cfg.grpc_keepalive_min_time == 10.0
+    assert cfg.grpc_keepalive_timeout == 10.0
     assert cfg.auto_compaction_retention == "24"
     assert cfg.log_outputs == ("stderr",) and cfg.pre_vote is False
     assert cfg.cert_file == "/c.pem" and cfg.client_cert_auth is True

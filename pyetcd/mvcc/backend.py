@@ -13,18 +13,36 @@ Rules this module keeps:
    consistent index it writes covers exactly the changes committed with it.
 4. Key-table puts are buffered in memory and flushed with one executemany
    before any read of the key table and before every commit.
+5. Every write goes through :meth:`Backend._write`, so that while a defragmentation
+   copies the database (:meth:`Backend.begin_defrag`) the writes made meanwhile are
+   journaled and replayed into the copy before it replaces the file.
+
+Defragmentation without a stall: ``begin_defrag`` (on the caller's thread) commits and
+pins a read snapshot on a second connection; ``DefragCopy.run`` (any thread) rebuilds
+the tables compactly from that snapshot into ``db.defrag`` while this connection goes
+on reading, writing and committing; ``finish_defrag`` (the caller's thread again)
+closes this connection, renames the copy over the file, reopens it and replays the
+journal into the open transaction: the only pause is that swap and replay (the old
+file's unlink is deferred to a cleanup the caller runs off its thread). A crash at any
+point leaves either the old file or the new one, each with a consistent index that
+matches its data (the Raft WAL is replayed from there).
+Nothing else may hold a connection to the file across ``finish_defrag``: sqlite's last
+connection deletes the ``-wal`` file by name when it closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sqlite3
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
 
-__all__ = ["BLOB_TABLES", "Backend"]
+__all__ = ["BLOB_TABLES", "Backend", "DefragCopy"]
 
 # etcd's buckets that hold opaque key/value blobs (the server owns their content)
 BLOB_TABLES = (
@@ -42,6 +60,78 @@ _U64 = struct.Struct(">Q")
 
 # meta keys excluded from hash(): they differ between members with equal data
 _HASH_IGNORED_META = (b"consistent_index", b"term")
+
+
+# The head of a table's CREATE statement in sqlite_master, up to its column list.
+_CREATE_TABLE = re.compile(r"^CREATE TABLE\s+[^(]*?(?=\s*\()", re.IGNORECASE)
+# (sql, params, many): one write as executed, kept for the defrag replay
+_JournalEntry = tuple[str, object, bool]
+
+
+class DefragCopy:
+    """A compact copy of the database being built from a pinned read snapshot."""
+
+    def __init__(self, src_path: str, dest_path: str) -> None:
+        self.dest_path = dest_path
+        # Set by Backend.close: the copy is dropped, never swapped in.
+        self.aborted = False
+        #: Writes made on the live connection since the snapshot was pinned.
+        self.journal: list[_JournalEntry] = []
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            _unlink(dest_path + suffix)
+        conn = sqlite3.connect(src_path, isolation_level=None, check_same_thread=False)
+        conn.execute("ATTACH DATABASE ? AS copy", (dest_path,))
+        conn.execute("BEGIN")
+        # The first read starts the read transaction: the snapshot is pinned now.
+        self._schema = conn.execute(
+            "SELECT name, sql FROM main.sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        ).fetchall()
+        self._conn = conn
+        self._closed = threading.Event()
+
+    def run(self) -> None:
+        """Copy every table (blocking; meant for a worker thread)."""
+        conn = self._conn
+        try:
+            for name, sql in self._schema:
+                if self.aborted:
+                    return
+                conn.execute(_CREATE_TABLE.sub(f'CREATE TABLE copy."{name}"', sql, count=1))
+                conn.execute(f'INSERT INTO copy."{name}" SELECT * FROM main."{name}"')
+            conn.execute("COMMIT")
+            conn.execute("DETACH DATABASE copy")
+            # Switch the copy to WAL mode here, so reopening it after the swap is cheap.
+            dest = sqlite3.connect(self.dest_path, isolation_level=None)
+            dest.execute("PRAGMA journal_mode=WAL")
+            dest.close()
+            # Fold the live WAL into the old file now, off the caller's thread, so
+            # the close in finish_defrag has little left to checkpoint.
+            conn.execute("PRAGMA main.wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+            self._closed.set()
+
+    def wait_closed(self) -> None:
+        """Block until the snapshot's connection is closed (``run`` returned)."""
+        self._closed.wait()
+
+    def discard(self) -> None:
+        """Close the snapshot (if still open) and remove the partial copy."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        self._closed.set()
+        for suffix in ("", "-journal"):
+            _unlink(self.dest_path + suffix)
+
+
+def _noop() -> None:
+    pass
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class Backend:
@@ -70,10 +160,9 @@ class Backend:
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn = self._connect()
         self._create_tables()
+        self._defrag: DefragCopy | None = None
         self._pending_keys: list[tuple[bytes, bytes]] = []
         self._pending = 0
         self._last_commit = clock()
@@ -83,6 +172,21 @@ class Backend:
         self.commits = 0
         self._refresh_size()
         self._conn.execute("BEGIN")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _write(self, sql: str, params: object, many: bool = False) -> None:
+        """Execute one write on the live connection (journaled during a defrag)."""
+        if many:
+            self._conn.executemany(sql, params)  # type: ignore[arg-type]
+        else:
+            self._conn.execute(sql, params)  # type: ignore[arg-type]
+        if self._defrag is not None:
+            self._defrag.journal.append((sql, params, many))
 
     def _create_tables(self) -> None:
         c = self._conn
@@ -131,7 +235,7 @@ class Backend:
         """Delete records of the key table by backend key."""
         self._flush()
         rows = [(r,) for r in revs]
-        self._conn.executemany("DELETE FROM key WHERE rev = ?", rows)
+        self._write("DELETE FROM key WHERE rev = ?", rows, many=True)
         self._pending += len(rows)
 
     def key_last(self) -> bytes | None:
@@ -145,7 +249,7 @@ class Backend:
     def put(self, table: str, k: bytes, v: bytes) -> None:
         """Set ``k`` in one of :data:`BLOB_TABLES`."""
         self._check_table(table)
-        self._conn.execute(f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)", (k, v))
+        self._write(f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)", (k, v))
         self._pending += 1
 
     def get(self, table: str, k: bytes) -> bytes | None:
@@ -157,7 +261,7 @@ class Backend:
     def delete(self, table: str, k: bytes) -> None:
         """Remove ``k`` from a blob table (absent is fine)."""
         self._check_table(table)
-        self._conn.execute(f"DELETE FROM {table} WHERE k = ?", (k,))
+        self._write(f"DELETE FROM {table} WHERE k = ?", (k,))
         self._pending += 1
 
     def items(self, table: str) -> list[tuple[bytes, bytes]]:
@@ -184,7 +288,7 @@ class Backend:
 
     def lease_put(self, lease_id: int, ttl: int, remaining_ttl: int) -> None:
         """Persist one lease."""
-        self._conn.execute(
+        self._write(
             "INSERT OR REPLACE INTO lease (id, ttl, remaining_ttl) VALUES (?, ?, ?)",
             (lease_id, ttl, remaining_ttl),
         )
@@ -192,7 +296,7 @@ class Backend:
 
     def lease_delete(self, lease_id: int) -> None:
         """Forget one lease."""
-        self._conn.execute("DELETE FROM lease WHERE id = ?", (lease_id,))
+        self._write("DELETE FROM lease WHERE id = ?", (lease_id,))
         self._pending += 1
 
     def leases(self) -> list[tuple[int, int, int]]:
@@ -203,8 +307,10 @@ class Backend:
 
     def _flush(self) -> None:
         if self._pending_keys:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)", self._pending_keys
+            self._write(
+                "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)",
+                self._pending_keys,
+                many=True,
             )
             self._pending_keys = []
 
@@ -252,22 +358,96 @@ class Backend:
         return self._size_in_use
 
     def defragment(self) -> None:
-        """Commit, then rewrite the database compactly (VACUUM) and shrink the file."""
+        """Rewrite the database compactly and shrink the file, all on this thread."""
+        copy = self.begin_defrag()
+        try:
+            copy.run()
+        except BaseException:
+            self.abort_defrag(copy)
+            raise
+        self.finish_defrag(copy)()
+
+    @property
+    def defragmenting(self) -> bool:
+        """Whether a copy started by :meth:`begin_defrag` is in progress."""
+        return self._defrag is not None
+
+    def begin_defrag(self) -> DefragCopy:
+        """Commit, pin a read snapshot and start journaling writes; run the returned
+        copy (on any thread), then :meth:`finish_defrag` or :meth:`abort_defrag`.
+
+        Raises:
+            RuntimeError: a defragmentation is already in progress.
+        """
+        if self._defrag is not None:
+            raise RuntimeError("a defragmentation is already in progress")
         self.commit()
+        copy = DefragCopy(self.path, self.path + ".defrag")
+        self._defrag = copy
+        return copy
+
+    def abort_defrag(self, copy: DefragCopy) -> None:
+        """Give up ``copy`` (its run failed): stop journaling, remove the partial file."""
+        if self._defrag is copy:
+            self._defrag = None
+        copy.discard()
+
+    def finish_defrag(self, copy: DefragCopy) -> Callable[[], None]:
+        """Swap the copy in for the file and replay the writes made during the copy.
+
+        The copy's meta (consistent index included) is the pinned snapshot's, and the
+        replayed writes sit in the open transaction until the next commit: a crash
+        before it leaves a file whose consistent index matches its data, and the Raft
+        WAL is replayed from there.
+
+        Returns:
+            The cleanup to run next, off the caller's thread if it is latency-bound:
+            it releases the old file and WAL (their unlink is what costs on a large
+            file) and syncs the directory.
+        """
+        if copy.aborted or self._defrag is not copy:
+            copy.discard()
+            return _noop
+        self.commit()
+        self._defrag = None
+        # Keep the old file and WAL open: unlinking them (a large file's blocks) then
+        # happens when the cleanup closes these descriptors, not here.
+        held = [
+            os.open(p, os.O_RDONLY) for p in (self.path, self.path + "-wal") if os.path.exists(p)
+        ]
         self._conn.execute("COMMIT")
-        self._conn.execute("VACUUM")
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._refresh_size()
+        self._conn.close()
+        for suffix in ("-wal", "-shm"):
+            _unlink(self.path + suffix)
+        os.replace(copy.dest_path, self.path)
+        self._conn = self._connect()
         self._conn.execute("BEGIN")
+        for sql, params, many in copy.journal:
+            if many:
+                self._conn.executemany(sql, params)  # type: ignore[arg-type]
+            else:
+                self._conn.execute(sql, params)  # type: ignore[arg-type]
+        self._pending += len(copy.journal)
+        self._refresh_size()
+        path = self.path
+
+        def cleanup() -> None:
+            for fd in held:
+                os.close(fd)
+            _fsync_dir(path)
+
+        return cleanup
 
     def snapshot_to(self, path: str) -> None:
-        """Commit and write a consistent copy of the whole database to ``path``."""
-        self.commit()
+        """Write a consistent copy of the committed database to ``path`` from a
+        connection of its own (blocking: call it off the event loop, after a commit)."""
+        src = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         dest = sqlite3.connect(path)
         try:
-            self._conn.backup(dest)
+            src.backup(dest)
         finally:
             dest.close()
+            src.close()
 
     def hash(self) -> int:
         """CRC-32 over every table's rows in order (meta's consistent index/term excluded)."""
@@ -287,7 +467,21 @@ class Backend:
         return h
 
     def close(self) -> None:
-        """Commit and close the database."""
+        """Commit and close the database (a defragmentation in progress is dropped)."""
+        if self._defrag is not None:
+            # The copy's connection must close before this one (the last to close
+            # removes the -wal file by name): stop it and wait for it.
+            copy, self._defrag = self._defrag, None
+            copy.aborted = True
+            copy.wait_closed()
         self.commit()
         self._conn.execute("COMMIT")
         self._conn.close()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -71,6 +71,7 @@ class KVStore:
         quota_bytes: int = 0,
         min_lease_ttl: int = 2,
         lease_checkpoint_interval: float | None = None,
+        compaction_batch_limit: int = COMPACTION_BATCH_LIMIT,
     ) -> None:
         """Open the store at ``path`` (``<data-dir>/member/snap/db``), rebuilding the index.
 
@@ -81,12 +82,17 @@ class KVStore:
             quota_bytes: --quota-backend-bytes; 0 = 2 GiB, negative = no quota.
             min_lease_ttl: the lessor's minimum TTL in seconds.
             lease_checkpoint_interval: None disables lease checkpoints.
+            compaction_batch_limit: most records deleted per committed compaction batch
+                (etcd's --experimental-compaction-batch-limit; <= 0: the default).
         """
         self.backend = Backend(
             path, batch_limit=batch_limit, batch_interval=batch_interval, clock=clock
         )
         self.backend.pre_commit_hook = self._write_meta
         self.quota_bytes = DEFAULT_QUOTA_BYTES if quota_bytes == 0 else quota_bytes
+        self.compaction_batch_limit = (
+            compaction_batch_limit if compaction_batch_limit > 0 else COMPACTION_BATCH_LIMIT
+        )
         # the NOSPACE alarm: set by a write that crossed the quota, cleared by the server
         self.nospace = False
         self.index = TreeIndex()
@@ -325,10 +331,11 @@ class KVStore:
         end = rev_to_bytes((rev + 1, 0))
         last = rev_to_bytes((0, 0))
         while True:
-            rows = self.backend.key_range(last, end, COMPACTION_BATCH_LIMIT)
+            limit = self.compaction_batch_limit
+            rows = self.backend.key_range(last, end, limit)
             doomed = [k for k, _ in rows if bytes_to_rev(k) not in keep]
             self.backend.key_delete(doomed)
-            if len(rows) < COMPACTION_BATCH_LIMIT:
+            if len(rows) < limit:
                 self.backend.put_int("meta", _META_FINISHED_COMPACT, rev)
                 self.backend.commit()
                 return

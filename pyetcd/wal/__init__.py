@@ -16,7 +16,7 @@ from .errors import (
     WALLockedError,
     WALNotFoundError,
 )
-from .fs import FS, OS_FS
+from .fs import FS, NO_SYNC_FS, OS_FS
 from .reader import ReadResult
 from .record import Metadata, RecordType, WALSnapshot
 from .snap import Snapshotter
@@ -25,6 +25,7 @@ from .wal import SEGMENT_SIZE_BYTES, WAL, wal_exists
 
 __all__ = [
     "FS",
+    "NO_SYNC_FS",
     "OS_FS",
     "SEGMENT_SIZE_BYTES",
     "WAL",

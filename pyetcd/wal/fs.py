@@ -12,7 +12,7 @@ import fcntl
 import os
 import shutil
 
-__all__ = ["FS", "OS_FS"]
+__all__ = ["FS", "NO_SYNC_FS", "OS_FS", "NoSyncFS"]
 
 
 class FS:
@@ -129,3 +129,19 @@ class FS:
 
 #: The real file system.
 OS_FS = FS()
+
+
+class NoSyncFS(FS):
+    """``--unsafe-no-fsync``: writes reach the page cache only; a power cut can lose them."""
+
+    def fdatasync(self, fd: int) -> None:
+        pass
+
+    def fsync(self, fd: int) -> None:
+        pass
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+
+NO_SYNC_FS = NoSyncFS()

@@ -42,8 +42,11 @@ def _install_chromium() -> str | None:
     return None if os.path.exists(CHROMIUM) else f"apt installed no {CHROMIUM}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in
+    # this thread while it is open, and every asyncio test after it would then fail
+    # ("Runner.run() cannot be called from a running event loop").
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

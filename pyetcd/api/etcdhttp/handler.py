@@ -102,6 +102,9 @@ class HTTPFrontend:
         path = req.path
         if self.site is not None and self.site.knows(path):
             return await self.site.dispatch(req)
+        if path.startswith("/v3/") and not self.server.cfg.enable_grpc_gateway:
+            # --enable-grpc-gateway=false: no gateway, as in etcd (the mux has no route)
+            return Response(404, b"404 page not found\n")
         if self.gateway.knows(path):
             if req.method != "POST":
                 return _not_allowed()

@@ -103,12 +103,14 @@ class MaintenanceService:
         )
         os.close(fd)
         try:
-            store.commit()
-            # etcd's format, exported off the event loop from one read transaction.
+            # etcd's format, exported off the event loop from one read transaction on
+            # a connection of its own (the file lock keeps a defrag's swap out).
             with open(path, "w+b") as f:
-                snap = await asyncio.to_thread(
-                    stream_snapshot, db_path, f, conf_state=self.server.raft.conf_state
-                )
+                async with self.server.stores.file_lock:
+                    store.commit()
+                    snap = await asyncio.to_thread(
+                        stream_snapshot, db_path, f, conf_state=self.server.raft.conf_state
+                    )
                 remaining = snap.size
                 while (chunk := await asyncio.to_thread(next, snap.chunks, None)) is not None:
                     # etcd counts the backend bytes still to come, not the hash trailer.

@@ -3,7 +3,8 @@
 Rules:
 1. Apply is deterministic: every member applies the same entries to the same state
    and gets the same result. Nothing here reads a clock or this member's role,
-   except to decide whether to answer a local waiter.
+   except to decide whether to answer a local waiter and to time an apply for the
+   slow-apply warning (``--experimental-warning-apply-duration``).
 2. An entry at or below the store's consistent index was applied before a restart
    and is skipped (its effects are in the backend); conf changes are still handed
    to Raft, whose configuration is rebuilt from the log.
@@ -17,10 +18,11 @@ Rules:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from pyetcd.logutil import Logger
+from pyetcd.logutil import Logger, go_duration
 from pyetcd.mvcc import MvccError, NoSpaceError
 from pyetcd.mvcc import types as mt
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
@@ -29,6 +31,7 @@ from pyetcd.server.auth.check import apply_auth_request, check_raft_request, is_
 
 from . import pbconv, txn
 from .errors import (
+    CorruptError,
     MemberExistsError,
     MemberNotFoundError,
     MemberRemovedError,
@@ -64,7 +67,11 @@ class Applier:
         logger: Logger,
         snapshots: BackendRestorer,
         peers: MembershipListener,
+        *,
+        warning_apply_duration: float = 0.1,
     ) -> None:
+        """``warning_apply_duration``: seconds; an entry applied slower is logged."""
+        self.warning_apply_duration = warning_apply_duration
         self.stores = stores
         self.waits = waits
         self.log = logger
@@ -103,6 +110,7 @@ class Applier:
         req = raft_internal_pb2.InternalRaftRequest()
         req.ParseFromString(data)
         req_id = req.header.ID or req.ID
+        start = time.monotonic()
         try:
             result = self._dispatch(req, req_id, index)
         except (MvccError, ServerError) as err:
@@ -110,6 +118,18 @@ class Applier:
                 self._raise_alarm(AlarmType.NOSPACE)
             self.waits.fail(req_id, err)
             return
+        finally:
+            took = time.monotonic() - start
+            if took > self.warning_apply_duration:
+                self.log.warn(
+                    "apply request took too long",
+                    {
+                        "took": go_duration(took),
+                        "expected-duration": go_duration(self.warning_apply_duration),
+                        "prefix": "",
+                        "request": _which(req),
+                    },
+                )
         self.waits.trigger(req_id, result)
 
     def _lease_keys(self, lease_id: int) -> tuple[bytes, ...]:
@@ -122,6 +142,9 @@ class Applier:
         which = _which(req)
         store = self.stores.kv
         auth = self.stores.auth
+        if which in _REFUSED_WHEN_CORRUPT and self._corrupt():
+            # etcd's corrupt applier: every member refuses writes under the alarm.
+            raise CorruptError()
         if auth.enabled and which in _CHECKED:
             check_raft_request(auth, req, self._lease_keys)
         # The proposer of the entry (if it is this member) converted the request once
@@ -167,6 +190,9 @@ class Applier:
         return None
 
     # -- alarms -------------------------------------------------------------------------------
+
+    def _corrupt(self) -> bool:
+        return any(alarm == AlarmType.CORRUPT for _, alarm in self.stores.alarms)
 
     def _apply_alarm(self, req: rpc_pb2.AlarmRequest) -> list[tuple[int, int]]:
         key = (req.memberID, int(req.alarm))
@@ -287,6 +313,9 @@ class Applier:
 
 # entries checked against the auth store at apply (rule 4)
 _CHECKED = frozenset(("put", "delete_range", "txn", "lease_revoke"))
+_REFUSED_WHEN_CORRUPT = frozenset(
+    ("put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke")
+)
 
 
 def _alarm_key(key: tuple[int, int]) -> bytes:

@@ -73,6 +73,9 @@ class ClusterFace:
         """Return once this member applied all it knows committed (etcd's ApplyWait)."""
         await self.applied.wait(self.rawnode.committed)
 
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        return self.stores.kv.hash_kv(revision)
+
     async def member_promote(self, mid: int) -> list[Member]:
         membership = self.stores.membership
         m = membership.members.get(mid)

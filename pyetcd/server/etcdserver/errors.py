@@ -9,6 +9,7 @@ from typing import ClassVar
 
 __all__ = [
     "BadLeaderTransfereeError",
+    "CorruptError",
     "InvalidPeerURLsError",
     "LeaderChangedError",
     "LearnerNotReadyError",
@@ -52,6 +53,12 @@ class LeaderChangedError(ServerError):
 
 class RequestTimeoutError(ServerError):
     message = "etcdserver: request timed out"
+
+
+class CorruptError(ServerError):
+    """A write refused while the CORRUPT alarm is active."""
+
+    message = "etcdserver: corrupt cluster"
 
 
 class StoppedError(ServerError):

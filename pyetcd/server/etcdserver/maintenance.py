@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from pyetcd import __version__
+from pyetcd.logutil import Logger, go_duration
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import NONE, RawNode
 
@@ -32,6 +36,7 @@ class MaintenanceServer:
         leadership: Leadership,
         proposer: Proposer,
         headers: ResponseHeaders,
+        logger: Logger,
         *,
         joined_as_learner: bool,
         events: EventRecorder = NO_EVENTS,
@@ -45,6 +50,7 @@ class MaintenanceServer:
         self.leadership = leadership
         self.proposer = proposer
         self.headers = headers
+        self.log = logger
         self.joined_as_learner = joined_as_learner
         self.events = events
 
@@ -89,15 +95,48 @@ class MaintenanceServer:
         return resp
 
     async def defragment(self) -> None:
-        kv = self.stores.kv
-        before = kv.db_size
-        kv.defragment()
-        self.events.record(
-            "defrag",
-            f"defragmented the backend: {before} -> {kv.db_size} bytes",
-            before=before,
-            after=kv.db_size,
-        )
+        """Rebuild the backend compactly while the member goes on serving: the copy
+        runs in a worker thread from a pinned snapshot, the writes made meanwhile are
+        replayed into it, and only that replay and the file swap run on the loop."""
+        async with self.stores.file_lock:
+            be = self.stores.kv.backend
+            before, before_in_use = be.size, be.size_in_use
+            self.log.info(
+                "defragmenting",
+                {
+                    "path": be.path,
+                    "current-db-size-bytes": before,
+                    "current-db-size-in-use-bytes": before_in_use,
+                },
+            )
+            start = time.monotonic()
+            copy = be.begin_defrag()
+            try:
+                await asyncio.to_thread(copy.run)
+            except BaseException:
+                be.abort_defrag(copy)
+                raise
+            # A snapshot install may have closed this backend meanwhile: the copy is
+            # then dropped by finish_defrag.
+            cleanup = be.finish_defrag(copy)
+            await asyncio.to_thread(cleanup)
+            self.log.info(
+                "finished defragmenting directory",
+                {
+                    "path": be.path,
+                    "current-db-size-bytes-diff": be.size - before,
+                    "current-db-size-bytes": be.size,
+                    "current-db-size-in-use-bytes-diff": be.size_in_use - before_in_use,
+                    "current-db-size-in-use-bytes": be.size_in_use,
+                    "took": go_duration(time.monotonic() - start),
+                },
+            )
+            self.events.record(
+                "defrag",
+                f"defragmented the backend: {before} -> {be.size} bytes",
+                before=before,
+                after=be.size,
+            )
 
     def hash(self) -> int:
         return self.stores.kv.hash()

@@ -7,7 +7,7 @@ Raft driver are untied), then starts the driver and the background duties:
     storage, backend (Stores) -> RawNode -> RaftInbox, AppliedIndex -> Leadership
     -> ReadIndexer, Proposer -> BackendSnapshots, ClusterFace -> peer transport
     -> Peers, Applier -> RaftNode -> ResponseHeaders -> KVServer, LeaseServer,
-    ClusterServer, MaintenanceServer
+    ClusterServer, MaintenanceServer -> CorruptionChecker, Compactor
 
 The API faces (v3rpc, the HTTP gateway and endpoints) call those parts.
 """
@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 
-from pyetcd.config import ServerConfig
+from pyetcd.config import ServerConfig, compaction_retention
 from pyetcd.ids import InitialCluster, bootstrap_cluster
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import KVStore, Lessor
@@ -32,11 +32,13 @@ from pyetcd.raft import NONE, HardState, RawNode
 from pyetcd.raft import Config as RaftConfig
 from pyetcd.server.auth.store import AuthInfo, AuthStore
 from pyetcd.server.auth.token import SimpleTokenProvider
-from pyetcd.wal import Metadata, WALStorage
+from pyetcd.wal import NO_SYNC_FS, OS_FS, Metadata, WALStorage
 from pyetcd.wal.read_ahead import ReadAhead
 
 from .apply import Applier
 from .cluster import ClusterFace, ClusterServer, Peers
+from .compactor import Compactor
+from .corrupt import CorruptionChecker
 from .errors import StoppedError
 from .events import NO_EVENTS, EventRecorder
 from .header import ResponseHeaders
@@ -83,6 +85,8 @@ class EtcdServer:
     lease: LeaseServer
     cluster: ClusterServer
     maintenance: MaintenanceServer
+    compactor: Compactor | None
+    corruption: CorruptionChecker
 
     def __init__(
         self,
@@ -147,6 +151,12 @@ class EtcdServer:
         self._spawn(self._watch_sync_loop())
         self._spawn(self.read_indexer.run())
         self._spawn(self._publish())
+        if self.compactor is not None:
+            self._spawn(self.compactor.run())
+        if cfg.experimental_initial_corrupt_check:
+            await self.corruption.initial_check()  # DataInconsistencyError: no start
+        if cfg.experimental_corrupt_check_time > 0:
+            self._spawn(self.corruption.run_periodic(cfg.experimental_corrupt_check_time))
         hs = storage.initial_state()[0]
         self.log.info(
             "started pyetcd member",
@@ -207,7 +217,14 @@ class EtcdServer:
         )
         self.transport = transport = self._new_transport(boot)
         self.peers = peers = Peers(member_id, transport, stores, self)
-        self.applier = applier = Applier(stores, self.waits, log, snapshots, peers)
+        self.applier = applier = Applier(
+            stores,
+            self.waits,
+            log,
+            snapshots,
+            peers,
+            warning_apply_duration=cfg.experimental_warning_apply_duration,
+        )
         self.raft = raft = RaftNode(
             rawnode,
             inbox,
@@ -244,8 +261,25 @@ class EtcdServer:
             leadership,
             proposer,
             headers,
+            log,
             joined_as_learner=self.joined_as_learner,
             events=self.events,
+        )
+        self.corruption = CorruptionChecker(
+            member_id,
+            stores,
+            leadership,
+            self.read_indexer,
+            proposer,
+            log,
+            request_timeout=self.request_timeout,
+            peer_ssl=self.peer_ssl,
+        )
+        retention = compaction_retention(cfg)
+        self.compactor = (
+            Compactor(cfg.auto_compaction_mode, retention, stores, self.kv, leadership, log)
+            if retention > 0
+            else None
         )
 
     def _new_transport(self, boot: InitialCluster | None) -> Transport:
@@ -290,6 +324,7 @@ class EtcdServer:
                 wal_dir=wal_dir,
                 max_wals=cfg.max_wals,
                 max_snapshots=cfg.max_snapshots,
+                fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
                 read=None if ahead is None else ahead.result(),
                 lock_fd=None if ahead is None else ahead.take_lock(),
             )
@@ -303,6 +338,7 @@ class EtcdServer:
             metadata=Metadata(member_id=boot.local_member_id, cluster_id=boot.cluster_id),
             max_wals=cfg.max_wals,
             max_snapshots=cfg.max_snapshots,
+            fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
         )
         members = [(m.id, Member(m.id, "", m.peer_urls).encode()) for m in boot.members]
         ents = conf_change_entries(members)
@@ -324,6 +360,7 @@ class EtcdServer:
             metadata=Metadata(member_id=local.id, cluster_id=cluster_id),
             max_wals=cfg.max_wals,
             max_snapshots=cfg.max_snapshots,
+            fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
         )
 
     def _member_initialized(self) -> bool:

@@ -42,6 +42,10 @@ def new_kvstore(cfg: ServerConfig) -> KVStore:
     """Open the backend file as it is now."""
     return KVStore(
         backend_path(cfg),
+        # 0 keeps the backend's defaults (etcd's: 10000 writes, 100 ms)
+        batch_limit=cfg.backend_batch_limit if cfg.backend_batch_limit > 0 else 10000,
+        batch_interval=cfg.backend_batch_interval if cfg.backend_batch_interval > 0 else 0.1,
+        compaction_batch_limit=cfg.experimental_compaction_batch_limit,
         quota_bytes=cfg.quota_backend_bytes,
         min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
     )
@@ -58,6 +62,11 @@ class Stores:
         # restored state still has auth enabled.
         self._tokens: TokenProvider = new_token_provider(cfg.auth_token, float(cfg.auth_token_ttl))
         self.watchable = WatchableStore(kv)
+        #: Held while the backend file is read from a connection of its own (snapshot
+        #: exports) or rewritten (defragmentation): sqlite's last connection to close
+        #: deletes the ``-wal`` file by name, so a defrag's file swap must not overlap
+        #: another reader.
+        self.file_lock = asyncio.Lock()
         self._open(kv)
 
     def _open(self, kv: KVStore) -> None:
@@ -113,9 +122,10 @@ class BackendSnapshots:
         fd, path = tempfile.mkstemp(prefix="pyetcd-send-", suffix=".db")
         os.close(fd)
         try:
-            kv = self.stores.kv
-            kv.commit()
-            await asyncio.to_thread(kv.backend.snapshot_to, path)
+            async with self.stores.file_lock:
+                kv = self.stores.kv
+                kv.commit()
+                await asyncio.to_thread(kv.backend.snapshot_to, path)
             with open(path, "rb") as f:
                 while chunk := await asyncio.to_thread(f.read, 1 << 20):
                     yield chunk

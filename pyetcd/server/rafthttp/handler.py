@@ -11,6 +11,9 @@ instead of a transport handshake. Endpoints (etcd's paths, bodies and statuses):
   a ``leasepb.LeaseInternalResponse`` with the remaining TTL only the leader knows.
 - ``POST /members/promote/<decimal id>``: promotes a learner (only the leader knows
   whether it caught up); answers the member list as JSON.
+- ``GET /members/hashkv``: body a JSON ``HashKVRequest`` (``{"revision": N}``); answers
+  the JSON ``HashKVResponse`` of this member's store at that revision, or 400 with the
+  store's error (compacted, future revision). The corruption checks ask it.
 
 Rules this module keeps:
 
@@ -47,7 +50,12 @@ from google.protobuf.message import DecodeError
 from pyetcd.httpwire import JSON, Request, Response, ServeOptions, serve
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import Lessor
-from pyetcd.mvcc.errors import LeaseExpiredError, LeaseNotFoundError, LeaseNotPrimaryError
+from pyetcd.mvcc.errors import (
+    LeaseExpiredError,
+    LeaseNotFoundError,
+    LeaseNotPrimaryError,
+    MvccError,
+)
 from pyetcd.pb import lease_pb2, rpc_pb2
 from pyetcd.server.etcdserver.errors import (
     LearnerNotReadyError,
@@ -77,6 +85,7 @@ MEMBERS_PATH: Final = "/members"
 LEASE_PATH: Final = "/leases"
 LEASE_INTERNAL_PATH: Final = "/leases/internal"
 MEMBER_PROMOTE_PREFIX: Final = "/members/promote/"
+HASHKV_PATH: Final = "/members/hashkv"
 
 # etcd's texts: lease.ErrNotPrimary, lease.ErrLeaseNotFound, leasehttp.ErrLeaseHTTPTimeout
 NOT_PRIMARY_TEXT: Final = "not a primary lessor"
@@ -115,6 +124,10 @@ class PeerLeader(Protocol):
 
     async def member_promote(self, mid: int) -> list[Member]:
         """Promote learner ``mid``; raises the server's membership errors."""
+        ...
+
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        """(hash, current revision, compact revision); raises the store's errors."""
         ...
 
 
@@ -191,6 +204,10 @@ class PeerHTTP:
             if req.method != "GET":
                 return _error(405, "Method Not Allowed")
             return Response(200, members_to_json(self.leader.member_list()), JSON)
+        if path == HASHKV_PATH:
+            if req.method != "GET":
+                return _error(405, "Method Not Allowed")
+            return self._hash_kv(req.body)
         if path in (LEASE_PATH, LEASE_INTERNAL_PATH) or path.startswith(MEMBER_PROMOTE_PREFIX):
             if req.method != "POST":
                 return _error(405, "Method Not Allowed")
@@ -200,6 +217,28 @@ class PeerHTTP:
                 return await self._lease_time_to_live(req.body)
             return await self._member_promote(path.removeprefix(MEMBER_PROMOTE_PREFIX))
         return _error(404, "404 page not found")
+
+    def _hash_kv(self, body: bytes) -> Response:
+        try:
+            doc = json.loads(body or b"{}")
+            revision = int(doc.get("revision", 0))
+        except (ValueError, AttributeError, TypeError):
+            return _error(400, "error unmarshalling request")
+        try:
+            h, rev, compact = self.leader.hash_kv(revision)
+        except MvccError as err:
+            self.log.warn(
+                "failed to get hashKV", {"requested-revision": revision, "error": str(err)}
+            )
+            # etcd's text is the store's own: "mvcc: required revision ..."
+            return _error(400, str(err).removeprefix("etcdserver: "))
+        # Go's encoding/json of etcd's HashKVResponse: zero fields omitted.
+        out: dict[str, object] = {"header": {"revision": rev} if rev else {}}
+        if h:
+            out["hash"] = h
+        if compact:
+            out["compact_revision"] = compact
+        return Response(200, json.dumps(out, separators=(",", ":")).encode(), JSON)
 
     async def _applied(self) -> Response | None:
         """None once the member applied what it committed; else the 408 to answer."""
