@@ -13,6 +13,10 @@ Rules this module keeps:
    consistent index it writes covers exactly the changes committed with it.
 4. Key-table puts are buffered in memory and flushed with one executemany
    before any read of the key table and before every commit.
+5. A failed write or commit (disk full, read-only file system, I/O error) may have
+   rolled the open transaction back: the backend no longer holds what the store
+   applied. It raises ``BackendError`` then and on every later write or commit
+   (the error sticks), and the member must end (etcd: "failed to commit tx").
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable
+
+from pyetcd.mvcc.errors import BackendError
 
 __all__ = ["BLOB_TABLES", "Backend"]
 
@@ -70,10 +76,7 @@ class Backend:
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._create_tables()
+        self._error: BackendError | None = None
         self._pending_keys: list[tuple[bytes, bytes]] = []
         self._pending = 0
         self._last_commit = clock()
@@ -81,8 +84,40 @@ class Backend:
         self._size_in_use = 0
         self.pre_commit_hook: Callable[[Backend], None] | None = None
         self.commits = 0
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                self._open()
+            except BaseException:
+                self._conn.close()
+                raise
+        except sqlite3.Error as err:
+            raise BackendError("failed to open database", err) from err
+
+    def _open(self) -> None:
+        c = self._conn
+        # A file that is not a database fails here, before anything is written to it.
+        tables = {row[0] for row in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        ours = {"key", "lease", *BLOB_TABLES}
+        if tables and not ours <= tables:
+            # Tables were lost: never fill the gap with empty ones.
+            missing = ", ".join(sorted(ours - tables))
+            raise sqlite3.DatabaseError(f"not an etcd backend: missing tables {missing}")
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=NORMAL")
+        self._create_tables()
         self._refresh_size()
-        self._conn.execute("BEGIN")
+        c.execute("BEGIN")
+
+    @property
+    def error(self) -> BackendError | None:
+        """The failure that broke this backend (rule 5), if one did."""
+        return self._error
+
+    def _fail(self, action: str, err: sqlite3.Error) -> BackendError:
+        if self._error is None:
+            self._error = BackendError(action, err)
+        return self._error
 
     def _create_tables(self) -> None:
         c = self._conn
@@ -131,7 +166,12 @@ class Backend:
         """Delete records of the key table by backend key."""
         self._flush()
         rows = [(r,) for r in revs]
-        self._conn.executemany("DELETE FROM key WHERE rev = ?", rows)
+        if self._error is not None:
+            raise self._error
+        try:
+            self._conn.executemany("DELETE FROM key WHERE rev = ?", rows)
+        except sqlite3.Error as err:
+            raise self._fail("failed to write to backend", err) from err
         self._pending += len(rows)
 
     def key_last(self) -> bytes | None:
@@ -145,7 +185,7 @@ class Backend:
     def put(self, table: str, k: bytes, v: bytes) -> None:
         """Set ``k`` in one of :data:`BLOB_TABLES`."""
         self._check_table(table)
-        self._conn.execute(f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)", (k, v))
+        self._write(f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)", (k, v))
         self._pending += 1
 
     def get(self, table: str, k: bytes) -> bytes | None:
@@ -157,7 +197,7 @@ class Backend:
     def delete(self, table: str, k: bytes) -> None:
         """Remove ``k`` from a blob table (absent is fine)."""
         self._check_table(table)
-        self._conn.execute(f"DELETE FROM {table} WHERE k = ?", (k,))
+        self._write(f"DELETE FROM {table} WHERE k = ?", (k,))
         self._pending += 1
 
     def items(self, table: str) -> list[tuple[bytes, bytes]]:
@@ -184,7 +224,7 @@ class Backend:
 
     def lease_put(self, lease_id: int, ttl: int, remaining_ttl: int) -> None:
         """Persist one lease."""
-        self._conn.execute(
+        self._write(
             "INSERT OR REPLACE INTO lease (id, ttl, remaining_ttl) VALUES (?, ?, ?)",
             (lease_id, ttl, remaining_ttl),
         )
@@ -192,7 +232,7 @@ class Backend:
 
     def lease_delete(self, lease_id: int) -> None:
         """Forget one lease."""
-        self._conn.execute("DELETE FROM lease WHERE id = ?", (lease_id,))
+        self._write("DELETE FROM lease WHERE id = ?", (lease_id,))
         self._pending += 1
 
     def leases(self) -> list[tuple[int, int, int]]:
@@ -201,11 +241,24 @@ class Backend:
 
     # -- transactions -----------------------------------------------------
 
+    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+        if self._error is not None:
+            raise self._error
+        try:
+            self._conn.execute(sql, args)
+        except sqlite3.Error as err:
+            raise self._fail("failed to write to backend", err) from err
+
     def _flush(self) -> None:
+        if self._error is not None:
+            raise self._error
         if self._pending_keys:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)", self._pending_keys
-            )
+            try:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)", self._pending_keys
+                )
+            except sqlite3.Error as err:
+                raise self._fail("failed to write to backend", err) from err
             self._pending_keys = []
 
     @property
@@ -214,7 +267,12 @@ class Backend:
         return self._pending
 
     def maybe_commit(self) -> bool:
-        """Commit if the batch is full or old enough; returns whether it committed."""
+        """Commit if the batch is full or old enough; returns whether it committed.
+
+        Raises BackendError if the backend failed (rule 5), due or not.
+        """
+        if self._error is not None:
+            raise self._error
         if self._pending >= self.batch_limit or (
             self._pending and self._clock() - self._last_commit >= self.batch_interval
         ):
@@ -223,16 +281,22 @@ class Backend:
         return False
 
     def commit(self) -> None:
-        """Commit the open transaction (running the pre-commit hook inside it)."""
+        """Commit the open transaction (running the pre-commit hook inside it).
+
+        Raises BackendError if the commit failed, or the backend had (rule 5).
+        """
         self._flush()
         if self.pre_commit_hook is not None:
             self.pre_commit_hook(self)
-        self._conn.execute("COMMIT")
-        self.commits += 1
-        self._pending = 0
-        self._last_commit = self._clock()
-        self._refresh_size()
-        self._conn.execute("BEGIN")
+        try:
+            self._conn.execute("COMMIT")
+            self.commits += 1
+            self._pending = 0
+            self._last_commit = self._clock()
+            self._refresh_size()
+            self._conn.execute("BEGIN")
+        except sqlite3.Error as err:
+            raise self._fail("failed to commit tx", err) from err
 
     def _refresh_size(self) -> None:
         page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
@@ -254,11 +318,15 @@ class Backend:
     def defragment(self) -> None:
         """Commit, then rewrite the database compactly (VACUUM) and shrink the file."""
         self.commit()
-        self._conn.execute("COMMIT")
-        self._conn.execute("VACUUM")
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._refresh_size()
-        self._conn.execute("BEGIN")
+        try:
+            self._conn.execute("COMMIT")
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._refresh_size()
+            self._conn.execute("BEGIN")
+        except sqlite3.Error as err:
+            # Out of its one open transaction the backend cannot keep rule 1.
+            raise self._fail("failed to defragment", err) from err
 
     def snapshot_to(self, path: str) -> None:
         """Commit and write a consistent copy of the whole database to ``path``."""
@@ -287,7 +355,11 @@ class Backend:
         return h
 
     def close(self) -> None:
-        """Commit and close the database."""
-        self.commit()
-        self._conn.execute("COMMIT")
-        self._conn.close()
+        """Commit and close the database (a failed backend is closed without a commit,
+        which rolls back what it could not keep; the error is raised after)."""
+        try:
+            if self._error is None:
+                self.commit()
+                self._conn.execute("COMMIT")
+        finally:
+            self._conn.close()
