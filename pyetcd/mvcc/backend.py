@@ -363,3 +363,5 @@ class Backend:
                 self._conn.execute("COMMIT")
         finally:
             self._conn.close()
+        if self._error is not None:
+            raise self._error

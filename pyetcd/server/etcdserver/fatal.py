@@ -82,7 +82,7 @@ class Fatal:
             msg, line = err.msg, {**err.fields, **line}
             err = err.cause
         elif isinstance(err, BackendError):
-            msg = err.action
+            msg, err = err.action, err.cause
         self.error = err
         self.log.fatal(msg, {**line, "error": error_text(err)})
         self._failed.set()

@@ -152,7 +152,8 @@ class RaftNode:
         for task in (self._ticker, self._task):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # A task that failed has told Fatal already.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
     async def _tick_loop(self) -> None:
