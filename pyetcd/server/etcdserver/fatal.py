@@ -21,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
@@ -45,11 +46,15 @@ class FatalError(Exception):
 
 def error_text(err: BaseException) -> str:
     """The error as etcd would print it: an OS error as ``<path>: <strerror>`` in
-    lower case ("no space left on device"), a backend error as its cause's text."""
+    lower case ("no space left on device"), a backend error as its cause's text, and
+    sqlite's "database or disk is full" naming ENOSPC as the OS would."""
     if isinstance(err, BackendError):
         err = err.cause
     if isinstance(err, FatalError):
         return str(err)
+    if isinstance(err, sqlite3.Error) and getattr(err, "sqlite_errorname", "") == "SQLITE_FULL":
+        # sqlite's text for ENOSPC (the backend sets no page limit, the other cause).
+        return f"{err} (no space left on device)"
     if isinstance(err, OSError) and err.strerror:
         text = err.strerror[0].lower() + err.strerror[1:]
         return f"{err.filename}: {text}" if err.filename else text
