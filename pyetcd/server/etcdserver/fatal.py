@@ -21,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Coroutine, Mapping
 from typing import Any
@@ -89,8 +90,10 @@ class Fatal:
         elif isinstance(err, BackendError):
             msg, err = err.action, err.cause
         self.error = err
-        self.log.fatal(msg, {**line, "error": error_text(err)})
         self._failed.set()
+        # The log may live on the disk that failed: the exit code must not depend on it.
+        with contextlib.suppress(Exception):
+            self.log.fatal(msg, {**line, "error": error_text(err)})
 
     def fail_threadsafe(
         self, loop: asyncio.AbstractEventLoop, msg: str, err: BaseException

@@ -115,6 +115,17 @@ async def test_a_cancelled_task_is_not_a_failure() -> None:
     assert _fatal_lines(out) == []
 
 
+async def test_a_log_on_the_failed_disk_does_not_keep_the_member_alive() -> None:
+    class ReadOnlyStream(io.StringIO):
+        def write(self, s: str) -> int:
+            raise OSError(errno.EROFS, "Read-only file system")
+
+    fatal = Fatal(Logger([ReadOnlyStream()], Level.INFO))
+    fatal.fail("failed to commit tx", OSError(errno.EROFS, "Read-only file system"))
+    assert fatal.failed
+    await asyncio.wait_for(fatal.wait(), 1)
+
+
 def test_error_text_reads_like_etcds() -> None:
     assert error_text(OSError(errno.EROFS, "Read-only file system")) == "read-only file system"
     assert (
