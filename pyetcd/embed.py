@@ -147,6 +147,7 @@ def peer_transport_factory(params: TransportParams) -> PeerTransport:
         on_snapshot=params.snapshots.on_snapshot_received,
         snapshot_dir=params.snapshot_dir,
         on_removed=params.removed.removed_by_peer,
+        on_fatal=params.fatal.fail,
     )
     # PeerTransport takes its HTTP face as an attribute, not a constructor argument;
     # it is set here, before the transport starts, from a part built before it.

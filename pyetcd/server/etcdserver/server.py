@@ -280,6 +280,7 @@ class EtcdServer:
                 removed=self,
                 http=self.cluster_face,
                 logger=self.log,
+                fatal=self.fatal,
             )
         )
 

@@ -95,6 +95,11 @@ class RemovedListener(Protocol):
         """A peer says this member was removed from the cluster."""
 
 
+class FatalSink(Protocol):
+    def fail(self, msg: str, err: BaseException) -> None:
+        """The transport cannot go on (a task of its life died): end the member."""
+
+
 @dataclass(frozen=True, slots=True)
 class TransportParams:
     """Everything a peer transport is built from, all built before it (see inbox.py)."""
@@ -113,3 +118,4 @@ class TransportParams:
     removed: RemovedListener
     http: PeerHTTPHandler
     logger: Logger
+    fatal: FatalSink

@@ -148,6 +148,79 @@ class FullDiskFS(FS):
             raise OSError(errno.ENOSPC, "No space left on device")
 
 
+class NoDescriptorsFS(FS):
+    """A process out of file descriptors once ``exhausted`` is set: opening fails."""
+
+    def __init__(self) -> None:
+        self.exhausted = False
+
+    def fdatasync(self, fd: int) -> None:
+        pass  # the disk is not what is being modelled
+
+    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+        if self.exhausted:
+            raise OSError(errno.EMFILE, "Too many open files", path)
+        return super().open(path, flags, mode)
+
+
+def _driver(
+    storage: WALStorage, log: Logger, fatal: Fatal
+) -> tuple[RaftNode, Applied, asyncio.Event]:
+    ents = conf_change_entries([(1, b"")])
+    storage.save(HardState(term=1, commit=len(ents)), ents).result()
+    rawnode = RawNode(Config(id=1, storage=storage, election_tick=10, rng=random.Random(1)))
+    applied = Applied()
+    led = asyncio.Event()
+    node = RaftNode(
+        rawnode,
+        RaftInbox(),
+        storage,
+        NullTransport(),
+        applied,  # type: ignore[arg-type]
+        AppliedIndex(),
+        tick_interval=0.01,
+        snapshot_count=10_000,
+        conf_state=ConfState(voters=(1,)),
+        logger=log,
+        fatal=fatal,
+        on_leader_change=lambda _old, new: led.set() if new == 1 else None,
+    )
+    return node, applied, led
+
+
+async def test_emfile_at_a_wal_cut_ends_the_member(tmp_path: Path) -> None:
+    fs = NoDescriptorsFS()
+    storage = WALStorage.open(
+        str(tmp_path), metadata=Metadata(member_id=1, cluster_id=1), fs=fs, segment_size=8192
+    )
+    log, out = _logger()
+    fatal = Fatal(log)
+    node, applied, led = _driver(storage, log, fatal)
+    node.start()
+    try:
+        await asyncio.wait_for(led.wait(), 10)
+        fs.exhausted = True
+        for i in range(200):  # ~100 bytes each: the segment fills and must be cut
+            if fatal.failed:
+                break
+            node.inbox.propose(b"%03d" % i + b"x" * 100)
+            await asyncio.sleep(0)
+        await asyncio.wait_for(fatal.wait(), 10)
+    finally:
+        await node.stop()
+        storage.close()
+    (line,) = _fatal_lines(out)
+    assert line["msg"] == "failed to save Raft hard state and entries"
+    assert line["error"].endswith(".wal.tmp: too many open files")
+    # What was applied was durable: everything before the cut is in the log.
+    reopened = WALStorage.open(str(tmp_path))
+    try:
+        durable = {e.data for e in reopened.entries(1, reopened.last_index() + 1, 1 << 30)}
+    finally:
+        reopened.close()
+    assert {e.data for e in applied.entries} <= durable
+
+
 async def test_a_failed_wal_save_ends_the_raft_loop_before_apply(tmp_path: Path) -> None:
     fs = FullDiskFS()
     storage = WALStorage.open(str(tmp_path), metadata=Metadata(member_id=1, cluster_id=1), fs=fs)
