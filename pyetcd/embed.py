@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import resource
 import signal
 from collections.abc import Coroutine
 from typing import Any
@@ -24,6 +25,7 @@ from pyetcd.logutil import Logger, new_logger
 from pyetcd.server.auth.errors import AuthOptionsError
 from pyetcd.server.etcdserver.corrupt import DataInconsistencyError
 from pyetcd.server.etcdserver.events import NO_EVENTS
+from pyetcd.server.etcdserver.fatal import FatalError
 from pyetcd.server.etcdserver.server import EtcdServer, TransportFactory
 from pyetcd.server.etcdserver.transport import TransportParams
 from pyetcd.server.rafthttp.transport import PeerTransport
@@ -61,6 +63,9 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     gc.disable()
     try:
         await server.start()
+    except FatalError as err:
+        server.fatal.fail(err.msg, err)
+        return 1
     except (
         BootstrapError,
         WALError,
@@ -96,9 +101,17 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     logger.info("ready to serve client requests", {})
     removed = asyncio.ensure_future(server.removed_event.wait())
     stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({removed, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    removed.cancel()
-    stopped.cancel()
+    failed = asyncio.ensure_future(server.fatal.wait())
+    await asyncio.wait({removed, stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in (removed, stopped, failed):
+        waiter.cancel()
+    if server.fatal.failed:
+        # The fatal line is written; end at once, as etcd's lg.Fatal does: no grace
+        # period for requests that can no longer be answered truthfully.
+        await server.abort()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.stop(), 1.0)
+        return 1
     logger.info("received signal; shutting down", {})
     # In-flight requests get a grace period; new ones are refused.
     await g.stop(grace=2.0)
@@ -106,7 +119,7 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
         await dashboard.stop()
     await client.stop()
     await server.stop()
-    return 0
+    return 1 if server.fatal.failed else 0
 
 
 def _log_serving(logger: Logger, cfg: ServerConfig, tls: TLSInfo | None) -> None:
@@ -144,6 +157,7 @@ def _peer_factory(tls: TLSInfo | None) -> TransportFactory:
             on_removed=params.removed.removed_by_peer,
             is_removed=params.removed.is_removed,
             http_handler=params.http.serve_peer_http,
+            on_fatal=params.fatal.fail,
             server_ssl=tls.server_context() if tls is not None else None,
             client_ssl=tls.client_context() if tls is not None else None,
         )
@@ -175,9 +189,31 @@ def _run_loop(main: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(main)
 
 
+def raise_fd_limit(logger: Logger) -> None:
+    """Raise the open-file soft limit to the hard limit, as etcd does at start: every
+    client connection is a descriptor, and running out at a WAL cut ends the member."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as err:
+        logger.warn("failed to raise the open file limit", {"error": str(err)})
+
+
+async def _serve_process(cfg: ServerConfig, logger: Logger) -> int:
+    code = await serve(cfg, logger)
+    if code != 0:
+        # Exit now, like zap's Fatal (os.Exit): the loop's teardown would wait for
+        # worker threads, and one may be stuck on the disk that failed.
+        logger.close()
+        os._exit(code)
+    return code
+
+
 def run(cfg: ServerConfig) -> int:
     logger = new_logger(cfg.logger, cfg.log_outputs, cfg.log_level)
+    raise_fd_limit(logger)
     try:
-        return _run_loop(serve(cfg, logger))
+        return _run_loop(_serve_process(cfg, logger))
     finally:
         logger.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pyetcd.mvcc.backend import Backend
 from pyetcd.mvcc.errors import (
+    BackendError,
     CompactedError,
     DuplicateKeyError,
     EmptyKeyError,
@@ -59,6 +60,7 @@ from pyetcd.mvcc.watchable_store import (
 
 __all__ = [
     "Backend",
+    "BackendError",
     "CompactedError",
     "CompactionRequest",
     "CompactionResponse",

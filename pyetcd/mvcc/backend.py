@@ -28,6 +28,10 @@ point leaves either the old file or the new one, each with a consistent index th
 matches its data (the Raft WAL is replayed from there).
 Nothing else may hold a connection to the file across ``finish_defrag``: sqlite's last
 connection deletes the ``-wal`` file by name when it closes.
+6. A failed write or commit (disk full, read-only file system, I/O error) may have
+   rolled the open transaction back: the backend no longer holds what the store
+   applied. It raises ``BackendError`` then and on every later write or commit
+   (the error sticks), and the member must end (etcd: "failed to commit tx").
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
+
+from pyetcd.mvcc.errors import BackendError
 
 __all__ = ["BLOB_TABLES", "Backend", "DefragCopy"]
 
@@ -160,8 +166,7 @@ class Backend:
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, exist_ok=True)
-        self._conn = self._connect()
-        self._create_tables()
+        self._error: BackendError | None = None
         self._defrag: DefragCopy | None = None
         self._pending_keys: list[tuple[bytes, bytes]] = []
         self._pending = 0
@@ -170,8 +175,40 @@ class Backend:
         self._size_in_use = 0
         self.pre_commit_hook: Callable[[Backend], None] | None = None
         self.commits = 0
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                self._open()
+            except BaseException:
+                self._conn.close()
+                raise
+        except sqlite3.Error as err:
+            raise BackendError("failed to open database", err) from err
+
+    def _open(self) -> None:
+        c = self._conn
+        # A file that is not a database fails here, before anything is written to it.
+        tables = {row[0] for row in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        ours = {"key", "lease", *BLOB_TABLES}
+        if tables and not ours <= tables:
+            # Tables were lost: never fill the gap with empty ones.
+            missing = ", ".join(sorted(ours - tables))
+            raise sqlite3.DatabaseError(f"not an etcd backend: missing tables {missing}")
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=NORMAL")
+        self._create_tables()
         self._refresh_size()
-        self._conn.execute("BEGIN")
+        c.execute("BEGIN")
+
+    @property
+    def error(self) -> BackendError | None:
+        """The failure that broke this backend (rule 6), if one did."""
+        return self._error
+
+    def _fail(self, action: str, err: sqlite3.Error) -> BackendError:
+        if self._error is None:
+            self._error = BackendError(action, err)
+        return self._error
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -180,11 +217,17 @@ class Backend:
         return conn
 
     def _write(self, sql: str, params: object, many: bool = False) -> None:
-        """Execute one write on the live connection (journaled during a defrag)."""
-        if many:
-            self._conn.executemany(sql, params)  # type: ignore[arg-type]
-        else:
-            self._conn.execute(sql, params)  # type: ignore[arg-type]
+        """Execute one write on the live connection (journaled during a defrag); a
+        failure breaks the backend for good (rule 6)."""
+        if self._error is not None:
+            raise self._error
+        try:
+            if many:
+                self._conn.executemany(sql, params)  # type: ignore[arg-type]
+            else:
+                self._conn.execute(sql, params)  # type: ignore[arg-type]
+        except sqlite3.Error as err:
+            raise self._fail("failed to write to backend", err) from err
         if self._defrag is not None:
             self._defrag.journal.append((sql, params, many))
 
@@ -306,6 +349,8 @@ class Backend:
     # -- transactions -----------------------------------------------------
 
     def _flush(self) -> None:
+        if self._error is not None:
+            raise self._error
         if self._pending_keys:
             self._write(
                 "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)",
@@ -320,7 +365,12 @@ class Backend:
         return self._pending
 
     def maybe_commit(self) -> bool:
-        """Commit if the batch is full or old enough; returns whether it committed."""
+        """Commit if the batch is full or old enough; returns whether it committed.
+
+        Raises BackendError if the backend failed (rule 6), due or not.
+        """
+        if self._error is not None:
+            raise self._error
         if self._pending >= self.batch_limit or (
             self._pending and self._clock() - self._last_commit >= self.batch_interval
         ):
@@ -329,16 +379,22 @@ class Backend:
         return False
 
     def commit(self) -> None:
-        """Commit the open transaction (running the pre-commit hook inside it)."""
+        """Commit the open transaction (running the pre-commit hook inside it).
+
+        Raises BackendError if the commit failed, or the backend had (rule 6).
+        """
         self._flush()
         if self.pre_commit_hook is not None:
             self.pre_commit_hook(self)
-        self._conn.execute("COMMIT")
-        self.commits += 1
-        self._pending = 0
-        self._last_commit = self._clock()
-        self._refresh_size()
-        self._conn.execute("BEGIN")
+        try:
+            self._conn.execute("COMMIT")
+            self.commits += 1
+            self._pending = 0
+            self._last_commit = self._clock()
+            self._refresh_size()
+            self._conn.execute("BEGIN")
+        except sqlite3.Error as err:
+            raise self._fail("failed to commit tx", err) from err
 
     def _refresh_size(self) -> None:
         page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
@@ -415,18 +471,22 @@ class Backend:
         held = [
             os.open(p, os.O_RDONLY) for p in (self.path, self.path + "-wal") if os.path.exists(p)
         ]
-        self._conn.execute("COMMIT")
-        self._conn.close()
-        for suffix in ("-wal", "-shm"):
-            _unlink(self.path + suffix)
-        os.replace(copy.dest_path, self.path)
-        self._conn = self._connect()
-        self._conn.execute("BEGIN")
-        for sql, params, many in copy.journal:
-            if many:
-                self._conn.executemany(sql, params)  # type: ignore[arg-type]
-            else:
-                self._conn.execute(sql, params)  # type: ignore[arg-type]
+        try:
+            self._conn.execute("COMMIT")
+            self._conn.close()
+            for suffix in ("-wal", "-shm"):
+                _unlink(self.path + suffix)
+            os.replace(copy.dest_path, self.path)
+            self._conn = self._connect()
+            self._conn.execute("BEGIN")
+            for sql, params, many in copy.journal:
+                if many:
+                    self._conn.executemany(sql, params)  # type: ignore[arg-type]
+                else:
+                    self._conn.execute(sql, params)  # type: ignore[arg-type]
+        except sqlite3.Error as err:
+            # Out of its one open transaction the backend cannot keep rule 1.
+            raise self._fail("failed to defragment", err) from err
         self._pending += len(copy.journal)
         self._refresh_size()
         path = self.path
@@ -467,16 +527,23 @@ class Backend:
         return h
 
     def close(self) -> None:
-        """Commit and close the database (a defragmentation in progress is dropped)."""
+        """Commit and close the database (a defragmentation in progress is dropped; a
+        failed backend is closed without a commit, which rolls back what it could not
+        keep, and the error is raised after)."""
         if self._defrag is not None:
             # The copy's connection must close before this one (the last to close
             # removes the -wal file by name): stop it and wait for it.
             copy, self._defrag = self._defrag, None
             copy.aborted = True
             copy.wait_closed()
-        self.commit()
-        self._conn.execute("COMMIT")
-        self._conn.close()
+        try:
+            if self._error is None:
+                self.commit()
+                self._conn.execute("COMMIT")
+        finally:
+            self._conn.close()
+        if self._error is not None:
+            raise self._error
 
 
 def _fsync_dir(path: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "BackendError",
     "CompactedError",
     "DuplicateKeyError",
     "EmptyKeyError",
@@ -26,6 +27,18 @@ __all__ = [
     "TooManyOpsError",
     "ValueProvidedError",
 ]
+
+
+class BackendError(Exception):
+    """The database failed under the store (disk full, read-only, I/O error, a file
+    that is not a backend). Not an ``MvccError``: no request caused it, and the member
+    cannot go on. ``action`` is etcd's fatal message for what failed ("failed to commit
+    tx"); ``cause`` the sqlite3 or OS error."""
+
+    def __init__(self, action: str, cause: BaseException) -> None:
+        super().__init__(f"{action}: {cause}")
+        self.action = action
+        self.cause = cause
 
 
 class MvccError(Exception):

@@ -313,7 +313,8 @@ class WAL:
             if self._error is None:
                 self.fs.fdatasync(self._fd)
         finally:
-            self.fs.close(self._fd)
+            if self._fd >= 0:
+                self.fs.close(self._fd)
             self.fs.close(self._lock_fd)
 
     # -- release ------------------------------------------------------------
@@ -445,6 +446,10 @@ class WAL:
         fs.ftruncate(self._fd, self._offset)  # drop the preallocated rest: the segment is final
         fs.fdatasync(self._fd)
         fs.close(self._fd)
+        # Until the next segment is open there is no tail: a failure below (EMFILE,
+        # ENOSPC) must not leave a closed descriptor, whose number may be reused, to
+        # be synced or closed again.
+        self._fd = -1
         with self._segments_lock:
             seg = SegmentName(self._segments[-1].seq + 1, self._last_index + 1)
         path = os.path.join(self.dir, str(seg))

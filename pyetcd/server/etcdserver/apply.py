@@ -245,6 +245,9 @@ class Applier:
             apply_conf(cc)
         except Exception as err:  # the core refused it: answer the waiter, change nothing
             self.log.warn("failed to apply conf change", {"error": str(err)})
+            if not skip_store:
+                # Applied all the same: the backend covers it (a snapshot may be taken here).
+                self.stores.kv.set_consistent_index(e.index, e.term)
             self.waits.fail(req_id, ServerError(str(err)))
             return
         if not skip_store:

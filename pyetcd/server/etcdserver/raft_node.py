@@ -5,6 +5,10 @@ One loop, readable in protocol order: wait for a tick, a peer message or a propo
 (WAL, group-committed, off the event loop) -> send -> apply -> advance. Inputs that
 arrive while a Ready is being handled are batched into the next one, so one fsync
 covers many proposals. The driver reads the core only through RawNode.
+
+A failure to persist or apply ends the member (see fatal.py): the loop raises a
+FatalError with etcd's message for the step that failed, and stops. Nothing after
+that step (a message depending on it, an apply, an answer to a client) happens.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Protocol
 
 from pyetcd.logutil import Logger
+from pyetcd.mvcc import BackendError
 from pyetcd.raft import (
     NONE,
     ConfChange,
@@ -36,6 +42,7 @@ from pyetcd.raft import (
 from pyetcd.wal import WALStorage
 
 from .events import NO_EVENTS, EventRecorder
+from .fatal import Fatal, FatalError
 from .inbox import RaftInbox
 from .transport import Transport
 from .wait import AppliedIndex
@@ -95,6 +102,7 @@ class RaftNode:
         snapshot_count: int,
         conf_state: ConfState,
         logger: Logger,
+        fatal: Fatal,
         on_leader_change: Callable[[int, int], None] | None = None,
         on_read_states: Callable[[Sequence[ReadState]], None] | None = None,
         events: EventRecorder = NO_EVENTS,
@@ -109,6 +117,7 @@ class RaftNode:
         self.snapshot_count = snapshot_count
         self.conf_state = conf_state
         self.log = logger
+        self.fatal = fatal
         self.lead = NONE
         self.term = rawnode.term
         # (term, vote) as last written to the WAL
@@ -120,6 +129,7 @@ class RaftNode:
         self._role = rawnode.state
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.leader_changed_at = time.monotonic()
         self.fsync_seconds: list[float] = []
@@ -136,8 +146,9 @@ class RaftNode:
         # The core may already have something to hand out (a sole voter elects itself
         # while starting): the loop must not wait for the first tick to see it.
         self.inbox.wake.set()
-        self._task = asyncio.create_task(self._run(), name="raft-node")
-        self._ticker = asyncio.create_task(self._tick_loop(), name="raft-ticker")
+        self._loop = asyncio.get_running_loop()
+        self._task = self.fatal.spawn(self._run(), "raft-node", "failed to run the Raft loop")
+        self._ticker = self.fatal.spawn(self._tick_loop(), "raft-ticker", "failed to tick Raft")
 
     async def stop(self) -> None:
         self._stopping = True
@@ -145,7 +156,8 @@ class RaftNode:
         for task in (self._ticker, self._task):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # A task that failed has told Fatal already.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
     async def _tick_loop(self) -> None:
@@ -175,8 +187,14 @@ class RaftNode:
         if rd.soft_state is not None:
             self._soft_state_changed(rd.soft_state.lead, rd.soft_state.raft_state)
         if rd.snapshot is not None:
-            await asyncio.to_thread(self.storage.apply_snapshot, rd.snapshot)
-            self.applier.apply_snapshot(rd.snapshot)
+            try:
+                await asyncio.to_thread(self.storage.apply_snapshot, rd.snapshot)
+            except Exception as err:
+                raise FatalError("failed to save Raft snapshot", err) from err
+            try:
+                self.applier.apply_snapshot(rd.snapshot)
+            except Exception as err:
+                raise FatalError("failed to open snapshot backend", err) from err
             index = rd.snapshot.metadata.index
             self.events.record(
                 "snapshot", f"applied a snapshot from the leader at index {index}", index=index
@@ -198,24 +216,42 @@ class RaftNode:
                 rd.hard_state or HardState(), rd.entries, inline=self._save_inline(rd)
             )
             if rd.must_sync:
-                if fut.done():
-                    fut.result()  # raises what the write raised
-                else:
-                    await asyncio.wrap_future(fut)
+                try:
+                    if fut.done():
+                        fut.result()  # raises what the write raised
+                    else:
+                        await asyncio.wrap_future(fut)
+                except Exception as err:
+                    raise FatalError("failed to save Raft hard state and entries", err) from err
                 took = time.perf_counter() - t0
                 self.fsync_seconds.append(took)
                 self.sync_seconds_average += (
                     took - self.sync_seconds_average
                 ) * _SYNC_AVERAGE_WEIGHT
+            else:
+                # Nobody waits for a commit-only write; its failure still ends the member
+                # (the WAL's error sticks, but the next synced save may be far away).
+                fut.add_done_callback(self._unsynced_saved)
             if rd.hard_state is not None:
                 self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
         if not early:
             self._send(rd.messages)
         if rd.committed_entries:
-            self.applier.apply_entries(rd.committed_entries, self._apply_conf_change)
+            try:
+                self.applier.apply_entries(rd.committed_entries, self._apply_conf_change)
+            except BackendError as err:
+                raise FatalError(err.action, err.cause) from err
             self.applied.advance(rd.committed_entries[-1].index)
         if rd.read_states and self._on_read_states is not None:
             self._on_read_states(rd.read_states)
+
+    def _unsynced_saved(self, fut: Future[None]) -> None:
+        # Runs on the WAL writer's thread (or here, if the save was inline).
+        err = fut.exception()
+        if err is not None and self._loop is not None:
+            self.fatal.fail_threadsafe(
+                self._loop, "failed to save Raft hard state and entries", err
+            )
 
     def _save_inline(self, rd: Ready) -> bool:
         if not rd.must_sync:
@@ -298,8 +334,14 @@ class RaftNode:
 
     def _snapshot(self) -> None:
         index = self.applied.applied
-        data = self.applier.snapshot_data()
-        self.storage.create_snapshot(index, self.conf_state, data)
+        try:
+            data = self.applier.snapshot_data()
+        except BackendError as err:
+            raise FatalError(err.action, err.cause) from err
+        try:
+            self.storage.create_snapshot(index, self.conf_state, data)
+        except Exception as err:
+            raise FatalError("failed to save snapshot", err) from err
         self.snapshot_index = index
         compact_to = index - SNAPSHOT_CATCHUP_ENTRIES
         if compact_to > self.storage.first_index():

@@ -20,12 +20,13 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from pyetcd.config import ServerConfig, compaction_retention
 from pyetcd.ids import InitialCluster, bootstrap_cluster
 from pyetcd.logutil import Logger
-from pyetcd.mvcc import KVStore, Lessor
+from pyetcd.mvcc import BackendError, KVStore, Lessor
 from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import NONE, HardState, RawNode
@@ -36,11 +37,13 @@ from pyetcd.wal import NO_SYNC_FS, OS_FS, Metadata, WALStorage
 from pyetcd.wal.read_ahead import ReadAhead
 
 from .apply import Applier
+from .backend import backend_exists, open_backend, recover_snapshot_backend
 from .cluster import ClusterFace, ClusterServer, Peers
 from .compactor import Compactor
 from .corrupt import CorruptionChecker
 from .errors import StoppedError
 from .events import NO_EVENTS, EventRecorder
+from .fatal import Fatal
 from .header import ResponseHeaders
 from .inbox import RaftInbox
 from .join import fetch_cluster, match_local_member
@@ -52,7 +55,7 @@ from .membership import Member, Membership
 from .proposer import Proposer
 from .raft_node import RaftNode, conf_change_entries
 from .read_index import ReadIndexer
-from .stores import BackendSnapshots, Stores, new_kvstore
+from .stores import BackendSnapshots, Stores
 from .transport import NullTransport, Transport, TransportParams
 from .wait import AppliedIndex, RequestWait
 
@@ -102,11 +105,13 @@ class EtcdServer:
         self.events = events
         self.peer_ssl = peer_ssl
         self.log = logger
+        #: Decides when the member cannot go on; ``pyetcd.embed`` awaits it.
+        self.fatal = Fatal(logger)
         self.transport_factory = transport_factory
         self.member_id = 0
         self.cluster_id = 0
         self.waits = RequestWait()
-        self._tasks: list[asyncio.Future[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self.removed_event = asyncio.Event()
         #: Peers learned from the running cluster when joining it.
@@ -127,15 +132,28 @@ class EtcdServer:
         cfg = self.cfg
         member_dir = os.path.join(cfg.data_dir, "member")
         os.makedirs(os.path.join(member_dir, "snap"), mode=0o700, exist_ok=True)
+        # A backend lost from a member that has a log is not recreated before the log
+        # says whether it can be rebuilt (see backend.py).
+        kv = None
+        reopen = not self._member_initialized() or backend_exists(cfg)
         # A restart reads the WAL in a child process while this one rebuilds the key
         # index: both are CPU-bound, and under one GIL they would take turns.
         ahead = self._start_wal_read_ahead()
         try:
-            kv = new_kvstore(cfg)
+            kv = open_backend(cfg) if reopen else None
             storage, boot = await asyncio.to_thread(self._open_storage, ahead)
+        except BaseException:
+            if kv is not None:
+                kv.close()
+            raise
         finally:
             if ahead is not None:
                 ahead.close()
+        try:
+            kv = recover_snapshot_backend(cfg, kv, storage.snapshot().metadata.index, self.log)
+        except BaseException:
+            await asyncio.to_thread(storage.close)
+            raise
         self.storage = storage
         md = storage.metadata
         self.member_id, self.cluster_id = md.member_id, md.cluster_id
@@ -144,19 +162,22 @@ class EtcdServer:
         await self.transport.start()
         self.peers.sync()
         self.raft.start()
-        self._spawn(self.proposer.run_expiry())
-        self._spawn(self.lease.run_expiry())
-        self._spawn(self._token_expiry_loop())
-        self._spawn(self._backend_commit_loop())
-        self._spawn(self._watch_sync_loop())
-        self._spawn(self.read_indexer.run())
-        self._spawn(self._publish())
+        self._spawn(self.proposer.run_expiry(), "request-expiry")
+        self._spawn(self.lease.run_expiry(), "lease-expiry")
+        self._spawn(self._token_expiry_loop(), "token-expiry")
+        self._spawn(self._backend_commit_loop(), "backend-commit")
+        self._spawn(self._watch_sync_loop(), "watch-sync")
+        self._spawn(self.read_indexer.run(), "read-index")
+        self._spawn(self._publish(), "publish")
         if self.compactor is not None:
-            self._spawn(self.compactor.run())
+            self._spawn(self.compactor.run(), "auto-compaction")
         if cfg.experimental_initial_corrupt_check:
             await self.corruption.initial_check()  # DataInconsistencyError: no start
         if cfg.experimental_corrupt_check_time > 0:
-            self._spawn(self.corruption.run_periodic(cfg.experimental_corrupt_check_time))
+            self._spawn(
+                self.corruption.run_periodic(cfg.experimental_corrupt_check_time),
+                "corruption-check",
+            )
         hs = storage.initial_state()[0]
         self.log.info(
             "started pyetcd member",
@@ -236,6 +257,7 @@ class EtcdServer:
             snapshot_count=cfg.snapshot_count,
             conf_state=conf_state,
             logger=log,
+            fatal=self.fatal,
             on_leader_change=leadership.changed,
             on_read_states=self.read_indexer.on_read_states,
             events=self.events,
@@ -301,6 +323,7 @@ class EtcdServer:
                 removed=self,
                 http=self.cluster_face,
                 logger=self.log,
+                fatal=self.fatal,
             )
         )
 
@@ -397,12 +420,37 @@ class EtcdServer:
         await self.raft.stop()
         await self.transport.close()
         self.waits.fail_all(StoppedError())
-        self.stores.close()
-        await asyncio.to_thread(self.storage.close)
+        try:
+            self.stores.close()
+        except BackendError as err:
+            self.fatal.fail(err.action, err)
+        try:
+            await asyncio.to_thread(self.storage.close)
+        except OSError as err:
+            self.fatal.fail("failed to close WAL", err)
         self.log.info("stopped pyetcd member", {"local-member-id": f"{self.member_id:x}"})
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))
+    async def abort(self) -> None:
+        """Stop after a fatal error: end the tasks and the peer transport, answer the
+        waiters, and leave the storage alone (it failed; the process exits next)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.proposer.stopped = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(Exception):
+            await self.raft.stop()
+        with contextlib.suppress(Exception):
+            await self.transport.close()
+        self.waits.fail_all(StoppedError())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        # Every duty runs for the member's life: an exception ending one ends the member.
+        self._tasks.append(self.fatal.spawn(coro, name, "member task failed unexpectedly"))
 
     # -- removal -----------------------------------------------------------------------------
 

@@ -99,6 +99,11 @@ class Removals(Protocol):
         ...
 
 
+class FatalSink(Protocol):
+    def fail(self, msg: str, err: BaseException) -> None:
+        """The transport cannot go on (a task of its life died): end the member."""
+
+
 @dataclass(frozen=True, slots=True)
 class TransportParams:
     """Everything a peer transport is built from, all built before it (see inbox.py)."""
@@ -117,3 +122,4 @@ class TransportParams:
     removed: Removals
     http: PeerHTTPHandler
     logger: Logger
+    fatal: FatalSink

@@ -125,6 +125,7 @@ class PeerTransport:
         client_ssl: ssl.SSLContext | None = None,
         is_removed: Callable[[int], bool] | None = None,
         http_handler: PeerHTTPServe | None = None,
+        on_fatal: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         """Build a transport; nothing runs until ``await start()``.
 
@@ -144,6 +145,8 @@ class PeerTransport:
             http_handler: serves plain HTTP on the peer port: called with the
                 request's first 4 bytes ("GET " or "POST"), the reader positioned after
                 them, and the writer. Without it such requests are refused.
+            on_fatal: called with a message and the error when a task the transport
+                runs for its life dies unexpectedly (the member then ends).
         """
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -163,6 +166,7 @@ class PeerTransport:
         self._on_removed = on_removed
         self._is_removed = is_removed
         self.http_handler = http_handler
+        self._on_fatal = on_fatal
         self._peers: dict[int, Peer] = {}
         self._servers: list[asyncio.Server] = []
         self._inbound: dict[asyncio.Task[None], int] = {}
@@ -290,11 +294,16 @@ class PeerTransport:
         peer.task.add_done_callback(self._sender_done)
 
     def _sender_done(self, task: asyncio.Task[None]) -> None:
-        # A sender only ends by cancellation; anything else is a bug worth a loud line.
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error(
-                "peer sender stopped", {"task": task.get_name(), "error": repr(task.exception())}
-            )
+        # A sender only ends by cancellation; anything else is a bug that would leave
+        # the peer unreachable for good: it ends the member (on_fatal), or says so loudly.
+        if task.cancelled() or task.exception() is None:
+            return
+        err = task.exception()
+        assert err is not None
+        if self._on_fatal is not None:
+            self._on_fatal("peer sender stopped", err)
+        else:
+            self.log.error("peer sender stopped", {"task": task.get_name(), "error": repr(err)})
 
     # -- sending ---------------------------------------------------------------------------
 

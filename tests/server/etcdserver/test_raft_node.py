@@ -16,6 +16,7 @@ from pathlib import Path
 from pyetcd.logutil import new_logger
 from pyetcd.raft import ConfChange, Config, ConfState, Entry, EntryType, RawNode
 from pyetcd.raft.types import HardState
+from pyetcd.server.etcdserver.fatal import Fatal
 from pyetcd.server.etcdserver.inbox import RaftInbox
 from pyetcd.server.etcdserver.raft_node import (
     INLINE_SAVE_MAX_SECONDS,
@@ -83,6 +84,7 @@ async def _run_node(
         snapshot_count=10_000,
         conf_state=ConfState(voters=(1,)),
         logger=new_logger("zap", ["/dev/null"], "error"),
+        fatal=Fatal(new_logger("zap", ["/dev/null"], "error")),
         on_leader_change=lambda _old, new: led.set() if new == 1 else None,
     )
     node.start()  # the bootstrap conf change is applied, then the ticks elect it
