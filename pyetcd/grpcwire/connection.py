@@ -5,17 +5,23 @@ HTTP/2 preface. It hands the bytes it reads to the sans-I/O core, turns the core
 events into ``ServerCall`` tasks and their request messages, and writes what the core
 has to send. Rules it keeps:
 
-1. Bytes are fed to the core where they arrive (``data_received``); whatever the core
-   queued in one turn of the loop leaves in one ``write`` (``_kick`` schedules
-   ``_flush``), so 64 concurrent answers cost one syscall, not 64.
-2. Receive windows are large and handed back as soon as a call consumed the DATA;
+1. Bytes are fed to the core where they arrive (``data_received``), at most
+   ``frames_per_turn`` frames per turn of the loop: the rest wait in the core, reading
+   pauses, and the next turn (``call_soon``) goes on, so other connections, Raft's ticks
+   and heartbeats run between. Whatever the core queued in one turn leaves in one
+   ``write`` (``_kick`` schedules ``_flush``): 64 concurrent answers cost one syscall.
+2. Receive windows are handed back as the calls consume the DATA (call.py, rule 4);
    send windows are the client's, and a call waits for them (``wait_window``).
 3. A connection error (an ``H2Error`` out of ``receive_data``) ends the connection
    after the core's GOAWAY; a stream error ends only that stream's call. Nothing a
    client sends can raise out of ``data_received``.
-4. A client that does not read makes us stop reading it (``pause_writing``), so its
-   PINGs and requests cannot pile up answers.
-5. ``goaway`` stops new streams and closes the connection when the last call ends;
+4. Reading stops while the client does not read (``pause_writing``), so its PINGs and
+   requests cannot pile up answers, and while ``max_concurrent_streams`` call tasks
+   run (reset ones included, grpc-go's answer to rapid reset).
+5. Floods end the connection with GOAWAY(ENHANCE_YOUR_CALM) as grpc-go does: PINGs
+   against its keepalive enforcement policy ("too_many_pings"), and, beyond
+   ``ServerLimits``' rates, RST_STREAMs of running calls and SETTINGS frames.
+6. ``goaway`` stops new streams and closes the connection when the last call ends;
    ``abort`` closes it at once, cancelling every call.
 """
 
@@ -29,6 +35,7 @@ from .call import CallAborted, MethodHandler, ServerCall, request_of
 from .errors import H2Error
 from .events import (
     DataReceived,
+    PingReceived,
     RemoteSettingsChanged,
     RequestReceived,
     StreamReset,
@@ -37,13 +44,15 @@ from .events import (
 )
 from .frames import ErrorCode
 from .h2connection import H2Connection
+from .limits import PingPolicy, RateCap, ServerLimits
 from .streams import StreamState
 
 __all__ = ["CONN_WINDOW", "STREAM_WINDOW", "ConnectionHost", "GrpcConnection"]
 
-#: The receive windows we grant: per stream, and for the whole connection.
-STREAM_WINDOW: Final = 1 << 24
-CONN_WINDOW: Final = 1 << 26
+#: The receive windows we grant: per stream, and for the whole connection. With credit
+#: only on consumption they bound what a stream and a connection hold unread.
+STREAM_WINDOW: Final = 1 << 22
+CONN_WINDOW: Final = 1 << 24
 _KEEPALIVE_PING: Final = b"pyetcdka"
 
 
@@ -55,6 +64,9 @@ class ConnectionHost(Protocol):
 
     @property
     def services(self) -> Collection[str]: ...
+
+    @property
+    def limits(self) -> ServerLimits: ...
 
     @property
     def keepalive_interval(self) -> float:
@@ -85,9 +97,16 @@ class GrpcConnection(asyncio.Protocol):
         self.peer = peer
         self.auth_context = auth_context
         self.transport: asyncio.Transport | None = None
-        self.h2 = H2Connection(stream_window=STREAM_WINDOW, connection_window=CONN_WINDOW)
+        limits = self.limits = host.limits
+        self.h2 = H2Connection(STREAM_WINDOW, CONN_WINDOW, limits)
         self.calls: dict[int, ServerCall] = {}
-        self.paused = False
+        self.paused = False  # the client does not read: nor do we
+        self._held = False  # a turn's budget is spent, or too many calls run
+        self._running = 0  # call tasks not yet over
+        self._failed = False
+        self._pings = PingPolicy(limits.keepalive_min_time, limits.keepalive_permit_without_stream)
+        self._resets = RateCap(limits.max_resets, limits.reset_interval)
+        self._settings = RateCap(limits.max_settings, limits.settings_interval)
         self._flushing = False
         self._window_waiters: list[asyncio.Future[None]] = []
         self._writable_waiters: list[asyncio.Future[None]] = []
@@ -102,7 +121,8 @@ class GrpcConnection(asyncio.Protocol):
             TrailersReceived: self._on_trailers,
             StreamReset: self._on_reset,
             WindowUpdated: self._on_window,
-            RemoteSettingsChanged: self._on_window,
+            RemoteSettingsChanged: self._on_settings,
+            PingReceived: self._on_ping,
         }
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
@@ -131,21 +151,28 @@ class GrpcConnection(asyncio.Protocol):
         # A client that does not read must not make us queue answers (PING ACKs,
         # responses) without end: stop reading it until it catches up.
         self.paused = True
-        if self.transport is not None and not self._closed:
-            self.transport.pause_reading()
+        self._set_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
-        if self.transport is not None and not self._closed:
-            self.transport.resume_reading()
+        self._set_reading()
         self._wake(self._writable_waiters)
 
+    def _set_reading(self) -> None:
+        if self.transport is not None and not self._closed:
+            if self.paused or self._held:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
-        if self._closed:
-            return
-        self._active = True
+        if not self._closed:
+            self._active = True
+            self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
         try:
-            events = self.h2.receive_data(data)
+            events = self.h2.receive_data(data, self.limits.frames_per_turn)
         except H2Error:  # a connection error: the core queued its GOAWAY
             self._fail()
             return
@@ -158,8 +185,22 @@ class GrpcConnection(asyncio.Protocol):
                 handler = self._on_event.get(type(event))
                 if handler is not None:
                     handler(event)
+            if self._failed:  # a flood ended the connection
+                return
         if self.h2.has_data_to_send:
             self._kick()
+        # Rules 1 and 4: go on next turn, or once a call ends; until then read nothing.
+        too_many = self._running >= self.limits.max_concurrent_streams
+        held = too_many or self.h2.input_pending
+        if held != self._held:
+            self._held = held
+            self._set_reading()
+        if held and not too_many:
+            self._loop.call_soon(self._read_more)
+
+    def _read_more(self) -> None:
+        if not self._closed and not self._failed:
+            self._receive(b"")
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -168,6 +209,7 @@ class GrpcConnection(asyncio.Protocol):
         sid = event.stream_id
         call = ServerCall(self, self.host, sid, self.host.lookup(path), path, metadata, encoding)
         self.calls[sid] = call
+        self._running += 1
         call.task = self._loop.create_task(call.run())
         if event.end_stream:
             call.end_of_requests()
@@ -175,16 +217,17 @@ class GrpcConnection(asyncio.Protocol):
     def _on_data(self, event: DataReceived) -> None:
         sid = event.stream_id
         call = self.calls.get(sid)
+        credit = event.flow_controlled_length
         if call is not None and not call.finished:
-            if event.data:
+            if credit:
                 try:
-                    call.feed(event.data)
+                    credit = call.feed(event.data, credit)
                 except CallAborted as err:
                     self._refuse(call, err.code, err.details)
             if event.end_stream:
                 call.end_of_requests()
-        # Requests are consumed as they arrive: the windows open again at once.
-        self.h2.acknowledge_received_data(event.flow_controlled_length, sid)
+        if credit:
+            self.h2.acknowledge_received_data(credit, sid)
 
     def _on_trailers(self, event: TrailersReceived) -> None:
         # A client's only use of trailers is to end its side.
@@ -195,11 +238,28 @@ class GrpcConnection(asyncio.Protocol):
     def _on_reset(self, event: StreamReset) -> None:
         call = self.calls.pop(event.stream_id, None)
         if call is not None:
+            running = not call.finished
             call.reset()
             self._wake(self._window_waiters)
+            if running and event.remote and not self._resets.take(self._loop.time()):
+                self._calm(b"too_many_resets")
 
     def _on_window(self, _: WindowUpdated | RemoteSettingsChanged) -> None:
         self._wake(self._window_waiters)
+
+    def _on_settings(self, event: RemoteSettingsChanged) -> None:
+        self._wake(self._window_waiters)
+        if not self._settings.take(self._loop.time()):
+            self._calm(b"too_many_settings")
+
+    def _on_ping(self, _: PingReceived) -> None:
+        if not self._pings.ping(self._loop.time(), len(self.calls)):
+            self._calm(b"too_many_pings")
+
+    def _calm(self, reason: bytes) -> None:
+        # Rule 5: GOAWAY(ENHANCE_YOUR_CALM) with the reason as debug data, then close.
+        self.h2.close_connection(ErrorCode.ENHANCE_YOUR_CALM, reason)
+        self._fail()
 
     def _refuse(self, call: ServerCall, code: Any, details: str) -> None:
         # End the call with this status and tell the client to stop sending.
@@ -238,6 +298,7 @@ class GrpcConnection(asyncio.Protocol):
     def send_headers(self, stream_id: int, block: bytes) -> None:
         if not self._closed:
             self.h2.send_headers(stream_id, block)
+            self._pings.forgive = True
             self._kick()
 
     def send_data(self, stream_id: int, data: bytes) -> int:
@@ -247,8 +308,20 @@ class GrpcConnection(asyncio.Protocol):
         n = min(len(data), h2.local_flow_control_window(stream_id))
         if n > 0:
             h2.send_data(stream_id, data if n == len(data) else data[:n])
+            self._pings.forgive = True
             self._kick()
         return n
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        if not self._closed:
+            self.h2.acknowledge_received_data(size, stream_id)
+            if self.h2.has_data_to_send:
+                self._kick()
+
+    def call_done(self, call: ServerCall) -> None:
+        self._running -= 1
+        if self._held and self._running == self.limits.max_concurrent_streams - 1:
+            self._loop.call_soon(self._read_more)
 
     def finish(self, call: ServerCall, trailers: bytes) -> None:
         if not self._closed:
@@ -320,7 +393,7 @@ class GrpcConnection(asyncio.Protocol):
         self.connection_lost(None)
 
     def _fail(self) -> None:
-        self._going_away = True
+        self._failed = self._going_away = True
         for call in list(self.calls.values()):
             call.reset()
         self.calls.clear()
