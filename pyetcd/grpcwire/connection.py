@@ -54,6 +54,7 @@ __all__ = ["CONN_WINDOW", "STREAM_WINDOW", "ConnectionHost", "GrpcConnection"]
 STREAM_WINDOW: Final = 1 << 22
 CONN_WINDOW: Final = 1 << 24
 _KEEPALIVE_PING: Final = b"pyetcdka"
+_HALF_CLOSED_LOCAL: Final = StreamState.HALF_CLOSED_LOCAL
 
 
 class ConnectionHost(Protocol):
@@ -262,10 +263,8 @@ class GrpcConnection(asyncio.Protocol):
         self._fail()
 
     def _refuse(self, call: ServerCall, code: Any, details: str) -> None:
-        # End the call with this status and tell the client to stop sending.
+        # End the call with this status (``finish`` tells the client to stop sending).
         call.end_with(code, details)
-        if self.h2.stream_state(call.stream_id) is StreamState.HALF_CLOSED_LOCAL:
-            self.h2.reset_stream(call.stream_id, ErrorCode.NO_ERROR)
 
     # -- keepalive (gRPC's server keepalive: interval and timeout) ---------------------------------
 
@@ -325,7 +324,12 @@ class GrpcConnection(asyncio.Protocol):
 
     def finish(self, call: ServerCall, trailers: bytes) -> None:
         if not self._closed:
-            self.h2.send_headers(call.stream_id, trailers, end_stream=True)
+            h2, sid = self.h2, call.stream_id
+            h2.send_headers(sid, trailers, end_stream=True)
+            # The answer is complete: a client still sending is told to stop, as grpc-go
+            # does (RST_STREAM NO_ERROR, RFC 9113 8.1), and its late DATA is dropped.
+            if sid in h2.streams and h2.stream_state(sid) is _HALF_CLOSED_LOCAL:
+                h2.reset_stream(sid, ErrorCode.NO_ERROR)
             self._kick()
         self.calls.pop(call.stream_id, None)
         if self._going_away and not self.calls:
