@@ -116,15 +116,6 @@ class GrpcConnection(asyncio.Protocol):
         self._active = False
         self._keepalive: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_event_loop()
-        self._on_event: dict[type[Any], Callable[[Any], None]] = {
-            RequestReceived: self._on_request,
-            DataReceived: self._on_data,
-            TrailersReceived: self._on_trailers,
-            StreamReset: self._on_reset,
-            WindowUpdated: self._on_window,
-            RemoteSettingsChanged: self._on_settings,
-            PingReceived: self._on_ping,
-        }
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -183,9 +174,9 @@ class GrpcConnection(asyncio.Protocol):
             elif isinstance(event, RequestReceived):
                 self._on_request(event)
             else:
-                handler = self._on_event.get(type(event))
+                handler = _ON_EVENT.get(type(event))
                 if handler is not None:
-                    handler(event)
+                    handler(self, event)
             if self._failed:  # a flood ended the connection
                 return
         if self.h2.has_data_to_send:
@@ -402,3 +393,14 @@ class GrpcConnection(asyncio.Protocol):
             call.reset()
         self.calls.clear()
         self.close()  # writes the core's GOAWAY first
+
+
+# The other events' handlers, as plain functions (bound methods kept on the connection
+# would make it a reference cycle, freed only by the gc).
+_ON_EVENT: Final[dict[type[Any], Callable[[GrpcConnection, Any], None]]] = {
+    TrailersReceived: GrpcConnection._on_trailers,
+    StreamReset: GrpcConnection._on_reset,
+    WindowUpdated: GrpcConnection._on_window,
+    RemoteSettingsChanged: GrpcConnection._on_settings,
+    PingReceived: GrpcConnection._on_ping,
+}

@@ -37,15 +37,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-from .checks import (
-    check_ping,
-    check_priority,
-    check_rst_stream,
-    goaway_fields,
-    settings_pairs,
-    unpad,
-    window_increment,
-)
+from . import checks
 from .errors import (
     CompressionError,
     EnhanceYourCalmError,
@@ -88,7 +80,15 @@ from .frames import (
 )
 from .hpack import Decoder, HPACKDecodeError
 from .limits import DEFAULT_LIMITS, ServerLimits
-from .streams import TRANSITIONS, ClosedBy, ClosedStreams, H2Stream, StreamInput, StreamState
+from .streams import (
+    TRANSITIONS,
+    ClosedBy,
+    ClosedStreams,
+    H2Stream,
+    PendingBlock,
+    StreamInput,
+    StreamState,
+)
 
 __all__ = ["ConnectionState", "H2Connection"]
 
@@ -112,17 +112,6 @@ _RECV_HEADERS, _RECV_DATA, _RECV_END_STREAM, _RECV_RST_STREAM = tuple(StreamInpu
 _SEND_HEADERS, _SEND_DATA, _SEND_END_STREAM, _SEND_RST_STREAM = tuple(StreamInput)[4:]
 _ENDED, _RESET_BY_PEER, _RESET_BY_US = ClosedBy
 _UNLIMITED: Final = 1 << 62
-
-
-class _PendingBlock:
-    # A header block whose END_HEADERS has not arrived: only CONTINUATION may follow.
-    __slots__ = ("block", "continuations", "flags", "stream_id")
-
-    def __init__(self, stream_id: int, flags: int, block: bytes) -> None:
-        self.stream_id = stream_id
-        self.flags = flags
-        self.block = bytearray(block)
-        self.continuations = 0
 
 
 class H2Connection:
@@ -163,19 +152,7 @@ class H2Connection:
         self._out: list[bytes] = []
         self._events: list[Event] = []
         self._decoder = Decoder(max_header_list_size=limits.max_header_list_size)
-        self._pending: _PendingBlock | None = None
-        self._handlers: dict[int, Callable[[int, int, bytes], None]] = {
-            FrameType.DATA: self._on_data,
-            FrameType.HEADERS: self._on_headers,
-            FrameType.PRIORITY: self._on_priority,
-            FrameType.RST_STREAM: self._on_rst_stream,
-            FrameType.SETTINGS: self._on_settings,
-            FrameType.PUSH_PROMISE: self._on_push_promise,
-            FrameType.PING: self._on_ping,
-            FrameType.GOAWAY: self._on_goaway,
-            FrameType.WINDOW_UPDATE: self._on_window_update,
-            FrameType.CONTINUATION: self._on_continuation,
-        }
+        self._pending: PendingBlock | None = None
 
     # -- what the owner calls --------------------------------------------------------------------
 
@@ -224,7 +201,7 @@ class H2Connection:
                 self._fail(ProtocolError("invalid connection preface"))
             self.state = _CONN_OPEN
             pos = _PREFACE_LEN
-        unpack, handlers = _HEADER.unpack_from, self._handlers
+        unpack, handlers = _HEADER.unpack_from, _HANDLERS
         while end - pos >= 9 and max_frames > 0:
             max_frames -= 1
             high, low, ftype, flags, sid = unpack(data, pos)
@@ -241,7 +218,7 @@ class H2Connection:
                     raise ProtocolError("expected CONTINUATION")
                 handler = handlers.get(ftype)
                 if handler is not None:  # frames of unknown types are ignored (RFC 9113 4.1)
-                    handler(flags, sid, data[start:pos])
+                    handler(self, flags, sid, data[start:pos])
             except H2Error as err:
                 if err.stream_id == 0:
                     self._fail(err)
@@ -395,12 +372,16 @@ class H2Connection:
     # -- errors ---------------------------------------------------------------------------------
 
     def _fail(self, err: H2Error) -> None:
-        # A connection error: GOAWAY with its code, then the owner hears of it.
+        # A connection error: GOAWAY with its code, then the owner hears of it. ``err``
+        # must leave this frame (its traceback holds it): no cycle keeps the connection.
         self.close_connection(err.error_code, str(err).encode())
         self.state = _CONN_CLOSED
         self._buf.clear()
         self._pending = None
-        raise err
+        try:
+            raise err
+        finally:
+            del err
 
     def _stream_error(self, err: H2Error) -> None:
         sid = err.stream_id
@@ -447,7 +428,7 @@ class H2Connection:
         self._recv_window -= n
         if self._recv_window < 0:
             raise FlowControlError("DATA beyond the connection window")
-        data = unpad(payload) if flags & Flag.PADDED else payload
+        data = checks.unpad(payload) if flags & Flag.PADDED else payload
         stream = self.streams.get(sid)
         if stream is None:
             if sid > self.highest_stream_id:
@@ -473,7 +454,7 @@ class H2Connection:
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
             raise ProtocolError("HEADERS on stream 0")
-        block = unpad(payload) if flags & Flag.PADDED else payload
+        block = checks.unpad(payload) if flags & Flag.PADDED else payload
         if flags & Flag.PRIORITY:
             if len(block) < 5:
                 raise FrameSizeError("HEADERS too short for its priority fields")
@@ -481,7 +462,7 @@ class H2Connection:
         if flags & Flag.END_HEADERS:
             self._on_header_block(flags, sid, block)
         else:
-            self._pending = _PendingBlock(sid, flags, block)
+            self._pending = PendingBlock(sid, flags, block)
 
     def _on_continuation(self, flags: int, sid: int, payload: bytes) -> None:
         pending = self._pending
@@ -529,10 +510,10 @@ class H2Connection:
         self._events.append(RequestReceived(sid, headers, end))
 
     def _on_priority(self, flags: int, sid: int, payload: bytes) -> None:
-        check_priority(sid, payload)
+        checks.check_priority(sid, payload)
 
     def _on_rst_stream(self, flags: int, sid: int, payload: bytes) -> None:
-        check_rst_stream(sid, payload)
+        checks.check_rst_stream(sid, payload)
         stream = self.streams.pop(sid, None)
         if stream is None:
             if sid > self.highest_stream_id:
@@ -543,7 +524,7 @@ class H2Connection:
         self._events.append(StreamReset(sid, int.from_bytes(payload, "big"), True))
 
     def _on_settings(self, flags: int, sid: int, payload: bytes) -> None:
-        pairs = settings_pairs(sid, flags, payload)
+        pairs = checks.settings_pairs(sid, flags, payload)
         if pairs is None:
             self._events.append(SettingsAcknowledged())
             return
@@ -565,7 +546,7 @@ class H2Connection:
         raise ProtocolError("clients must not push")
 
     def _on_ping(self, flags: int, sid: int, payload: bytes) -> None:
-        check_ping(sid, payload)
+        checks.check_ping(sid, payload)
         if flags & Flag.ACK:
             self._events.append(PingAckReceived(payload))
         else:
@@ -574,11 +555,11 @@ class H2Connection:
 
     def _on_goaway(self, flags: int, sid: int, payload: bytes) -> None:
         # The client will open no more streams; it closes the connection when done.
-        last, code, debug = goaway_fields(sid, payload)
+        last, code, debug = checks.goaway_fields(sid, payload)
         self._events.append(ConnectionTerminated(error_code(code), last, debug))
 
     def _on_window_update(self, flags: int, sid: int, payload: bytes) -> None:
-        increment = window_increment(sid, payload)
+        increment = checks.window_increment(sid, payload)
         if sid == 0:
             if increment == 0:
                 raise ProtocolError("WINDOW_UPDATE of 0")
@@ -597,3 +578,18 @@ class H2Connection:
             if stream.send_window > MAX_WINDOW:
                 raise FlowControlError("stream window above 2^31-1", sid)
         self._events.append(WindowUpdated(sid, increment))
+
+
+# Frame handlers by type: plain functions (bound ones kept on it would make a cycle).
+_HANDLERS: Final[dict[int, Callable[[H2Connection, int, int, bytes], None]]] = {
+    FrameType.DATA: H2Connection._on_data,
+    FrameType.HEADERS: H2Connection._on_headers,
+    FrameType.PRIORITY: H2Connection._on_priority,
+    FrameType.RST_STREAM: H2Connection._on_rst_stream,
+    FrameType.SETTINGS: H2Connection._on_settings,
+    FrameType.PUSH_PROMISE: H2Connection._on_push_promise,
+    FrameType.PING: H2Connection._on_ping,
+    FrameType.GOAWAY: H2Connection._on_goaway,
+    FrameType.WINDOW_UPDATE: H2Connection._on_window_update,
+    FrameType.CONTINUATION: H2Connection._on_continuation,
+}

@@ -27,6 +27,7 @@ __all__ = [
     "ClosedBy",
     "ClosedStreams",
     "H2Stream",
+    "PendingBlock",
     "StreamInput",
     "StreamState",
 ]
@@ -163,3 +164,15 @@ class ClosedStreams:
 
     def __len__(self) -> int:
         return len(self._by)
+
+
+class PendingBlock:
+    """A header block whose END_HEADERS has not arrived: only CONTINUATION may follow."""
+
+    __slots__ = ("block", "continuations", "flags", "stream_id")
+
+    def __init__(self, stream_id: int, flags: int, block: bytes) -> None:
+        self.stream_id = stream_id
+        self.flags = flags
+        self.block = bytearray(block)
+        self.continuations = 0

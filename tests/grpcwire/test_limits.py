@@ -15,7 +15,7 @@ from typing import Any, cast
 import hpack
 import pytest
 
-from pyetcd.grpcwire import GrpcConnection, GrpcServer, ServerCall, ServerLimits
+from pyetcd.grpcwire import GrpcConnection, GrpcServer, H2Connection, ServerCall, ServerLimits
 from pyetcd.grpcwire.connection import STREAM_WINDOW
 from pyetcd.grpcwire.frames import (
     PREFACE,
@@ -309,3 +309,20 @@ async def test_ping_flood_over_a_socket_ends_in_goaway_with_the_reason() -> None
         payload = rest[pos + 6 : pos + 6 + int.from_bytes(rest[pos - 3 : pos], "big")]
         code = int.from_bytes(payload[4:8], "big")
         assert (code, payload[8:]) == (ErrorCode.ENHANCE_YOUR_CALM, b"too_many_pings")
+
+
+async def test_closed_connections_leave_no_cycles(no_gc: None) -> None:
+    # Thousands of connections end in a connection error during a flood: each must be
+    # freed by reference counting, not wait for the (rarely run) gc.
+    g = GrpcServer(Logger([]), max_receive=1 << 20)
+    flood = frame(FrameType.HEADERS, 0, 1, b"") + frame(FrameType.CONTINUATION, 0, 1) * 200
+    for _ in range(20):
+        conn = g.connection("test", {})
+        conn.connection_made(cast(asyncio.Transport, Sink()))
+        conn.data_received(PREFACE + settings(()) + flood)
+        await turns(2)
+        conn.connection_lost(None)
+    del conn
+    await turns()
+    kinds = (GrpcConnection, H2Connection)
+    assert [o for o in gc.get_objects() if isinstance(o, kinds)] == []
