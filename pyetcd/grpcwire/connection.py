@@ -148,6 +148,8 @@ class GrpcConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused = False
         self._set_reading()
+        if self._held:
+            self._loop.call_soon(self._read_more)
         self._wake(self._writable_waiters)
 
     def _set_reading(self) -> None:
@@ -191,7 +193,8 @@ class GrpcConnection(asyncio.Protocol):
             self._loop.call_soon(self._read_more)
 
     def _read_more(self) -> None:
-        if not self._closed and not self._failed:
+        # Frames already read wait too while the client does not read (rule 4).
+        if not self._closed and not self._failed and not self.paused:
             self._receive(b"")
 
     # -- events -----------------------------------------------------------------------------------

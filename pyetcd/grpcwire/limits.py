@@ -61,7 +61,7 @@ class ServerLimits:
     reset_interval: float = 10.0
     max_settings: int = 100
     settings_interval: float = 10.0
-    frames_per_turn: int = 256
+    frames_per_turn: int = 64
 
 
 DEFAULT_LIMITS: Final = ServerLimits()
