@@ -91,6 +91,7 @@ class ServerConfig:
     backend_batch_limit: int = 0  # 0 = the backend's default
     max_txn_ops: int = 128
     max_request_bytes: int = 1572864
+    grpc_keepalive_min_time: float = 5.0
     grpc_keepalive_interval: float = 7200.0
     grpc_keepalive_timeout: float = 20.0
     socket_reuse_port: bool = False

@@ -126,14 +126,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     _f("backend-batch-limit", _I, "0", _M, "Most operations before a backend commit."),
     _f("max-txn-ops", _U, "128", _M, "Most operations in one transaction."),
     _f("max-request-bytes", _U, "1572864", _M, "Largest client request in bytes."),
-    _f(
-        "grpc-keepalive-min-time",
-        _D,
-        "5s",
-        _M,
-        "Shortest client ping interval allowed.",
-        supported=False,  # pyetcd's gRPC server does not police client pings
-    ),
+    _f("grpc-keepalive-min-time", _D, "5s", _M, "Shortest client ping interval allowed."),
     _f("grpc-keepalive-interval", _D, "2h", _M, "Server-to-client ping interval (0 disables)."),
     _f("grpc-keepalive-timeout", _D, "20s", _M, "Wait for a ping answer (0 disables)."),
     _f("socket-reuse-port", _B, "false", _M, "Set SO_REUSEPORT on listeners."),

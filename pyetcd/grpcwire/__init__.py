@@ -38,6 +38,7 @@ from .events import (
 )
 from .frames import ErrorCode
 from .h2connection import ConnectionState, H2Connection
+from .limits import ServerLimits
 from .server import ErrorLog, GrpcServer
 from .streams import StreamState
 
@@ -64,6 +65,7 @@ __all__ = [
     "RemoteSettingsChanged",
     "RequestReceived",
     "ServerCall",
+    "ServerLimits",
     "SettingsAcknowledged",
     "StreamClosedError",
     "StreamReset",

@@ -14,6 +14,15 @@ Rules the call keeps:
    connection's) and the peer's frame size; a write waits for a window, not the loop.
 3. The trailers go out once, after the last message; a call whose stream the client
    reset or whose connection closed sends nothing more.
+4. Request bytes are handed back to the client's windows (``CallStream.consumed``) only
+   when the handler takes what they carry: at once while it waits for a message, when
+   it takes the last message queued otherwise, and all that is left when the call ends.
+   A unary call reads one message: what follows it is counted, not kept, and stays
+   uncredited until the call ends, so a handler that blocks (a Lock waiting for its
+   lock) holds at most one window of the client's data, and no memory.
+5. The call's task ends normally even when cancelled: a task that ends cancelled keeps
+   its CancelledError, whose traceback holds the frames that hold this call and so its
+   task, a reference cycle per cancelled call that only the (rarely run) gc frees.
 """
 
 from __future__ import annotations
@@ -112,6 +121,14 @@ class CallStream(Protocol):
         """Send as much of ``data`` as the windows allow now; returns how much."""
         ...
 
+    def consumed(self, stream_id: int, size: int) -> None:
+        """``size`` request bytes were consumed: open the client's windows again."""
+        ...
+
+    def call_done(self, call: ServerCall) -> None:
+        """The call's task is over (its handler returned, failed or was cancelled)."""
+        ...
+
     def finish(self, call: ServerCall, trailers: bytes) -> None:
         """Send the trailers (END_STREAM) and forget the call."""
         ...
@@ -155,6 +172,11 @@ class ServerCall:
         self._requests: deque[object] = deque()
         self._arrived: asyncio.Future[None] | None = None
         self._partial = bytearray()
+        # Request bytes received and not yet handed back to the client's windows; and
+        # whether the handler may read more messages (a unary call reads one).
+        self._held = 0
+        self._reading = True
+        self._started = False
         self.remote_closed = False
         self.finished = False  # trailers sent, or the stream reset
         self._headers_sent = False
@@ -189,13 +211,25 @@ class ServerCall:
 
     # -- request bytes, from the connection ------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        """Take DATA payload.
+    def feed(self, data: bytes, size: int) -> int:
+        """Take DATA payload, ``size`` flow-controlled bytes with its padding; returns how
+        many of them may go back to the client's windows now (rule 4).
 
         Raises:
             CallAborted: a message breaks the size limit (RESOURCE_EXHAUSTED) or cannot
                 be inflated (INTERNAL); the call must end with that status.
         """
+        credit = size - len(data)  # padding: nobody reads it
+        self._held += len(data)
+        if self._reading and data:
+            self._parse(data)
+            requests = self._requests
+            if not requests or requests[0] is _END:  # the handler reads what came
+                credit += self._held
+                self._held = 0
+        return credit
+
+    def _parse(self, data: bytes) -> None:
         buf = self._partial
         limit = self.host.max_receive
         if not buf and data[0] == 0 and int.from_bytes(data[1:5], "big") == len(data) - 5:
@@ -258,10 +292,14 @@ class ServerCall:
         while not self._requests:
             self._arrived = asyncio.get_running_loop().create_future()
             await self._arrived
-        item = self._requests.popleft()
+        requests = self._requests
+        item = requests.popleft()
         if item is _END:
-            self._requests.appendleft(_END)  # every later read sees the end too
+            requests.appendleft(_END)  # every later read sees the end too
             return None
+        if self._held and (not requests or requests[0] is _END):
+            self.stream.consumed(self.stream_id, self._held)
+            self._held = 0
         assert isinstance(item, bytes)
         return item
 
@@ -279,21 +317,31 @@ class ServerCall:
     # -- the call's task ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        self._started = True
         try:
+            if self.finished:  # reset before it started: never cancelled (rule 5)
+                return
             await self._invoke()
         except CallAborted as err:
             self._finish(err.code, err.details)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # not raised on: rule 5
             self._finish(SC.CANCELLED, "")
-            raise
         except Exception as err:  # a bug in a handler ends its call, never the server
             if self._code is not None and self._code != SC.OK:
                 self._finish(self._code, self._details)
-                return
-            self.host.log_handler_error(self.method, err)
-            self._finish(SC.UNKNOWN, f"Unexpected {type(err)}: {err}")
+            else:
+                self.host.log_handler_error(self.method, err)
+                self._finish(SC.UNKNOWN, f"Unexpected {type(err)}: {err}")
         else:
             self._finish(self._code or SC.OK, self._details)
+        finally:
+            self.task = None
+            self._reading = False
+            self._requests.clear()
+            if self._held:  # what the handler never took: the connection's window again
+                self.stream.consumed(self.stream_id, self._held)
+                self._held = 0
+            self.stream.call_done(self)
 
     async def _invoke(self) -> None:
         h = self.handler
@@ -309,6 +357,7 @@ class ServerCall:
             fn = h.stream_stream if h.response_streaming else h.stream_unary
         else:
             raw = await self._next_request()
+            self._reading = False
             if raw is None:
                 raise CallAborted(SC.INTERNAL, "grpc: no request message on a unary call")
             request = self._decode(h.request_deserializer, raw)
@@ -364,7 +413,7 @@ class ServerCall:
         """The client reset the stream, or the connection is gone: stop at once."""
         self.finished = True
         task = self.task
-        if task is not None and not task.done():
+        if task is not None and self._started and not task.done():
             task.cancel()
         waiter = self._arrived
         if waiter is not None and not waiter.done():

@@ -5,17 +5,23 @@ HTTP/2 preface. It hands the bytes it reads to the sans-I/O core, turns the core
 events into ``ServerCall`` tasks and their request messages, and writes what the core
 has to send. Rules it keeps:
 
-1. Bytes are fed to the core where they arrive (``data_received``); whatever the core
-   queued in one turn of the loop leaves in one ``write`` (``_kick`` schedules
-   ``_flush``), so 64 concurrent answers cost one syscall, not 64.
-2. Receive windows are large and handed back as soon as a call consumed the DATA;
+1. Bytes are fed to the core where they arrive (``data_received``), at most
+   ``frames_per_turn`` frames per turn of the loop: the rest wait in the core, reading
+   pauses, and the next turn (``call_soon``) goes on, so other connections, Raft's ticks
+   and heartbeats run between. Whatever the core queued in one turn leaves in one
+   ``write`` (``_kick`` schedules ``_flush``): 64 concurrent answers cost one syscall.
+2. Receive windows are handed back as the calls consume the DATA (call.py, rule 4);
    send windows are the client's, and a call waits for them (``wait_window``).
 3. A connection error (an ``H2Error`` out of ``receive_data``) ends the connection
    after the core's GOAWAY; a stream error ends only that stream's call. Nothing a
    client sends can raise out of ``data_received``.
-4. A client that does not read makes us stop reading it (``pause_writing``), so its
-   PINGs and requests cannot pile up answers.
-5. ``goaway`` stops new streams and closes the connection when the last call ends;
+4. Reading stops while the client does not read (``pause_writing``), so its PINGs and
+   requests cannot pile up answers, and while ``max_concurrent_streams`` call tasks
+   run (reset ones included, grpc-go's answer to rapid reset).
+5. Floods end the connection with GOAWAY(ENHANCE_YOUR_CALM) as grpc-go does: PINGs
+   against its keepalive enforcement policy ("too_many_pings"), and, beyond
+   ``ServerLimits``' rates, RST_STREAMs of running calls and SETTINGS frames.
+6. ``goaway`` stops new streams and closes the connection when the last call ends;
    ``abort`` closes it at once, cancelling every call.
 """
 
@@ -29,6 +35,7 @@ from .call import CallAborted, MethodHandler, ServerCall, request_of
 from .errors import H2Error
 from .events import (
     DataReceived,
+    PingReceived,
     RemoteSettingsChanged,
     RequestReceived,
     StreamReset,
@@ -37,14 +44,17 @@ from .events import (
 )
 from .frames import ErrorCode
 from .h2connection import H2Connection
+from .limits import PingPolicy, RateCap, ServerLimits
 from .streams import StreamState
 
 __all__ = ["CONN_WINDOW", "STREAM_WINDOW", "ConnectionHost", "GrpcConnection"]
 
-#: The receive windows we grant: per stream, and for the whole connection.
-STREAM_WINDOW: Final = 1 << 24
-CONN_WINDOW: Final = 1 << 26
+#: The receive windows we grant: per stream, and for the whole connection. With credit
+#: only on consumption they bound what a stream and a connection hold unread.
+STREAM_WINDOW: Final = 1 << 22
+CONN_WINDOW: Final = 1 << 24
 _KEEPALIVE_PING: Final = b"pyetcdka"
+_HALF_CLOSED_LOCAL: Final = StreamState.HALF_CLOSED_LOCAL
 
 
 class ConnectionHost(Protocol):
@@ -55,6 +65,9 @@ class ConnectionHost(Protocol):
 
     @property
     def services(self) -> Collection[str]: ...
+
+    @property
+    def limits(self) -> ServerLimits: ...
 
     @property
     def keepalive_interval(self) -> float:
@@ -85,9 +98,16 @@ class GrpcConnection(asyncio.Protocol):
         self.peer = peer
         self.auth_context = auth_context
         self.transport: asyncio.Transport | None = None
-        self.h2 = H2Connection(stream_window=STREAM_WINDOW, connection_window=CONN_WINDOW)
+        limits = self.limits = host.limits
+        self.h2 = H2Connection(STREAM_WINDOW, CONN_WINDOW, limits)
         self.calls: dict[int, ServerCall] = {}
-        self.paused = False
+        self.paused = False  # the client does not read: nor do we
+        self._held = False  # a turn's budget is spent, or too many calls run
+        self._running = 0  # call tasks not yet over
+        self._failed = False
+        self._pings = PingPolicy(limits.keepalive_min_time, limits.keepalive_permit_without_stream)
+        self._resets = RateCap(limits.max_resets, limits.reset_interval)
+        self._settings = RateCap(limits.max_settings, limits.settings_interval)
         self._flushing = False
         self._window_waiters: list[asyncio.Future[None]] = []
         self._writable_waiters: list[asyncio.Future[None]] = []
@@ -96,14 +116,6 @@ class GrpcConnection(asyncio.Protocol):
         self._active = False
         self._keepalive: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_event_loop()
-        self._on_event: dict[type[Any], Callable[[Any], None]] = {
-            RequestReceived: self._on_request,
-            DataReceived: self._on_data,
-            TrailersReceived: self._on_trailers,
-            StreamReset: self._on_reset,
-            WindowUpdated: self._on_window,
-            RemoteSettingsChanged: self._on_window,
-        }
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -131,21 +143,30 @@ class GrpcConnection(asyncio.Protocol):
         # A client that does not read must not make us queue answers (PING ACKs,
         # responses) without end: stop reading it until it catches up.
         self.paused = True
-        if self.transport is not None and not self._closed:
-            self.transport.pause_reading()
+        self._set_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
-        if self.transport is not None and not self._closed:
-            self.transport.resume_reading()
+        self._set_reading()
+        if self._held:
+            self._loop.call_soon(self._read_more)
         self._wake(self._writable_waiters)
 
+    def _set_reading(self) -> None:
+        if self.transport is not None and not self._closed:
+            if self.paused or self._held:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
-        if self._closed:
-            return
-        self._active = True
+        if not self._closed:
+            self._active = True
+            self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
         try:
-            events = self.h2.receive_data(data)
+            events = self.h2.receive_data(data, self.limits.frames_per_turn)
         except H2Error:  # a connection error: the core queued its GOAWAY
             self._fail()
             return
@@ -155,11 +176,26 @@ class GrpcConnection(asyncio.Protocol):
             elif isinstance(event, RequestReceived):
                 self._on_request(event)
             else:
-                handler = self._on_event.get(type(event))
+                handler = _ON_EVENT.get(type(event))
                 if handler is not None:
-                    handler(event)
+                    handler(self, event)
+            if self._failed:  # a flood ended the connection
+                return
         if self.h2.has_data_to_send:
             self._kick()
+        # Rules 1 and 4: go on next turn, or once a call ends; until then read nothing.
+        too_many = self._running >= self.limits.max_concurrent_streams
+        held = too_many or self.h2.input_pending
+        if held != self._held:
+            self._held = held
+            self._set_reading()
+        if held and not too_many:
+            self._loop.call_soon(self._read_more)
+
+    def _read_more(self) -> None:
+        # Frames already read wait too while the client does not read (rule 4).
+        if not self._closed and not self._failed and not self.paused:
+            self._receive(b"")
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -168,6 +204,7 @@ class GrpcConnection(asyncio.Protocol):
         sid = event.stream_id
         call = ServerCall(self, self.host, sid, self.host.lookup(path), path, metadata, encoding)
         self.calls[sid] = call
+        self._running += 1
         call.task = self._loop.create_task(call.run())
         if event.end_stream:
             call.end_of_requests()
@@ -175,16 +212,17 @@ class GrpcConnection(asyncio.Protocol):
     def _on_data(self, event: DataReceived) -> None:
         sid = event.stream_id
         call = self.calls.get(sid)
+        credit = event.flow_controlled_length
         if call is not None and not call.finished:
-            if event.data:
+            if credit:
                 try:
-                    call.feed(event.data)
+                    credit = call.feed(event.data, credit)
                 except CallAborted as err:
                     self._refuse(call, err.code, err.details)
             if event.end_stream:
                 call.end_of_requests()
-        # Requests are consumed as they arrive: the windows open again at once.
-        self.h2.acknowledge_received_data(event.flow_controlled_length, sid)
+        if credit:
+            self.h2.acknowledge_received_data(credit, sid)
 
     def _on_trailers(self, event: TrailersReceived) -> None:
         # A client's only use of trailers is to end its side.
@@ -195,17 +233,32 @@ class GrpcConnection(asyncio.Protocol):
     def _on_reset(self, event: StreamReset) -> None:
         call = self.calls.pop(event.stream_id, None)
         if call is not None:
+            running = not call.finished
             call.reset()
             self._wake(self._window_waiters)
+            if running and event.remote and not self._resets.take(self._loop.time()):
+                self._calm(b"too_many_resets")
 
     def _on_window(self, _: WindowUpdated | RemoteSettingsChanged) -> None:
         self._wake(self._window_waiters)
 
+    def _on_settings(self, event: RemoteSettingsChanged) -> None:
+        self._wake(self._window_waiters)
+        if not self._settings.take(self._loop.time()):
+            self._calm(b"too_many_settings")
+
+    def _on_ping(self, _: PingReceived) -> None:
+        if not self._pings.ping(self._loop.time(), len(self.calls)):
+            self._calm(b"too_many_pings")
+
+    def _calm(self, reason: bytes) -> None:
+        # Rule 5: GOAWAY(ENHANCE_YOUR_CALM) with the reason as debug data, then close.
+        self.h2.close_connection(ErrorCode.ENHANCE_YOUR_CALM, reason)
+        self._fail()
+
     def _refuse(self, call: ServerCall, code: Any, details: str) -> None:
-        # End the call with this status and tell the client to stop sending.
+        # End the call with this status (``finish`` tells the client to stop sending).
         call.end_with(code, details)
-        if self.h2.stream_state(call.stream_id) is StreamState.HALF_CLOSED_LOCAL:
-            self.h2.reset_stream(call.stream_id, ErrorCode.NO_ERROR)
 
     # -- keepalive (gRPC's server keepalive: interval and timeout) ---------------------------------
 
@@ -238,6 +291,7 @@ class GrpcConnection(asyncio.Protocol):
     def send_headers(self, stream_id: int, block: bytes) -> None:
         if not self._closed:
             self.h2.send_headers(stream_id, block)
+            self._pings.forgive = True
             self._kick()
 
     def send_data(self, stream_id: int, data: bytes) -> int:
@@ -247,12 +301,29 @@ class GrpcConnection(asyncio.Protocol):
         n = min(len(data), h2.local_flow_control_window(stream_id))
         if n > 0:
             h2.send_data(stream_id, data if n == len(data) else data[:n])
+            self._pings.forgive = True
             self._kick()
         return n
 
+    def consumed(self, stream_id: int, size: int) -> None:
+        if not self._closed:
+            self.h2.acknowledge_received_data(size, stream_id)
+            if self.h2.has_data_to_send:
+                self._kick()
+
+    def call_done(self, call: ServerCall) -> None:
+        self._running -= 1
+        if self._held and self._running == self.limits.max_concurrent_streams - 1:
+            self._loop.call_soon(self._read_more)
+
     def finish(self, call: ServerCall, trailers: bytes) -> None:
         if not self._closed:
-            self.h2.send_headers(call.stream_id, trailers, end_stream=True)
+            h2, sid = self.h2, call.stream_id
+            h2.send_headers(sid, trailers, end_stream=True)
+            # The answer is complete: a client still sending is told to stop, as grpc-go
+            # does (RST_STREAM NO_ERROR, RFC 9113 8.1), and its late DATA is dropped.
+            if sid in h2.streams and h2.stream_state(sid) is _HALF_CLOSED_LOCAL:
+                h2.reset_stream(sid, ErrorCode.NO_ERROR)
             self._kick()
         self.calls.pop(call.stream_id, None)
         if self._going_away and not self.calls:
@@ -320,8 +391,19 @@ class GrpcConnection(asyncio.Protocol):
         self.connection_lost(None)
 
     def _fail(self) -> None:
-        self._going_away = True
+        self._failed = self._going_away = True
         for call in list(self.calls.values()):
             call.reset()
         self.calls.clear()
         self.close()  # writes the core's GOAWAY first
+
+
+# The other events' handlers, as plain functions (bound methods kept on the connection
+# would make it a reference cycle, freed only by the gc).
+_ON_EVENT: Final[dict[type[Any], Callable[[GrpcConnection, Any], None]]] = {
+    TrailersReceived: GrpcConnection._on_trailers,
+    StreamReset: GrpcConnection._on_reset,
+    WindowUpdated: GrpcConnection._on_window,
+    RemoteSettingsChanged: GrpcConnection._on_settings,
+    PingReceived: GrpcConnection._on_ping,
+}

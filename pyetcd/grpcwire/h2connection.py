@@ -13,17 +13,21 @@ the ``send_*`` methods, and write what ``data_to_send`` returns. Rules it keeps:
    RST_STREAM, closes that stream and is reported as a ``StreamReset`` event. Nothing
    else ever leaves ``receive_data``.
 3. Stream states move only through ``streams.TRANSITIONS``; streams leave ``streams``
-   when they close, and a frame for a stream id at or below the highest opened one that
-   is not in ``streams`` is for a closed stream (dropped, as RFC 9113 5.1 allows after
-   our own RST_STREAM).
+   when they close (an id at or below the highest opened one and not in ``streams`` is
+   closed), noting how in ``closed``: DATA or HEADERS after the peer's END_STREAM is a
+   connection error, after its RST_STREAM a stream error, else dropped (RFC 9113 5.1).
 4. Receive windows are ours: DATA beyond them is a FLOW_CONTROL_ERROR; they are refilled
-   (WINDOW_UPDATE) as the receiver acknowledges what it consumed, once half used. Send
-   windows are the peer's: ``send_data`` refuses to exceed them and splits DATA into
-   frames of the peer's SETTINGS_MAX_FRAME_SIZE.
+   (WINDOW_UPDATE) only as the receiver acknowledges what it consumed, once half used.
+   Send windows are the peer's: ``send_data`` refuses to exceed them and splits DATA
+   into frames of the peer's SETTINGS_MAX_FRAME_SIZE.
 5. Header blocks are decoded in arrival order even for streams that are then refused or
-   dropped: the HPACK table is one per connection.
+   dropped: the HPACK table is one per connection. Blocks are bounded (``ServerLimits``)
+   in bytes, CONTINUATION frames and decoded size; streams beyond our
+   SETTINGS_MAX_CONCURRENT_STREAMS are refused (REFUSED_STREAM).
 6. Our own header blocks come pre-encoded (``frames.encode_headers``: no dynamic table)
    and are split into HEADERS + CONTINUATION when longer than a frame.
+7. ``receive_data`` reads at most ``max_frames`` frames and keeps the rest
+   (``input_pending``): its owner spreads a burst over turns of its loop.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
+from . import checks
 from .errors import (
     CompressionError,
     EnhanceYourCalmError,
@@ -74,17 +79,21 @@ from .frames import (
     window_update,
 )
 from .hpack import Decoder, HPACKDecodeError
-from .streams import TRANSITIONS, H2Stream, StreamInput, StreamState
+from .limits import DEFAULT_LIMITS, ServerLimits
+from .streams import (
+    TRANSITIONS,
+    ClosedBy,
+    ClosedStreams,
+    H2Stream,
+    PendingBlock,
+    StreamInput,
+    StreamState,
+)
 
-__all__ = ["MAX_HEADER_BLOCK", "ConnectionState", "H2Connection"]
+__all__ = ["ConnectionState", "H2Connection"]
 
-#: The largest header block (HEADERS plus CONTINUATION) we buffer before refusing it.
-MAX_HEADER_BLOCK: Final = 1 << 20
 _HEADER: Final = struct.Struct(">BHBBL")  # 24-bit length (8 + 16), type, flags, stream id
-_SETTING: Final = struct.Struct(">HL")
-_MAX_FRAME_LIMIT: Final = 2**24 - 1
 _PREFACE_LEN: Final = len(PREFACE)
-_GOAWAY: Final = struct.Struct(">LL")
 
 
 class ConnectionState(enum.IntEnum):
@@ -101,16 +110,8 @@ _IDLE, _OPEN, _HALF_CLOSED_LOCAL, _HALF_CLOSED_REMOTE, _CLOSED = StreamState
 _REMOTE_OPEN: Final = (_OPEN, _HALF_CLOSED_LOCAL)
 _RECV_HEADERS, _RECV_DATA, _RECV_END_STREAM, _RECV_RST_STREAM = tuple(StreamInput)[:4]
 _SEND_HEADERS, _SEND_DATA, _SEND_END_STREAM, _SEND_RST_STREAM = tuple(StreamInput)[4:]
-
-
-class _PendingBlock:
-    # A header block whose END_HEADERS has not arrived: only CONTINUATION may follow.
-    __slots__ = ("block", "flags", "stream_id")
-
-    def __init__(self, stream_id: int, flags: int, block: bytes) -> None:
-        self.stream_id = stream_id
-        self.flags = flags
-        self.block = bytearray(block)
+_ENDED, _RESET_BY_PEER, _RESET_BY_US = ClosedBy
+_UNLIMITED: Final = 1 << 62
 
 
 class H2Connection:
@@ -119,14 +120,14 @@ class H2Connection:
     Args:
         stream_window: the receive window we grant each stream (SETTINGS_INITIAL_WINDOW_SIZE).
         connection_window: the receive window we grant the whole connection.
-        max_header_block: the largest header block we assemble from CONTINUATION frames.
+        limits: streams, header blocks (the rest of ``ServerLimits`` is the owner's).
     """
 
     def __init__(
         self,
         stream_window: int = DEFAULT_WINDOW,
         connection_window: int = DEFAULT_WINDOW,
-        max_header_block: int = MAX_HEADER_BLOCK,
+        limits: ServerLimits = DEFAULT_LIMITS,
     ) -> None:
         self.state: ConnectionState = _AWAITING_PREFACE
         #: Streams not yet closed, by id.
@@ -143,39 +144,36 @@ class H2Connection:
         self._connection_window = connection_window
         self._recv_window = DEFAULT_WINDOW  # raised by initiate_connection's WINDOW_UPDATE
         self._recv_unacked = 0
-        self._max_header_block = max_header_block
+        #: How the streams that left ``streams`` last closed.
+        self.closed = ClosedStreams()
+        self._limits = limits
         self._buf = bytearray()  # a frame (or the preface) not yet whole ...
         self._need = 0  # ... and the length it will have
         self._out: list[bytes] = []
         self._events: list[Event] = []
-        self._decoder = Decoder()
-        self._pending: _PendingBlock | None = None
-        self._handlers: dict[int, Callable[[int, int, bytes], None]] = {
-            FrameType.DATA: self._on_data,
-            FrameType.HEADERS: self._on_headers,
-            FrameType.PRIORITY: self._on_priority,
-            FrameType.RST_STREAM: self._on_rst_stream,
-            FrameType.SETTINGS: self._on_settings,
-            FrameType.PUSH_PROMISE: self._on_push_promise,
-            FrameType.PING: self._on_ping,
-            FrameType.GOAWAY: self._on_goaway,
-            FrameType.WINDOW_UPDATE: self._on_window_update,
-            FrameType.CONTINUATION: self._on_continuation,
-        }
+        self._decoder = Decoder(max_header_list_size=limits.max_header_list_size)
+        self._pending: PendingBlock | None = None
 
     # -- what the owner calls --------------------------------------------------------------------
 
     def initiate_connection(self) -> None:
         """Queue our SETTINGS (the server's preface) and the connection window's grant."""
-        ours = ((Setting.INITIAL_WINDOW_SIZE, self._stream_window), (Setting.ENABLE_PUSH, 0))
+        lim = self._limits
+        ours = (
+            (Setting.MAX_CONCURRENT_STREAMS, lim.max_concurrent_streams),
+            (Setting.INITIAL_WINDOW_SIZE, self._stream_window),
+            (Setting.ENABLE_PUSH, 0),
+            (Setting.MAX_HEADER_LIST_SIZE, lim.max_header_list_size),
+        )
         self._out.append(settings(ours))
         if self._connection_window > DEFAULT_WINDOW:
             grant = self._connection_window - DEFAULT_WINDOW
             self._out.append(window_update(0, grant))
             self._recv_window += grant
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Take bytes the peer sent; returns the events its whole frames carried.
+    def receive_data(self, data: bytes, max_frames: int = _UNLIMITED) -> list[Event]:
+        """Take bytes the peer sent; returns the events carried by its first ``max_frames``
+        whole frames (the rest wait for the next call: ``input_pending``).
 
         Raises:
             H2Error: a connection error (``stream_id`` 0); GOAWAY is already queued
@@ -203,8 +201,9 @@ class H2Connection:
                 self._fail(ProtocolError("invalid connection preface"))
             self.state = _CONN_OPEN
             pos = _PREFACE_LEN
-        unpack, handlers = _HEADER.unpack_from, self._handlers
-        while end - pos >= 9:
+        unpack, handlers = _HEADER.unpack_from, _HANDLERS
+        while end - pos >= 9 and max_frames > 0:
+            max_frames -= 1
             high, low, ftype, flags, sid = unpack(data, pos)
             length = (high << 16) | low
             if length > DEFAULT_MAX_FRAME:  # we never raise our SETTINGS_MAX_FRAME_SIZE
@@ -219,7 +218,7 @@ class H2Connection:
                     raise ProtocolError("expected CONTINUATION")
                 handler = handlers.get(ftype)
                 if handler is not None:  # frames of unknown types are ignored (RFC 9113 4.1)
-                    handler(flags, sid, data[start:pos])
+                    handler(self, flags, sid, data[start:pos])
             except H2Error as err:
                 if err.stream_id == 0:
                     self._fail(err)
@@ -233,9 +232,14 @@ class H2Connection:
         return events
 
     def _keep(self, rest: bytes, need: int) -> None:
-        # Bytes short of a whole frame (or preface) of ``need`` bytes wait in _buf.
+        # Bytes not yet read (the first frame of them ``need`` bytes long) wait in _buf.
         self._buf += rest
         self._need = need
+
+    @property
+    def input_pending(self) -> bool:
+        """Whole frames wait that ``receive_data`` did not read (call it with b"")."""
+        return self.state is not _CONN_CLOSED and 0 < self._need <= len(self._buf)
 
     def data_to_send(self) -> bytes:
         """Everything queued to send since the last call (b"" when nothing is)."""
@@ -319,9 +323,7 @@ class H2Connection:
         they count toward the next WINDOW_UPDATEs of the connection and the stream."""
         if size <= 0 or self.state is _CONN_CLOSED:
             return
-        self._recv_unacked += size
-        if self._recv_unacked >= self._connection_window // 2:
-            self._ack_connection(0)
+        self._ack_connection(size)
         stream = self.streams.get(stream_id)
         if stream is not None and stream.state in _REMOTE_OPEN:
             stream.recv_unacked += size
@@ -336,6 +338,7 @@ class H2Connection:
         if stream is None:
             return
         stream.step(_SEND_RST_STREAM)
+        self.closed.add(stream_id, _RESET_BY_US)
         self._out.append(rst_stream(stream_id, error_code))
 
     def stream_state(self, stream_id: int) -> StreamState:
@@ -369,18 +372,23 @@ class H2Connection:
     # -- errors ---------------------------------------------------------------------------------
 
     def _fail(self, err: H2Error) -> None:
-        # A connection error: GOAWAY with its code, then the owner hears of it.
+        # A connection error: GOAWAY with its code, then the owner hears of it. ``err``
+        # must leave this frame (its traceback holds it): no cycle keeps the connection.
         self.close_connection(err.error_code, str(err).encode())
         self.state = _CONN_CLOSED
         self._buf.clear()
         self._pending = None
-        raise err
+        try:
+            raise err
+        finally:
+            del err
 
     def _stream_error(self, err: H2Error) -> None:
         sid = err.stream_id
         stream = self.streams.pop(sid, None)
         if stream is not None:
             stream.step(_SEND_RST_STREAM)
+        self.closed.add(sid, _RESET_BY_US)
         self._out.append(rst_stream(sid, err.error_code))
         self._events.append(StreamReset(sid, err.error_code, False))
 
@@ -389,10 +397,20 @@ class H2Connection:
     def _end_local(self, stream: H2Stream) -> None:
         if stream.step(_SEND_END_STREAM) is _CLOSED:
             del self.streams[stream.stream_id]
+            self.closed.add(stream.stream_id, _ENDED)
 
     def _end_remote(self, stream: H2Stream) -> None:
         if stream.step(_RECV_END_STREAM) is _CLOSED:
             del self.streams[stream.stream_id]
+            self.closed.add(stream.stream_id, _ENDED)
+
+    def _on_closed_stream(self, sid: int, what: str) -> None:
+        # DATA or HEADERS for a stream that left ``streams`` (RFC 9113 5.1, "closed").
+        closed_by = self.closed.get(sid)
+        if closed_by is _ENDED:
+            raise StreamClosedError(f"{what} on stream {sid} after its END_STREAM")
+        if closed_by is _RESET_BY_PEER:
+            raise StreamClosedError(f"{what} on stream {sid} after its RST_STREAM", sid)
 
     def _ack_connection(self, size: int) -> None:
         self._recv_unacked += size
@@ -403,14 +421,6 @@ class H2Connection:
 
     # -- frames ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _unpad(flags: int, payload: bytes) -> bytes:
-        if flags & Flag.PADDED:
-            if not payload or payload[0] >= len(payload):
-                raise ProtocolError("padding longer than the frame")
-            return payload[1 : len(payload) - payload[0]]
-        return payload
-
     def _on_data(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
             raise ProtocolError("DATA on stream 0")
@@ -418,12 +428,13 @@ class H2Connection:
         self._recv_window -= n
         if self._recv_window < 0:
             raise FlowControlError("DATA beyond the connection window")
-        data = self._unpad(flags, payload) if flags & Flag.PADDED else payload
+        data = checks.unpad(payload) if flags & Flag.PADDED else payload
         stream = self.streams.get(sid)
         if stream is None:
             if sid > self.highest_stream_id:
                 raise ProtocolError(f"DATA on idle stream {sid}")
             self._ack_connection(n)  # a closed stream's late bytes: nobody else will
+            self._on_closed_stream(sid, "DATA")
             return
         stream.recv_window -= n
         if stream.recv_window < 0 or stream.state not in _REMOTE_OPEN:
@@ -437,12 +448,13 @@ class H2Connection:
         end = bool(flags & Flag.END_STREAM)
         if end and stream.step(_RECV_END_STREAM) is _CLOSED:
             del self.streams[sid]
+            self.closed.add(sid, _ENDED)
         self._events.append(DataReceived(sid, data, n, end))
 
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
             raise ProtocolError("HEADERS on stream 0")
-        block = self._unpad(flags, payload) if flags & Flag.PADDED else payload
+        block = checks.unpad(payload) if flags & Flag.PADDED else payload
         if flags & Flag.PRIORITY:
             if len(block) < 5:
                 raise FrameSizeError("HEADERS too short for its priority fields")
@@ -450,15 +462,18 @@ class H2Connection:
         if flags & Flag.END_HEADERS:
             self._on_header_block(flags, sid, block)
         else:
-            self._pending = _PendingBlock(sid, flags, block)
+            self._pending = PendingBlock(sid, flags, block)
 
     def _on_continuation(self, flags: int, sid: int, payload: bytes) -> None:
         pending = self._pending
         if pending is None or pending.stream_id != sid:
             raise ProtocolError("CONTINUATION without its HEADERS")
         pending.block += payload
-        if len(pending.block) > self._max_header_block:
+        pending.continuations += 1
+        if len(pending.block) > self._limits.max_header_block:
             raise EnhanceYourCalmError("header block too large")
+        if pending.continuations > self._limits.max_continuations:
+            raise EnhanceYourCalmError("too many CONTINUATION frames")
         if flags & Flag.END_HEADERS:
             self._pending = None
             self._on_header_block(pending.flags, sid, bytes(pending.block))
@@ -480,9 +495,11 @@ class H2Connection:
         if sid % 2 == 0:
             raise ProtocolError(f"client stream id {sid} is even")
         if sid <= self.highest_stream_id:
-            return  # a stream we already closed (reset it, or both sides ended)
+            self._on_closed_stream(sid, "HEADERS")
+            return
         self.highest_stream_id = sid
-        if self.state is _GOING_AWAY:
+        if self.state is _GOING_AWAY or len(self.streams) >= self._limits.max_concurrent_streams:
+            self.closed.add(sid, _RESET_BY_US)
             self._out.append(rst_stream(sid, ErrorCode.REFUSED_STREAM))
             return
         stream = H2Stream(sid, self.peer_initial_window, self._stream_window)
@@ -493,69 +510,43 @@ class H2Connection:
         self._events.append(RequestReceived(sid, headers, end))
 
     def _on_priority(self, flags: int, sid: int, payload: bytes) -> None:
-        # Advice we do not take; only its shape is checked (RFC 9113 6.3).
-        if sid == 0:
-            raise ProtocolError("PRIORITY on stream 0")
-        if len(payload) != 5:
-            raise FrameSizeError("PRIORITY is 5 bytes", sid)
+        checks.check_priority(sid, payload)
 
     def _on_rst_stream(self, flags: int, sid: int, payload: bytes) -> None:
-        if sid == 0:
-            raise ProtocolError("RST_STREAM on stream 0")
-        if len(payload) != 4:
-            raise FrameSizeError("RST_STREAM is 4 bytes")
+        checks.check_rst_stream(sid, payload)
         stream = self.streams.pop(sid, None)
         if stream is None:
             if sid > self.highest_stream_id:
                 raise ProtocolError(f"RST_STREAM on idle stream {sid}")
             return
         stream.step(_RECV_RST_STREAM)
+        self.closed.add(sid, _RESET_BY_PEER)
         self._events.append(StreamReset(sid, int.from_bytes(payload, "big"), True))
 
     def _on_settings(self, flags: int, sid: int, payload: bytes) -> None:
-        if sid != 0:
-            raise ProtocolError("SETTINGS on a stream")
-        if flags & Flag.ACK:
-            if payload:
-                raise FrameSizeError("SETTINGS ACK with a payload")
+        pairs = checks.settings_pairs(sid, flags, payload)
+        if pairs is None:
             self._events.append(SettingsAcknowledged())
             return
-        if len(payload) % 6:
-            raise FrameSizeError("SETTINGS is a multiple of 6 bytes")
-        changed = []
-        for i in range(0, len(payload), 6):
-            key, value = _SETTING.unpack_from(payload, i)
-            if key == Setting.INITIAL_WINDOW_SIZE:
-                self._set_initial_window(value)
-            elif key == Setting.MAX_FRAME_SIZE:
-                if not DEFAULT_MAX_FRAME <= value <= _MAX_FRAME_LIMIT:
-                    raise ProtocolError("SETTINGS_MAX_FRAME_SIZE out of range")
-                self.max_outbound_frame_size = value
-            elif key == Setting.ENABLE_PUSH and value > 1:
-                raise ProtocolError("SETTINGS_ENABLE_PUSH is 0 or 1")
+        for key, value in pairs:
             # HEADER_TABLE_SIZE: our blocks never use the dynamic table; the rest is advice.
-            changed.append((key, value))
+            if key == Setting.INITIAL_WINDOW_SIZE:
+                delta = value - self.peer_initial_window
+                self.peer_initial_window = value
+                for stream in self.streams.values():
+                    stream.send_window += delta
+                    if stream.send_window > MAX_WINDOW:
+                        raise FlowControlError(f"stream {stream.stream_id}'s window above 2^31-1")
+            elif key == Setting.MAX_FRAME_SIZE:
+                self.max_outbound_frame_size = value
         self._out.append(frame(FrameType.SETTINGS, Flag.ACK, 0))
-        self._events.append(RemoteSettingsChanged(tuple(changed)))
-
-    def _set_initial_window(self, value: int) -> None:
-        if value > MAX_WINDOW:
-            raise FlowControlError("SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1")
-        delta = value - self.peer_initial_window
-        self.peer_initial_window = value
-        for stream in self.streams.values():
-            stream.send_window += delta
-            if stream.send_window > MAX_WINDOW:
-                raise FlowControlError(f"stream {stream.stream_id}'s window above 2^31-1")
+        self._events.append(RemoteSettingsChanged(tuple(pairs)))
 
     def _on_push_promise(self, flags: int, sid: int, payload: bytes) -> None:
         raise ProtocolError("clients must not push")
 
     def _on_ping(self, flags: int, sid: int, payload: bytes) -> None:
-        if sid != 0:
-            raise ProtocolError("PING on a stream")
-        if len(payload) != 8:
-            raise FrameSizeError("PING is 8 bytes")
+        checks.check_ping(sid, payload)
         if flags & Flag.ACK:
             self._events.append(PingAckReceived(payload))
         else:
@@ -564,17 +555,11 @@ class H2Connection:
 
     def _on_goaway(self, flags: int, sid: int, payload: bytes) -> None:
         # The client will open no more streams; it closes the connection when done.
-        if sid != 0:
-            raise ProtocolError("GOAWAY on a stream")
-        if len(payload) < 8:
-            raise FrameSizeError("GOAWAY is at least 8 bytes")
-        last, code = _GOAWAY.unpack_from(payload)
-        self._events.append(ConnectionTerminated(error_code(code), last & 0x7FFFFFFF, payload[8:]))
+        last, code, debug = checks.goaway_fields(sid, payload)
+        self._events.append(ConnectionTerminated(error_code(code), last, debug))
 
     def _on_window_update(self, flags: int, sid: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise FrameSizeError("WINDOW_UPDATE is 4 bytes")
-        increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+        increment = checks.window_increment(sid, payload)
         if sid == 0:
             if increment == 0:
                 raise ProtocolError("WINDOW_UPDATE of 0")
@@ -593,3 +578,18 @@ class H2Connection:
             if stream.send_window > MAX_WINDOW:
                 raise FlowControlError("stream window above 2^31-1", sid)
         self._events.append(WindowUpdated(sid, increment))
+
+
+# Frame handlers by type: plain functions (bound ones kept on it would make a cycle).
+_HANDLERS: Final[dict[int, Callable[[H2Connection, int, int, bytes], None]]] = {
+    FrameType.DATA: H2Connection._on_data,
+    FrameType.HEADERS: H2Connection._on_headers,
+    FrameType.PRIORITY: H2Connection._on_priority,
+    FrameType.RST_STREAM: H2Connection._on_rst_stream,
+    FrameType.SETTINGS: H2Connection._on_settings,
+    FrameType.PUSH_PROMISE: H2Connection._on_push_promise,
+    FrameType.PING: H2Connection._on_ping,
+    FrameType.GOAWAY: H2Connection._on_goaway,
+    FrameType.WINDOW_UPDATE: H2Connection._on_window_update,
+    FrameType.CONTINUATION: H2Connection._on_continuation,
+}

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from .call import MethodHandler
 from .connection import GrpcConnection
+from .limits import DEFAULT_LIMITS, ServerLimits
 
 __all__ = ["ErrorLog", "GrpcServer"]
 
@@ -43,6 +44,7 @@ class GrpcServer:
         max_receive: the largest request message accepted, inflated, in bytes.
         keepalive_interval: seconds of silence before a connection is pinged (0: never).
         keepalive_timeout: seconds a pinged connection has to answer before it is dropped.
+        limits: what one connection may ask (streams, header blocks, floods, work per turn).
     """
 
     def __init__(
@@ -51,11 +53,13 @@ class GrpcServer:
         max_receive: int,
         keepalive_interval: float = 0.0,
         keepalive_timeout: float = 20.0,
+        limits: ServerLimits = DEFAULT_LIMITS,
     ) -> None:
         self.log = log
         self.max_receive = max_receive
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
+        self.limits = limits
         self.services: set[str] = set()
         self.conns: set[GrpcConnection] = set()
         self.stopping = False

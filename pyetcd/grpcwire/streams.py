@@ -10,6 +10,8 @@ Rules:
    error STREAM_CLOSED; any frame but HEADERS on an idle stream is a connection error
    PROTOCOL_ERROR; an illegal *send* is our own bug, raised as StreamClosedError.
 4. The windows on a stream are counted here, checked by the connection.
+5. A closed stream leaves only a note of how it closed (``ClosedStreams``), for the last
+   ``CLOSED_REMEMBERED`` of them: the rules for late frames depend on it (RFC 9113 5.1).
 """
 
 from __future__ import annotations
@@ -19,7 +21,19 @@ from typing import Final
 
 from .errors import H2Error, ProtocolError, StreamClosedError
 
-__all__ = ["TRANSITIONS", "H2Stream", "StreamInput", "StreamState"]
+__all__ = [
+    "CLOSED_REMEMBERED",
+    "TRANSITIONS",
+    "ClosedBy",
+    "ClosedStreams",
+    "H2Stream",
+    "PendingBlock",
+    "StreamInput",
+    "StreamState",
+]
+
+#: How many closed streams ``ClosedStreams`` remembers (a few bytes each).
+CLOSED_REMEMBERED: Final = 1024
 
 
 class StreamState(enum.IntEnum):
@@ -117,3 +131,48 @@ class H2Stream:
     def remote_open(self) -> bool:
         """The peer may still send on this stream."""
         return self.state in (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
+
+
+class ClosedBy(enum.IntEnum):
+    ENDED = 0  # both sides sent END_STREAM
+    RESET_BY_PEER = 1
+    RESET_BY_US = 2  # the peer may not have heard yet: its late frames are dropped
+
+
+class ClosedStreams:
+    """How the last ``CLOSED_REMEMBERED`` closed streams closed (older ones are forgotten,
+    and their late frames dropped as after our own RST_STREAM)."""
+
+    __slots__ = ("_by", "_next", "_ring")
+
+    def __init__(self) -> None:
+        self._by: dict[int, ClosedBy] = {}
+        self._ring = [0] * CLOSED_REMEMBERED  # stream ids in closing order, 0: none
+        self._next = 0
+
+    def add(self, stream_id: int, closed_by: ClosedBy) -> None:
+        i = self._next
+        old = self._ring[i]
+        if old:
+            self._by.pop(old, None)
+        self._ring[i] = stream_id
+        self._next = (i + 1) % CLOSED_REMEMBERED
+        self._by[stream_id] = closed_by
+
+    def get(self, stream_id: int) -> ClosedBy | None:
+        return self._by.get(stream_id)
+
+    def __len__(self) -> int:
+        return len(self._by)
+
+
+class PendingBlock:
+    """A header block whose END_HEADERS has not arrived: only CONTINUATION may follow."""
+
+    __slots__ = ("block", "continuations", "flags", "stream_id")
+
+    def __init__(self, stream_id: int, flags: int, block: bytes) -> None:
+        self.stream_id = stream_id
+        self.flags = flags
+        self.block = bytearray(block)
+        self.continuations = 0

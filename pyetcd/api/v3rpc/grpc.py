@@ -19,7 +19,7 @@ from pyetcd.api.v3rpc.lease import LeaseService
 from pyetcd.api.v3rpc.lock import LockService
 from pyetcd.api.v3rpc.maintenance import MaintenanceService
 from pyetcd.api.v3rpc.watch import WatchService
-from pyetcd.grpcwire import GrpcServer
+from pyetcd.grpcwire import GrpcServer, ServerLimits
 from pyetcd.pb import rpc_pb2_grpc, v3election_pb2_grpc, v3lock_pb2_grpc
 from pyetcd.server.etcdserver.server import EtcdServer
 
@@ -43,6 +43,8 @@ class EtcdGrpcServer(GrpcServer):
             cfg.max_request_bytes + GRPC_OVERHEAD_BYTES,
             keepalive_interval=cfg.grpc_keepalive_interval,
             keepalive_timeout=cfg.grpc_keepalive_timeout,
+            # etcd's --grpc-keepalive-min-time; at 0 etcd leaves grpc-go's own 5 minutes.
+            limits=ServerLimits(keepalive_min_time=cfg.grpc_keepalive_min_time or 300.0),
         )
         rpc_pb2_grpc.add_KVServicer_to_server(KVService(server), self)
         rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server), self)

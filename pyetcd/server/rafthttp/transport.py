@@ -16,6 +16,8 @@ Readable in protocol order:
    ``on_snapshot_status``. Heartbeats and appends keep flowing on the message stream.
 6. The acceptor refuses a handshake from another cluster, a removed member, a member it
    does not know, or one addressed to another member, with one log line in etcd's words.
+   Until a handshake passed, a frame may be no longer than ``HANDSHAKE_MAX_FRAME_BYTES``:
+   a stranger cannot make us buffer a large frame before we know who it is.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .peer import READ_BYTES, Peer, checked_urls, peer_address
 from .snapshot import DBSource, OnSnapshot, OpenSnapshotDB, receive_snapshot, send_snapshot
 
 __all__ = [
+    "HANDSHAKE_MAX_FRAME_BYTES",
     "DBSource",
     "OnSnapshot",
     "OpenSnapshotDB",
@@ -55,6 +58,10 @@ __all__ = [
     "TransportOptions",
     "peer_address",
 ]
+
+#: The longest frame read before the handshake passed (a Hello is under 100 bytes; the
+#: dialer sends nothing more before our answer).
+HANDSHAKE_MAX_FRAME_BYTES: Final = 4096
 
 _REASONS: Final = {
     HelloStatus.CLUSTER_ID_MISMATCH: "cluster ID mismatch",
@@ -379,7 +386,7 @@ class PeerTransport:
             writer.close()
             return
         self._inbound[task] = 0  # sender not known until the handshake
-        frames = FrameReader(reader, self.options.max_frame_bytes)
+        frames = FrameReader(reader, HANDSHAKE_MAX_FRAME_BYTES)
         remote = writer.get_extra_info("peername")
         try:
             async with asyncio.timeout(self.options.handshake_timeout):
@@ -402,6 +409,7 @@ class PeerTransport:
                     await writer.drain()
                 return
             self._inbound[task] = hello.frm
+            frames.decoder.max_frame_bytes = self.options.max_frame_bytes
             if hello.stream == StreamType.MESSAGE:
                 await self._serve_messages(hello.frm, frames, task)
             else:
