@@ -14,7 +14,7 @@ from grpc_health.v1.health import aio as health_aio
 from pyetcd.api.v3rpc.auth import AuthService
 from pyetcd.api.v3rpc.cluster import ClusterService
 from pyetcd.api.v3rpc.election import ElectionService
-from pyetcd.api.v3rpc.kv import KVService
+from pyetcd.api.v3rpc.kv import KVService, register_range_encoded
 from pyetcd.api.v3rpc.lease import LeaseService
 from pyetcd.api.v3rpc.lock import LockService
 from pyetcd.api.v3rpc.maintenance import MaintenanceService
@@ -44,7 +44,9 @@ class EtcdGrpcServer(GrpcServer):
             keepalive_interval=cfg.grpc_keepalive_interval,
             keepalive_timeout=cfg.grpc_keepalive_timeout,
         )
-        rpc_pb2_grpc.add_KVServicer_to_server(KVService(server), self)
+        kv = KVService(server)
+        rpc_pb2_grpc.add_KVServicer_to_server(kv, self)
+        register_range_encoded(kv, self)
         rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server), self)
         rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(server), self)
         rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(server), self)
