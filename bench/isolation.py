@@ -141,9 +141,13 @@ def term_of(m: Member) -> tuple[int, int]:
 
 
 def run_kind(kind: str, args: argparse.Namespace) -> Figures:
-    with running_cluster(kind, 3) as c:
+    with running_cluster(kind, 3, keep_dir=args.keep_dir) as c:
         leader = c.wait_leader()
-        return measure(kind, c, leader, args)
+        try:
+            return measure(kind, c, leader, args)
+        finally:
+            if args.keep_dir:
+                print(f"{kind}: data dirs and logs kept in {c.root}", flush=True)
 
 
 def measure(kind: str, c: Cluster, leader: Member, args: argparse.Namespace) -> Figures:
@@ -225,6 +229,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--profile", default="", help="py-spy raw profile of pyetcd's leader here")
     ap.add_argument("--json", default="", help="also write the figures here")
+    ap.add_argument("--keep-dir", action="store_true", help="keep the members' dirs and logs")
     args = ap.parse_args()
     rows = []
     for kind in args.kinds.split(","):
