@@ -493,17 +493,25 @@ class RangeCursor:
         rev, kvs, limit = self.rev, self.kvs, self._limit
         keep = not self.count_only
         count = self.count
-        ki = None
-        for walked, ki in enumerate(store.index.visit(self._key, self._end, self._after), 1):
-            at = ki.mod_at(rev)
-            if at is not None:
-                count += 1
-                if keep and (limit <= 0 or len(kvs) < limit):
-                    kvs.append(store._kv_at(ki, at))
-            if walked == max_keys:
-                break
-        else:
-            self.done = True
+        walked = store.index.walk(self._key, self._end, self._after, max_keys)
+        for ki in walked:
+            m = ki.modified
+            if m[0] <= rev:
+                # unchanged since rev (the common case): alive unless its last change
+                # was a delete
+                if not ki.generations[-1].revs:
+                    continue
+                at = m
+            else:
+                found = ki.mod_at(rev)
+                if found is None:
+                    continue
+                at = found
+            count += 1
+            if keep and (limit <= 0 or len(kvs) < limit):
+                kvs.append(store._kv_at(ki, at))
         self.count = count
-        if ki is not None:
-            self._after = ki.key
+        if walked:
+            self._after = walked[-1].key
+        if max_keys <= 0 or len(walked) < max_keys:
+            self.done = True

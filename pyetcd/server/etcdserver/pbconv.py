@@ -176,7 +176,16 @@ def range_encode_steps(
         m = rpc_pb2.RangeResponse()
         add = m.kvs.add
         for kv in kvs[i : i + step]:
-            kv_to_pb(kv, add())
+            # all fields in one call: cheaper than kv_to_pb's field by field, and a
+            # zero is not serialized either way
+            add(
+                key=kv.key,
+                create_revision=kv.create_revision,
+                mod_revision=kv.mod_revision,
+                version=kv.version,
+                value=kv.value,
+                lease=kv.lease,
+            )
         parts.append(m.SerializeToString())
         yield
     parts.append(rpc_pb2.RangeResponse(more=r.more, count=r.count).SerializeToString())
