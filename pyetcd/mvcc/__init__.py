@@ -25,7 +25,7 @@ from pyetcd.mvcc.errors import (
     TooManyOpsError,
     ValueProvidedError,
 )
-from pyetcd.mvcc.kvstore import KVStore
+from pyetcd.mvcc.kvstore import KVStore, RangeCursor
 from pyetcd.mvcc.lessor import IDGenerator, Lease, Lessor
 from pyetcd.mvcc.types import (
     CompactionRequest,
@@ -90,6 +90,7 @@ __all__ = [
     "NoSpaceError",
     "PutRequest",
     "PutResponse",
+    "RangeCursor",
     "RangeRequest",
     "RangeResponse",
     "RequestOp",

@@ -131,6 +131,15 @@ class KeyIndex:
             n -= 1
         return revs[n], g.created, g.ver - (len(revs) - 1 - n)
 
+    def mod_at(self, at_rev: int) -> Revision | None:
+        """The revision of the key's value at ``at_rev``, or None when it was not alive
+        then: ``get`` without the rest, and at once when nothing changed since."""
+        m = self.modified
+        if m[0] <= at_rev:
+            return m if self.generations[-1].revs else None
+        got = self.get(at_rev)
+        return None if got is None else got[0]
+
     def _compact_point(self, at_rev: int) -> tuple[int, int]:
         # the first generation that is alive at at_rev or created after it,
         # and the index in it of the newest revision <= at_rev (-1: none)
@@ -204,37 +213,41 @@ class TreeIndex:
         one go."""
         self._tree.update(keys)
 
-    def visit(self, key: bytes, end: bytes | None) -> Iterator[KeyIndex]:
-        """Every KeyIndex with key in [key, end) (see the module doc for ``end``)."""
+    def visit(
+        self, key: bytes, end: bytes | None, after: bytes | None = None
+    ) -> Iterator[KeyIndex]:
+        """Every KeyIndex with key in [key, end) (see the module doc for ``end``), in key
+        order; with ``after``, only those whose key is greater (a resumed walk)."""
         if end is None:
             ki: KeyIndex | None = self._tree.get(key)
-            if ki is not None:
+            if ki is not None and (after is None or key > after):
                 yield ki
             return
-        if end == b"":
-            keys = self._tree.irange(minimum=key)
-        elif end <= key:
+        if end and end <= key:
             return
-        else:
-            keys = self._tree.irange(minimum=key, maximum=end, inclusive=(True, False))
+        lo, lo_inclusive = (key, True) if after is None or after < key else (after, False)
+        keys = self._tree.irange(
+            minimum=lo, maximum=end or None, inclusive=(lo_inclusive, False)
+        )
         tree = self._tree
         for k in keys:
             yield tree[k]
 
-    def revisions(
-        self, key: bytes, end: bytes | None, at_rev: int, limit: int
-    ) -> tuple[list[tuple[KeyIndex, Revision]], int]:
-        """Keys alive at ``at_rev`` in the range: up to ``limit`` (0 = all) and the total."""
-        out: list[tuple[KeyIndex, Revision]] = []
-        total = 0
-        for ki in self.visit(key, end):
-            got = ki.get(at_rev)
-            if got is None:
-                continue
-            if limit <= 0 or len(out) < limit:
-                out.append((ki, got[0]))
-            total += 1
-        return out, total
+    def walk(
+        self, key: bytes, end: bytes | None, after: bytes | None, n: int
+    ) -> list[KeyIndex]:
+        """Up to ``n`` (0: all) KeyIndexes of :meth:`visit` in key order, as a list: a
+        slice of the tree at once, cheaper per key than the iterator."""
+        tree = self._tree
+        if end is None or (end and end <= key):
+            return list(self.visit(key, end, after))
+        lo = tree.bisect_left(key) if after is None or after < key else tree.bisect_right(after)
+        hi = len(tree) if end == b"" else tree.bisect_left(end)
+        if n > 0:
+            hi = min(hi, lo + n)
+        if hi <= lo:
+            return []
+        return list(map(tree.__getitem__, tree.keys()[lo:hi]))
 
     def compact(self, at_rev: int) -> set[Revision]:
         """Compact every key at ``at_rev``; returns the revisions the backend must keep."""

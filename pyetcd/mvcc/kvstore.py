@@ -46,7 +46,7 @@ from pyetcd.mvcc.revision import (
 )
 from pyetcd.mvcc.types import KeyValue
 
-__all__ = ["DEFAULT_QUOTA_BYTES", "KVStore"]
+__all__ = ["DEFAULT_QUOTA_BYTES", "KVStore", "RangeCursor"]
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
 COMPACTION_BATCH_LIMIT = 1000
@@ -111,6 +111,8 @@ class KVStore:
         self.on_changes: ChangeHook | None = None
         self._begin_rev = 0
         self._changes: list[KeyValue] = []
+        # set by close(): a range cursor still open on this store stops (see RangeCursor)
+        self.closed = False
         self._restore()
 
     # -- properties ----------------------------------------------------------
@@ -152,6 +154,7 @@ class KVStore:
 
     def close(self) -> None:
         """Commit and close the backend."""
+        self.closed = True
         self.backend.close()
 
     def defragment(self) -> None:
@@ -163,9 +166,23 @@ class KVStore:
     def range_keys(
         self, key: bytes, end: bytes | None, at_rev: int, cur_rev: int, limit: int, count: bool
     ) -> tuple[list[KeyValue], int]:
-        """etcd's rangeKeys: (kvs up to limit, total count) at ``at_rev`` (<= 0: cur_rev).
+        """etcd's rangeKeys: (kvs up to limit, total count) at ``at_rev`` (<= 0: cur_rev),
+        in one go (see :meth:`range_cursor` for the same read in slices).
 
         ``end`` uses the index convention (None: one key; b"": to the end).
+
+        Raises:
+            FutureRevisionError, CompactedError.
+        """
+        cursor = self.range_cursor(key, end, at_rev, cur_rev, limit, count)
+        cursor.next_slice(0)
+        return cursor.kvs, cursor.count
+
+    def range_cursor(
+        self, key: bytes, end: bytes | None, at_rev: int, cur_rev: int, limit: int, count: bool
+    ) -> RangeCursor:
+        """The read :meth:`range_keys` makes, to be taken in slices: the server runs
+        a large range a slice at a time so that other work runs in between.
 
         Raises:
             FutureRevisionError, CompactedError.
@@ -176,10 +193,7 @@ class KVStore:
             at_rev = cur_rev
         if at_rev < self._compact_rev:
             raise CompactedError()
-        pairs, total = self.index.revisions(key, end, at_rev, limit)
-        if count:
-            return [], total
-        return [self._kv_at(ki, rev) for ki, rev in pairs], total
+        return RangeCursor(self, key, end, at_rev, limit, count)
 
     def _kv_at(self, ki: KeyIndex, rev: Revision) -> KeyValue:
         latest = ki.latest
@@ -437,3 +451,74 @@ class KVStore:
                 return
             r = bytes_to_rev(rows[-1][0])
             last = rev_to_bytes((r[0], r[1] + 1))
+
+
+class RangeCursor:
+    """One range read at a fixed revision ``rev``, taken a slice at a time.
+
+    Rules it keeps:
+
+    1. Every slice reads the store as it is at ``rev``. Between slices the store may
+       take writes (revisions above ``rev``: invisible here), deletes (their tombstones
+       are above ``rev`` too) and compactions at or below ``rev`` (which keep every
+       revision a read at ``rev`` needs). A compaction above ``rev`` removes history
+       this read may still need, so the next slice raises CompactedError, as does a
+       store closed under the read (a snapshot replaced it). Nothing read before is
+       taken back: a read that raised must be abandoned (or started again).
+    2. ``kvs`` holds the first ``limit`` keys alive at ``rev`` in key order (all of
+       them with limit 0; none when counting only); ``count`` counts every one walked.
+       Both are final once ``done``.
+    """
+
+    __slots__ = ("_after", "_end", "_key", "_limit", "_store", "count", "count_only",
+                 "done", "kvs", "rev")
+
+    def __init__(
+        self, store: KVStore, key: bytes, end: bytes | None, rev: int, limit: int,
+        count_only: bool,
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._end = end
+        self.rev = rev
+        self._limit = limit
+        self.count_only = count_only
+        self._after: bytes | None = None  # the last key walked
+        self.kvs: list[KeyValue] = []
+        self.count = 0
+        self.done = False
+
+    def next_slice(self, max_keys: int) -> None:
+        """Walk up to ``max_keys`` more keys of the index (0: all that are left).
+
+        Raises:
+            CompactedError: history at ``rev`` was compacted, or the store closed.
+        """
+        store = self._store
+        if store.closed or self.rev < store.compact_revision:
+            raise CompactedError()
+        rev, kvs, limit = self.rev, self.kvs, self._limit
+        keep = not self.count_only
+        count = self.count
+        walked = store.index.walk(self._key, self._end, self._after, max_keys)
+        for ki in walked:
+            m = ki.modified
+            if m[0] <= rev:
+                # unchanged since rev (the common case): alive unless its last change
+                # was a delete
+                if not ki.generations[-1].revs:
+                    continue
+                at = m
+            else:
+                found = ki.mod_at(rev)
+                if found is None:
+                    continue
+                at = found
+            count += 1
+            if keep and (limit <= 0 or len(kvs) < limit):
+                kvs.append(store._kv_at(ki, at))
+        self.count = count
+        if walked:
+            self._after = walked[-1].key
+        if max_keys <= 0 or len(walked) < max_keys:
+            self.done = True

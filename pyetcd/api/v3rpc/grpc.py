@@ -14,7 +14,7 @@ from grpc_health.v1.health import aio as health_aio
 from pyetcd.api.v3rpc.auth import AuthService
 from pyetcd.api.v3rpc.cluster import ClusterService
 from pyetcd.api.v3rpc.election import ElectionService
-from pyetcd.api.v3rpc.kv import KVService
+from pyetcd.api.v3rpc.kv import KVService, register_range_encoded
 from pyetcd.api.v3rpc.lease import LeaseService
 from pyetcd.api.v3rpc.lock import LockService
 from pyetcd.api.v3rpc.maintenance import MaintenanceService
@@ -46,7 +46,9 @@ class EtcdGrpcServer(GrpcServer):
             # etcd's --grpc-keepalive-min-time; at 0 etcd leaves grpc-go's own 5 minutes.
             limits=ServerLimits(keepalive_min_time=cfg.grpc_keepalive_min_time or 300.0),
         )
-        rpc_pb2_grpc.add_KVServicer_to_server(KVService(server), self)
+        kv = KVService(server)
+        rpc_pb2_grpc.add_KVServicer_to_server(kv, self)
+        register_range_encoded(kv, self)
         rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server), self)
         rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(server), self)
         rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(server), self)

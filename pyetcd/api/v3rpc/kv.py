@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
+import grpc
+
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.etcdserver.server import EtcdServer
 
 from .access import caller
 from .errors import translate_errors
 
-__all__ = ["KVService"]
+__all__ = ["KVService", "register_range_encoded"]
 
 Ctx: TypeAlias = Any  # grpc ships no type stubs
 
@@ -27,6 +29,14 @@ class KVService:
     async def Range(self, request: rpc_pb2.RangeRequest, context: Ctx) -> rpc_pb2.RangeResponse:
         auth = await caller(self.server, context) if self.server.auth_store.enabled else None
         return await self.server.kv.range(request, auth)
+
+    @translate_errors
+    async def RangeEncoded(self, request: rpc_pb2.RangeRequest, context: Ctx) -> bytes:
+        """Range for the gRPC wire: the RangeResponse already serialized, a slice at a
+        time, so that a large answer does not hold the event loop in one encode (see
+        ``register_range_encoded``)."""
+        auth = await caller(self.server, context) if self.server.auth_store.enabled else None
+        return await self.server.kv.range_encoded(request, auth)
 
     @translate_errors
     async def Put(self, request: rpc_pb2.PutRequest, context: Ctx) -> rpc_pb2.PutResponse:
@@ -51,3 +61,23 @@ class KVService:
     ) -> rpc_pb2.CompactionResponse:
         auth = await caller(self.server, context) if self.server.auth_store.enabled else None
         return await self.server.kv.compact(request, auth)
+
+
+def _as_is(payload: bytes) -> bytes:
+    return payload
+
+
+def register_range_encoded(kv: KVService, server: Any) -> None:
+    """Serve ``/etcdserverpb.KV/Range`` with ``kv.RangeEncoded`` on ``server`` (a
+    grpcwire GrpcServer, after ``add_KVServicer_to_server``: its registered handlers
+    come before the generated generic one)."""
+    server.add_registered_method_handlers(
+        "etcdserverpb.KV",
+        {
+            "Range": grpc.unary_unary_rpc_method_handler(
+                kv.RangeEncoded,
+                request_deserializer=rpc_pb2.RangeRequest.FromString,
+                response_serializer=_as_is,
+            )
+        },
+    )

@@ -4,12 +4,14 @@ linearizable wait, writes are checked, converted once and proposed through Raft.
 from __future__ import annotations
 
 from pyetcd.mvcc import types as mt
+from pyetcd.mvcc.errors import CompactedError
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.server.auth.check import check_range, check_txn
 from pyetcd.server.auth.store import AuthInfo
 
 from . import pbconv, txn
 from .header import ResponseHeaders
+from .pacer import ReadPacer
 from .proposer import Proposer
 from .read_index import ReadIndexer
 from .stores import Stores
@@ -20,7 +22,14 @@ from .validate import (
     check_txn_request,
 )
 
-__all__ = ["KVServer"]
+__all__ = ["ENCODE_SLICE_KVS", "READ_SLICE_KEYS", "KVServer"]
+
+#: Keys of the index walked per step of a range (the pacer runs steps for ~1 ms).
+READ_SLICE_KEYS = 256
+#: KeyValues encoded per step of a range's answer.
+ENCODE_SLICE_KVS = 256
+#: Tries of a sliced read of the current revision that a compaction interrupted.
+READ_RESTARTS = 3
 
 
 class KVServer:
@@ -37,16 +46,33 @@ class KVServer:
         headers: ResponseHeaders,
         *,
         max_txn_ops: int,
+        pacer: ReadPacer,
     ) -> None:
         self.stores = stores
         self.proposer = proposer
         self.read_indexer = read_indexer
         self.headers = headers
         self.max_txn_ops = max_txn_ops
+        self.pacer = pacer
 
     async def range(
         self, req: rpc_pb2.RangeRequest, auth: AuthInfo | None = None
     ) -> rpc_pb2.RangeResponse:
+        """Range as a message (the JSON gateway's form of :meth:`range_encoded`)."""
+        resp: rpc_pb2.RangeResponse = rpc_pb2.RangeResponse.FromString(
+            await self.range_encoded(req, auth)
+        )
+        return resp
+
+    async def range_encoded(
+        self, req: rpc_pb2.RangeRequest, auth: AuthInfo | None = None
+    ) -> bytes:
+        """Range, answered as a serialized RangeResponse.
+
+        A large range is read and encoded a slice at a time through the pacer, so it
+        cannot hold the event loop (see ``pacer.py``); the answer is what one read at
+        the revision in its header gives.
+        """
         r = pbconv.range_from_pb(req)
         check_range_request(r)
         if not req.serializable:
@@ -54,9 +80,27 @@ class KVServer:
         stores = self.stores
         if stores.auth.enabled:
             check_range(stores.auth, auth, req)
-        resp = pbconv.range_to_pb(txn.range_(stores.kv, r))
-        self.headers.fill(resp.header)
-        return resp
+        result = await self._read(r)
+        header = self.headers.header(result.header.revision)
+        return await self.pacer.run(pbconv.range_encode_steps(result, header, ENCODE_SLICE_KVS))
+
+    async def _read(self, r: mt.RangeRequest) -> mt.RangeResponse:
+        # A compaction above the read's revision (or a snapshot replacing the store)
+        # between two slices ends the read with CompactedError. A read of the current
+        # revision then starts again at the new current revision, which is as recent
+        # as a linearizable read needs; after a few such restarts it is served in one
+        # go. A read at a given revision answers the error, as if the compaction had
+        # come first.
+        for _ in range(READ_RESTARTS):
+            kv = self.stores.kv
+            try:
+                return await self.pacer.run(
+                    txn.range_steps(kv, r, kv.current_revision, READ_SLICE_KEYS)
+                )
+            except CompactedError:
+                if r.revision and not kv.closed:
+                    raise
+        return txn.range_(self.stores.kv, r)
 
     async def put(
         self, req: rpc_pb2.PutRequest, auth: AuthInfo | None = None

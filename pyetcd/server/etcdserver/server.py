@@ -52,6 +52,7 @@ from .leadership import Leadership
 from .lease import LeaseServer
 from .maintenance import CLUSTER_VERSION, SERVER_VERSION, MaintenanceServer
 from .membership import Member, Membership
+from .pacer import ReadPacer
 from .proposer import Proposer
 from .raft_node import RaftNode, conf_change_entries
 from .read_index import ReadIndexer
@@ -264,7 +265,12 @@ class EtcdServer:
         )
         self.headers = headers = ResponseHeaders(member_id, cluster_id, stores, raft)
         self.kv = KVServer(
-            stores, proposer, self.read_indexer, headers, max_txn_ops=cfg.max_txn_ops
+            stores,
+            proposer,
+            self.read_indexer,
+            headers,
+            max_txn_ops=cfg.max_txn_ops,
+            pacer=ReadPacer(),
         )
         self.lease = LeaseServer(stores, proposer, self.read_indexer, leadership, headers)
         self.cluster = ClusterServer(

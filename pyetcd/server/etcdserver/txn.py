@@ -11,8 +11,9 @@ fails changes nothing and every member applies it alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
+from typing import TypeVar
 
 from pyetcd.mvcc import KVStore
 from pyetcd.mvcc.errors import CompactedError, FutureRevisionError, KeyNotFoundError
@@ -41,6 +42,7 @@ from pyetcd.mvcc.types import (
 
 __all__ = [
     "LEASE_GRANT_COST",
+    "RangeSteps",
     "compact",
     "cost_put",
     "cost_txn",
@@ -49,6 +51,8 @@ __all__ = [
     "lease_grant",
     "put",
     "range_",
+    "range_steps",
+    "run_steps",
     "txn",
 ]
 
@@ -57,6 +61,7 @@ _KV_OVERHEAD = 256
 LEASE_GRANT_COST = 64
 _EMPTY_KV = KeyValue(b"")
 _NO_HEADER = ResponseHeader()
+_T = TypeVar("_T")
 
 _SORT_KEYS: dict[SortTarget, Callable[[KeyValue], int | bytes]] = {
     SortTarget.KEY: lambda kv: kv.key,
@@ -76,8 +81,34 @@ def _plain(req: RangeRequest) -> bool:
     )
 
 
+#: What :func:`range_steps` yields between slices: nothing; the caller decides when to go on.
+RangeSteps = Generator[None, None, RangeResponse]
+
+
 def _range(kv: KVStore, req: RangeRequest, cur_rev: int) -> RangeResponse:
     """A Range as etcd applies it, seen at ``cur_rev`` (the header's revision)."""
+    return run_steps(range_steps(kv, req, cur_rev, 0))
+
+
+def run_steps(steps: Generator[None, None, _T]) -> _T:
+    """Run a generator of steps to its end in one go; returns what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def range_steps(kv: KVStore, req: RangeRequest, cur_rev: int, slice_keys: int) -> RangeSteps:
+    """A Range seen at ``cur_rev``, in steps of about ``slice_keys`` keys (0: one step).
+
+    Yields between steps (the store may change in between: see ``mvcc.RangeCursor``)
+    and returns the RangeResponse. A point read of the newest revision is one step.
+
+    Raises:
+        FutureRevisionError, CompactedError (also from a later step: the history at
+        the read's revision was compacted, or the store replaced, under it).
+    """
     header = ResponseHeader(revision=cur_rev)
     if not req.range_end and req.revision == 0 and not req.count_only and _plain(req):
         # point read of the newest revision: served from the index's cache
@@ -94,15 +125,28 @@ def _range(kv: KVStore, req: RangeRequest, cur_rev: int) -> RangeResponse:
         limit = 0  # sort/filter everything, truncate afterwards
     if limit > 0:
         limit += 1  # one more to learn whether there is more
-    kvs, count = kv.range_keys(
+    cursor = kv.range_cursor(
         req.key, index_end(req.range_end), req.revision, cur_rev, limit, req.count_only
     )
+    while True:
+        cursor.next_slice(slice_keys)
+        if cursor.done:
+            break
+        yield
+    kvs, count = cursor.kvs, cursor.count
     if not _plain(req):
-        kvs = [x for x in kvs if _passes_filters(req, x)]
+        kept: list[KeyValue] = []
+        for part in _parts(kvs, slice_keys):
+            kept += [x for x in part if _passes_filters(req, x)]
+            yield
+        kvs = kept
     if req.sort_target != SortTarget.KEY and order == SortOrder.NONE:
         order = SortOrder.ASCEND
     if order == SortOrder.DESCEND:
-        kvs.sort(key=_SORT_KEYS[req.sort_target], reverse=True)
+        if req.sort_target == SortTarget.KEY:
+            kvs.reverse()  # already in key order, and keys are unique
+        else:
+            kvs.sort(key=_SORT_KEYS[req.sort_target], reverse=True)
     elif order == SortOrder.ASCEND and req.sort_target != SortTarget.KEY:
         kvs.sort(key=_SORT_KEYS[req.sort_target])
     more = False
@@ -110,8 +154,24 @@ def _range(kv: KVStore, req: RangeRequest, cur_rev: int) -> RangeResponse:
         kvs = kvs[: req.limit]
         more = True
     if req.keys_only:
-        kvs = [replace(kv, value=b"") for kv in kvs]
+        bare: list[KeyValue] = []
+        for part in _parts(kvs, slice_keys):
+            bare += [
+                KeyValue(x.key, x.create_revision, x.mod_revision, x.version, b"", x.lease)
+                for x in part
+            ]
+            yield
+        kvs = bare
     return RangeResponse(header, tuple(kvs), more, count)
+
+
+def _parts(kvs: list[KeyValue], size: int) -> Iterator[list[KeyValue]]:
+    """``kvs`` in runs of ``size`` (0: one run)."""
+    if size <= 0 or len(kvs) <= size:
+        yield kvs
+        return
+    for i in range(0, len(kvs), size):
+        yield kvs[i : i + size]
 
 
 def _passes_filters(req: RangeRequest, kv: KeyValue) -> bool:
