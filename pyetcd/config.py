@@ -116,6 +116,14 @@ class ServerConfig:
     peer_client_cert_auth: bool = False
     peer_trusted_ca_file: str = ""
     peer_auto_tls: bool = False
+    client_crl_file: str = ""
+    client_cert_allowed_hostname: str = ""
+    peer_crl_file: str = ""
+    peer_cert_allowed_cn: str = ""
+    peer_cert_allowed_hostname: str = ""
+    cipher_suites: tuple[str, ...] = ()  # Go's names, checked when TLS is set up
+    tls_min_version: str = "TLS1.2"  # "", TLS1.2 or TLS1.3 (etcd 3.5.8+)
+    tls_max_version: str = ""
     cors: tuple[str, ...] = ("*",)
     host_whitelist: tuple[str, ...] = ("*",)
     # Auth
@@ -264,6 +272,27 @@ def validate(cfg: ServerConfig) -> None:
         raise ConfigError(ERR_UNSET_ADVERTISE_CLIENT_URLS)
     if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
         raise ConfigError(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
+    _check_tls_versions(cfg)
+
+
+# etcd's tlsutil.GetTLSVersion: "" lets Go choose.
+_TLS_VERSION_ORDER = {"": 0, "TLS1.2": 12, "TLS1.3": 13}
+
+
+def _check_tls_versions(cfg: ServerConfig) -> None:
+    # etcd 3.5.8's embed.Config.Validate, in its order and with its texts.
+    for given in (cfg.tls_min_version, cfg.tls_max_version):
+        if given not in _TLS_VERSION_ORDER:
+            raise ConfigError(f'unexpected TLS version "{given}" (must be one of: TLS1.2, TLS1.3)')
+    low = _TLS_VERSION_ORDER[cfg.tls_min_version]
+    high = _TLS_VERSION_ORDER[cfg.tls_max_version]
+    if high and low > high:
+        raise ConfigError(
+            f"min version ({cfg.tls_min_version}) is greater than max version "
+            f"({cfg.tls_max_version})"
+        )
+    if low == 13 and cfg.cipher_suites:
+        raise ConfigError("cipher suites cannot be configured when only TLS1.3 is enabled")
 
 
 # ---------------------------------------------------------------- YAML config file

@@ -11,6 +11,7 @@ import contextlib
 import gc
 import os
 import signal
+import ssl
 from collections.abc import Coroutine
 from typing import Any
 
@@ -39,11 +40,20 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     try:
         client_tls = client_tls_info(cfg)
         peer_tls = peer_tls_info(cfg)
+        # Both follow the peer certificate files for each new connection.
+        peer_server_ssl = peer_tls.server_context(logger=logger) if peer_tls else None
+        peer_ssl = peer_tls.client_context(logger=logger) if peer_tls else None
     except TLSSetupError as err:
-        logger.fatal("failed to set up TLS", {"error": str(err)})
+        # etcd sets TLS up in StartEtcd; its errors end in these two lines.
+        logger.warn("failed to start etcd", {"error": str(err)})
+        logger.fatal("discovery failed", {"error": str(err)})
         return 1
-    peer_ssl = peer_tls.client_context() if peer_tls is not None else None
-    server = EtcdServer(cfg, logger, transport_factory=_peer_factory(peer_tls), peer_ssl=peer_ssl)
+    server = EtcdServer(
+        cfg,
+        logger,
+        transport_factory=_peer_factory(peer_server_ssl, peer_ssl),
+        peer_ssl=peer_ssl,
+    )
     # Start-up builds the key index: hundreds of thousands of objects that all live on.
     # Cyclic collections while they pile up would rescan them again and again.
     gc.disable()
@@ -96,9 +106,11 @@ def _log_serving(logger: Logger, cfg: ServerConfig, tls: TLSInfo | None) -> None
         )
 
 
-def _peer_factory(tls: TLSInfo | None) -> TransportFactory:
-    """Builds the TCP transport on the peer URLs (peer TLS from ``tls``) from what the
-    server hands it; everything it calls exists before it (see etcdserver/inbox.py)."""
+def _peer_factory(
+    server_ssl: ssl.SSLContext | None, client_ssl: ssl.SSLContext | None
+) -> TransportFactory:
+    """Builds the TCP transport on the peer URLs (peer TLS from the two contexts) from
+    what the server hands it; everything it calls exists before it (etcdserver/inbox.py)."""
 
     def build(params: TransportParams) -> PeerTransport:
         return PeerTransport(
@@ -116,8 +128,8 @@ def _peer_factory(tls: TLSInfo | None) -> TransportFactory:
             on_removed=params.removed.removed_by_peer,
             is_removed=params.removed.is_removed,
             http_handler=params.http.serve_peer_http,
-            server_ssl=tls.server_context() if tls is not None else None,
-            client_ssl=tls.client_context() if tls is not None else None,
+            server_ssl=server_ssl,
+            client_ssl=client_ssl,
         )
 
     return build
