@@ -119,6 +119,14 @@ class ServerConfig:
     peer_client_cert_auth: bool = False
     peer_trusted_ca_file: str = ""
     peer_auto_tls: bool = False
+    client_crl_file: str = ""
+    client_cert_allowed_hostname: str = ""
+    peer_crl_file: str = ""
+    peer_cert_allowed_cn: str = ""
+    peer_cert_allowed_hostname: str = ""
+    cipher_suites: tuple[str, ...] = ()  # Go's names, checked when TLS is set up
+    tls_min_version: str = "TLS1.2"  # "", TLS1.2 or TLS1.3 (etcd 3.5.8+)
+    tls_max_version: str = ""
     # Auth
     auth_token: str = "simple"
     bcrypt_cost: int = 10
@@ -263,6 +271,7 @@ def validate(cfg: ServerConfig) -> None:
     if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
         raise ConfigError(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
     compaction_retention(cfg)
+    _check_tls_versions(cfg)
 
 
 _GO_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -292,6 +301,26 @@ def compaction_retention(cfg: ServerConfig) -> float:
         why = "missing unit in duration" if _GO_NUMBER.fullmatch(text) else "invalid duration"
         raise ConfigError(f'error parsing CompactionRetention: time: {why} "{text}"') from None
     return float(round(seconds * 1e9)) if cfg.auto_compaction_mode == "revision" else seconds
+
+
+# etcd's tlsutil.GetTLSVersion: "" lets Go choose.
+_TLS_VERSION_ORDER = {"": 0, "TLS1.2": 12, "TLS1.3": 13}
+
+
+def _check_tls_versions(cfg: ServerConfig) -> None:
+    # etcd 3.5.8's embed.Config.Validate, in its order and with its texts.
+    for given in (cfg.tls_min_version, cfg.tls_max_version):
+        if given not in _TLS_VERSION_ORDER:
+            raise ConfigError(f'unexpected TLS version "{given}" (must be one of: TLS1.2, TLS1.3)')
+    low = _TLS_VERSION_ORDER[cfg.tls_min_version]
+    high = _TLS_VERSION_ORDER[cfg.tls_max_version]
+    if high and low > high:
+        raise ConfigError(
+            f"min version ({cfg.tls_min_version}) is greater than max version "
+            f"({cfg.tls_max_version})"
+        )
+    if low == 13 and cfg.cipher_suites:
+        raise ConfigError("cipher suites cannot be configured when only TLS1.3 is enabled")
 
 
 # ---------------------------------------------------------------- YAML config file

@@ -12,6 +12,7 @@ import gc
 import os
 import resource
 import signal
+import ssl
 from collections.abc import Coroutine
 from typing import Any
 
@@ -45,16 +46,20 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     try:
         client_tls = client_tls_info(cfg)
         peer_tls = peer_tls_info(cfg)
+        # Both follow the peer certificate files for each new connection.
+        peer_server_ssl = peer_tls.server_context(logger=logger) if peer_tls else None
+        peer_ssl = peer_tls.client_context(logger=logger) if peer_tls else None
     except TLSSetupError as err:
-        logger.fatal("failed to set up TLS", {"error": str(err)})
+        # etcd sets TLS up in StartEtcd; its errors end in these two lines.
+        logger.warn("failed to start etcd", {"error": str(err)})
+        logger.fatal("discovery failed", {"error": str(err)})
         return 1
-    peer_ssl = peer_tls.client_context() if peer_tls is not None else None
     # The dashboard's timeline hears of elections and snapshots from the server's parts.
     timeline = Timeline() if cfg.enable_dashboard else None
     server = EtcdServer(
         cfg,
         logger,
-        transport_factory=_peer_factory(peer_tls),
+        transport_factory=_peer_factory(peer_server_ssl, peer_ssl),
         peer_ssl=peer_ssl,
         events=timeline if timeline is not None else NO_EVENTS,
     )
@@ -137,9 +142,11 @@ def _log_serving(logger: Logger, cfg: ServerConfig, tls: TLSInfo | None) -> None
         )
 
 
-def _peer_factory(tls: TLSInfo | None) -> TransportFactory:
-    """Builds the TCP transport on the peer URLs (peer TLS from ``tls``) from what the
-    server hands it; everything it calls exists before it (see etcdserver/inbox.py)."""
+def _peer_factory(
+    server_ssl: ssl.SSLContext | None, client_ssl: ssl.SSLContext | None
+) -> TransportFactory:
+    """Builds the TCP transport on the peer URLs (peer TLS from the two contexts) from
+    what the server hands it; everything it calls exists before it (etcdserver/inbox.py)."""
 
     def build(params: TransportParams) -> PeerTransport:
         return PeerTransport(
@@ -158,8 +165,8 @@ def _peer_factory(tls: TLSInfo | None) -> TransportFactory:
             is_removed=params.removed.is_removed,
             http_handler=params.http.serve_peer_http,
             on_fatal=params.fatal.fail,
-            server_ssl=tls.server_context() if tls is not None else None,
-            client_ssl=tls.client_context() if tls is not None else None,
+            server_ssl=server_ssl,
+            client_ssl=client_ssl,
         )
 
     return build

@@ -21,7 +21,7 @@ from pyetcd.api.etcdhttp.handler import HTTPFrontend, Site
 from pyetcd.api.etcdhttp.metrics import ServerMetrics
 from pyetcd.grpcwire import GrpcServer
 from pyetcd.server.etcdserver.server import EtcdServer
-from pyetcd.tlsutil import TLSInfo
+from pyetcd.tlsutil import TLSInfo, TLSSetupError
 
 __all__ = ["ClientListener", "ListenError", "bind_client_url", "peer_name"]
 
@@ -175,12 +175,14 @@ class ClientListener:
         self._listeners: list[tuple[socket.socket, bool]] = []
         self._servers: list[asyncio.Server] = []
         self._grpc: GrpcServer | None = None
+        self._tls_ctx: ssl.SSLContext | None = None
 
     def listen(self, grpc_server: GrpcServer) -> None:
         """Bind every client URL.
 
         Raises:
             ListenError: a client URL could not be bound.
+            TLSSetupError: the certificate files cannot be loaded.
         """
         self._grpc = grpc_server
         for url in self.server.cfg.listen_client_urls:
@@ -191,6 +193,16 @@ class ClientListener:
                 raise ListenError(url, err) from err
             secure = urlsplit(url).scheme == "https"
             self._listeners += [(s, secure) for s in socks]
+        if self.tls is not None and any(secure for _, secure in self._listeners):
+            try:
+                # One context for every https client URL; it follows the certificate
+                # files for each new connection (tlsutil/contexts.py).
+                self._tls_ctx = self.tls.server_context(
+                    alpn=("http/1.1", "h2"), logger=self.server.log
+                )
+            except TLSSetupError:
+                self._close_listeners()
+                raise
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -203,9 +215,7 @@ class ClientListener:
         self.metrics.attach()
         loop = asyncio.get_running_loop()
         grpc, http = self._grpc, self.http
-        tls_ctx: ssl.SSLContext | None = None
-        if self.tls is not None and any(secure for _, secure in self._listeners):
-            tls_ctx = self.tls.server_context(alpn=("http/1.1", "h2"))
+        tls_ctx = self._tls_ctx
         for sock, secure in self._listeners:
             ctx = tls_ctx if secure else None
             self._servers.append(

@@ -7,95 +7,39 @@ Rules this module keeps:
    ``--[peer-]auto-tls`` and no files, is generated self-signed into
    ``<data-dir>/fixtures/{client,peer}/`` (etcd's place), valid for the URLs'
    hosts plus localhost and 127.0.0.1.
-2. ``--[peer-]client-cert-auth`` requires the other side's certificate, checked
-   against ``--[peer-]trusted-ca-file``. A dialing peer presents its own peer
-   certificate and checks the server's against the trusted CA; with auto TLS and
-   no CA it checks nothing (etcd's InsecureSkipVerify for self-signed peers).
-3. Key material is read from files here and handed on as bytes or contexts;
-   nothing of it is ever logged.
+2. ``--[peer-]client-cert-auth`` or ``--[peer-]trusted-ca-file`` requires the other
+   side's certificate, checked against the trusted CA (etcd 3.5 requires it as soon
+   as a CA is given). A dialing peer presents its own peer certificate and checks the
+   server's against the trusted CA; with auto TLS and no CA it checks nothing (etcd's
+   InsecureSkipVerify for self-signed peers).
+3. ``--cipher-suites`` and ``--tls-{min,max}-version`` apply to both sides and are
+   checked even when neither uses TLS, as etcd checks them; ``--client-crl-file``,
+   ``--client-cert-allowed-hostname``, ``--peer-crl-file``, ``--peer-cert-allowed-cn``
+   and ``--peer-cert-allowed-hostname`` are each side's :class:`PeerCertRules`.
+4. Key material is read from files and handed on as contexts; nothing of it is ever
+   logged.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
-import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pyetcd.config import ServerConfig
+from pyetcd.tlsutil.contexts import TLSInfo
+from pyetcd.tlsutil.policy import PeerCertRules, TLSPolicy, TLSSetupError, tls_policy
 
 __all__ = [
-    "TLSInfo",
-    "TLSSetupError",
     "client_tls_info",
     "peer_tls_info",
     "self_signed_cert",
 ]
 
 _DEFAULT_HOSTS = ("localhost", "127.0.0.1")
-
-
-class TLSSetupError(Exception):
-    """The TLS flags are incomplete or their files unusable; ``str()`` says which."""
-
-
-@dataclass(frozen=True, slots=True)
-class TLSInfo:
-    """One side's certificate, key, trusted CA and whether peers must show certificates."""
-
-    cert_file: str
-    key_file: str
-    trusted_ca_file: str = ""
-    client_cert_auth: bool = False
-    self_signed: bool = False
-
-    def read(self) -> tuple[bytes, bytes, bytes | None]:
-        """(certificate chain PEM, private key PEM, trusted CA PEM or None)."""
-        try:
-            with open(self.cert_file, "rb") as f:
-                cert = f.read()
-            with open(self.key_file, "rb") as f:
-                key = f.read()
-            ca = None
-            if self.trusted_ca_file:
-                with open(self.trusted_ca_file, "rb") as f:
-                    ca = f.read()
-        except OSError as err:
-            raise TLSSetupError(f"cannot read TLS file: {err}") from err
-        return cert, key, ca
-
-    def server_context(self, alpn: Sequence[str] = ()) -> ssl.SSLContext:
-        """A server-side context: our certificate; client certificates per rule 2."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            ctx.load_cert_chain(self.cert_file, self.key_file)
-            if self.trusted_ca_file:
-                ctx.load_verify_locations(self.trusted_ca_file)
-                ctx.verify_mode = ssl.CERT_REQUIRED if self.client_cert_auth else ssl.CERT_OPTIONAL
-        except (OSError, ssl.SSLError) as err:
-            raise TLSSetupError(f"cannot load TLS certificate: {err}") from err
-        if alpn:
-            ctx.set_alpn_protocols(list(alpn))
-        return ctx
-
-    def client_context(self) -> ssl.SSLContext:
-        """A dialing context: presents our certificate, checks the server's (rule 2)."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            ctx.load_cert_chain(self.cert_file, self.key_file)
-            if self.trusted_ca_file:
-                ctx.load_verify_locations(self.trusted_ca_file)
-            else:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-        except (OSError, ssl.SSLError) as err:
-            raise TLSSetupError(f"cannot load TLS certificate: {err}") from err
-        return ctx
 
 
 def _uses_tls(urls: Sequence[str]) -> bool:
@@ -107,22 +51,34 @@ def _hosts(urls: Sequence[str]) -> list[str]:
     return sorted({h for h in (*hosts, *_DEFAULT_HOSTS) if h})
 
 
+def _policy(cfg: ServerConfig) -> TLSPolicy:
+    return tls_policy(cfg.cipher_suites, cfg.tls_min_version, cfg.tls_max_version)
+
+
 def _tls_info(
     cfg: ServerConfig,
     side: str,
     urls: Sequence[str],
-    cert_file: str,
-    key_file: str,
-    trusted_ca_file: str,
+    files: tuple[str, str, str],
     client_cert_auth: bool,
     auto_tls: bool,
+    rules: PeerCertRules,
 ) -> TLSInfo | None:
+    policy = _policy(cfg)
     if not _uses_tls(urls):
         return None
+    if rules.allowed_cn and rules.allowed_hostname:
+        raise TLSSetupError(
+            f"AllowedCN and AllowedHostname are mutually exclusive "
+            f"(cn={json.dumps(rules.allowed_cn)}, hostname={json.dumps(rules.allowed_hostname)})"
+        )
+    cert_file, key_file, trusted_ca_file = files
     if cert_file or key_file:
         if not (cert_file and key_file):
             raise TLSSetupError(f"--{side}cert-file and --{side}key-file must be given together")
-        return TLSInfo(cert_file, key_file, trusted_ca_file, client_cert_auth)
+        return TLSInfo(
+            cert_file, key_file, trusted_ca_file, client_cert_auth, rules=rules, policy=policy
+        )
     if not auto_tls:
         raise TLSSetupError(
             f"TLS {side or 'client '}URLs need --{side}cert-file and --{side}key-file "
@@ -130,34 +86,49 @@ def _tls_info(
         )
     where = os.path.join(cfg.data_dir, "fixtures", "peer" if side else "client")
     cert, key = self_signed_cert(where, _hosts(urls))
-    return TLSInfo(cert, key, trusted_ca_file, client_cert_auth, self_signed=True)
+    return TLSInfo(
+        cert, key, trusted_ca_file, client_cert_auth, self_signed=True, rules=rules, policy=policy
+    )
 
 
 def client_tls_info(cfg: ServerConfig) -> TLSInfo | None:
-    """The client URLs' TLS settings, or None when they are plain http."""
+    """The client URLs' TLS settings, or None when they are plain http.
+
+    Raises:
+        TLSSetupError: with etcd's text where etcd has one (a cipher suite, allowed
+            names, missing files).
+    """
     return _tls_info(
         cfg,
         "",
         [*cfg.listen_client_urls, *cfg.advertise_client_urls],
-        cfg.cert_file,
-        cfg.key_file,
-        cfg.trusted_ca_file,
+        (cfg.cert_file, cfg.key_file, cfg.trusted_ca_file),
         cfg.client_cert_auth,
         cfg.auto_tls,
+        PeerCertRules(
+            allowed_hostname=cfg.client_cert_allowed_hostname, crl_file=cfg.client_crl_file
+        ),
     )
 
 
 def peer_tls_info(cfg: ServerConfig) -> TLSInfo | None:
-    """The peer URLs' TLS settings, or None when they are plain http."""
+    """The peer URLs' TLS settings, or None when they are plain http.
+
+    Raises:
+        TLSSetupError: as :func:`client_tls_info`.
+    """
     return _tls_info(
         cfg,
         "peer-",
         [*cfg.listen_peer_urls, *cfg.initial_advertise_peer_urls],
-        cfg.peer_cert_file,
-        cfg.peer_key_file,
-        cfg.peer_trusted_ca_file,
+        (cfg.peer_cert_file, cfg.peer_key_file, cfg.peer_trusted_ca_file),
         cfg.peer_client_cert_auth,
         cfg.peer_auto_tls,
+        PeerCertRules(
+            allowed_cn=cfg.peer_cert_allowed_cn,
+            allowed_hostname=cfg.peer_cert_allowed_hostname,
+            crl_file=cfg.peer_crl_file,
+        ),
     )
 
 
