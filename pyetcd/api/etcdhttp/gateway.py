@@ -5,8 +5,9 @@ context that turns ``context.abort(code, message)`` into an HTTP error, so the
 gateway and gRPC cannot disagree on semantics or error text.
 
 JSON follows etcd's grpc-gateway marshaler: proto field names, int64 as strings,
-bytes as padded base64, enums by name, zero values omitted; requests accept proto or
-camelCase names and ignore unknown fields. Errors are
+bytes as padded base64, enums by name, zero values omitted. Requests are read as etcd
+reads them (:mod:`.gojson`: Go's decoder and jsonpb, proto or camelCase names, unknown
+fields ignored, strict base64, Go's error texts). Errors are
 ``{"error": m, "code": N, "message": m}`` with grpc-gateway's HTTP status for the code.
 """
 
@@ -31,6 +32,8 @@ from pyetcd.api.v3rpc.maintenance import MaintenanceService
 from pyetcd.grpcwire import CallAborted
 from pyetcd.pb import rpc_pb2, v3election_pb2, v3lock_pb2
 from pyetcd.server.etcdserver.server import EtcdServer
+
+from .gojson import GoJSONError, decode_values, parse_message
 
 __all__ = ["ROUTES", "Gateway", "GatewayResult", "error_body", "to_json"]
 
@@ -201,11 +204,13 @@ class Gateway:
             return GatewayResult(404, {"error": "Not Found", "code": 5, "message": "Not Found"})
         request_type, handler = route
         req = request_type()
-        if body.strip():
-            try:
-                json_format.Parse(body, req, ignore_unknown_fields=True)
-            except (json_format.ParseError, ValueError, UnicodeDecodeError) as err:
-                return error_body(SC.INVALID_ARGUMENT, str(err))
+        try:
+            # grpc-gateway decodes the body's first JSON value and ignores the rest
+            first = next(decode_values(body), None)
+            if first is not None:
+                parse_message(first, req)
+        except GoJSONError as err:
+            return error_body(SC.INVALID_ARGUMENT, str(err))
         try:
             resp = await handler(req, _GatewayContext(metadata))
         except CallAborted as err:

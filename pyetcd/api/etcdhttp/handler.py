@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 
 from pyetcd.httpwire import Request, Response, ServeOptions, serve
 from pyetcd.pb import rpc_pb2
@@ -31,6 +32,10 @@ _CORS = (
     ("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"),
     ("Access-Control-Allow-Origin", "*"),
 )
+
+
+# grpc-gateway's copy of the gRPC answer's content-type, on every answer it forwards
+_GRPC_METADATA = (("Grpc-Metadata-Content-Type", "application/grpc"),)
 
 
 def _not_found() -> Response:
@@ -94,7 +99,10 @@ class HTTPFrontend:
             token = req.headers.get("authorization", "")
             metadata = (("authorization", token),) if token else ()
             result = await self.gateway.call(path, req.body, metadata)
-            return Response.json(result.status, result.body)
+            resp = Response.json(result.status, result.body)
+            if result.status == 200:  # grpc-gateway forwards the gRPC answer's header
+                resp = replace(resp, headers=_GRPC_METADATA)
+            return resp
         if path.startswith("/v3/"):
             # grpc-gateway's own answer for a path it has no route for.
             return Response(404, b"Not Found\n", headers=(("X-Content-Type-Options", "nosniff"),))
