@@ -3,9 +3,18 @@ on the real binary; tests/conformance/test_conformance_gateway.py replays them l
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+
 import pytest
 
-from pyetcd.api.etcdhttp.gojson import GoJSONError, decode_values, go_b64decode, parse_message
+from pyetcd.api.etcdhttp.gojson import (
+    GoJSONError,
+    decode_values,
+    go_b64decode,
+    go_b64walk,
+    parse_message,
+)
 from pyetcd.pb import rpc_pb2
 
 ERRORS = [
@@ -90,3 +99,19 @@ def test_base64_positions() -> None:
     for src, pos in [(b"YWJj====", 4), (b"YWJ=x", 4), (b"Y===", 1), (b"YQ==YQ==", 4)]:
         with pytest.raises(GoJSONError, match=f"input byte {pos}$"):
             go_b64decode(src)
+
+
+def test_base64_fast_path_agrees_with_go_walk() -> None:
+    rng = random.Random(20)
+    print("seed 20")
+    alphabet = b"ABab01+/=\r\n%"
+
+    def outcome(fn: Callable[[bytes], bytes], src: bytes) -> bytes | str:
+        try:
+            return fn(src)
+        except GoJSONError as err:
+            return str(err)
+
+    for _ in range(20000):
+        src = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        assert outcome(go_b64decode, src) == outcome(go_b64walk, src), src
