@@ -284,3 +284,35 @@ async def test_slow_watch_reader_does_not_grow_memory(tmp_path: Path) -> None:
     finally:
         m.stop()
         m.close_channel()
+
+
+async def test_request_progress_as_etcd_3_5_13(member: LiveMember) -> None:
+    """RequestProgress (etcd 3.5.13+): answered (watch_id -1, current revision) only once
+    every watcher of the stream is synced, so it never runs ahead of an event still to
+    come; with no watcher, not at all. (etcd 3.5.1 answered at once, whatever the state.)"""
+    for i in range(3):
+        await put(member, b"h", b"%d" % i)
+    body = post_body(
+        {"create_request": {"key": b64(b"h"), "start_revision": "1"}},  # unsynced: history
+        {"progress_request": {}},
+        {"progress_request": {}},  # while one is deferred, another is ignored
+    )
+    s = await Stream.open(member, "/v3/watch", body)
+    try:
+        lines = [await s.line() for _ in range(3)]
+        assert lines[0]["result"]["created"] is True
+        history = lines[1]["result"]["events"]
+        assert [e["kv"]["mod_revision"] for e in history] == ["2", "3", "4"]
+        progress = lines[2]["result"]
+        assert (progress["watch_id"], progress["header"]["revision"]) == ("-1", "4")
+        assert "events" not in progress
+        with pytest.raises(TimeoutError):
+            await s.line(timeout=0.5)
+    finally:
+        s.close()
+    s = await Stream.send(member, "/v3/watch", post_body({"progress_request": {}}))
+    try:
+        with pytest.raises(TimeoutError):
+            await s.start(timeout=0.5)
+    finally:
+        s.close()

@@ -137,7 +137,7 @@ class HTTPFrontend:
         if isinstance(started, GatewayResult):
             return Response.json(started.status, started.body)
         return Response(
-            200,
+            started.status,
             content_type=JSON,
             headers=_GRPC_METADATA if started.forwarded else (),
             stream=started.lines,

@@ -4,10 +4,13 @@
 one request, read in order; a value that does not decode ends the requests quietly,
 and a bad first one is answered 500, code 2, as etcd does), ``/v3/election/observe`` and
 ``/v3/maintenance/snapshot`` (server streams: the body's first value is the request; a
-bad one is 400, code 3). The answer waits for the first message: an error before it is
-an ordinary gateway error document with its HTTP status; after it, each message is one
-``{"result": ...}`` line of a chunked 200 answer, and an error ends the answer with one
-``{"error": {"grpc_code", "http_code", "message", "http_status"}}`` line.
+bad one is 400, code 3; both are ordinary gateway error documents). The answer waits
+for the first message; then each message is one ``{"result": ...}`` line of a chunked
+200 answer, and an error ends the answer with one
+``{"error": {"grpc_code", "http_code", "message", "http_status"}}`` line. An error
+before the first message is that one line in a chunked answer with the error's HTTP
+status (grpc-gateway had no message to start with), as etcd 3.5.1 answers a snapshot
+refused for lack of permission.
 
 A watch outlives its request body (etcd's watch stream ends when the client leaves, not
 when it stops sending); a keep-alive stream ends after answering the last request.
@@ -92,9 +95,10 @@ ErrorAnswer = tuple[grpc.StatusCode, str]
 
 @dataclass(frozen=True, slots=True)
 class StreamAnswer:
-    """A started stream: its lines, and whether any message came (else the call ended
-    at once, and grpc-gateway forwards no gRPC header)."""
+    """A started stream: its HTTP status and lines, and whether a message came (else
+    the call ended at once, and grpc-gateway forwards no gRPC header)."""
 
+    status: int
     lines: AsyncIterator[bytes]
     forwarded: bool
 
@@ -131,13 +135,14 @@ async def open_stream(
     try:
         head = await anext(messages)
     except StopAsyncIteration:
-        return StreamAnswer(_lines(None, messages, to_json), forwarded=False)
+        return StreamAnswer(200, _lines(None, messages, to_json), forwarded=False)
     except BaseException as err:
         await messages.aclose()
         if isinstance(err, Exception):
-            return _status(err)
+            code, text = _status(err)
+            return StreamAnswer(HTTP_STATUS.get(code, 500), _one(_error_line(code, text)), False)
         raise
-    return StreamAnswer(_lines(head, messages, to_json), forwarded=True)
+    return StreamAnswer(200, _lines(head, messages, to_json), forwarded=True)
 
 
 async def _requests(
@@ -195,6 +200,24 @@ def _line(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
+def _error_line(code: grpc.StatusCode, text: str) -> bytes:
+    http = HTTP_STATUS.get(code, 500)
+    return _line(
+        {
+            "error": {
+                "grpc_code": code.value[0],
+                "http_code": http,
+                "message": text,
+                "http_status": HTTPStatus(http).phrase,
+            }
+        }
+    )
+
+
+async def _one(line: bytes) -> AsyncIterator[bytes]:
+    yield line
+
+
 async def _lines(
     head: Message | None,
     messages: AsyncGenerator[Message, None],
@@ -209,18 +232,7 @@ async def _lines(
             except StopAsyncIteration:
                 return
             except Exception as err:
-                code, text = _status(err)
-                http = HTTP_STATUS.get(code, 500)
-                yield _line(
-                    {
-                        "error": {
-                            "grpc_code": code.value[0],
-                            "http_code": http,
-                            "message": text,
-                            "http_status": HTTPStatus(http).phrase,
-                        }
-                    }
-                )
+                yield _error_line(*_status(err))
                 return
             yield _line({"result": to_json(msg)})
     finally:
