@@ -138,6 +138,7 @@ class ServerConfig:
     log_level: str = "info"
     # Experimental and unsafe
     experimental_initial_corrupt_check: bool = False
+    experimental_watch_progress_notify_interval: float = 600.0
     experimental_corrupt_check_time: float = 0.0  # seconds; 0 disables
     experimental_compaction_batch_limit: int = 1000
     experimental_warning_apply_duration: float = 0.1

@@ -355,7 +355,6 @@ FLAGS: tuple[FlagSpec, ...] = (
         "10m",
         _X,
         "Period of watch progress notifications.",
-        supported=False,  # no periodic progress notifications yet (issue 20)
     ),
     _f(
         "experimental-warning-apply-duration",

@@ -24,9 +24,14 @@ Rules the server driver (:func:`serve`) keeps:
 5. A handler that raises gets a 500 and one warning line; the connection lives on.
 6. A :class:`Response` with a ``stream`` is sent without ``Content-Length``: h11 frames
    it chunked for an HTTP/1.1 client (close-delimited for HTTP/1.0), one chunk per
-   non-empty item, each written and drained before the next is asked for. A stream
-   that raises is logged once and the connection closed mid-body; an async generator
-   is closed however the answer ends.
+   non-empty item, each written and drained before the next is asked for (a slow
+   reader slows the producer; nothing piles up here). A stream that raises is logged
+   once and the connection closed mid-body; an async generator is closed however the
+   answer ends.
+7. While a request is served, the connection is watched for the client leaving (end of
+   input or a reset): ``Request.gone`` completes then, and a streamed answer is
+   abandoned, as Go cancels a request's context. Bytes that arrive meanwhile are the
+   next request: they are kept, and nothing more is read until it is served.
 
 :func:`request` is the matching client: one request per connection, ``Connection: close``.
 """
@@ -34,11 +39,12 @@ Rules the server driver (:func:`serve`) keeps:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl as _ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Final
@@ -92,6 +98,8 @@ class Request:
     query: dict[str, list[str]] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased names, first value
     body: bytes = b""
+    # completes when the client leaves while this request is served (rule 7)
+    gone: asyncio.Future[None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +280,22 @@ class _ServerConnection:
             if name == b"content-length" and int(value) > self.options.max_body_bytes:
                 raise _Reject(413, "request body too large")
 
-    async def send(self, resp: Response, head_only: bool) -> None:
+    async def watch_gone(self, gone: asyncio.Future[None]) -> None:
+        """Complete ``gone`` when the client leaves before sending anything more."""
+        if self.pending or self.h11.trailing_data[0]:
+            return  # it is already sending its next request
+        try:
+            data = await self.reader.read(self.step)
+        except (ConnectionError, OSError):
+            data = b""
+        if data:
+            self.pending += data  # the next request, fed to h11 once this one is answered
+        elif not gone.done():
+            gone.set_result(None)
+
+    async def send(
+        self, resp: Response, head_only: bool, gone: asyncio.Future[None] | None = None
+    ) -> None:
         """Write ``resp`` as the answer to the current request."""
         headers = [
             (b"Date", _DATE.now()),
@@ -286,20 +309,24 @@ class _ServerConnection:
         out = self.h11.send(h11.Response(status_code=resp.status, headers=headers, reason=reason))
         if resp.stream is not None and not head_only:
             await self._write(out)
-            await self._send_stream(resp.stream)
+            await self._send_stream(resp.stream, gone)
             return
         if resp.body and not head_only:
             out = (out or b"") + (self.h11.send(h11.Data(data=resp.body)) or b"")
         await self._write((out or b"") + (self.h11.send(h11.EndOfMessage()) or b""))
 
-    async def _send_stream(self, stream: AsyncIterable[bytes]) -> None:
+    async def _send_stream(
+        self, stream: AsyncIterable[bytes], gone: asyncio.Future[None] | None
+    ) -> None:
         chunks = aiter(stream)
         try:
             while True:
                 try:
-                    chunk = await anext(chunks)
+                    chunk = await _unless_gone(anext(chunks), gone)
                 except StopAsyncIteration:
                     break
+                except _ClientGone:
+                    raise
                 except Exception as exc:  # the producer failed: the body stays unfinished
                     raise _StreamFailed(repr(exc)) from None
                 if chunk:  # an empty chunk would end the body
@@ -345,6 +372,23 @@ class _ServerConnection:
             self.h11.start_next_cycle()
             return True
         return False
+
+
+async def _unless_gone(step: Awaitable[bytes], gone: asyncio.Future[None] | None) -> bytes:
+    """``await step``, unless the client leaves first (then _ClientGone)."""
+    if gone is None:
+        return await step
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task  # the producer has stopped before it is closed
+    if task.cancelled():
+        raise _ClientGone()
+    return task.result()
 
 
 def _phrase(status: int) -> bytes:
@@ -416,30 +460,46 @@ async def serve(
                 return
             if req is None:
                 return
+            gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            watcher = asyncio.ensure_future(conn.watch_gone(gone))
             try:
-                resp = await handler(req)
-            except Exception as exc:  # a bug in one endpoint must not end the connection
-                if log is not None:
-                    log.warn(
-                        "failed to serve HTTP request",
-                        {"method": req.method, "path": req.path, "error": repr(exc)},
-                    )
-                resp = Response(500, b"500 Internal Server Error\n")
-            try:
-                await conn.send(resp, head_only=req.method == "HEAD")
-            except _StreamFailed as exc:
-                if log is not None:
-                    log.warn(
-                        "failed to stream HTTP answer",
-                        {"method": req.method, "path": req.path, "error": str(exc)},
-                    )
-                return  # closing mid-body tells the client the answer is incomplete
+                if not await _answer(conn, replace(req, gone=gone), handler, log):
+                    return
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             if not conn.next_cycle():
                 return
     except (_ClientGone, ConnectionError, TimeoutError, OSError, h11.LocalProtocolError):
         return  # no one left to answer, or the answer cannot be framed any more
     finally:
         writer.close()
+
+
+async def _answer(
+    conn: _ServerConnection, req: Request, handler: Handler, log: Logger | None
+) -> bool:
+    """Serve one request; False if the connection must close."""
+    try:
+        resp = await handler(req)
+    except Exception as exc:  # a bug in one endpoint must not end the connection
+        if log is not None:
+            log.warn(
+                "failed to serve HTTP request",
+                {"method": req.method, "path": req.path, "error": repr(exc)},
+            )
+        resp = Response(500, b"500 Internal Server Error\n")
+    try:
+        await conn.send(resp, head_only=req.method == "HEAD", gone=req.gone)
+    except _StreamFailed as exc:
+        if log is not None:
+            log.warn(
+                "failed to stream HTTP answer",
+                {"method": req.method, "path": req.path, "error": str(exc)},
+            )
+        return False  # closing mid-body tells the client the answer is incomplete
+    return True
 
 
 # -- the client ----------------------------------------------------------------------------

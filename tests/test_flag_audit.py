@@ -39,6 +39,7 @@ USES: dict[str, tuple[str, str | None]] = {
     "backend-batch-limit": ("pyetcd/server/etcdserver/stores.py", None),
     "max-txn-ops": ("pyetcd/server/etcdserver/server.py", None),
     "max-request-bytes": ("pyetcd/api/v3rpc/grpc.py", None),
+    "experimental-watch-progress-notify-interval": ("pyetcd/api/v3rpc/watch.py", None),
     "grpc-keepalive-min-time": ("pyetcd/api/v3rpc/grpc.py", r"cfg\.grpc_keepalive_min_time"),
     "grpc-keepalive-interval": ("pyetcd/api/v3rpc/grpc.py", None),
     "grpc-keepalive-timeout": ("pyetcd/api/v3rpc/grpc.py", None),

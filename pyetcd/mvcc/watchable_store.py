@@ -304,6 +304,18 @@ class WatchableStore:
         if w in self.synced:
             w.stream.send(w, WatchResponse(w.id, (), self.kv.current_revision))
 
+    def progress_all(self, watchers: Iterable[Watcher]) -> bool:
+        """One stream-wide progress notification (watch ID -1) at the current revision
+        if every one of ``watchers`` (one stream's) is synced; False, and nothing sent,
+        if one is not. etcd 3.5.13's progressAll: no watcher, no notification."""
+        group = list(watchers)
+        if any(w not in self.synced for w in group):
+            return False
+        if group:
+            w = group[0]
+            w.stream.send(w, WatchResponse(-1, (), self.kv.current_revision))
+        return True
+
     # -- catch-up ------------------------------------------------------------
 
     def sync(self) -> bool:

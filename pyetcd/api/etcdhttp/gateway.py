@@ -5,8 +5,9 @@ context that turns ``context.abort(code, message)`` into an HTTP error, so the
 gateway and gRPC cannot disagree on semantics or error text.
 
 JSON follows etcd's grpc-gateway marshaler: proto field names, int64 as strings,
-bytes as padded base64, enums by name, zero values omitted; requests accept proto or
-camelCase names and ignore unknown fields. Errors are
+bytes as padded base64, enums by name, zero values omitted. Requests are read as etcd
+reads them (:mod:`.gojson`: Go's decoder and jsonpb, proto or camelCase names, unknown
+fields ignored, strict base64, Go's error texts). Errors are
 ``{"error": m, "code": N, "message": m}`` with grpc-gateway's HTTP status for the code.
 """
 
@@ -28,34 +29,19 @@ from pyetcd.api.v3rpc.kv import KVService
 from pyetcd.api.v3rpc.lease import LeaseService
 from pyetcd.api.v3rpc.lock import LockService
 from pyetcd.api.v3rpc.maintenance import MaintenanceService
+from pyetcd.api.v3rpc.watch import WatchService
 from pyetcd.grpcwire import CallAborted
 from pyetcd.pb import rpc_pb2, v3election_pb2, v3lock_pb2
 from pyetcd.server.etcdserver.server import EtcdServer
 
-__all__ = ["ROUTES", "Gateway", "GatewayResult", "error_body", "to_json"]
+from .gojson import GoJSONError, decode_values, parse_message
+from .status import HTTP_STATUS
+from .streams import STREAM_ROUTES, StreamAnswer, open_stream
+
+__all__ = ["HTTP_STATUS", "ROUTES", "Gateway", "GatewayResult", "error_body", "to_json"]
 
 SC = grpc.StatusCode
 
-# grpc-gateway (v1, as etcd 3.5 vendors it): gRPC status code -> HTTP status.
-HTTP_STATUS: dict[grpc.StatusCode, int] = {
-    SC.OK: 200,
-    SC.CANCELLED: 408,
-    SC.UNKNOWN: 500,
-    SC.INVALID_ARGUMENT: 400,
-    SC.DEADLINE_EXCEEDED: 504,
-    SC.NOT_FOUND: 404,
-    SC.ALREADY_EXISTS: 409,
-    SC.PERMISSION_DENIED: 403,
-    SC.UNAUTHENTICATED: 401,
-    SC.RESOURCE_EXHAUSTED: 429,
-    SC.FAILED_PRECONDITION: 400,
-    SC.ABORTED: 409,
-    SC.OUT_OF_RANGE: 400,
-    SC.UNIMPLEMENTED: 501,
-    SC.INTERNAL: 500,
-    SC.UNAVAILABLE: 503,
-    SC.DATA_LOSS: 500,
-}
 
 _ALIASES = {  # etcd 3.5 still serves the lease routes under /v3/kv/lease/
     "/v3/kv/lease/revoke": "/v3/lease/revoke",
@@ -182,30 +168,59 @@ class Gateway:
             "etcdserverpb.Auth": AuthService(server),
             "v3lockpb.Lock": LockService(server),
             "v3electionpb.Election": ElectionService(server),
+            "etcdserverpb.Watch": WatchService(server),
         }
         self._routes: dict[str, tuple[type[Message], Callable[..., Awaitable[Message]]]] = {}
         for path, (service, method) in ROUTES.items():
             handler = getattr(self.services[service], method)
             self._routes[path] = (_request_type(service, method), handler)
 
+        self._streams: dict[str, tuple[type[Message], Callable[..., Any], bool]] = {}
+        for path, (service, method, bidi) in STREAM_ROUTES.items():
+            handler = getattr(self.services[service], method)
+            self._streams[path] = (_request_type(service, method), handler, bidi)
+
+    @staticmethod
+    def _canonical(path: str) -> str:
+        if path.startswith("/v3beta/"):  # etcd 3.5 serves every route under both prefixes
+            path = "/v3/" + path[len("/v3beta/") :]
+        return _ALIASES.get(path, path)
+
     def knows(self, path: str) -> bool:
-        """Whether ``path`` is a gateway route."""
-        return _ALIASES.get(path, path) in self._routes
+        """Whether ``path`` is a gateway route (unary or streaming)."""
+        path = self._canonical(path)
+        return path in self._routes or path in self._streams
+
+    def streams(self, path: str) -> bool:
+        """Whether ``path`` is a streaming route."""
+        return self._canonical(path) in self._streams
+
+    async def stream(
+        self, path: str, body: bytes, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> GatewayResult | StreamAnswer:
+        """Start the streaming route ``path``: an error document, or the answer's lines."""
+        request_type, handler, bidi = self._streams[self._canonical(path)]
+        started = await open_stream(handler, request_type, bidi, body, metadata, to_json)
+        if isinstance(started, StreamAnswer):
+            return started
+        return error_body(*started)
 
     async def call(
         self, path: str, body: bytes, metadata: tuple[tuple[str, str], ...] = ()
     ) -> GatewayResult:
         """Decode ``body``, call the route's servicer with ``metadata``, encode the answer."""
-        route = self._routes.get(_ALIASES.get(path, path))
+        route = self._routes.get(self._canonical(path))
         if route is None:
             return GatewayResult(404, {"error": "Not Found", "code": 5, "message": "Not Found"})
         request_type, handler = route
         req = request_type()
-        if body.strip():
-            try:
-                json_format.Parse(body, req, ignore_unknown_fields=True)
-            except (json_format.ParseError, ValueError, UnicodeDecodeError) as err:
-                return error_body(SC.INVALID_ARGUMENT, str(err))
+        try:
+            # grpc-gateway decodes the body's first JSON value and ignores the rest
+            first = next(decode_values(body), None)
+            if first is not None:
+                parse_message(first, req)
+        except GoJSONError as err:
+            return error_body(SC.INVALID_ARGUMENT, str(err))
         try:
             resp = await handler(req, _GatewayContext(metadata))
         except CallAborted as err:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from typing import Protocol
 
-from pyetcd.httpwire import Request, Response, ServeOptions, serve
+from pyetcd.httpwire import JSON, Request, Response, ServeOptions, serve
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.auth.errors import PermissionDeniedError, UserEmptyError
 from pyetcd.server.etcdserver.server import CLUSTER_VERSION, SERVER_VERSION, EtcdServer
 
-from .gateway import Gateway
+from .gateway import Gateway, GatewayResult
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ServerMetrics
 
@@ -32,6 +33,10 @@ _CORS = (
     ("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"),
     ("Access-Control-Allow-Origin", "*"),
 )
+
+
+# grpc-gateway's copy of the gRPC answer's content-type, on every answer it forwards
+_GRPC_METADATA = (("Grpc-Metadata-Content-Type", "application/grpc"),)
 
 
 def _not_found() -> Response:
@@ -110,9 +115,14 @@ class HTTPFrontend:
                 return _not_allowed()
             token = req.headers.get("authorization", "")
             metadata = (("authorization", token),) if token else ()
+            if self.gateway.streams(path):
+                return await self._stream(req, metadata)
             result = await self.gateway.call(path, req.body, metadata)
-            return Response.json(result.status, result.body)
-        if path.startswith("/v3/"):
+            resp = Response.json(result.status, result.body)
+            if result.status == 200:  # grpc-gateway forwards the gRPC answer's header
+                resp = replace(resp, headers=_GRPC_METADATA)
+            return resp
+        if path.startswith(("/v3/", "/v3beta/")):
             # grpc-gateway's own answer for a path it has no route for.
             return Response(404, b"Not Found\n", headers=(("X-Content-Type-Options", "nosniff"),))
         if path in ("/health", "/livez", "/readyz", "/version", "/metrics"):
@@ -128,6 +138,27 @@ class HTTPFrontend:
                 return Response(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
             return await self._probe(req, path[1:])
         return _not_found()
+
+    async def _stream(self, req: Request, metadata: tuple[tuple[str, str], ...]) -> Response:
+        # The answer starts with the stream's first message; a client that leaves
+        # before it ends the call.
+        opening = asyncio.ensure_future(self.gateway.stream(req.path, req.body, metadata))
+        if req.gone is not None:
+            await asyncio.wait((opening, req.gone), return_when=asyncio.FIRST_COMPLETED)
+            if not opening.done():
+                opening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await opening
+                return Response(499, b"")  # no one is left to read it
+        started = await opening
+        if isinstance(started, GatewayResult):
+            return Response.json(started.status, started.body)
+        return Response(
+            started.status,
+            content_type=JSON,
+            headers=_GRPC_METADATA if started.forwarded else (),
+            stream=started.lines,
+        )
 
     # -- /health --------------------------------------------------------------------------
 

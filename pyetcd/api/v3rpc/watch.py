@@ -3,6 +3,14 @@
 Ordering rule: a watcher's ``created`` response is queued when the create request
 is handled, before anything of that watcher can be buffered by the store, so the
 client always sees ``created`` before its first event.
+
+Memory rule: the responses waiting to be written (``_Session.out``) stay near
+:data:`OUT_LIMIT`: the session takes from its store stream (itself bounded; a full one
+turns its watchers into victims the store retries) and handles the next client request
+only while fewer are waiting, so a client that does not read cannot grow the server.
+
+A stream ends when the client leaves or its requests fail, not when the client stops
+sending (etcd's recvLoop ends quietly at EOF and the watches go on).
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from .errors import abort
 __all__ = ["WATCH_PERMISSION_DENIED", "WatchService"]
 
 _END = object()
+#: responses a stream keeps waiting for the client before it stops taking more
+OUT_LIMIT = 64
+_SYNC_INTERVAL = 0.1  # etcd's watchable store syncs unsynced watchers every 100 ms
 #: etcd's cancel_reason for a watch the caller may not read (its gRPC error's text)
 WATCH_PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
 
@@ -36,9 +47,21 @@ class _Session:
         self.server = server
         self.out: asyncio.Queue[object] = asyncio.Queue()
         self.wake = asyncio.Event()
+        self.room = asyncio.Event()  # set when the writer took a response
         self.stream: WatchStream = server.watchable.new_stream(notify=self.wake.set)
         self.fragment: set[int] = set()
-        self.progress: set[int] = set()
+        # progress_notify watchers -> whether the next tick owes them a notification
+        # (an event since the last tick makes it False: etcd elides that one)
+        self.progress: dict[int, bool] = {}
+        # a RequestProgress that waits for every watcher of the stream to be synced
+        self.deferred = False
+        self.deferred_set = asyncio.Event()
+
+    async def wait_room(self) -> None:
+        """Wait until fewer than OUT_LIMIT responses wait to be written."""
+        while self.out.qsize() >= OUT_LIMIT:
+            self.room.clear()
+            await self.room.wait()
 
     def handle(self, req: rpc_pb2.WatchRequest) -> None:
         which = req.WhichOneof("request_union")
@@ -74,7 +97,7 @@ class _Session:
         if c.fragment:
             self.fragment.add(watch_id)
         if c.progress_notify:
-            self.progress.add(watch_id)
+            self.progress[watch_id] = True
         self.out.put_nowait(
             rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, created=True)
         )
@@ -95,16 +118,33 @@ class _Session:
     def _cancel(self, watch_id: int) -> None:
         if self.stream.cancel(watch_id):
             self.fragment.discard(watch_id)
-            self.progress.discard(watch_id)
+            self.progress.pop(watch_id, None)
             self.out.put_nowait(
                 rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, canceled=True)
             )
 
     def _progress(self) -> None:
-        # A stream-wide progress notification: watch_id -1 and the current revision,
-        # only when every watcher of the stream has caught up.
-        if all(w in self.server.watchable.synced for w in self.stream.watchers.values()):
-            self.out.put_nowait(rpc_pb2.WatchResponse(header=self.server.header(), watch_id=-1))
+        # etcd 3.5.13+: a stream-wide notification (watch_id -1, the current revision)
+        # once every watcher of the stream has caught up; until then it is deferred, so
+        # that its revision never runs ahead of an event still to come.
+        if not self.deferred and not self.server.watchable.progress_all(
+            self.stream.watchers.values()
+        ):
+            self.deferred = True
+            self.deferred_set.set()
+
+    def try_deferred(self) -> None:
+        """Send a deferred progress notification if the stream has caught up."""
+        if self.deferred and self.server.watchable.progress_all(self.stream.watchers.values()):
+            self.deferred = False
+
+    def tick(self) -> None:
+        """The progress-notify interval passed: notify each progress_notify watcher that
+        saw no event since the last tick (only if it is synced, as etcd)."""
+        for watch_id, owed in self.progress.items():
+            if owed:
+                self.stream.request_progress(watch_id)
+            self.progress[watch_id] = True
 
     def pump(self) -> None:
         """Move buffered store responses into the output queue as protobuf."""
@@ -114,10 +154,13 @@ class _Session:
                 parts = fragment(r, self.server.cfg.max_request_bytes)
             for part in parts:
                 self.out.put_nowait(self._to_pb(part))
+            if r.events and r.watch_id in self.progress:
+                self.progress[r.watch_id] = False
             if r.canceled:
                 self.fragment.discard(r.watch_id)
-                self.progress.discard(r.watch_id)
+                self.progress.pop(r.watch_id, None)
                 self.stream.watchers.pop(r.watch_id, None)
+        self.try_deferred()
         self.server.kick_watch_sync()
 
     def _to_pb(self, r: WatchResponse) -> rpc_pb2.WatchResponse:
@@ -150,16 +193,20 @@ class WatchService:
         session = _Session(self.server)
         reader = asyncio.ensure_future(self._read(request_iterator, session, context))
         pumper = asyncio.ensure_future(self._pump(session))
+        ticker = asyncio.ensure_future(self._progress_ticks(session))
+        deferred = asyncio.ensure_future(self._deferred(session))
         try:
             while True:
                 item = await session.out.get()
+                session.room.set()
                 if item is _END:
                     break
                 await context.write(item)
         finally:
-            reader.cancel()
-            pumper.cancel()
-            for t in (reader, pumper):
+            tasks = (reader, pumper, ticker, deferred)
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             session.stream.close()
@@ -172,6 +219,7 @@ class WatchService:
     ) -> None:
         try:
             async for req in request_iterator:
+                await session.wait_room()
                 if (
                     self.server.auth_store.enabled
                     and req.HasField("create_request")
@@ -180,8 +228,9 @@ class WatchService:
                     session.deny(req.create_request)
                     continue
                 session.handle(req)
-        finally:
+        except Exception:
             session.out.put_nowait(_END)
+            raise
 
     async def _permitted(self, c: rpc_pb2.WatchCreateRequest, context: Ctx) -> bool:
         # READ over the whole watched range (a from-key watch needs a from-key grant);
@@ -193,8 +242,26 @@ class WatchService:
             return False
         return True
 
+    async def _progress_ticks(self, session: _Session) -> None:
+        # --experimental-watch-progress-notify-interval (etcd's progressReportInterval)
+        interval = self.server.cfg.experimental_watch_progress_notify_interval
+        while True:
+            await asyncio.sleep(interval)
+            session.tick()
+
+    async def _deferred(self, session: _Session) -> None:
+        # A watcher may catch up without an event to send; look again every sync
+        # interval while a progress request waits.
+        while True:
+            await session.deferred_set.wait()
+            session.deferred_set.clear()
+            while session.deferred:
+                await asyncio.sleep(_SYNC_INTERVAL)
+                session.try_deferred()
+
     async def _pump(self, session: _Session) -> None:
         while True:
             await session.wake.wait()
             session.wake.clear()
+            await session.wait_room()
             session.pump()

@@ -200,4 +200,3 @@ def apply_auth_request(
         if fd.name == "authenticate":
             return store.authenticate(value, index)
     return None
-

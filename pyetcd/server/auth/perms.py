@@ -117,9 +117,7 @@ class RangePermissions:
     write: IntervalSet
 
 
-def merged_permissions(
-    user: auth_pb2.User, roles: Mapping[str, auth_pb2.Role]
-) -> RangePermissions:
+def merged_permissions(user: auth_pb2.User, roles: Mapping[str, auth_pb2.Role]) -> RangePermissions:
     """Merge the permissions of every role granted to ``user`` (unknown roles add nothing)."""
     read: list[Interval] = []
     write: list[Interval] = []

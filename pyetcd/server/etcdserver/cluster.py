@@ -170,7 +170,11 @@ class ClusterServer:
         new_id = derive_member_id(peer_urls, "", int(time.time()))
         member = Member(new_id, "", tuple(peer_urls), (), is_learner)
         if not is_learner:
-            self._check_quorum_after(len(self.voters()) + 1, len(self._started_voters()))
+            voters, started = len(self.voters()) + 1, len(self._started_voters())
+            # etcd's IsReadyToAddVotingMember: growing a one-member cluster is allowed
+            # (the new member cannot have started before it is added)
+            if not (voters == 2 and started == 1):
+                self._check_quorum_after(voters, started)
         cc_type = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
         await self.proposer.propose_conf_change(cc_type, member)
         return member, self.member_list()

@@ -43,9 +43,7 @@ async def _fetch_cluster(
     errors: list[str] = []
     for url in peer_urls:
         try:
-            resp = await request(
-                url.rstrip("/") + MEMBERS_PATH, ssl=ssl_context, timeout=timeout
-            )
+            resp = await request(url.rstrip("/") + MEMBERS_PATH, ssl=ssl_context, timeout=timeout)
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}: {resp.text}")
             cluster_id = int(resp.header("X-Etcd-Cluster-ID") or "0", 16)
