@@ -169,6 +169,7 @@ def _peer_factory(
             is_removed=params.removed.is_removed,
             http_handler=params.http.serve_peer_http,
             on_fatal=params.fatal.fail,
+            metrics=params.metrics,
             server_ssl=server_ssl,
             client_ssl=client_ssl,
         )

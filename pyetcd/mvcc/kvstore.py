@@ -207,9 +207,13 @@ class KVStore:
             at_rev = cur_rev
         if at_rev < self._compact_rev:
             raise CompactedError()
+        return RangeCursor(self, key, end, at_rev, limit, count)
+
+    def count_range(self) -> None:
+        """Count one Range request (or a txn's range op): however it is read (index,
+        cursor), it is one range to etcd's metrics and one operation of its txn."""
         self.metrics.ranges += 1
         self._ops += 1
-        return RangeCursor(self, key, end, at_rev, limit, count)
 
     def _kv_at(self, ki: KeyIndex, rev: Revision) -> KeyValue:
         latest = ki.latest

@@ -14,7 +14,7 @@ import os
 import resource
 from collections.abc import Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
@@ -385,8 +385,14 @@ class ServerMetrics:
             registry=self.registry,
         )
         self._scrapes_ok = self.scrapes.labels("200")
+        self.in_flight = Gauge(
+            "promhttp_metric_handler_requests_in_flight",
+            "Current number of scrapes being served.",
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         """The Prometheus text of every metric, as ``/metrics`` serves it."""
         self._scrapes_ok.inc()
-        return generate_latest(self.registry)
+        with self.in_flight.track_inprogress():
+            return generate_latest(self.registry)

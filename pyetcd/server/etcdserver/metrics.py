@@ -85,6 +85,11 @@ class Metrics:
             "Whether or not defrag is active on the member. 1 means active, 0 means not.",
             registry=r,
         )
+        self.snapshot_apply_in_progress = Gauge(
+            "etcd_server_snapshot_apply_in_progress_total",
+            "1 if the server is applying the incoming snapshot. 0 if none.",
+            registry=r,
+        )
         self.slow_applies = counter(
             "etcd_server_slow_apply",
             "The total number of slow apply requests (likely overloaded from slow disk).",

@@ -192,6 +192,7 @@ class RaftNode:
         if rd.soft_state is not None:
             self._soft_state_changed(rd.soft_state.lead, rd.soft_state.raft_state)
         if rd.snapshot is not None:
+            self.metrics.snapshot_apply_in_progress.set(1)
             try:
                 await asyncio.to_thread(self.storage.apply_snapshot, rd.snapshot)
             except Exception as err:
@@ -200,6 +201,8 @@ class RaftNode:
                 self.applier.apply_snapshot(rd.snapshot)
             except Exception as err:
                 raise FatalError("failed to open snapshot backend", err) from err
+            finally:
+                self.metrics.snapshot_apply_in_progress.set(0)
             index = rd.snapshot.metadata.index
             self.events.record(
                 "snapshot", f"applied a snapshot from the leader at index {index}", index=index
