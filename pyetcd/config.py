@@ -132,6 +132,9 @@ class ServerConfig:
     bcrypt_cost: int = 10
     auth_token_ttl: int = 300  # seconds
     enable_dashboard: bool = True  # pyetcd's own flag
+    # Profiling and monitoring
+    metrics: str = "basic"  # "extensive": gRPC handling-time histograms too (as etcd)
+    listen_metrics_urls: tuple[str, ...] = ()
     # Logging
     logger: str = "zap"
     log_outputs: tuple[str, ...] = (DEFAULT_LOG_OUTPUT,)
@@ -249,6 +252,7 @@ def validate(cfg: ServerConfig) -> None:
     _check_logging(cfg)
     _check_bind_urls(cfg.listen_peer_urls)
     _check_bind_urls(cfg.listen_client_urls)
+    _check_bind_urls(cfg.listen_metrics_urls)
     _check_host_urls("--initial-advertise-peer-urls", cfg.initial_advertise_peer_urls)
     _check_host_urls("--advertise-client-urls", cfg.advertise_client_urls)
     if cfg.initial_cluster_state not in (CLUSTER_STATE_NEW, CLUSTER_STATE_EXISTING):

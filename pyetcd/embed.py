@@ -18,7 +18,7 @@ from typing import Any
 
 from pyetcd.api.dashboard import Dashboard, Timeline
 from pyetcd.api.etcdhttp.metrics import ServerMetrics
-from pyetcd.api.listener import ClientListener, ListenError
+from pyetcd.api.listener import ClientListener, ListenError, MetricsListener
 from pyetcd.api.v3rpc.grpc import build_grpc_server
 from pyetcd.config import ServerConfig
 from pyetcd.ids import BootstrapError
@@ -85,14 +85,16 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
         _tune_gc()
     g = build_grpc_server(server)
     # gRPC and HTTP share each client port: the listener sorts connections (cmux).
-    metrics = ServerMetrics(server)
+    metrics = ServerMetrics(server, g.method_stats)
     dashboard = None
     if timeline is not None:
         client_ssl = client_tls.client_context() if client_tls is not None else None
         dashboard = Dashboard(server, metrics, timeline, client_ssl=client_ssl)
     client = ClientListener(server, client_tls, metrics=metrics, site=dashboard)
+    extra = MetricsListener(server, metrics, client_tls)
     try:
         client.listen(g)
+        await extra.start()
     except (ListenError, TLSSetupError) as err:
         url = err.url if isinstance(err, ListenError) else ""
         logger.fatal("failed to listen on client URL", {"address": url, "error": str(err)})
@@ -116,12 +118,14 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
         await server.abort()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.stop(), 1.0)
+            await asyncio.wait_for(extra.stop(), 1.0)
         return 1
     logger.info("received signal; shutting down", {})
     # In-flight requests get a grace period; new ones are refused.
     await g.stop(grace=2.0)
     if dashboard is not None:
         await dashboard.stop()
+    await extra.stop()
     await client.stop()
     await server.stop()
     return 1 if server.fatal.failed else 0
@@ -165,6 +169,7 @@ def _peer_factory(
             is_removed=params.removed.is_removed,
             http_handler=params.http.serve_peer_http,
             on_fatal=params.fatal.fail,
+            metrics=params.metrics,
             server_ssl=server_ssl,
             client_ssl=client_ssl,
         )

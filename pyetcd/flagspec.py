@@ -237,22 +237,8 @@ FLAGS: tuple[FlagSpec, ...] = (
     _f("enable-pprof", _B, "false", _P, "Serve Go profiling data.", supported=False),
     # pyetcd's own (etcd has no such flag): the live dashboard on the client URLs.
     _f("enable-dashboard", _B, "true", _P, "Serve the live dashboard at /dashboard (ours)."),
-    _f(
-        "metrics",
-        _S,
-        "basic",
-        _P,
-        "'basic' or 'extensive' metrics.",
-        supported=False,  # the extensive gRPC histograms are not exported
-    ),
-    _f(
-        "listen-metrics-urls",
-        _URLS,
-        "",
-        _P,
-        "Extra URLs for /metrics and /health.",
-        supported=False,
-    ),
+    _f("metrics", _S, "basic", _P, "'basic' or 'extensive' (adds gRPC handling histograms)."),
+    _f("listen-metrics-urls", _URLS, "", _P, "Extra URLs for /metrics and /health."),
     _f("logger", _S, "zap", _L, "Only 'zap' (JSON lines)."),
     _f("log-outputs", _STRS, "default", _L, "'default', 'stderr', 'stdout' or file paths."),
     _f("log-level", _S, "info", _L, "debug, info, warn, error, panic or fatal."),

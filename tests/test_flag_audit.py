@@ -59,6 +59,8 @@ USES: dict[str, tuple[str, str | None]] = {
     "auto-compaction-mode": ("pyetcd/server/etcdserver/server.py", None),
     "enable-grpc-gateway": ("pyetcd/api/etcdhttp/handler.py", None),
     "enable-dashboard": ("pyetcd/embed.py", r"cfg\.enable_dashboard"),
+    "metrics": ("pyetcd/server/etcdserver/server.py", r"cfg\.metrics == \"extensive\""),
+    "listen-metrics-urls": ("pyetcd/api/listener.py", None),
     "cert-file": ("pyetcd/tlsutil/info.py", None),
     "key-file": ("pyetcd/tlsutil/info.py", None),
     "client-cert-auth": ("pyetcd/tlsutil/info.py", None),

@@ -23,7 +23,7 @@ from pyetcd.grpcwire import GrpcServer
 from pyetcd.server.etcdserver.server import EtcdServer
 from pyetcd.tlsutil import TLSInfo, TLSSetupError
 
-__all__ = ["ClientListener", "ListenError", "bind_client_url", "peer_name"]
+__all__ = ["ClientListener", "ListenError", "MetricsListener", "bind_client_url", "peer_name"]
 
 # No HTTP/1.x method starts with "PRI", so three bytes decide.
 _SNIFF_BYTES: Final = 3
@@ -212,7 +212,6 @@ class ClientListener:
     async def start(self) -> None:
         """Accept connections on every bound client URL."""
         assert self._grpc is not None, "listen() first"
-        self.metrics.attach()
         loop = asyncio.get_running_loop()
         grpc, http = self._grpc, self.http
         tls_ctx = self._tls_ctx
@@ -240,3 +239,63 @@ class ClientListener:
         for sock, _ in self._listeners:
             sock.close()
         self._listeners = []
+
+
+class _HTTPOnly(asyncio.Protocol):
+    """Hands each connection to an HTTP frontend at once (no gRPC to sort out)."""
+
+    def __init__(self, http: HTTPFrontend) -> None:
+        self.http = http
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.http.accept(cast(asyncio.Transport, transport), b"")
+
+
+class MetricsListener:
+    """etcd's --listen-metrics-urls: /metrics and /health (nothing else) on more URLs,
+    over https with the client certificate when the URL says so."""
+
+    PATHS: Final = frozenset({"/metrics", "/health"})
+
+    def __init__(self, server: EtcdServer, metrics: ServerMetrics, tls: TLSInfo | None) -> None:
+        self.server = server
+        self.tls = tls
+        self.http = HTTPFrontend(server, metrics, paths=self.PATHS)
+        self._servers: list[asyncio.Server] = []
+
+    async def start(self) -> None:
+        """Bind and serve every metrics URL.
+
+        Raises:
+            ListenError: a URL could not be bound, or is https without client TLS.
+            TLSSetupError: the certificate files cannot be loaded.
+        """
+        loop = asyncio.get_running_loop()
+        for url in self.server.cfg.listen_metrics_urls:
+            ctx = None
+            if urlsplit(url).scheme == "https":
+                if self.tls is None:
+                    await self.stop()
+                    raise ListenError(url, ValueError("https URL without client TLS certificates"))
+                ctx = self.tls.server_context(alpn=("http/1.1",), logger=self.server.log)
+            try:
+                socks = bind_client_url(url, self.server.cfg.socket_reuse_port)
+            except OSError as err:
+                await self.stop()
+                raise ListenError(url, err) from err
+            for sock in socks:
+                self._servers.append(
+                    await loop.create_server(
+                        lambda: _HTTPOnly(self.http),
+                        sock=sock,
+                        ssl=ctx,
+                        ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT if ctx else None,
+                    )
+                )
+            self.server.log.info("serving metrics", {"address": url})
+
+    async def stop(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        self._servers = []
+        await self.http.close()

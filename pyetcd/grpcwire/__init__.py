@@ -40,9 +40,11 @@ from .frames import ErrorCode
 from .h2connection import ConnectionState, H2Connection
 from .limits import ServerLimits
 from .server import ErrorLog, GrpcServer
+from .stats import CODE_NAMES, HandlingObserver, MethodStats, grpc_type
 from .streams import StreamState
 
 __all__ = [
+    "CODE_NAMES",
     "CallAborted",
     "CompressionError",
     "ConnectionState",
@@ -58,7 +60,9 @@ __all__ = [
     "GrpcServer",
     "H2Connection",
     "H2Error",
+    "HandlingObserver",
     "MethodHandler",
+    "MethodStats",
     "PingAckReceived",
     "PingReceived",
     "ProtocolError",
@@ -72,4 +76,5 @@ __all__ = [
     "StreamState",
     "TrailersReceived",
     "WindowUpdated",
+    "grpc_type",
 ]

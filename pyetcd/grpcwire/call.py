@@ -23,6 +23,10 @@ Rules the call keeps:
 5. The call's task ends normally even when cancelled: a task that ends cancelled keeps
    its CancelledError, whose traceback holds the frames that hold this call and so its
    task, a reference cycle per cancelled call that only the (rarely run) gc frees.
+6. A call of a known method is counted in its ``MethodStats`` as go-grpc-prometheus
+   counts it: started when its task starts, each message taken by the handler and
+   each message sent, and handled once, with the status it ended with (CANCELLED when
+   the client reset it), when its task ends.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
@@ -38,6 +43,7 @@ from typing import Any, Final, NoReturn, Protocol
 import grpc
 
 from .frames import OK_TRAILERS, RESPONSE_HEADERS, grpc_status_block
+from .stats import HandlingObserver, MethodStats
 
 __all__ = [
     "CallAborted",
@@ -96,6 +102,11 @@ class CallHost(Protocol):
     @property
     def services(self) -> Collection[str]:
         """The services with registered methods (for UNIMPLEMENTED's details)."""
+        ...
+
+    @property
+    def handling(self) -> HandlingObserver | None:
+        """Told each call's duration, when the server keeps them."""
         ...
 
     def log_handler_error(self, method: str, err: BaseException) -> None: ...
@@ -159,6 +170,7 @@ class ServerCall:
         method: str,
         metadata: Metadata,
         encoding: str,
+        stats: MethodStats | None = None,
     ) -> None:
         self.stream = stream
         self.host = host
@@ -184,6 +196,9 @@ class ServerCall:
         # over OK, and over UNKNOWN when the handler then raises).
         self._code: grpc.StatusCode | None = None
         self._details = ""
+        # Where this call is counted (None: unknown method), and the status it ended with.
+        self.stats = stats
+        self._status = SC.CANCELLED
 
     # -- the servicer context (what servicers use) ----------------------------------------------
 
@@ -301,6 +316,10 @@ class ServerCall:
             self.stream.consumed(self.stream_id, self._held)
             self._held = 0
         assert isinstance(item, bytes)
+        stats = self.stats
+        if stats is not None:
+            stats.msg_received += 1
+            stats.bytes_received += len(item)
         return item
 
     async def _request_iterator(self) -> AsyncIterator[Any]:
@@ -318,9 +337,16 @@ class ServerCall:
 
     async def run(self) -> None:
         self._started = True
+        stats = self.stats
+        t0 = 0.0
         try:
             if self.finished:  # reset before it started: never cancelled (rule 5)
+                stats = None  # nor counted (rule 6)
                 return
+            if stats is not None:
+                stats.started += 1
+                if self.host.handling is not None:
+                    t0 = time.perf_counter()
             await self._invoke()
         except CallAborted as err:
             self._finish(err.code, err.details)
@@ -335,6 +361,11 @@ class ServerCall:
         else:
             self._finish(self._code or SC.OK, self._details)
         finally:
+            if stats is not None:
+                stats.handled[self._status.value[0]] += 1
+                handling = self.host.handling
+                if handling is not None:
+                    handling.observe_handling(stats, time.perf_counter() - t0)
             self.task = None
             self._reading = False
             self._requests.clear()
@@ -391,6 +422,10 @@ class ServerCall:
             await stream.wait_window(self)
             if self.finished:
                 raise asyncio.CancelledError()
+        stats = self.stats
+        if stats is not None:
+            stats.msg_sent += 1
+            stats.bytes_sent += len(payload)
         if stream.paused:
             await stream.wait_writable()
 
@@ -398,6 +433,7 @@ class ServerCall:
         if self.finished:
             return
         self.finished = True
+        self._status = code
         if code == SC.OK and self._headers_sent:
             block = OK_TRAILERS
         else:

@@ -28,7 +28,7 @@ has to send. Rules it keeps:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final, Protocol, cast
 
 from .call import CallAborted, MethodHandler, ServerCall, request_of
@@ -45,6 +45,7 @@ from .events import (
 from .frames import ErrorCode
 from .h2connection import H2Connection
 from .limits import PingPolicy, RateCap, ServerLimits
+from .stats import HandlingObserver, MethodStats
 from .streams import StreamState
 
 __all__ = ["CONN_WINDOW", "STREAM_WINDOW", "ConnectionHost", "GrpcConnection"]
@@ -77,6 +78,14 @@ class ConnectionHost(Protocol):
     @property
     def keepalive_timeout(self) -> float:
         """Seconds we wait for anything after our keepalive PING before we drop it."""
+        ...
+
+    @property
+    def handling(self) -> HandlingObserver | None: ...
+
+    @property
+    def method_stats(self) -> Mapping[str, MethodStats]:
+        """Each known method's counts, by path (filled by ``lookup``)."""
         ...
 
     def lookup(self, path: str) -> MethodHandler | None: ...
@@ -202,7 +211,10 @@ class GrpcConnection(asyncio.Protocol):
     def _on_request(self, event: RequestReceived) -> None:
         path, encoding, metadata = request_of(event.headers)
         sid = event.stream_id
-        call = ServerCall(self, self.host, sid, self.host.lookup(path), path, metadata, encoding)
+        host = self.host
+        handler = host.lookup(path)
+        stats = host.method_stats.get(path) if handler is not None else None
+        call = ServerCall(self, host, sid, handler, path, metadata, encoding, stats)
         self.calls[sid] = call
         self._running += 1
         call.task = self._loop.create_task(call.run())

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from .call import MethodHandler
 from .connection import GrpcConnection
 from .limits import DEFAULT_LIMITS, ServerLimits
+from .stats import HandlingObserver, MethodStats
 
 __all__ = ["ErrorLog", "GrpcServer"]
 
@@ -45,6 +46,9 @@ class GrpcServer:
         keepalive_interval: seconds of silence before a connection is pinged (0: never).
         keepalive_timeout: seconds a pinged connection has to answer before it is dropped.
         limits: what one connection may ask (streams, header blocks, floods, work per turn).
+        handling: told each call's duration (None: durations are not measured).
+
+    ``method_stats`` holds each known method's counts (``stats.MethodStats``), by path.
     """
 
     def __init__(
@@ -54,8 +58,11 @@ class GrpcServer:
         keepalive_interval: float = 0.0,
         keepalive_timeout: float = 20.0,
         limits: ServerLimits = DEFAULT_LIMITS,
+        handling: HandlingObserver | None = None,
     ) -> None:
         self.log = log
+        self.handling = handling
+        self.method_stats: dict[str, MethodStats] = {}
         self.max_receive = max_receive
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
@@ -78,7 +85,16 @@ class GrpcServer:
     ) -> None:
         self.services.add(service)
         for method, handler in handlers.items():
-            self._handlers[f"/{service}/{method}"] = handler
+            path = f"/{service}/{method}"
+            self._handlers[path] = handler
+            self._add_stats(path, handler)
+
+    def _add_stats(self, path: str, handler: MethodHandler) -> None:
+        # A method registered again (Range, served pre-encoded) keeps its counts.
+        if path not in self.method_stats:
+            self.method_stats[path] = MethodStats(
+                path, handler.request_streaming, handler.response_streaming
+            )
 
     def lookup(self, path: str) -> MethodHandler | None:
         """The handler for ``/package.Service/Method``, or None."""
@@ -88,6 +104,7 @@ class GrpcServer:
                 handler = generic.service(_CallDetails(path))
                 if handler is not None:
                     self._handlers[path] = handler
+                    self._add_stats(path, handler)
                     self.services.add(path.lstrip("/").partition("/")[0])
                     break
         return handler

@@ -47,6 +47,7 @@ import zlib
 from collections.abc import Callable, Iterable
 
 from pyetcd.mvcc.errors import BackendError
+from pyetcd.mvcc.metrics import DISCARD, Observer
 
 __all__ = ["BLOB_TABLES", "Backend", "DefragCopy"]
 
@@ -150,6 +151,7 @@ class Backend:
         batch_limit: int = 10000,
         batch_interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        commit_seconds: Observer = DISCARD,
     ) -> None:
         """Open (creating if needed) the database at ``path``.
 
@@ -158,11 +160,14 @@ class Backend:
             batch_limit: commit once this many writes are pending.
             batch_interval: commit once this many seconds passed since the last commit.
             clock: monotonic seconds; injected so tests control batching.
+            commit_seconds: told how long each commit took (etcd's
+                etcd_disk_backend_commit_duration_seconds).
         """
         self.path = path
         self.batch_limit = batch_limit
         self.batch_interval = batch_interval
         self._clock = clock
+        self._commit_seconds = commit_seconds
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, exist_ok=True)
@@ -383,11 +388,13 @@ class Backend:
 
         Raises BackendError if the commit failed, or the backend had (rule 6).
         """
+        t0 = time.perf_counter()
         self._flush()
         if self.pre_commit_hook is not None:
             self.pre_commit_hook(self)
         try:
             self._conn.execute("COMMIT")
+            self._commit_seconds.observe(time.perf_counter() - t0)
             self.commits += 1
             self._pending = 0
             self._last_commit = self._clock()

@@ -35,6 +35,7 @@ from pyetcd.mvcc.errors import (
 from pyetcd.mvcc.hash import crc32c, marshal_kv
 from pyetcd.mvcc.key_index import KeyIndex, TreeIndex
 from pyetcd.mvcc.lessor import Lessor
+from pyetcd.mvcc.metrics import MvccMetrics
 from pyetcd.mvcc.revision import (
     Revision,
     bytes_to_rev,
@@ -72,6 +73,7 @@ class KVStore:
         min_lease_ttl: int = 2,
         lease_checkpoint_interval: float | None = None,
         compaction_batch_limit: int = COMPACTION_BATCH_LIMIT,
+        metrics: MvccMetrics | None = None,
     ) -> None:
         """Open the store at ``path`` (``<data-dir>/member/snap/db``), rebuilding the index.
 
@@ -84,9 +86,16 @@ class KVStore:
             lease_checkpoint_interval: None disables lease checkpoints.
             compaction_batch_limit: most records deleted per committed compaction batch
                 (etcd's --experimental-compaction-batch-limit; <= 0: the default).
+            metrics: what the store and its lessor count (kept across stores: the member
+                passes the same one to each store it opens).
         """
+        self.metrics = m = metrics if metrics is not None else MvccMetrics()
         self.backend = Backend(
-            path, batch_limit=batch_limit, batch_interval=batch_interval, clock=clock
+            path,
+            batch_limit=batch_limit,
+            batch_interval=batch_interval,
+            clock=clock,
+            commit_seconds=m.backend_commit,
         )
         self.backend.pre_commit_hook = self._write_meta
         self.quota_bytes = DEFAULT_QUOTA_BYTES if quota_bytes == 0 else quota_bytes
@@ -105,12 +114,17 @@ class KVStore:
             clock=clock,
             min_lease_ttl=min_lease_ttl,
             checkpoint_interval=lease_checkpoint_interval,
+            metrics=m,
         )
         # called after each write transaction with (revision, changes); the
         # watchable store installs itself here
         self.on_changes: ChangeHook | None = None
         self._begin_rev = 0
         self._changes: list[KeyValue] = []
+        # Operations (ranges, puts, deletes) so far, and at the running write's start:
+        # a write transaction of more than one counts as a txn, as etcd counts it.
+        self._ops = 0
+        self._ops_at_begin = 0
         # set by close(): a range cursor still open on this store stops (see RangeCursor)
         self.closed = False
         self._restore()
@@ -195,6 +209,12 @@ class KVStore:
             raise CompactedError()
         return RangeCursor(self, key, end, at_rev, limit, count)
 
+    def count_range(self) -> None:
+        """Count one Range request (or a txn's range op): however it is read (index,
+        cursor), it is one range to etcd's metrics and one operation of its txn."""
+        self.metrics.ranges += 1
+        self._ops += 1
+
     def _kv_at(self, ki: KeyIndex, rev: Revision) -> KeyValue:
         latest = ki.latest
         if latest is not None and rev == ki.modified:
@@ -219,6 +239,7 @@ class KVStore:
         """Open a write transaction (etcd's ``kv.Write()``)."""
         self._begin_rev = self._current_rev
         self._changes = []
+        self._ops_at_begin = self._ops
 
     def end_write(self) -> int:
         """Close the write transaction; returns the current revision.
@@ -227,6 +248,8 @@ class KVStore:
         tells ``on_changes`` and lets the backend commit if its batch is due.
         """
         changes = self._changes
+        if self._ops - self._ops_at_begin > 1:
+            self.metrics.txns += 1
         if changes:
             self._current_rev = rev = self._begin_rev + 1
             self._changes = []
@@ -250,6 +273,10 @@ class KVStore:
                 ver = got[2]
                 if ki.latest is not None:
                     old_lease = ki.latest.lease
+        m = self.metrics
+        m.puts += 1
+        m.put_bytes += len(key) + len(value)
+        self._ops += 1
         kv = KeyValue(key, create, rev, ver + 1, value, lease)
         self.backend.key_put(rev_to_bytes((rev, sub)), encode_kv(kv))
         ki = self.index.put(key, (rev, sub))
@@ -263,6 +290,8 @@ class KVStore:
 
     def write_delete_range(self, key: bytes, end: bytes | None) -> int:
         """Delete every key alive in the range inside the running write transaction."""
+        self.metrics.deletes += 1
+        self._ops += 1
         at = self.txn_rev()
         doomed = [ki for ki in self.index.visit(key, end) if ki.get(at) is not None]
         rev = self._begin_rev + 1
@@ -336,32 +365,47 @@ class KVStore:
         self._compact_rev = rev
         self.backend.put_int("meta", _META_SCHEDULED_COMPACT, rev)
         self.backend.commit()
-        self._compact_backend(rev, self.index.compact(rev))
+        t0 = time.perf_counter()
+        keep = self.index.compact(rev)
+        self.metrics.index_compaction_pause.observe((time.perf_counter() - t0) * 1000)
+        self._compact_backend(rev, keep)
         return self._current_rev
 
     def _compact_backend(self, rev: int, keep: set[Revision]) -> None:
         # batches are committed one by one so a crash midway leaves a store the
         # next open can finish compacting (scheduled > finished)
+        m = self.metrics
+        start = time.perf_counter()
         end = rev_to_bytes((rev + 1, 0))
         last = rev_to_bytes((0, 0))
         while True:
+            t0 = time.perf_counter()
             limit = self.compaction_batch_limit
             rows = self.backend.key_range(last, end, limit)
             doomed = [k for k, _ in rows if bytes_to_rev(k) not in keep]
             self.backend.key_delete(doomed)
-            if len(rows) < limit:
+            m.compacted_keys += len(doomed)
+            done = len(rows) < limit
+            if done:
                 self.backend.put_int("meta", _META_FINISHED_COMPACT, rev)
-                self.backend.commit()
-                return
-            r = bytes_to_rev(rows[-1][0])
-            last = rev_to_bytes((r[0], r[1] + 1))
+            else:
+                r = bytes_to_rev(rows[-1][0])
+                last = rev_to_bytes((r[0], r[1] + 1))
             self.backend.commit()
+            m.db_compaction_pause.observe((time.perf_counter() - t0) * 1000)
+            if done:
+                m.db_compaction_total.observe((time.perf_counter() - start) * 1000)
+                m.compaction_last = time.time()
+                return
 
     # -- hashes -----------------------------------------------------------------
 
     def hash(self) -> int:
         """Maintenance.Hash: CRC-32 over the whole backend (equal stores, equal hash)."""
-        return self.backend.hash()
+        t0 = time.perf_counter()
+        h = self.backend.hash()
+        self.metrics.hash.observe(time.perf_counter() - t0)
+        return h
 
     def hash_kv(self, rev: int = 0) -> tuple[int, int, int]:
         """Maintenance.HashKV: (hash, current revision, compact revision).
@@ -373,6 +417,12 @@ class KVStore:
         Raises:
             CompactedError, FutureRevisionError.
         """
+        t0 = time.perf_counter()
+        out = self._hash_kv(rev)
+        self.metrics.hash_rev.observe(time.perf_counter() - t0)
+        return out
+
+    def _hash_kv(self, rev: int) -> tuple[int, int, int]:
         compact = self._compact_rev
         if 0 < rev <= compact:
             raise CompactedError()

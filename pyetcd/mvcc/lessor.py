@@ -30,6 +30,7 @@ from pyetcd.mvcc.errors import (
     LeaseNotPrimaryError,
     LeaseTTLTooLargeError,
 )
+from pyetcd.mvcc.metrics import MvccMetrics
 
 __all__ = [
     "EXPIRED_LEASE_RETRY_INTERVAL",
@@ -101,6 +102,7 @@ class Lessor:
         clock: Callable[[], float] = time.monotonic,
         min_lease_ttl: int = 2,
         checkpoint_interval: float | None = None,
+        metrics: MvccMetrics | None = None,
     ) -> None:
         """Create a lessor and recover the leases persisted in ``backend``.
 
@@ -110,8 +112,10 @@ class Lessor:
             min_lease_ttl: shorter TTLs are raised to this (etcd: ceil(1.5 x election timeout)).
             checkpoint_interval: seconds between remaining-TTL checkpoints of long
                 leases; None disables checkpointing (etcd's default).
+            metrics: counts grants, renewals and revokes, observes granted TTLs.
         """
         self._backend = backend
+        self.metrics = metrics if metrics is not None else MvccMetrics()
         self._clock = clock
         self.min_lease_ttl = min_lease_ttl
         self.checkpoint_interval = checkpoint_interval
@@ -143,6 +147,8 @@ class Lessor:
             raise LeaseExistsError()
         lease = Lease(lease_id, max(ttl, self.min_lease_ttl))
         self._leases[lease_id] = lease
+        self.metrics.leases_granted += 1
+        self.metrics.lease_ttl.observe(lease.ttl)
         if self.primary:
             self._refresh(lease, 0.0)
             self._schedule_checkpoint(lease)
@@ -154,6 +160,7 @@ class Lessor:
         lease = self._leases.pop(lease_id, None)
         if lease is None:
             raise LeaseNotFoundError()
+        self.metrics.leases_revoked += 1
         for k in lease.keys:
             self._key_lease.pop(k, None)
         if self._backend is not None:
@@ -232,6 +239,7 @@ class Lessor:
             self._clear_checkpoints.append(lease_id)
             lease.remaining_ttl = 0
         self._refresh(lease, 0.0)
+        self.metrics.leases_renewed += 1
         return lease.ttl
 
     def promote(self, extend: float) -> None:

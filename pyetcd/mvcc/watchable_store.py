@@ -114,6 +114,7 @@ class WatchStream:
         self._buf: deque[WatchResponse] = deque()
         self.watchers: dict[int, Watcher] = {}
         self._next_id = 0
+        self._closed = False
 
     def watch(
         self,
@@ -169,6 +170,9 @@ class WatchStream:
         """Cancel every watcher of the stream."""
         for watch_id in list(self.watchers):
             self.cancel(watch_id)
+        if not self._closed:
+            self._closed = True
+            self._store.kv.metrics.watch_streams -= 1
 
     def pop_all(self) -> list[WatchResponse]:
         """Take every buffered response, oldest first."""
@@ -190,6 +194,7 @@ class WatchStream:
         if len(self._buf) >= self.capacity:
             return False
         self._buf.append(resp)
+        self._store.kv.metrics.events += len(events)
         if self._notify is not None:
             self._notify()
         return True
@@ -217,7 +222,8 @@ class WatchableStore:
     def new_stream(
         self, capacity: int = CHAN_BUF_LEN, notify: Callable[[], None] | None = None
     ) -> WatchStream:
-        """A new watch stream on this store."""
+        """A new watch stream on this store (call its ``close`` when done)."""
+        self.kv.metrics.watch_streams += 1
         return WatchStream(self, capacity, notify)
 
     # -- membership ------------------------------------------------------------

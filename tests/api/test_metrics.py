@@ -9,6 +9,7 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
+from tests.framework import free_port
 
 from .conftest import LiveMember, http, start_member
 
@@ -74,3 +75,109 @@ async def test_each_member_has_its_own_registry(tmp_path: Path) -> None:
         stop_a.set()
         stop_b.set()
         assert await asyncio.wait_for(asyncio.gather(task_a, task_b), 20) == [0, 0]
+
+
+def _key(name: str, **labels: str) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}" if inner else name
+
+
+async def test_grpc_calls_are_counted_per_method_and_code(member: LiveMember) -> None:
+    kv = {"grpc_type": "unary", "grpc_service": "etcdserverpb.KV"}
+    before = await scrape(member)
+    async with grpc.aio.insecure_channel(member.target) as ch:
+        stub = rpc_pb2_grpc.KVStub(ch)
+        await stub.Put(rpc_pb2.PutRequest(key=b"a", value=b"x" * 100))
+        try:
+            await stub.Range(rpc_pb2.RangeRequest(key=b""))  # etcd: key is not provided
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        else:
+            raise AssertionError("an empty key must fail")
+    m = await scrape(member)
+
+    def delta(name: str, **labels: str) -> float:
+        k = _key(name, **labels)
+        return m[k] - before.get(k, 0)
+
+    assert delta("grpc_server_started_total", grpc_method="Put", **kv) == 1
+    assert delta("grpc_server_handled_total", grpc_method="Put", grpc_code="OK", **kv) == 1
+    assert delta("grpc_server_msg_received_total", grpc_method="Put", **kv) == 1
+    assert delta("grpc_server_msg_sent_total", grpc_method="Put", **kv) == 1
+    assert delta("grpc_server_started_total", grpc_method="Range", **kv) == 1
+    failed = {"grpc_method": "Range", "grpc_code": "InvalidArgument", **kv}
+    assert delta("grpc_server_handled_total", **failed) == 1
+    assert delta("grpc_server_handled_total", grpc_method="Range", grpc_code="OK", **kv) == 0
+    # A failed unary call sends no message (go-grpc-prometheus counts none).
+    assert delta("grpc_server_msg_sent_total", grpc_method="Range", **kv) == 0
+    # Every method and code is there from the start, as etcd pre-initializes them.
+    idle = {"grpc_method": "MemberAdd", "grpc_service": "etcdserverpb.Cluster"}
+    assert (
+        m[_key("grpc_server_handled_total", grpc_type="unary", grpc_code="DataLoss", **idle)] == 0
+    )
+    # Request payloads in, response payloads out (the Put alone carries > 100 bytes).
+    assert delta("etcd_network_client_grpc_received_bytes_total") > 100
+    assert delta("etcd_network_client_grpc_sent_bytes_total") > 0
+    # --metrics=basic: no handling-time histogram, as etcd.
+    assert not [k for k in m if k.startswith("grpc_server_handling_seconds")]
+
+
+async def test_store_and_lease_counters(member: LiveMember) -> None:
+    before = await scrape(member)
+    async with grpc.aio.insecure_channel(member.target) as ch:
+        kv, lease = rpc_pb2_grpc.KVStub(ch), rpc_pb2_grpc.LeaseStub(ch)
+        await kv.Put(rpc_pb2.PutRequest(key=b"k1", value=b"v1"))
+        await kv.Range(rpc_pb2.RangeRequest(key=b"k1"))
+        await kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=b"k1"))
+        g = await lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=30))
+        await lease.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=g.ID))
+    m = await scrape(member)
+    for name, want in (
+        ("etcd_mvcc_put_total", 1),
+        ("etcd_mvcc_range_total", 1),
+        ("etcd_mvcc_delete_total", 1),
+        ("etcd_debugging_mvcc_total_put_size_in_bytes", 4),
+        ("etcd_debugging_lease_granted_total", 1),
+        ("etcd_debugging_lease_revoked_total", 1),
+        ("etcd_debugging_lease_ttl_total_count", 1),
+        ("etcd_debugging_lease_ttl_total_sum", 30),
+    ):
+        assert m[name] - before.get(name, 0) == want, name
+    # The backend commits these writes in a batch within its 100 ms interval: each
+    # commit is observed once.
+    commits = "etcd_disk_backend_commit_duration_seconds_count"
+    for _ in range(50):
+        if m[commits] > before.get(commits, 0):
+            break
+        await asyncio.sleep(0.1)
+        m = await scrape(member)
+    assert m[commits] > before.get(commits, 0)
+
+
+async def test_extensive_metrics_time_each_call(tmp_path: Path) -> None:
+    m, stop, task = await start_member(tmp_path, metrics="extensive")
+    try:
+        async with grpc.aio.insecure_channel(m.target) as ch:
+            await rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=b"a", value=b"b"))
+        got = await scrape(m)
+        labels = {"grpc_type": "unary", "grpc_service": "etcdserverpb.KV", "grpc_method": "Put"}
+        assert got[_key("grpc_server_handling_seconds_count", **labels)] == 1
+        assert got[_key("grpc_server_handling_seconds_bucket", le="10.0", **labels)] == 1
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+
+
+async def test_listen_metrics_urls_serve_metrics_and_health_only(tmp_path: Path) -> None:
+    port = free_port()
+    m, stop, task = await start_member(tmp_path, listen_metrics_urls=(f"http://127.0.0.1:{port}",))
+    extra = LiveMember("127.0.0.1", port, m.data_dir, m.logger)
+    try:
+        r = await http(extra, "GET", "/metrics")
+        assert r.status == 200 and b"etcd_server_has_leader 1.0" in r.body
+        assert (await http(extra, "GET", "/health")).status == 200
+        assert (await http(extra, "GET", "/version")).status == 404
+        assert (await http(extra, "POST", "/v3/kv/range", b"{}")).status == 404
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0

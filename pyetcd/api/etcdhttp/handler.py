@@ -62,8 +62,15 @@ class HTTPFrontend:
     """Serves HTTP/1.1 connections for one member (and ``site``'s paths, if given)."""
 
     def __init__(
-        self, server: EtcdServer, metrics: ServerMetrics, site: Site | None = None
+        self,
+        server: EtcdServer,
+        metrics: ServerMetrics,
+        site: Site | None = None,
+        paths: frozenset[str] | None = None,
     ) -> None:
+        """``paths``: serve only these paths (the rest are 404), as on etcd's
+        --listen-metrics-urls; None serves everything."""
+        self.paths = paths
         self.server = server
         self.metrics = metrics
         self.site = site
@@ -105,6 +112,8 @@ class HTTPFrontend:
     async def dispatch(self, req: Request) -> Response:
         """Route ``req`` to its endpoint."""
         path = req.path
+        if self.paths is not None and path not in self.paths:
+            return _not_found()
         if self.site is not None and self.site.knows(path):
             return await self.site.dispatch(req)
         if path.startswith("/v3/") and not self.server.cfg.enable_grpc_gateway:

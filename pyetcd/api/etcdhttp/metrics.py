@@ -1,26 +1,26 @@
-"""Prometheus metrics of one member, under etcd's metric names.
+"""``/metrics``: etcd's metric families of one member, in Prometheus' text format.
 
-Most values are read from the server at scrape time (a custom collector), so the
-server and raft code carry no metrics calls. Each member has its own
-``CollectorRegistry``: several members may run in one process (tests).
+The instruments the member's parts observe (histograms, event counters) are built
+before them (``pyetcd.server.etcdserver.metrics.Metrics``); this module adds, on top,
+what is read at scrape time: the member's state (leader, sizes, revisions, watchers,
+versions), the counts the store, the peer transport and the gRPC wire keep as plain
+integers, file descriptors and the process. Names, label names, types and help texts
+are etcd 3.5's; ``tests/api/test_metrics_vs_etcd.py`` compares them with real etcd's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+import resource
+from collections.abc import Iterable, Iterator, Mapping
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from pyetcd.grpcwire import CODE_NAMES, MethodStats
 from pyetcd.server.etcdserver.server import CLUSTER_VERSION, SERVER_VERSION, EtcdServer
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics"]
@@ -28,85 +28,31 @@ __all__ = ["CONTENT_TYPE", "ServerMetrics"]
 #: The Prometheus text exposition format prometheus_client writes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-# etcd's buckets for disk latencies: 1 ms doubling up to ~8 s.
-_DISK_BUCKETS = tuple(0.001 * 2**i for i in range(14))
+#: The services whose methods etcd counts from the start (grpc_prometheus.Register runs
+#: after these are registered); the others appear once called.
+_PREINITIALIZED = frozenset(
+    {
+        "etcdserverpb.KV",
+        "etcdserverpb.Watch",
+        "etcdserverpb.Lease",
+        "etcdserverpb.Cluster",
+        "etcdserverpb.Auth",
+        "etcdserverpb.Maintenance",
+        "grpc.health.v1.Health",
+    }
+)
 
-_HAS_LEADER = "Whether or not a leader exists. 1 is existence, 0 is not."
-_IS_LEADER = "Whether or not this member is a leader. 1 if is, 0 otherwise."
-_PENDING = "The current number of pending proposals to commit."
-_DB_SIZE = "Total size of the underlying database physically allocated in bytes."
-_DB_IN_USE = "Total size of the underlying database logically in use in bytes."
-_QUOTA = "Current backend storage quota size in bytes."
-_CUR_REV = "The current revision of store."
-_COMPACT_REV = "The revision of the last compaction in store."
-_WATCHERS = "Total number of watchers."
-_LEADER_CHANGES = "The number of leader changes seen."
-_COMMITTED = "The total number of consensus proposals committed."
-_APPLIED = "The total number of consensus proposals applied."
-_FAILED = "The total number of failed proposals seen."
-_SERVER_ID = "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID."
-_SERVER_VERSION = "Which version is running. 1 for 'server_version' label with current version."
-_CLUSTER_VERSION = (
+_CLUSTER_VERSION_HELP = (
     "Which version is running. 1 for 'cluster_version' label with current cluster version"
 )
 
 
-class _ObservingList(list[float]):
-    """A ``list[float]`` whose ``append`` feeds a histogram instead of growing.
-
-    RaftNode records each WAL fsync duration with ``fsync_seconds.append(d)``;
-    swapping in this list turns that into a histogram observation and keeps
-    memory flat however long the member runs.
-    """
-
-    def __init__(self, histogram: Histogram) -> None:
-        super().__init__()
-        self._histogram = histogram
-
-    def append(self, value: float) -> None:
-        self._histogram.observe(value)
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
 
 
-class _ServerCollector(Collector):
-    """Gauges and counters computed from the server's state at scrape time."""
-
-    def __init__(self, server: EtcdServer) -> None:
-        self.server = server
-
-    def collect(self) -> Iterable[Metric]:
-        return list(self._collect())
-
-    def _collect(self) -> Iterator[Metric]:
-        s = self.server
-        store = s.stores.kv
-        watchers = len(s.stores.watchable.synced) + len(s.stores.watchable.unsynced)
-        status = s.maintenance.status()
-        gauges = (
-            ("etcd_server_has_leader", _HAS_LEADER, 1 if s.leader else 0),
-            ("etcd_server_is_leader", _IS_LEADER, 1 if s.is_leader else 0),
-            ("etcd_server_proposals_pending", _PENDING, len(s.waits)),
-            ("etcd_mvcc_db_total_size_in_bytes", _DB_SIZE, store.db_size),
-            ("etcd_mvcc_db_total_size_in_use_in_bytes", _DB_IN_USE, store.db_size_in_use),
-            ("etcd_server_quota_backend_bytes", _QUOTA, s.cfg.quota_bytes),
-            ("etcd_debugging_mvcc_current_revision", _CUR_REV, store.current_revision),
-            ("etcd_debugging_mvcc_compact_revision", _COMPACT_REV, max(0, store.compact_revision)),
-            ("etcd_debugging_mvcc_watcher_total", _WATCHERS, watchers),
-        )
-        for name, doc, value in gauges:
-            yield GaugeMetricFamily(name, doc, value=value)
-        # etcd sets "committed" and "applied" from the raft indexes, not by counting.
-        counters = (
-            ("etcd_server_leader_changes_seen", _LEADER_CHANGES, s.leadership.changes_seen),
-            ("etcd_server_proposals_committed", _COMMITTED, status.raftIndex),
-            ("etcd_server_proposals_applied", _APPLIED, status.raftAppliedIndex),
-            ("etcd_server_proposals_failed", _FAILED, s.proposer.proposals_failed),
-        )
-        for name, doc, value in counters:
-            yield CounterMetricFamily(name, doc, value=value)
-        yield _labelled("etcd_server_id", _SERVER_ID, "server_id", f"{s.member_id:x}")
-        yield _labelled("etcd_server_version", _SERVER_VERSION, "server_version", SERVER_VERSION)
-        cluster = CLUSTER_VERSION.rsplit(".", 1)[0]  # etcd reports "3.5"
-        yield _labelled("etcd_cluster_version", _CLUSTER_VERSION, "cluster_version", cluster)
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
 
 
 def _labelled(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:
@@ -115,40 +61,338 @@ def _labelled(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:
     return g
 
 
-class ServerMetrics:
-    """The registry behind ``/metrics`` for one member.
+def _by_peer(name: str, doc: str, label: str, counts: Mapping[int, int]) -> CounterMetricFamily:
+    c = CounterMetricFamily(name, doc, labels=[label])
+    for peer_id, n in sorted(counts.items()):
+        c.add_metric([f"{peer_id:x}"], n)
+    return c
 
-    Call :meth:`attach` once the server has started (its raft node exists).
-    """
+
+class _ServerCollector(Collector):
+    """The member's state and the counts its store keeps, at scrape time."""
 
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
-        # etcd exposes no "_created" series; the switch is process-wide in prometheus_client.
-        disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.wal_fsync = Histogram(
-            "etcd_disk_wal_fsync_duration_seconds",
-            "The latency distributions of fsync called by WAL.",
-            buckets=_DISK_BUCKETS,
-            registry=self.registry,
-        )
-        self.health_success = Counter(
-            "etcd_server_health_success",
-            "The total number of successful health checks",
-            registry=self.registry,
-        )
-        self.health_failures = Counter(
-            "etcd_server_health_failures",
-            "The total number of failed health checks",
-            registry=self.registry,
-        )
-        self.registry.register(_ServerCollector(server))
-        ProcessCollector(registry=self.registry)
 
-    def attach(self) -> None:
-        """Start observing the WAL fsync durations the raft node records."""
-        self.server.raft.fsync_seconds = _ObservingList(self.wal_fsync)
+    def collect(self) -> Iterable[Metric]:
+        return list(self._state()) + list(self._mvcc())
+
+    def _state(self) -> Iterator[Metric]:
+        s = self.server
+        status = s.maintenance.status()
+        kv = s.stores.kv
+        yield _gauge(
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+            1 if s.leader else 0,
+        )
+        yield _gauge(
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            1 if s.is_leader else 0,
+        )
+        yield _gauge(
+            "etcd_server_is_learner",
+            "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            1 if status.isLearner else 0,
+        )
+        yield _counter(
+            "etcd_server_leader_changes_seen",
+            "The number of leader changes seen.",
+            s.leadership.changes_seen,
+        )
+        yield _gauge(
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit.",
+            len(s.waits),
+        )
+        # etcd sets "committed" and "applied" from the raft indexes, as gauges.
+        yield _gauge(
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed.",
+            status.raftIndex,
+        )
+        yield _gauge(
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied.",
+            status.raftAppliedIndex,
+        )
+        yield _counter(
+            "etcd_server_proposals_failed",
+            "The total number of failed proposals seen.",
+            s.proposer.proposals_failed,
+        )
+        yield _gauge(
+            "etcd_server_quota_backend_bytes",
+            "Current backend storage quota size in bytes.",
+            s.cfg.quota_bytes,
+        )
+        yield _gauge(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+            kv.db_size,
+        )
+        yield _gauge(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+            kv.db_size_in_use,
+        )
+        yield _labelled(
+            "etcd_server_id",
+            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+            "server_id",
+            f"{s.member_id:x}",
+        )
+        yield _labelled(
+            "etcd_server_version",
+            "Which version is running. 1 for 'server_version' label with current version.",
+            "server_version",
+            SERVER_VERSION,
+        )
+        cluster = CLUSTER_VERSION.rsplit(".", 1)[0]  # etcd reports "3.5"
+        yield _labelled("etcd_cluster_version", _CLUSTER_VERSION_HELP, "cluster_version", cluster)
+        yield _gauge(
+            "etcd_debugging_auth_revision",
+            "The current revision of auth store.",
+            s.stores.auth.revision,
+        )
+        yield from self._peers()
+
+    def _peers(self) -> Iterator[Metric]:
+        s = self.server
+        active = GaugeMetricFamily(
+            "etcd_network_active_peers",
+            "The current number of active peer connections.",
+            labels=["Local", "Remote"],
+        )
+        for member_id in sorted(s.stores.membership.members):
+            if member_id != s.member_id and s.transport.peer_active(member_id):
+                active.add_metric([f"{s.member_id:x}", f"{member_id:x}"], 1)
+        yield active
+        peers = s.metrics.peers
+        yield _by_peer(
+            "etcd_network_peer_sent_bytes",
+            "The total number of bytes sent to peers.",
+            "To",
+            peers.sent_bytes,
+        )
+        yield _by_peer(
+            "etcd_network_peer_received_bytes",
+            "The total number of bytes received from peers.",
+            "From",
+            peers.received_bytes,
+        )
+        yield _by_peer(
+            "etcd_network_peer_sent_failures",
+            "The total number of send failures from peers.",
+            "To",
+            peers.sent_failures,
+        )
+
+    def _mvcc(self) -> Iterator[Metric]:
+        s = self.server
+        m = s.metrics.mvcc
+        kv = s.stores.kv
+        w = s.stores.watchable
+        yield _gauge(
+            "etcd_debugging_mvcc_current_revision",
+            "The current revision of store.",
+            kv.current_revision,
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_compact_revision",
+            "The revision of the last compaction in store.",
+            kv.compact_revision,
+        )
+        yield _gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", len(kv.index))
+        yield _gauge(
+            "etcd_debugging_mvcc_watcher_total",
+            "Total number of watchers.",
+            len(w.synced) + len(w.unsynced) + len(w.victims),
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_watch_stream_total",
+            "Total number of watch streams.",
+            m.watch_streams,
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_slow_watcher_total",
+            "Total number of unsynced slow watchers.",
+            len(w.unsynced) + len(w.victims),
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_pending_events_total",
+            "Total number of pending events to be sent.",
+            sum(len(r.events) for r in w.victims.values()),
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_total_put_size_in_bytes",
+            "The total size of put kv pairs seen by this member.",
+            m.put_bytes,
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_db_compaction_last",
+            "The unix time of the last db compaction. Resets to 0 on start.",
+            m.compaction_last,
+        )
+        counters = (
+            ("etcd_mvcc_put", "Total number of puts seen by this member.", m.puts),
+            ("etcd_mvcc_range", "Total number of ranges seen by this member.", m.ranges),
+            ("etcd_mvcc_delete", "Total number of deletes seen by this member.", m.deletes),
+            ("etcd_mvcc_txn", "Total number of txns seen by this member.", m.txns),
+            ("etcd_debugging_mvcc_range", "Total number of ranges seen by this member.", m.ranges),
+            ("etcd_debugging_mvcc_events", "Total number of events sent by this member.", m.events),
+            (
+                "etcd_debugging_mvcc_db_compaction_keys",
+                "Total number of db keys compacted.",
+                m.compacted_keys,
+            ),
+            (
+                "etcd_debugging_lease_granted",
+                "The total number of granted leases.",
+                m.leases_granted,
+            ),
+            (
+                "etcd_debugging_lease_renewed",
+                "The number of renewed leases seen by the leader.",
+                m.leases_renewed,
+            ),
+            (
+                "etcd_debugging_lease_revoked",
+                "The total number of revoked leases.",
+                m.leases_revoked,
+            ),
+        )
+        for name, doc, value in counters:
+            yield _counter(name, doc, value)
+
+
+class _GrpcCollector(Collector):
+    """go-grpc-prometheus' server counters, from the wire's per-method counts."""
+
+    def __init__(self, stats: Mapping[str, MethodStats]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["grpc_type", "grpc_service", "grpc_method"]
+        started = CounterMetricFamily(
+            "grpc_server_started", "Total number of RPCs started on the server.", labels=labels
+        )
+        handled = CounterMetricFamily(
+            "grpc_server_handled",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            labels=[*labels, "grpc_code"],
+        )
+        received = CounterMetricFamily(
+            "grpc_server_msg_received",
+            "Total number of RPC stream messages received on the server.",
+            labels=labels,
+        )
+        sent = CounterMetricFamily(
+            "grpc_server_msg_sent",
+            "Total number of gRPC stream messages sent by the server.",
+            labels=labels,
+        )
+        bytes_in = bytes_out = 0
+        for st in sorted(self.stats.values(), key=lambda st: (st.service, st.method)):
+            bytes_in += st.bytes_received
+            bytes_out += st.bytes_sent
+            if st.service not in _PREINITIALIZED and not st.started:
+                continue
+            key = [st.grpc_type, st.service, st.method]
+            started.add_metric(key, st.started)
+            for code, n in enumerate(st.handled):
+                handled.add_metric([*key, CODE_NAMES[code]], n)
+            received.add_metric(key, st.msg_received)
+            sent.add_metric(key, st.msg_sent)
+        return [
+            started,
+            handled,
+            received,
+            sent,
+            _counter(
+                "etcd_network_client_grpc_received_bytes",
+                "The total number of bytes received from grpc clients.",
+                bytes_in,
+            ),
+            _counter(
+                "etcd_network_client_grpc_sent_bytes",
+                "The total number of bytes sent to grpc clients.",
+                bytes_out,
+            ),
+        ]
+
+
+class _OSCollector(Collector):
+    """etcd's file-descriptor gauges, and the address-space limit Go's process
+    collector reports (prometheus_client's has no such series)."""
+
+    def collect(self) -> Iterable[Metric]:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        try:
+            used = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            used = 0
+        vm_max = resource.getrlimit(resource.RLIMIT_AS)[0]
+        return [
+            _gauge("os_fd_used", "The number of used file descriptors.", used),
+            _gauge("os_fd_limit", "The file descriptor limit.", soft),
+            _gauge(
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes.",
+                float(2**64 - 1) if vm_max == resource.RLIM_INFINITY else vm_max,
+            ),
+        ]
+
+
+class _RegistryCollector(Collector):
+    """Every metric of another registry (the instruments the member's parts observe)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return self.registry.collect()
+
+
+class ServerMetrics:
+    """What ``/metrics`` serves for one member.
+
+    Args:
+        server: the member (its ``metrics`` are the observed instruments).
+        grpc_stats: the gRPC server's per-method counts (``GrpcServer.method_stats``);
+            empty when the member serves no gRPC.
+    """
+
+    def __init__(
+        self, server: EtcdServer, grpc_stats: Mapping[str, MethodStats] | None = None
+    ) -> None:
+        self.server = server
+        observed = server.metrics
+        self.health_success = observed.health_success
+        self.health_failures = observed.health_failures
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_RegistryCollector(observed.registry))
+        self.registry.register(_ServerCollector(server))
+        self.registry.register(_GrpcCollector(grpc_stats if grpc_stats is not None else {}))
+        self.registry.register(_OSCollector())
+        ProcessCollector(registry=self.registry)
+        # promhttp's own counter of scrapes, by HTTP status.
+        self.scrapes = Counter(
+            "promhttp_metric_handler_requests",
+            "Total number of scrapes by HTTP status code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self._scrapes_ok = self.scrapes.labels("200")
+        self.in_flight = Gauge(
+            "promhttp_metric_handler_requests_in_flight",
+            "Current number of scrapes being served.",
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         """The Prometheus text of every metric, as ``/metrics`` serves it."""
-        return generate_latest(self.registry)
+        self._scrapes_ok.inc()
+        with self.in_flight.track_inprogress():
+            return generate_latest(self.registry)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -102,6 +103,7 @@ class MaintenanceService:
             prefix="pyetcd-snapshot-", suffix=".db", dir=os.path.dirname(db_path) or None
         )
         os.close(fd)
+        start = time.monotonic()
         try:
             # etcd's format, exported off the event loop from one read transaction on
             # a connection of its own (the file lock keeps a defrag's swap out).
@@ -118,3 +120,5 @@ class MaintenanceService:
                     yield rpc_pb2.SnapshotResponse(remaining_bytes=remaining, blob=chunk)
         finally:
             os.unlink(path)
+            # etcd times a backend snapshot from its start until it has been read out.
+            self.server.metrics.backend_snapshot.observe(time.monotonic() - start)

@@ -16,11 +16,14 @@ Rules:
    latest auth change fails with "revision of auth store is old".
 """
 
+
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
+
+from prometheus_client import Counter
 
 from pyetcd.logutil import Logger, go_duration
 from pyetcd.mvcc import MvccError, NoSpaceError
@@ -69,9 +72,12 @@ class Applier:
         peers: MembershipListener,
         *,
         warning_apply_duration: float = 0.1,
+        slow_applies: Counter | None = None,
     ) -> None:
-        """``warning_apply_duration``: seconds; an entry applied slower is logged."""
+        """``warning_apply_duration``: seconds; an entry applied slower is logged and
+        counted in ``slow_applies`` (etcd_server_slow_apply_total)."""
         self.warning_apply_duration = warning_apply_duration
+        self.slow_applies = slow_applies
         self.stores = stores
         self.waits = waits
         self.log = logger
@@ -121,6 +127,8 @@ class Applier:
         finally:
             took = time.monotonic() - start
             if took > self.warning_apply_duration:
+                if self.slow_applies is not None:
+                    self.slow_applies.inc()
                 self.log.warn(
                     "apply request took too long",
                     {

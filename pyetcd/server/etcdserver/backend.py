@@ -20,6 +20,7 @@ import os
 from pyetcd.config import ServerConfig
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import BackendError, KVStore
+from pyetcd.mvcc.metrics import MvccMetrics
 
 from .fatal import FatalError
 from .stores import backend_path, new_kvstore
@@ -54,7 +55,7 @@ def backend_exists(cfg: ServerConfig) -> bool:
         return False
 
 
-def open_backend(cfg: ServerConfig) -> KVStore:
+def open_backend(cfg: ServerConfig, metrics: MvccMetrics | None = None) -> KVStore:
     """Open the backend file as it is.
 
     Raises:
@@ -62,13 +63,17 @@ def open_backend(cfg: ServerConfig) -> KVStore:
     """
     path = backend_path(cfg)
     try:
-        return new_kvstore(cfg)
+        return new_kvstore(cfg, metrics)
     except BackendError as err:
         raise FatalError(err.action, err.cause, {"path": path}) from err
 
 
 def recover_snapshot_backend(
-    cfg: ServerConfig, kv: KVStore | None, snapshot_index: int, logger: Logger
+    cfg: ServerConfig,
+    kv: KVStore | None,
+    snapshot_index: int,
+    logger: Logger,
+    metrics: MvccMetrics | None = None,
 ) -> KVStore:
     """The backend to start from, given the newest raft snapshot's index.
 
@@ -86,7 +91,7 @@ def recover_snapshot_backend(
     if kv is None and snapshot_index == 0:
         # A new backend for a log that still starts at its first entry: replaying the
         # whole WAL rebuilds it.
-        return open_backend(cfg)
+        return open_backend(cfg, metrics)
     fields = {
         "backend-path": backend_path(cfg),
         "backend-consistent-index": consistent_index,
@@ -117,7 +122,7 @@ def recover_snapshot_backend(
             RuntimeError(f"failed to rename database snapshot file ({err})"),
             fields,
         ) from err
-    kv = open_backend(cfg)
+    kv = open_backend(cfg, metrics)
     logger.info(
         "recovered v3 backend from snapshot",
         {**fields, "backend-consistent-index": kv.consistent_index},

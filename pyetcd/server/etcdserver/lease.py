@@ -1,11 +1,14 @@
 """The lease duties of a member: grant, revoke, keep-alive, time-to-live, and the
 leader's expiry of leases and checkpoints of their remaining TTLs."""
 
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Awaitable
+
+from prometheus_client import Counter
 
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.server.auth.check import check_lease_time_to_live
@@ -30,7 +33,10 @@ class LeaseServer:
         read_indexer: ReadIndexer,
         leadership: Leadership,
         headers: ResponseHeaders,
+        expired: Counter | None = None,
     ) -> None:
+        """``expired``: counts the expired leases this member (as leader) revokes."""
+        self.expired = expired
         self.stores = stores
         self.proposer = proposer
         self.read_indexer = read_indexer
@@ -98,6 +104,8 @@ class LeaseServer:
                 continue
             lessor = self.stores.lessor
             for lease_id in lessor.expired_leases():
+                if self.expired is not None:
+                    self.expired.inc()
                 req = raft_internal_pb2.InternalRaftRequest(
                     lease_revoke=rpc_pb2.LeaseRevokeRequest(ID=lease_id)
                 )

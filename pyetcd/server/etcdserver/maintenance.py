@@ -13,6 +13,7 @@ from pyetcd.raft import NONE, RawNode
 from .events import NO_EVENTS, EventRecorder
 from .header import ResponseHeaders
 from .leadership import Leadership
+from .metrics import Metrics
 from .proposer import Proposer
 from .stores import Stores
 from .wait import AppliedIndex
@@ -40,9 +41,11 @@ class MaintenanceServer:
         *,
         joined_as_learner: bool,
         events: EventRecorder = NO_EVENTS,
+        metrics: Metrics | None = None,
     ) -> None:
-        """``joined_as_learner``: whether the cluster's /members listed this member as a
-        learner when it joined, what it is until its own log brings the membership in."""
+        """``metrics``: where defragmentations are timed; ``joined_as_learner``: whether
+        the cluster's /members listed this member as a learner when it joined, what it
+        is until its own log brings the membership in."""
         self.member_id = member_id
         self.stores = stores
         self.rawnode = rawnode
@@ -53,6 +56,7 @@ class MaintenanceServer:
         self.log = logger
         self.joined_as_learner = joined_as_learner
         self.events = events
+        self.metrics = metrics or Metrics()
 
     async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
         if req.action == rpc_pb2.AlarmRequest.GET:
@@ -110,16 +114,21 @@ class MaintenanceServer:
                 },
             )
             start = time.monotonic()
-            copy = be.begin_defrag()
+            self.metrics.defrag_inflight.set(1)
             try:
-                await asyncio.to_thread(copy.run)
-            except BaseException:
-                be.abort_defrag(copy)
-                raise
-            # A snapshot install may have closed this backend meanwhile: the copy is
-            # then dropped by finish_defrag.
-            cleanup = be.finish_defrag(copy)
-            await asyncio.to_thread(cleanup)
+                copy = be.begin_defrag()
+                try:
+                    await asyncio.to_thread(copy.run)
+                except BaseException:
+                    be.abort_defrag(copy)
+                    raise
+                # A snapshot install may have closed this backend meanwhile: the copy is
+                # then dropped by finish_defrag.
+                cleanup = be.finish_defrag(copy)
+                await asyncio.to_thread(cleanup)
+            finally:
+                self.metrics.defrag_inflight.set(0)
+                self.metrics.backend_defrag.observe(time.monotonic() - start)
             self.log.info(
                 "finished defragmenting directory",
                 {

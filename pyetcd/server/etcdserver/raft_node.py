@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Protocol
 
-from pyetcd.logutil import Logger
+from pyetcd.logutil import Logger, go_duration
 from pyetcd.mvcc import BackendError
 from pyetcd.raft import (
     NONE,
@@ -44,6 +44,7 @@ from pyetcd.wal import WALStorage
 from .events import NO_EVENTS, EventRecorder
 from .fatal import Fatal, FatalError
 from .inbox import RaftInbox
+from .metrics import Metrics
 from .transport import Transport
 from .wait import AppliedIndex
 
@@ -106,8 +107,13 @@ class RaftNode:
         on_leader_change: Callable[[int, int], None] | None = None,
         on_read_states: Callable[[Sequence[ReadState]], None] | None = None,
         events: EventRecorder = NO_EVENTS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.rawnode = rawnode
+        self.metrics = metrics or Metrics()
+        # etcd's timeout detector: a heartbeat to a peer sent more than twice the
+        # heartbeat interval after the previous one counts as a send failure.
+        self._heartbeat_sent: dict[int, float] = {}
         self.inbox = inbox
         self.storage = storage
         self.transport = transport
@@ -132,7 +138,6 @@ class RaftNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.leader_changed_at = time.monotonic()
-        self.fsync_seconds: list[float] = []
         #: Moving average of synced saves' durations (see INLINE_SAVE_MAX_SECONDS).
         self.sync_seconds_average = 0.0
 
@@ -187,6 +192,7 @@ class RaftNode:
         if rd.soft_state is not None:
             self._soft_state_changed(rd.soft_state.lead, rd.soft_state.raft_state)
         if rd.snapshot is not None:
+            self.metrics.snapshot_apply_in_progress.set(1)
             try:
                 await asyncio.to_thread(self.storage.apply_snapshot, rd.snapshot)
             except Exception as err:
@@ -195,6 +201,8 @@ class RaftNode:
                 self.applier.apply_snapshot(rd.snapshot)
             except Exception as err:
                 raise FatalError("failed to open snapshot backend", err) from err
+            finally:
+                self.metrics.snapshot_apply_in_progress.set(0)
             index = rd.snapshot.metadata.index
             self.events.record(
                 "snapshot", f"applied a snapshot from the leader at index {index}", index=index
@@ -224,7 +232,7 @@ class RaftNode:
                 except Exception as err:
                     raise FatalError("failed to save Raft hard state and entries", err) from err
                 took = time.perf_counter() - t0
-                self.fsync_seconds.append(took)
+                self.metrics.wal_fsync.observe(took)
                 self.sync_seconds_average += (
                     took - self.sync_seconds_average
                 ) * _SYNC_AVERAGE_WEIGHT
@@ -281,7 +289,30 @@ class RaftNode:
                         index=index,
                         to=f"{m.to:x}",
                     )
+        if self.is_leader:
+            self._time_heartbeats(msgs)
         self.transport.send(msgs)
+
+    def _time_heartbeats(self, msgs: Sequence[Message]) -> None:
+        now = 0.0
+        for m in msgs:
+            if m.type != MessageType.HEARTBEAT:
+                continue
+            now = now or time.monotonic()
+            last = self._heartbeat_sent.get(m.to)
+            self._heartbeat_sent[m.to] = now
+            if last is not None and now - last > 2 * self.tick_interval:
+                self.metrics.heartbeat_send_failures.inc()
+                self.log.warn(
+                    "leader failed to send out heartbeat on time; took too long, leader is "
+                    "overloaded likely from slow disk",
+                    {
+                        "to": f"{m.to:x}",
+                        "heartbeat-interval": go_duration(self.tick_interval),
+                        "expected-duration": go_duration(2 * self.tick_interval),
+                        "exceeded-duration": go_duration(now - last - 2 * self.tick_interval),
+                    },
+                )
 
     def _merged_snapshot(self, m: Message) -> Message:
         """A MsgSnap describes the state the backend sent with it has: the applied index
@@ -319,6 +350,7 @@ class RaftNode:
         if lead != self.lead:
             old, self.lead = self.lead, lead
             self.leader_changed_at = time.monotonic()
+            self._heartbeat_sent.clear()
             if lead != NONE:
                 self.inbox.leader_found()
             if self._on_leader_change is not None:

@@ -52,6 +52,7 @@ from .leadership import Leadership
 from .lease import LeaseServer
 from .maintenance import CLUSTER_VERSION, SERVER_VERSION, MaintenanceServer
 from .membership import Member, Membership
+from .metrics import Metrics
 from .pacer import ReadPacer
 from .proposer import Proposer
 from .raft_node import RaftNode, conf_change_entries
@@ -99,10 +100,13 @@ class EtcdServer:
         transport_factory: TransportFactory | None = None,
         peer_ssl: ssl.SSLContext | None = None,
         events: EventRecorder = NO_EVENTS,
+        metrics: Metrics | None = None,
     ) -> None:
         """``peer_ssl``: the client side of peer TLS, to join over https peer URLs;
-        ``events``: told of elections, leader changes, snapshots, defragmentation."""
+        ``events``: told of elections, leader changes, snapshots, defragmentation;
+        ``metrics``: the instruments the parts observe (a fresh set if not given)."""
         self.cfg = cfg
+        self.metrics = metrics or Metrics(extensive=cfg.metrics == "extensive")
         self.events = events
         self.peer_ssl = peer_ssl
         self.log = logger
@@ -141,7 +145,7 @@ class EtcdServer:
         # index: both are CPU-bound, and under one GIL they would take turns.
         ahead = self._start_wal_read_ahead()
         try:
-            kv = open_backend(cfg) if reopen else None
+            kv = open_backend(cfg, self.metrics.mvcc) if reopen else None
             storage, boot = await asyncio.to_thread(self._open_storage, ahead)
         except BaseException:
             if kv is not None:
@@ -151,7 +155,8 @@ class EtcdServer:
             if ahead is not None:
                 ahead.close()
         try:
-            kv = recover_snapshot_backend(cfg, kv, storage.snapshot().metadata.index, self.log)
+            index = storage.snapshot().metadata.index
+            kv = recover_snapshot_backend(cfg, kv, index, self.log, self.metrics.mvcc)
         except BaseException:
             await asyncio.to_thread(storage.close)
             raise
@@ -233,7 +238,9 @@ class EtcdServer:
             max_request_bytes=cfg.max_request_bytes,
             request_timeout=self.request_timeout,
         )
-        self.snapshots = snapshots = BackendSnapshots(stores, leadership, log)
+        self.snapshots = snapshots = BackendSnapshots(
+            stores, leadership, log, self.metrics.backend_snapshot
+        )
         self.cluster_face = face = ClusterFace(
             cluster_id, stores, rawnode, applied, leadership, proposer, log
         )
@@ -246,6 +253,7 @@ class EtcdServer:
             snapshots,
             peers,
             warning_apply_duration=cfg.experimental_warning_apply_duration,
+            slow_applies=self.metrics.slow_applies,
         )
         self.raft = raft = RaftNode(
             rawnode,
@@ -262,6 +270,7 @@ class EtcdServer:
             on_leader_change=leadership.changed,
             on_read_states=self.read_indexer.on_read_states,
             events=self.events,
+            metrics=self.metrics,
         )
         self.headers = headers = ResponseHeaders(member_id, cluster_id, stores, raft)
         self.kv = KVServer(
@@ -272,7 +281,9 @@ class EtcdServer:
             max_txn_ops=cfg.max_txn_ops,
             pacer=ReadPacer(),
         )
-        self.lease = LeaseServer(stores, proposer, self.read_indexer, leadership, headers)
+        self.lease = LeaseServer(
+            stores, proposer, self.read_indexer, leadership, headers, self.metrics.leases_expired
+        )
         self.cluster = ClusterServer(
             member_id,
             face,
@@ -292,6 +303,7 @@ class EtcdServer:
             log,
             joined_as_learner=self.joined_as_learner,
             events=self.events,
+            metrics=self.metrics,
         )
         self.corruption = CorruptionChecker(
             member_id,
@@ -330,6 +342,7 @@ class EtcdServer:
                 http=self.cluster_face,
                 logger=self.log,
                 fatal=self.fatal,
+                metrics=self.metrics.peers,
             )
         )
 

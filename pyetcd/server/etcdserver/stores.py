@@ -17,11 +17,13 @@ import asyncio
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 
 from pyetcd.config import ServerConfig
 from pyetcd.logutil import Logger
 from pyetcd.mvcc import KVStore, Lessor
+from pyetcd.mvcc.metrics import DISCARD, MvccMetrics, Observer
 from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.raft import Snapshot
 from pyetcd.server.auth.store import AuthInfo, AuthStore
@@ -38,8 +40,8 @@ def backend_path(cfg: ServerConfig) -> str:
     return os.path.join(cfg.data_dir, "member", "snap", "db")
 
 
-def new_kvstore(cfg: ServerConfig) -> KVStore:
-    """Open the backend file as it is now."""
+def new_kvstore(cfg: ServerConfig, metrics: MvccMetrics | None = None) -> KVStore:
+    """Open the backend file as it is now (counting into the member's ``metrics``)."""
     return KVStore(
         backend_path(cfg),
         # 0 keeps the backend's defaults (etcd's: 10000 writes, 100 ms)
@@ -48,6 +50,7 @@ def new_kvstore(cfg: ServerConfig) -> KVStore:
         compaction_batch_limit=cfg.experimental_compaction_batch_limit,
         quota_bytes=cfg.quota_backend_bytes,
         min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
+        metrics=metrics,
     )
 
 
@@ -98,7 +101,7 @@ class Stores:
                 os.unlink(db + suffix)
         os.replace(db_path, db)
         old = self.watchable
-        self._open(new_kvstore(self.cfg))
+        self._open(new_kvstore(self.cfg, old.kv.metrics))
         self.watchable = WatchableStore(self.kv)
         # Watchers move to the restored store; they catch up from their next revision.
         for w in [*old.synced, *old.unsynced, *old.victims]:
@@ -111,7 +114,15 @@ class Stores:
 class BackendSnapshots:
     """The backend sent and received beside Raft snapshots."""
 
-    def __init__(self, stores: Stores, leadership: Leadership, logger: Logger) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        leadership: Leadership,
+        logger: Logger,
+        snapshot_seconds: Observer = DISCARD,
+    ) -> None:
+        """``snapshot_seconds``: told how long each backend sent to a follower took."""
+        self.snapshot_seconds = snapshot_seconds
         self.stores = stores
         self.leadership = leadership
         self.log = logger
@@ -121,6 +132,7 @@ class BackendSnapshots:
         """The backend, consistent as of now, streamed to a follower with a MsgSnap."""
         fd, path = tempfile.mkstemp(prefix="pyetcd-send-", suffix=".db")
         os.close(fd)
+        start = time.monotonic()
         try:
             async with self.stores.file_lock:
                 kv = self.stores.kv
@@ -131,6 +143,7 @@ class BackendSnapshots:
                     yield chunk
         finally:
             os.unlink(path)
+            self.snapshot_seconds.observe(time.monotonic() - start)
 
     def on_snapshot_received(self, msg: object, path: str | None) -> None:
         if path is not None:

@@ -14,7 +14,44 @@ from typing import Protocol
 from pyetcd.logutil import Logger
 from pyetcd.raft import Message
 
-__all__ = ["NullTransport", "Transport", "TransportParams"]
+__all__ = ["NullTransport", "PeerMetrics", "Transport", "TransportParams"]
+
+
+class RTTObserver(Protocol):
+    def observe_rtt(self, peer_id: int, seconds: float) -> None: ...
+
+
+class LabelledHistogram(Protocol):
+    """A histogram with one label (a Prometheus ``Histogram`` with ``("To",)``)."""
+
+    def labels(self, *values: str) -> _Observer: ...
+
+
+class _Observer(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class PeerMetrics:
+    """What a peer transport counts, by peer ID: bytes of raft traffic sent to and
+    received from each peer, messages that could not be sent to each (dropped: peer
+    down, queue full) and frames from each that could not be read; and each peer's
+    round-trip times (``etcd_network_peer_*``). Plain integers, bumped on the loop."""
+
+    def __init__(self, rtt: LabelledHistogram | None = None) -> None:
+        self.sent_bytes: dict[int, int] = {}
+        self.received_bytes: dict[int, int] = {}
+        self.sent_failures: dict[int, int] = {}
+        self.received_failures: dict[int, int] = {}
+        self._rtt = rtt
+        self._rtt_by_peer: dict[int, _Observer] = {}
+
+    def observe_rtt(self, peer_id: int, seconds: float) -> None:
+        if self._rtt is None:
+            return
+        child = self._rtt_by_peer.get(peer_id)
+        if child is None:
+            child = self._rtt_by_peer[peer_id] = self._rtt.labels(f"{peer_id:x}")
+        child.observe(seconds)
 
 
 class Transport(Protocol):
@@ -123,3 +160,5 @@ class TransportParams:
     http: PeerHTTPHandler
     logger: Logger
     fatal: FatalSink
+    #: what the transport counts (bytes, failures, round trips per peer)
+    metrics: PeerMetrics

@@ -109,6 +109,7 @@ def range_steps(kv: KVStore, req: RangeRequest, cur_rev: int, slice_keys: int) -
         FutureRevisionError, CompactedError (also from a later step: the history at
         the read's revision was compacted, or the store replaced, under it).
     """
+    kv.count_range()
     header = ResponseHeader(revision=cur_rev)
     if not req.range_end and req.revision == 0 and not req.count_only and _plain(req):
         # point read of the newest revision: served from the index's cache

@@ -443,6 +443,8 @@ class FrameReader:
         self.stream = stream
         self.decoder = FrameDecoder(max_frame_bytes)
         self.pending: deque[bytes] = deque()
+        #: Bytes read from the stream so far.
+        self.bytes_read = 0
 
     async def next(self, read_bytes: int = 256 * 1024) -> Frame | None:
         """The next frame, or None at end of stream.
@@ -454,5 +456,6 @@ class FrameReader:
             data = await self.stream.read(read_bytes)
             if not data:
                 return None
+            self.bytes_read += len(data)
             self.pending.extend(self.decoder.feed(data))
         return decode_frame(self.pending.popleft())

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pyetcd.logutil import Logger
 from pyetcd.raft import Message
+from pyetcd.server.etcdserver.transport import PeerMetrics
 
 from .codec import (
     PROTOCOL_VERSION,
@@ -100,6 +101,9 @@ class PeerHost(Protocol):
 
     @property
     def rng(self) -> random.Random: ...
+
+    @property
+    def metrics(self) -> PeerMetrics: ...
 
     @property
     def client_ssl(self) -> ssl.SSLContext | None:
@@ -299,6 +303,8 @@ class Peer:
             buf = self._encode(batch)
             if buf:
                 writer.write(buf)
+                sent = self.tr.metrics.sent_bytes
+                sent[self.id] = sent.get(self.id, 0) + len(buf)
             if transport.get_write_buffer_size():
                 async with asyncio.timeout(opts.write_timeout):
                     await writer.drain()

@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 
 from pyetcd.logutil import Logger
 from pyetcd.raft import Message, MessageType
+from pyetcd.server.etcdserver.transport import PeerMetrics
 
 from .codec import (
     PROTOCOL_VERSION,
@@ -62,6 +64,9 @@ __all__ = [
 #: The longest frame read before the handshake passed (a Hello is under 100 bytes; the
 #: dialer sends nothing more before our answer).
 HANDSHAKE_MAX_FRAME_BYTES: Final = 4096
+# A heartbeat and its answer time a peer's round trip (etcd_network_peer_round_trip_time_seconds).
+_HEARTBEAT: Final = MessageType.HEARTBEAT
+_HEARTBEAT_RESP: Final = MessageType.HEARTBEAT_RESP
 
 _REASONS: Final = {
     HelloStatus.CLUSTER_ID_MISMATCH: "cluster ID mismatch",
@@ -133,6 +138,7 @@ class PeerTransport:
         is_removed: Callable[[int], bool] | None = None,
         http_handler: PeerHTTPServe | None = None,
         on_fatal: Callable[[str, BaseException], None] | None = None,
+        metrics: PeerMetrics | None = None,
     ) -> None:
         """Build a transport; nothing runs until ``await start()``.
 
@@ -154,6 +160,8 @@ class PeerTransport:
                 them, and the writer. Without it such requests are refused.
             on_fatal: called with a message and the error when a task the transport
                 runs for its life dies unexpectedly (the member then ends).
+            metrics: counts bytes and failures per peer; told the round trip of each
+                heartbeat (sent to a peer, answered by it).
         """
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -174,6 +182,9 @@ class PeerTransport:
         self._is_removed = is_removed
         self.http_handler = http_handler
         self._on_fatal = on_fatal
+        self.metrics = metrics if metrics is not None else PeerMetrics()
+        # peer -> when the oldest unanswered heartbeat to it was sent
+        self._heartbeat_sent: dict[int, float] = {}
         self._peers: dict[int, Peer] = {}
         self._servers: list[asyncio.Server] = []
         self._inbound: dict[asyncio.Task[None], int] = {}
@@ -321,7 +332,10 @@ class PeerTransport:
         reported unreachable once per call. Messages to unknown peers are ignored.
         """
         unreachable: set[int] = set()
+        failures = self.metrics.sent_failures
         for m in msgs:
+            if m.type == _HEARTBEAT:
+                self._heartbeat_timed(m.to)
             peer = self._peers.get(m.to)
             if peer is None or peer.task is None:
                 if m.to not in self._peers:
@@ -331,6 +345,7 @@ class PeerTransport:
                     )
                 else:
                     unreachable.add(m.to)
+                    failures[m.to] = failures.get(m.to, 0) + 1
                     if m.type == MessageType.SNAP:
                         self.report_snapshot_status(m.to, False)
                 continue
@@ -338,8 +353,17 @@ class PeerTransport:
                 self._start_snapshot(peer, m)
             elif not peer.enqueue(m):
                 unreachable.add(m.to)
+                failures[m.to] = failures.get(m.to, 0) + 1
         for peer_id in unreachable:
             self.report_unreachable(peer_id)
+
+    def _heartbeat_timed(self, peer_id: int) -> None:
+        # The oldest unanswered heartbeat is timed; one never answered (lost with a
+        # connection) stops counting after etcd's 5 s connection read timeout.
+        now = time.perf_counter()
+        sent = self._heartbeat_sent.get(peer_id)
+        if sent is None or now - sent > 5.0:
+            self._heartbeat_sent[peer_id] = now
 
     def report_unreachable(self, peer_id: int) -> None:
         """Tell the driver messages to ``peer_id`` were lost."""
@@ -353,6 +377,10 @@ class PeerTransport:
 
     def deliver(self, m: Message) -> None:
         """Hand a received message to the driver; a failing callback drops only ``m``."""
+        if m.type == _HEARTBEAT_RESP:
+            sent = self._heartbeat_sent.pop(m.frm, None)
+            if sent is not None:
+                self.metrics.observe_rtt(m.frm, time.perf_counter() - sent)
         try:
             self._on_message(m)
         except Exception as exc:  # the driver's bug must not kill the connection
@@ -491,10 +519,14 @@ class PeerTransport:
             "remote-peer-id": _hex(frm),
         }
         self.log.info("established TCP streaming connection with remote peer", fields)
+        received = self.metrics.received_bytes
+        counted = frames.bytes_read
         try:
             while (f := await frames.next()) is not None:
                 if type(f) is not Message or f.type == MessageType.SNAP:
                     raise CodecError(f"unexpected {type(f).__name__} on a message stream")
+                received[frm] = received.get(frm, 0) + frames.bytes_read - counted
+                counted = frames.bytes_read
                 self.deliver(f)
             if not self._closing:
                 self.log.warn(

@@ -1,0 +1,164 @@
+"""The member's measurements, built before the parts that take them.
+
+etcd's histograms and event counters live here, under etcd's names, help texts and
+bucket boundaries: WAL fsync, backend commit/defrag/snapshot, hashes, compactions,
+lease TTLs, peer round trips, gRPC handling times; and the counters the server's
+parts bump (slow applies, heartbeat send failures, expired leases, health checks). The
+parts are given what they observe when they are built: the mvcc store an
+``MvccMetrics`` (mvcc knows nothing of Prometheus: a histogram fits its ``Observer``),
+the peer transport ``PeerMetrics``. What is a state rather than an event (has a
+leader, sizes, revisions, watchers) is read at scrape time by the collectors
+``pyetcd.api.etcdhttp.metrics`` adds to :attr:`Metrics.registry`.
+
+Each member has its own ``CollectorRegistry``: several members may run in one process
+(tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import disable_created_metrics as _disable_created
+
+from pyetcd.mvcc.metrics import MvccMetrics
+
+from .transport import PeerMetrics
+
+__all__ = ["Metrics", "exponential_buckets"]
+
+
+def exponential_buckets(start: float, factor: float, count: int) -> tuple[float, ...]:
+    """Prometheus' ExponentialBuckets: ``count`` upper bounds from ``start``."""
+    return tuple(start * factor**i for i in range(count))
+
+
+#: 1 ms doubling to ~8 s: etcd's disk latencies (WAL fsync, backend commit, snap fsync).
+DISK_BUCKETS = exponential_buckets(0.001, 2, 14)
+#: grpc-go-prometheus' default buckets (Prometheus' DefBuckets).
+GRPC_HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """One member's instruments (see the module docstring).
+
+    Args:
+        extensive: ``--metrics=extensive``: also keep gRPC handling-time histograms.
+    """
+
+    def __init__(self, extensive: bool = False) -> None:
+        # etcd exposes no "_created" series; the switch is process-wide in prometheus_client.
+        _disable_created()  # type: ignore[no-untyped-call]
+        self.extensive = extensive
+        self.registry = r = CollectorRegistry(auto_describe=True)
+
+        def histogram(
+            name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()
+        ) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=r)
+
+        def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+            return Counter(name, doc, labels, registry=r)
+
+        self.wal_fsync = histogram(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+            DISK_BUCKETS,
+        )
+        self.backend_commit = histogram(
+            "etcd_disk_backend_commit_duration_seconds",
+            "The latency distributions of commit called by backend.",
+            DISK_BUCKETS,
+        )
+        self.backend_defrag = histogram(
+            "etcd_disk_backend_defrag_duration_seconds",
+            "The latency distribution of backend defragmentation.",
+            exponential_buckets(0.1, 2, 13),
+        )
+        self.backend_snapshot = histogram(
+            "etcd_disk_backend_snapshot_duration_seconds",
+            "The latency distribution of backend snapshots.",
+            exponential_buckets(0.01, 2, 17),
+        )
+        self.defrag_inflight = Gauge(
+            "etcd_disk_defrag_inflight",
+            "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+            registry=r,
+        )
+        self.snapshot_apply_in_progress = Gauge(
+            "etcd_server_snapshot_apply_in_progress_total",
+            "1 if the server is applying the incoming snapshot. 0 if none.",
+            registry=r,
+        )
+        self.slow_applies = counter(
+            "etcd_server_slow_apply",
+            "The total number of slow apply requests (likely overloaded from slow disk).",
+        )
+        self.heartbeat_send_failures = counter(
+            "etcd_server_heartbeat_send_failures",
+            "The total number of leader heartbeat send failures "
+            "(likely overloaded from slow disk).",
+        )
+        self.leases_expired = counter(
+            "etcd_debugging_server_lease_expired",
+            "The total number of expired leases.",
+        )
+        self.health_success = counter(
+            "etcd_server_health_success", "The total number of successful health checks"
+        )
+        self.health_failures = counter(
+            "etcd_server_health_failures", "The total number of failed health checks"
+        )
+        self.peer_rtt = histogram(
+            "etcd_network_peer_round_trip_time_seconds",
+            "Round-Trip-Time histogram between peers.",
+            exponential_buckets(0.0001, 2, 16),
+            ("To",),
+        )
+        self.grpc_handling = (
+            histogram(
+                "grpc_server_handling_seconds",
+                "Histogram of response latency (seconds) of gRPC that had been "
+                "application-level handled by the server.",
+                GRPC_HANDLING_BUCKETS,
+                ("grpc_type", "grpc_service", "grpc_method"),
+            )
+            if extensive
+            else None
+        )
+        #: What the store and the lessor count (one for every store the member opens).
+        self.mvcc = MvccMetrics(
+            backend_commit=self.backend_commit,
+            hash=histogram(
+                "etcd_mvcc_hash_duration_seconds",
+                "The latency distribution of storage hash operation.",
+                exponential_buckets(0.01, 2, 15),
+            ),
+            hash_rev=histogram(
+                "etcd_mvcc_hash_rev_duration_seconds",
+                "The latency distribution of storage hash by revision operation.",
+                exponential_buckets(0.01, 2, 15),
+            ),
+            index_compaction_pause=histogram(
+                "etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds",
+                "Bucketed histogram of index compaction pause duration.",
+                exponential_buckets(0.5, 2, 14),
+            ),
+            db_compaction_pause=histogram(
+                "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                "Bucketed histogram of db compaction pause duration.",
+                exponential_buckets(1, 2, 13),
+            ),
+            db_compaction_total=histogram(
+                "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                "Bucketed histogram of db compaction total duration.",
+                exponential_buckets(100, 2, 14),
+            ),
+            lease_ttl=histogram(
+                "etcd_debugging_lease_ttl_total",
+                "Bucketed histogram of lease TTLs.",
+                exponential_buckets(1, 2, 24),
+            ),
+        )
+        #: What the peer transport counts, and its round trips.
+        self.peers = PeerMetrics(self.peer_rtt)
