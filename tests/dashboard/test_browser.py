@@ -3,7 +3,8 @@
 The page of a follower shows three members and the leader; after ``kill -9`` of the
 leader it shows the new leader and the election on its timeline without a reload; a
 key written with etcdctl appears in the key browser and the live watch feed; with
-auth enabled an anonymous page shows nothing of the cluster.
+auth enabled an anonymous page shows nothing of the cluster. The request and backend
+commit charts get data from the viewer's own writes.
 """
 
 from __future__ import annotations
@@ -49,6 +50,18 @@ def test_cluster_failover_keys_and_watch(page: Any, shots: Path) -> None:
         page.locator('#keys-tree .leaf[data-key="/demo/greeting"]').click()
         expect(page.locator("#key-detail pre.value")).to_have_text("hello from etcdctl")
         page.screenshot(path=str(shots / "cluster.png"), full_page=True)
+
+        # The request and backend-commit charts chart the viewer's own /metrics numbers
+        # once it serves writes; request latency needs --metrics=extensive and says so.
+        for i in range(5):
+            c.etcdctl("put", f"/demo/n{i}", str(i), endpoints=viewer.client_url)
+        for chart in ("chart-requests", "chart-commit"):
+            page.wait_for_function(
+                f"Number(document.getElementById('{chart}').dataset.max) > 0", timeout=15_000
+            )
+        expect(page.locator("#latency-note")).to_be_visible()
+        expect(page.locator("#latency-note")).to_contain_text("--metrics=extensive")
+        expect(page.locator("#chart-latency")).to_have_attribute("data-points", "0")
 
         # Move the leadership from the page to the third member (root may: auth is off).
         target = next(m for m in c.members if m.name not in (leader.name, viewer.name))

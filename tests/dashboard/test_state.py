@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pyetcd.api.dashboard.state import MetricsSampler, cluster_view, rates
 
@@ -161,3 +161,47 @@ def test_rates() -> None:
     assert abs(r["fsync_ms"] - 10.0) < 1e-9  # 0.5 s over 50 syncs
     assert "fsync_ms" not in rates(a, {**b, "fsync_count": 10})
     assert rates(b, a) == {}
+
+
+def test_sampler_sums_requests_and_reads_the_latency_histograms() -> None:
+    reg = CollectorRegistry()
+    handled = Counter(
+        "grpc_server_handled", "h", ["grpc_type", "grpc_method", "grpc_code"], registry=reg
+    )
+    handled.labels("unary", "Put", "OK").inc(7)
+    handled.labels("unary", "Range", "OK").inc(3)
+    handled.labels("unary", "Put", "Unavailable").inc(2)
+    commit = Histogram("etcd_disk_backend_commit_duration_seconds", "c", registry=reg)
+    commit.observe(0.25)
+    commit.observe(0.75)
+    s = MetricsSampler(reg, clock=lambda: 1.0)
+    got = s.sample().values
+    assert (got["requests"], got["requests_failed"]) == (12.0, 2.0)
+    assert (got["commit_sum"], got["commit_count"]) == (1.0, 2.0)
+    assert "latency_count" not in got  # basic metrics: no handling times, the page says so
+
+    # --metrics=extensive: unary handling times count, a stream's lifetime does not.
+    handling = Histogram(
+        "grpc_server_handling_seconds", "l", ["grpc_type", "grpc_method"], registry=reg
+    )
+    assert (s.sample().values["latency_sum"], s.sample().values["latency_count"]) == (0.0, 0.0)
+    handling.labels("unary", "Put").observe(0.5)
+    handling.labels("unary", "Range").observe(0.25)
+    handling.labels("bidi_stream", "Watch").observe(30.0)
+    got = s.sample().values
+    assert (got["latency_sum"], got["latency_count"]) == (0.75, 2.0)
+
+
+def test_rates_of_requests_and_mean_latencies() -> None:
+    a = {"t": 10.0, "requests": 100, "requests_failed": 1, "commit_sum": 0.5, "commit_count": 5}
+    b = {"t": 14.0, "requests": 500, "requests_failed": 9, "commit_sum": 0.7, "commit_count": 45}
+    r = rates(a, b)
+    assert r["requests"] == 100 and r["requests_failed"] == 2
+    assert abs(r["commit_ms"] - 5.0) < 1e-9  # 0.2 s over 40 commits
+    assert "latency_ms" not in r  # no handling times kept
+    ext = rates(
+        {**a, "latency_sum": 2.0, "latency_count": 100},
+        {**b, "latency_sum": 2.3, "latency_count": 400},
+    )
+    assert abs(ext["latency_ms"] - 1.0) < 1e-9  # 0.3 s over 300 unary calls
+    assert "commit_ms" not in rates(a, {**b, "commit_count": 5})  # no commit in between

@@ -61,7 +61,27 @@ _SERIES = {
     "etcd_mvcc_db_total_size_in_bytes": "db_size",
     "etcd_debugging_mvcc_watcher_total": "watchers",
     "etcd_server_leader_changes_seen_total": "leader_changes",
+    "etcd_disk_backend_commit_duration_seconds_sum": "commit_sum",
+    "etcd_disk_backend_commit_duration_seconds_count": "commit_count",
 }
+
+
+def _labelled_series(name: str, labels: Mapping[str, str]) -> tuple[str, ...]:
+    """The chart series a labelled /metrics sample adds to (summed over its labels).
+
+    ``requests``: every finished gRPC call (a stream counts when it ends);
+    ``requests_failed``: those ending with a code other than OK. ``latency_sum`` and
+    ``latency_count``: the unary calls' handling time, which only ``--metrics=extensive``
+    keeps (a stream's handling time is its lifetime, no request latency).
+    """
+    if name == "grpc_server_handled_total":
+        return ("requests",) if labels.get("grpc_code") == "OK" else ("requests", "requests_failed")
+    if labels.get("grpc_type") == "unary":
+        if name == "grpc_server_handling_seconds_sum":
+            return ("latency_sum",)
+        if name == "grpc_server_handling_seconds_count":
+            return ("latency_count",)
+    return ()
 
 
 def _hex(member_id: int) -> str:
@@ -254,10 +274,22 @@ class MetricsSampler:
         """Scrape the registry once and keep the sample."""
         values: dict[str, float] = {}
         for family in self.registry.collect():
+            if family.name == "grpc_server_handling_seconds":
+                # kept (--metrics=extensive) even before its first call: the page then
+                # charts zero instead of telling how to turn it on
+                values.setdefault("latency_sum", 0.0)
+                values.setdefault("latency_count", 0.0)
+            elif family.name == "grpc_server_handled":
+                values.setdefault("requests", 0.0)
+                values.setdefault("requests_failed", 0.0)
             for s in family.samples:
-                series = _SERIES.get(s.name)
-                if series is not None and not s.labels:
-                    values[series] = s.value
+                if not s.labels:
+                    series = _SERIES.get(s.name)
+                    if series is not None:
+                        values[series] = s.value
+                    continue
+                for series in _labelled_series(s.name, s.labels):
+                    values[series] = values.get(series, 0.0) + s.value
         if self.extra is not None:
             values.update(self.extra())
         out = Sample(self._clock(), values)
@@ -268,18 +300,29 @@ class MetricsSampler:
         return [s.to_json() for s in self.samples]
 
 
+#: Mean latencies between two samples: result name -> the histogram's series prefix.
+_MEANS = {"fsync_ms": "fsync", "commit_ms": "commit", "latency_ms": "latency"}
+
+
 def rates(older: Mapping[str, float], newer: Mapping[str, float]) -> dict[str, float]:
-    """Per-second rates and mean fsync latency between two samples (the page's arithmetic,
-    kept here too so the unit tests pin it)."""
+    """Per-second rates and mean latencies between two samples (the page's arithmetic,
+    kept here too so the unit tests pin it).
+
+    A mean latency is the histogram's sum grown over its count grown (seconds, shown in
+    ms); it is absent when nothing was observed in between (or, for ``latency_ms``,
+    when the member keeps no handling times: start it with ``--metrics=extensive``).
+    """
     dt = newer["t"] - older["t"]
     if dt <= 0:
         return {}
     out = {
         name: (newer[name] - older[name]) / dt
-        for name in ("committed", "applied", "revision")
+        for name in ("committed", "applied", "revision", "requests", "requests_failed")
         if name in newer and name in older
     }
-    syncs = newer.get("fsync_count", 0) - older.get("fsync_count", 0)
-    if syncs > 0:
-        out["fsync_ms"] = 1000 * (newer["fsync_sum"] - older["fsync_sum"]) / syncs
+    for result, prefix in _MEANS.items():
+        count, total = prefix + "_count", prefix + "_sum"
+        n = newer.get(count, 0) - older.get(count, 0)
+        if n > 0 and total in newer and total in older:
+            out[result] = 1000 * (newer[total] - older[total]) / n
     return out

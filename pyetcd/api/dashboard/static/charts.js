@@ -21,11 +21,15 @@ function rate(name) {
   }
   return out;
 }
-function fsyncMs() {
-  const out = [];
+// Mean latency of a histogram between successive samples: sum grown over count grown, in ms
+// (0 where nothing was observed); no points when the samples do not carry it.
+function meanMs(prefix) {
+  const out = [], sum = prefix + "_sum", count = prefix + "_count";
   for (let i = 1; i < samples.length; i++) {
-    const a = samples[i - 1], b = samples[i], n = (b.fsync_count || 0) - (a.fsync_count || 0);
-    out.push([b.t, n > 0 ? (1000 * (b.fsync_sum - a.fsync_sum)) / n : 0]);
+    const a = samples[i - 1], b = samples[i];
+    if (!(count in a && count in b)) continue;
+    const n = b[count] - a[count];
+    out.push([b.t, n > 0 ? (1000 * (b[sum] - a[sum])) / n : 0]);
   }
   return out;
 }
@@ -38,6 +42,10 @@ function chart(id, series) {
   const W = c.width, H = c.height, pad = 4;
   g.clearRect(0, 0, W, H);
   const pts = series.flatMap((s) => s.points);
+  // what the browser tests read: how many points the first series has, and its largest value
+  const first = series[0].points;
+  c.dataset.points = String(first.length);
+  c.dataset.max = String(first.reduce((m, p) => Math.max(m, p[1]), 0));
   if (!pts.length) return;
   const t1 = samples[samples.length - 1].t, t0 = t1 - KEEP;
   const max = Math.max(1e-9, ...pts.map((p) => p[1]));
@@ -66,7 +74,16 @@ function draw() {
     { label: "applied", color: "#6bdc8b", points: rate("applied") },
   ]);
   chart("chart-writes", [{ label: "rev/s", color: "#ffc94f", points: rate("revision") }]);
-  chart("chart-fsync", [{ label: "ms", color: "#ff9f6b", points: fsyncMs() }]);
+  chart("chart-requests", [
+    { label: "req/s", color: "#4fb3ff", points: rate("requests") },
+    { label: "failed/s", color: "#ff6b6b", points: rate("requests_failed") },
+  ]);
+  const latency = meanMs("latency");
+  chart("chart-latency", [{ label: "ms", color: "#c58bff", points: latency }]);
+  const note = document.getElementById("latency-note");
+  if (note) note.hidden = !samples.length || latency.length > 0;
+  chart("chart-fsync", [{ label: "ms", color: "#ff9f6b", points: meanMs("fsync") }]);
+  chart("chart-commit", [{ label: "ms", color: "#ffc94f", points: meanMs("commit") }]);
   chart("chart-watch", [
     { label: "watchers", color: "#4fb3ff", points: gauge("watchers") },
     { label: "leases", color: "#c58bff", points: gauge("leases") },
