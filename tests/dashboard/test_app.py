@@ -138,8 +138,37 @@ async def test_state_feed_pushes_history_then_samples(live: LiveMember) -> None:
         later = await feed.next_named("state", timeout=5)
         assert "history" not in later and "sample" in later
         assert {"committed", "applied", "revision", "fsync_count", "leases"} <= set(later["sample"])
+        assert {"requests", "requests_failed", "commit_count"} <= set(later["sample"])
+        assert "latency_count" not in later["sample"]  # basic metrics keep no handling times
     finally:
         feed.close()
+
+
+async def test_samples_carry_requests_and_latencies(tmp_path: Path) -> None:
+    """What the request, request-latency and backend-commit charts read, on a member
+    started with --metrics=extensive (a basic one carries no latency: test_state)."""
+    m, stop, task = await start_member(tmp_path, metrics="extensive")
+    try:
+        status, feed = await open_sse(m, "/dashboard/api/events")
+        assert status == 200 and isinstance(feed, SSE)
+        try:
+            await feed.next_named("state")
+            async with grpc.aio.insecure_channel(m.target) as ch:
+                kv = rpc_pb2_grpc.KVStub(ch)
+                for i in range(5):
+                    await kv.Put(rpc_pb2.PutRequest(key=b"k%d" % i, value=b"v"))
+            async with asyncio.timeout(10):
+                while True:
+                    s = (await feed.next_named("state"))["sample"]
+                    if s["requests"] >= 5 and s["latency_count"] >= 5 and s["commit_count"]:
+                        break
+            assert s["latency_sum"] > 0 and s["commit_sum"] > 0
+            assert s["requests_failed"] == 0
+        finally:
+            feed.close()
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
 
 
 async def test_watch_feed_streams_puts_and_deletes_under_its_prefix(live: LiveMember) -> None:
