@@ -366,13 +366,21 @@ class ServerCall:
                 handling = self.host.handling
                 if handling is not None:
                     handling.observe_handling(stats, time.perf_counter() - t0)
-            self.task = None
-            self._reading = False
-            self._requests.clear()
-            if self._held:  # what the handler never took: the connection's window again
-                self.stream.consumed(self.stream_id, self._held)
-                self._held = 0
-            self.stream.call_done(self)
+            self._release()
+
+    def drop(self) -> None:
+        """End a call reset before its task started: nothing ran, nothing is counted."""
+        self._started = True
+        self._release()
+
+    def _release(self) -> None:
+        self.task = None
+        self._reading = False
+        self._requests.clear()
+        if self._held:  # what the handler never took: the connection's window again
+            self.stream.consumed(self.stream_id, self._held)
+            self._held = 0
+        self.stream.call_done(self)
 
     async def _invoke(self) -> None:
         h = self.handler

@@ -113,6 +113,10 @@ class GrpcConnection(asyncio.Protocol):
         self.paused = False  # the client does not read: nor do we
         self._held = False  # a turn's budget is spent, or too many calls run
         self._running = 0  # call tasks not yet over
+        # Calls whose HEADERS came in this read: their tasks start once the read's frames
+        # are all handled, so a stream the client resets in the same read costs no task
+        # (rapid reset, CVE-2023-44487).
+        self._starting: list[ServerCall] = []
         self._failed = False
         self._pings = PingPolicy(limits.keepalive_min_time, limits.keepalive_permit_without_stream)
         self._resets = RateCap(limits.max_resets, limits.reset_interval)
@@ -179,17 +183,21 @@ class GrpcConnection(asyncio.Protocol):
         except H2Error:  # a connection error: the core queued its GOAWAY
             self._fail()
             return
-        for event in events:
-            if isinstance(event, DataReceived):  # the two events of every call first
-                self._on_data(event)
-            elif isinstance(event, RequestReceived):
-                self._on_request(event)
-            else:
-                handler = _ON_EVENT.get(type(event))
-                if handler is not None:
-                    handler(self, event)
-            if self._failed:  # a flood ended the connection
-                return
+        try:
+            for event in events:
+                if isinstance(event, DataReceived):  # the two events of every call first
+                    self._on_data(event)
+                elif isinstance(event, RequestReceived):
+                    self._on_request(event)
+                else:
+                    handler = _ON_EVENT.get(type(event))
+                    if handler is not None:
+                        handler(self, event)
+                if self._failed:  # a flood ended the connection
+                    return
+        finally:
+            if self._starting:
+                self._start_calls()
         if self.h2.has_data_to_send:
             self._kick()
         # Rules 1 and 4: go on next turn, or once a call ends; until then read nothing.
@@ -217,9 +225,17 @@ class GrpcConnection(asyncio.Protocol):
         call = ServerCall(self, host, sid, handler, path, metadata, encoding, stats)
         self.calls[sid] = call
         self._running += 1
-        call.task = self._loop.create_task(call.run())
+        self._starting.append(call)
         if event.end_stream:
             call.end_of_requests()
+
+    def _start_calls(self) -> None:
+        starting, self._starting = self._starting, []
+        for call in starting:
+            if call.finished:  # reset (or the connection lost) before it started
+                call.drop()
+            else:
+                call.task = self._loop.create_task(call.run())
 
     def _on_data(self, event: DataReceived) -> None:
         sid = event.stream_id
