@@ -29,6 +29,7 @@ from importlib import resources
 from typing import Any
 
 from pyetcd.api.etcdhttp.metrics import ServerMetrics
+from pyetcd.api.v3rpc.concurrency import prefix_end
 from pyetcd.httpwire import Request, Response
 from pyetcd.mvcc.types import EventType
 from pyetcd.server.etcdserver.server import EtcdServer
@@ -76,17 +77,6 @@ def _assets() -> dict[str, tuple[bytes, str]]:
 
 def _denied(d: Denied) -> Response:
     return Response.json(d.result.status, d.result.body)
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The range end that makes ``[prefix, end)`` every key starting with ``prefix``."""
-    end = bytearray(prefix)
-    while end:
-        if end[-1] < 0xFF:
-            end[-1] += 1
-            return bytes(end)
-        end.pop()
-    return b"\x00"  # every key
 
 
 class Dashboard:

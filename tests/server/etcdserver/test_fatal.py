@@ -7,46 +7,21 @@ import asyncio
 import errno
 import io
 import json
-import random
 import sqlite3
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sole_voter import sole_voter_node
 
 from pyetcd.config import ServerConfig
 from pyetcd.logutil import Level, Logger
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
-from pyetcd.raft import ConfChange, Config, ConfState, Entry, EntryType, RawNode
-from pyetcd.raft.types import HardState
 from pyetcd.server.etcdserver.fatal import Fatal, FatalError, error_text
-from pyetcd.server.etcdserver.inbox import RaftInbox
-from pyetcd.server.etcdserver.raft_node import RaftNode, conf_change_entries
 from pyetcd.server.etcdserver.server import EtcdServer
-from pyetcd.server.etcdserver.transport import NullTransport
-from pyetcd.server.etcdserver.wait import AppliedIndex
 from pyetcd.wal import Metadata, WALStorage
 from pyetcd.wal.fs import FS
 from tests.framework import free_port
-
-
-class Applied:
-    """The state machine: what was applied."""
-
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        self.changed = asyncio.Event()
-
-    def apply_entries(
-        self, entries: Sequence[Entry], apply_conf: Callable[[ConfChange], ConfState]
-    ) -> None:
-        for e in entries:
-            if e.type == EntryType.CONF_CHANGE_V2:
-                apply_conf(ConfChange.decode(e.data))
-            elif e.data:
-                self.entries.append(e)
-        self.changed.set()
 
 
 def _logger() -> tuple[Logger, io.StringIO]:
@@ -163,31 +138,6 @@ class NoDescriptorsFS(FS):
         return super().open(path, flags, mode)
 
 
-def _driver(
-    storage: WALStorage, log: Logger, fatal: Fatal
-) -> tuple[RaftNode, Applied, asyncio.Event]:
-    ents = conf_change_entries([(1, b"")])
-    storage.save(HardState(term=1, commit=len(ents)), ents).result()
-    rawnode = RawNode(Config(id=1, storage=storage, election_tick=10, rng=random.Random(1)))
-    applied = Applied()
-    led = asyncio.Event()
-    node = RaftNode(
-        rawnode,
-        RaftInbox(),
-        storage,
-        NullTransport(),
-        applied,  # type: ignore[arg-type]
-        AppliedIndex(),
-        tick_interval=0.01,
-        snapshot_count=10_000,
-        conf_state=ConfState(voters=(1,)),
-        logger=log,
-        fatal=fatal,
-        on_leader_change=lambda _old, new: led.set() if new == 1 else None,
-    )
-    return node, applied, led
-
-
 async def test_emfile_at_a_wal_cut_ends_the_member(tmp_path: Path) -> None:
     fs = NoDescriptorsFS()
     storage = WALStorage.open(
@@ -195,7 +145,7 @@ async def test_emfile_at_a_wal_cut_ends_the_member(tmp_path: Path) -> None:
     )
     log, out = _logger()
     fatal = Fatal(log)
-    node, applied, led = _driver(storage, log, fatal)
+    node, applied, led = sole_voter_node(storage, log, fatal)
     node.start()
     try:
         await asyncio.wait_for(led.wait(), 10)
@@ -224,28 +174,10 @@ async def test_emfile_at_a_wal_cut_ends_the_member(tmp_path: Path) -> None:
 async def test_a_failed_wal_save_ends_the_raft_loop_before_apply(tmp_path: Path) -> None:
     fs = FullDiskFS()
     storage = WALStorage.open(str(tmp_path), metadata=Metadata(member_id=1, cluster_id=1), fs=fs)
-    ents = conf_change_entries([(1, b"")])
-    storage.save(HardState(term=1, commit=len(ents)), ents).result()
-    rawnode = RawNode(Config(id=1, storage=storage, election_tick=10, rng=random.Random(1)))
     log, out = _logger()
     fatal = Fatal(log)
-    applied = Applied()
-    led = asyncio.Event()
-    inbox = RaftInbox()
-    node = RaftNode(
-        rawnode,
-        inbox,
-        storage,
-        NullTransport(),
-        applied,  # type: ignore[arg-type]
-        AppliedIndex(),
-        tick_interval=0.01,
-        snapshot_count=10_000,
-        conf_state=ConfState(voters=(1,)),
-        logger=log,
-        fatal=fatal,
-        on_leader_change=lambda _old, new: led.set() if new == 1 else None,
-    )
+    node, applied, led = sole_voter_node(storage, log, fatal)
+    inbox = node.inbox
     node.start()
     try:
         await asyncio.wait_for(led.wait(), 10)

@@ -7,24 +7,18 @@ which thread synced; a slow variant makes every fdatasync take a few millisecond
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sole_voter import Applied, sole_voter_node
+
 from pyetcd.logutil import new_logger
-from pyetcd.raft import ConfChange, Config, ConfState, Entry, EntryType, RawNode
-from pyetcd.raft.types import HardState
 from pyetcd.server.etcdserver.fatal import Fatal
-from pyetcd.server.etcdserver.inbox import RaftInbox
 from pyetcd.server.etcdserver.raft_node import (
     INLINE_SAVE_MAX_SECONDS,
     RaftNode,
-    conf_change_entries,
 )
-from pyetcd.server.etcdserver.transport import NullTransport
-from pyetcd.server.etcdserver.wait import AppliedIndex
 from pyetcd.wal import Metadata, WALStorage
 from pyetcd.wal.fs import FS
 
@@ -45,48 +39,15 @@ class RecordingFS(FS):
             super().fdatasync(fd)
 
 
-class Applied:
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        self.changed = asyncio.Event()
-
-    def apply_entries(
-        self, entries: Sequence[Entry], apply_conf: Callable[[ConfChange], ConfState]
-    ) -> None:
-        for e in entries:
-            if e.type == EntryType.CONF_CHANGE_V2:
-                apply_conf(ConfChange.decode(e.data))
-            elif e.data:
-                self.entries.append(e)
-        self.changed.set()
-
-
 async def _run_node(
     tmp: Path, fs: RecordingFS, proposals: int
 ) -> tuple[RaftNode, Applied, list[str]]:
     """Elect the node, then propose one entry at a time, each after the last applied.
     Returns the node, what was applied and the threads of the syncs after election."""
     storage = WALStorage.open(str(tmp), metadata=Metadata(member_id=1, cluster_id=1), fs=fs)
-    ents = conf_change_entries([(1, b"")])
-    storage.save(HardState(term=1, commit=len(ents)), ents).result()
-    rawnode = RawNode(Config(id=1, storage=storage, election_tick=10, rng=random.Random(1)))
-    applied = Applied()
-    led = asyncio.Event()
-    inbox = RaftInbox()
-    node = RaftNode(
-        rawnode,
-        inbox,
-        storage,
-        NullTransport(),
-        applied,  # type: ignore[arg-type]
-        AppliedIndex(),
-        tick_interval=0.01,
-        snapshot_count=10_000,
-        conf_state=ConfState(voters=(1,)),
-        logger=new_logger("zap", ["/dev/null"], "error"),
-        fatal=Fatal(new_logger("zap", ["/dev/null"], "error")),
-        on_leader_change=lambda _old, new: led.set() if new == 1 else None,
-    )
+    quiet = new_logger("zap", ["/dev/null"], "error")
+    node, applied, led = sole_voter_node(storage, quiet, Fatal(quiet))
+    inbox = node.inbox
     node.start()  # the bootstrap conf change is applied, then the ticks elect it
     try:
         await asyncio.wait_for(led.wait(), 10)
