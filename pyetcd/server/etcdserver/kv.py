@@ -58,13 +58,13 @@ class KVServer:
     async def range(
         self, req: rpc_pb2.RangeRequest, auth: AuthInfo | None = None
     ) -> rpc_pb2.RangeResponse:
-        """Range as a message (the JSON gateway's form of :meth:`range_encoded`)."""
+        """Range as a message (the JSON gateway's form of :meth:`range_encoded`): read
+        in slices like it, then converted to the message once (not encoded and parsed)."""
         r = await self._admit(req, auth)
         if not r.range_end:
             return self._range_one(r)
-        resp: rpc_pb2.RangeResponse = rpc_pb2.RangeResponse.FromString(
-            await self._range_sliced(r)
-        )
+        resp = pbconv.range_to_pb(await self._read(r))
+        self.headers.fill(resp.header)
         return resp
 
     async def range_encoded(
