@@ -29,6 +29,7 @@ from .binaries import (
     etcd34_binary,
     etcd_binary,
     find_etcdctl34,
+    npm_install,
     pyetcd_command,
     server_command,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "find_etcdctl34",
     "free_port",
     "free_ports",
+    "npm_install",
     "pyetcd_command",
     "running_cluster",
     "running_member",

