@@ -9,6 +9,11 @@ Memory rule: the responses waiting to be written (``_Session.out``) stay near
 turns its watchers into victims the store retries) and handles the next client request
 only while fewer are waiting, so a client that does not read cannot grow the server.
 
+Progress rule: a progress_notify watcher that saw no event during a period gets an
+empty response at the store's revision when synced; the period is
+``--experimental-watch-progress-notify-interval`` (floor 100 ms, as etcd) plus a jitter
+of up to a tenth of it drawn once per stream.
+
 A stream ends when the client leaves or its requests fail, not when the client stops
 sending (etcd's recvLoop ends quietly at EOF and the watches go on).
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 
 from pyetcd.mvcc.watchable_store import WatchFilter, WatchResponse, WatchStream, fragment
@@ -30,14 +36,32 @@ from .access import caller
 from .common import Ctx, require_leader
 from .errors import abort
 
-__all__ = ["WATCH_PERMISSION_DENIED", "WatchService"]
+__all__ = ["MIN_PROGRESS_INTERVAL", "WATCH_PERMISSION_DENIED", "WatchService"]
 
 _END = object()
 #: responses a stream keeps waiting for the client before it stops taking more
 OUT_LIMIT = 64
 _SYNC_INTERVAL = 0.1  # etcd's watchable store syncs unsynced watchers every 100 ms
+#: etcd's floor for --experimental-watch-progress-notify-interval (minWatchProgressInterval)
+MIN_PROGRESS_INTERVAL = 0.1
+_DEFAULT_PROGRESS_INTERVAL = 600.0
 #: etcd's cancel_reason for a watch the caller may not read (its gRPC error's text)
 WATCH_PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+
+
+def _progress_interval(server: EtcdServer) -> float:
+    """--experimental-watch-progress-notify-interval as etcd applies it: not positive
+    keeps the default (10 m); under 100 ms is raised to 100 ms with etcd's warning."""
+    interval = server.cfg.experimental_watch_progress_notify_interval
+    if interval <= 0:
+        return _DEFAULT_PROGRESS_INTERVAL
+    if interval < MIN_PROGRESS_INTERVAL:
+        server.log.warn(
+            "adjusting watch progress notify interval to minimum period",
+            {"min-watch-progress-notify-interval": "100ms"},
+        )
+        return MIN_PROGRESS_INTERVAL
+    return interval
 
 
 class _Session:
@@ -182,6 +206,7 @@ class _Session:
 class WatchService:
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
+        self.progress_interval = _progress_interval(server)
 
     async def Watch(
         self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], context: Ctx
@@ -243,8 +268,9 @@ class WatchService:
         return True
 
     async def _progress_ticks(self, session: _Session) -> None:
-        # --experimental-watch-progress-notify-interval (etcd's progressReportInterval)
-        interval = self.server.cfg.experimental_watch_progress_notify_interval
+        # etcd draws each stream's period once: the interval plus up to a tenth of it, so
+        # the watchers of a restarted client are not all notified at the same moment
+        interval = self.progress_interval * (1 + random.random() / 10)
         while True:
             await asyncio.sleep(interval)
             session.tick()
