@@ -4,9 +4,11 @@
 (create if mod_revision == 0, compare-and-swap on mod_revision and value), a lease
 with keep-alive outliving several TTLs, a watch with prev_kv seeing puts and a delete
 and a replay from a revision, the library's lock and election (txns, leases and
-watches) and etcd's Lock and Election services on grpc-js; it prints what it saw as
-JSON. Both servers get the same run, started fresh, and must print the same thing;
-each result is also checked on its own, so a run that fails alike on both fails too.
+watches), etcd's Lock and Election services on grpc-js, and the errors the library
+types by etcd's texts (compacted and future revisions, unknown leases, auth's user and
+role errors); it prints what it saw as JSON. Both servers get the same run, started
+fresh, and must print the same thing; each result is also checked on its own, so a run
+that fails alike on both fails too.
 """
 
 from __future__ import annotations
@@ -74,6 +76,15 @@ def _expectations(r: dict[str, Any]) -> None:
     assert svc["observed"] == ["alice", "alice2", "bob"]
     assert svc["second_elected_while_first_leads"] is False
     assert svc["leader_when_none"] == "election: no leader"
+    errors = r["errors"]
+    assert errors["compacted_read"]["type"] == "GRPCOutOfRangeError"
+    assert errors["put_unknown_lease"]["type"] == "EtcdLeaseInvalidError"
+    assert [errors[k]["type"] for k in ("user_exists", "role_exists", "role_not_found",
+                                        "user_not_found")] == [
+        "EtcdUserExistsError", "EtcdRoleExistsError", "EtcdRoleNotFoundError",
+        "EtcdUserNotFoundError"]
+    assert errors["empty_key"]["message"].endswith("etcdserver: key is not provided")
+    assert (errors["user_roles"], errors["users"], errors["roles_left"]) == (["r1"], ["u1"], [])
     assert r["lease"] == {"key_after_ttls": "held", "granted_ttl": 2,
                           "keepalives_at_least_3": True, "lost": None,
                           "key_after_revoke": None}

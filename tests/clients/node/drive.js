@@ -231,7 +231,9 @@ function services() {
   const lock = new lockPb.Lock(target, creds);
   const election = new electionPb.Election(target, creds);
   const lease = new rpcPb.Lease(target, creds);
+  const kvRaw = new rpcPb.KV(target, creds);
   return {
+    compact: unary(kvRaw, 'Compact'),
     lock: unary(lock, 'Lock'),
     unlock: unary(lock, 'Unlock'),
     campaign: unary(election, 'Campaign'),
@@ -241,7 +243,7 @@ function services() {
     observe: (req) => election.Observe(req),
     grant: unary(lease, 'LeaseGrant'),
     revoke: unary(lease, 'LeaseRevoke'),
-    close: () => [lock, election, lease].forEach((c) => c.close()),
+    close: () => [lock, election, lease, kvRaw].forEach((c) => c.close()),
   };
 }
 
@@ -309,6 +311,50 @@ async function serviceElection(svc) {
   return out;
 }
 
+// What the library makes of the server's errors: it types them by etcd's message texts
+// (and by gRPC code), so a different text is a different error to its callers.
+async function errors(svc) {
+  const out = {};
+  const attempt = async (name, fn) => {
+    try {
+      await fn();
+      out[name] = 'no error';
+    } catch (err) {
+      out[name] = { type: err.constructor.name, message: err.message };
+    }
+  };
+  const old = (await client.put('err/k').value('1').exec()).header.revision;
+  const now = (await client.put('err/k').value('2').exec()).header.revision;
+  await svc.compact({ revision: now });
+  await attempt('compacted_read', () => client.get('err/k').revision(old).string());
+  await attempt('future_read', () => client.get('err/k').revision(String(Number(now) + 100)).string());
+  await attempt('compact_again', () => svc.compact({ revision: now }).catch((e) => {
+    throw new Error(e.details);
+  }));
+  await attempt('put_unknown_lease', () => client.put('err/l').value('x').lease('123456789'));
+  await attempt('revoke_unknown_lease', () => svc.revoke({ ID: '123456789' }).catch((e) => {
+    throw new Error(e.details);
+  }));
+  await attempt('empty_key', () => client.put('').value('x'));
+  await attempt('duplicate_txn_key', () =>
+    client.if('err/k', 'Version', '>', 0)
+      .then(client.put('err/d').value('1'), client.put('err/d').value('2'))
+      .commit());
+  await client.user('u1').create('pw');
+  await attempt('user_exists', () => client.user('u1').create('pw'));
+  await client.role('r1').create();
+  await attempt('role_exists', () => client.role('r1').create());
+  await attempt('role_not_found', () => client.user('u1').addRole('nope'));
+  await attempt('user_not_found', () => client.user('nobody').roles());
+  await client.user('u1').addRole('r1');
+  out.user_roles = (await client.user('u1').roles()).map((r) => r.name);
+  out.users = (await client.getUsers()).map((u) => u.name);
+  await client.user('u1').delete();
+  await client.role('r1').delete();
+  out.roles_left = (await client.getRoles()).map((r) => r.name);
+  return out;
+}
+
 async function main() {
   const result = {};
   const leaseTTL = 2;
@@ -323,6 +369,7 @@ async function main() {
   try {
     result.lock_service = await serviceLock(svc);
     result.election_service = await serviceElection(svc);
+    result.errors = await errors(svc);
   } finally {
     svc.close();
   }
