@@ -3,7 +3,8 @@
 ``node/drive.js`` runs puts, ranges (prefix, limit, count, sort), txns with compares
 (create if mod_revision == 0, compare-and-swap on mod_revision and value), a lease
 with keep-alive outliving several TTLs, a watch with prev_kv seeing puts and a delete
-and a replay from a revision, the library's lock and election (txns, leases and
+and a replay from a revision, a namespace, the library's STM under a conflict, several
+watchers on one stream, the library's lock and election (txns, leases and
 watches), etcd's Lock and Election services on grpc-js, and the errors the library
 types by etcd's texts (compacted and future revisions, unknown leases, auth's user and
 role errors); it prints what it saw as JSON. Both servers get the same run, started
@@ -64,6 +65,9 @@ def _expectations(r: dict[str, Any]) -> None:
         ("put", "w/a"), ("put", "w/a"), ("put", "w/b"), ("delete", "w/a")]
     assert events[1]["prev"]["value"] == "1" and events[3]["prev"]["value"] == "2"
     assert [e["type"] for e in r["watch"]["replayed"]] == ["Put", "Put", "Delete"]
+    assert (r["more"]["ns_get"], r["more"]["ns_raw"], r["more"]["ns_keys"]) == ("1", "1", ["a"])
+    assert r["more"]["stm_tries"] == 2 and r["more"]["stm"] == {"stm/x": "100", "stm/y": "101"}
+    assert r["more"]["multi_watch"] == ["w1:mw/a", "w3:mw/a", "w3:mw/b"]
     assert r["lock"] == {"held": True, "second": "refused", "released": True,
                          "after_release": "acquired"}
     assert r["election"]["leader"] == "alice"

@@ -159,6 +159,42 @@ async function watch() {
   return { events, replayed };
 }
 
+// A namespaced client, the library's STM (a txn comparing the mod_revision of every key
+// read, retried on conflict) and several watchers on the library's one watch stream.
+async function more() {
+  const out = {};
+  const ns = client.namespace('ns/');
+  await ns.put('a').value('1');
+  out.ns_get = await ns.get('a').string();
+  out.ns_raw = await client.get('ns/a').string();
+  out.ns_keys = await ns.getAll().keys();
+  await client.put('stm/x').value('0');
+  let tries = 0;
+  await client.stm().transact(async (tx) => {
+    tries += 1;
+    const v = Number(await tx.get('stm/x').string());
+    if (tries === 1) await client.put('stm/x').value('100'); // a concurrent writer
+    await tx.put('stm/y').value(String(v + 1));
+  });
+  out.stm_tries = tries;
+  out.stm = await client.getAll().prefix('stm/').strings();
+  const w1 = await client.watch().key('mw/a').create();
+  const w2 = await client.watch().key('mw/b').create();
+  const w3 = await client.watch().prefix('mw/').create();
+  const seen = [];
+  for (const [name, w] of [['w1', w1], ['w2', w2], ['w3', w3]]) {
+    w.on('put', (kv) => seen.push(`${name}:${kv.key}`));
+  }
+  await w2.cancel();
+  await client.put('mw/a').value('1');
+  await client.put('mw/b').value('1');
+  await until('w3 to see mw/b', async () => seen.includes('w3:mw/b'));
+  out.multi_watch = seen.sort();
+  await w1.cancel();
+  await w3.cancel();
+  return out;
+}
+
 // The library's own lock: a txn on create_revision == 0 under a lease; a second
 // contender is refused while the first holds it.
 async function libraryLock() {
@@ -363,6 +399,7 @@ async function main() {
   result.kv = await kv();
   result.txn = await txns();
   result.watch = await watch();
+  result.more = await more();
   result.lock = await libraryLock();
   result.election = await libraryElection();
   const svc = services();
