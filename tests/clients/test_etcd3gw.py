@@ -4,24 +4,27 @@ The same run on a fresh pyetcd and a fresh etcd: puts and gets (with metadata, p
 sort, limit), the library's create/replace/delete txns and a raw txn, a lease refreshed
 through ``/v3/lease/keepalive`` past several TTLs, watches on the streaming
 ``/v3/watch`` (etcd3gw parses each chunk of the chunked response as one JSON object),
-``watch_once`` from a revision, and the library's lock (a txn on create_revision under
-a lease). etcd3gw picks its prefix from ``/version`` (``/v3/`` for 3.4 and later); the
-run is repeated on ``/v3beta/``, which etcd 3.5 serves too. Each result is checked on
-its own and the two servers' results must be equal.
+``watch_once`` from a revision, the library's lock (a txn on create_revision under
+a lease), and the errors it raises (etcd's code and text in the gateway's JSON body).
+etcd3gw picks its prefix from ``/version`` (``/v3/`` for 3.4 and later); the run is
+repeated on ``/v3beta/``, which etcd 3.5 serves too. Each result is checked on its own
+and the two servers' results must be equal.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from etcd3gw.client import Etcd3Client
+from etcd3gw.exceptions import Etcd3Exception
 
 from tests.framework import Member
 
@@ -55,6 +58,36 @@ def _events(events: Iterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:
         out.append({"type": e.get("type", "PUT"), "kv": _kv(e["kv"]),
                     "prev_kv": _kv(prev) if prev is not None else None})
     return out
+
+
+def _error(call: Callable[[], object]) -> tuple[str, int, str] | str:
+    """etcd3gw's exception for a refused call: its type, the gRPC code and etcd's text."""
+    try:
+        call()
+    except Etcd3Exception as err:
+        text = err.detail_text or ""
+        body = json.loads(text) if text.startswith("{") else {}
+        return (type(err).__name__, body.get("code", 0), body.get("message", text))
+    return "no error"
+
+
+def _errors(c: Etcd3Client) -> dict[str, Any]:
+    c.put("gw/e", "1")
+    old = int(c.get("gw/e", metadata=True)[0][1]["mod_revision"])
+    c.put("gw/e", "2")
+    c.post(c.get_url("/kv/compaction"), json={"revision": old + 1})
+    return {
+        "compacted": _error(lambda: c.get("gw/e", revision=old)),
+        "future": _error(lambda: c.get("gw/e", revision=old + 100)),
+        "unknown_lease": _error(lambda: c.post(
+            c.get_url("/kv/put"), json={"key": "Z3cvZQ==", "value": "", "lease": 42})),
+        "empty_key": _error(lambda: c.put("", "x")),
+        "bad_json": _error(lambda: c.post(c.get_url("/kv/put"), data="{nope")),
+        "unknown_route": _error(lambda: c.post(c.get_url("/kv/nothing"), json={})),
+        "watch_once_timeout": _error(lambda: c.watch_once("gw/none", timeout=0.5)),
+        "status_fields": sorted(c.status()),
+        "member_fields": [sorted(m) for m in c.members()],
+    }
 
 
 def _drive(c: Etcd3Client) -> dict[str, Any]:
@@ -119,6 +152,7 @@ def _drive(c: Etcd3Client) -> dict[str, Any]:
                  "second_after_release": second.acquire(),
                  "release_not_held": first.release()}
     second.release()
+    r["errors"] = _errors(c)
     return r
 
 
@@ -142,6 +176,13 @@ def _check(r: dict[str, Any]) -> None:
     assert r["lock"] == {"first": True, "second_while_held": False, "is_acquired": True,
                          "release": True, "second_after_release": True,
                          "release_not_held": False}
+    e = r["errors"]
+    compacted = "etcdserver: mvcc: required revision has been compacted"
+    assert e["compacted"] == ("Etcd3Exception", 11, compacted)
+    assert e["unknown_lease"] == ("Etcd3Exception", 5, "etcdserver: requested lease not found")
+    assert e["empty_key"] == ("Etcd3Exception", 3, "etcdserver: key is not provided")
+    assert e["watch_once_timeout"] == ("WatchTimedOut", 0, "")
+    assert "version" in e["status_fields"]
 
 
 @pytest.mark.parametrize("api_path", [None, "/v3beta/"], ids=["discovered", "v3beta"])
