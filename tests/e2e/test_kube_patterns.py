@@ -170,6 +170,9 @@ def compaction_and_paging(m: Member) -> dict[str, Any]:
     list_rev = first_page.header.revision
     pages = [[kv.key for kv in first_page.kvs]]
     out["first_page"] = {"more": first_page.more, "count": first_page.count, "rev": list_rev}
+    # The object-count metric: a count-only range over the resource's prefix.
+    counted = m.kv().Range(rpc_pb2.RangeRequest(key=prefix, range_end=end, count_only=True))
+    out["count_only"] = (counted.count, len(counted.kvs), counted.more)
     last = first_page.kvs[-1].key
     # Writes between pages: a new pod, a changed pod, a deleted pod.
     m.kv().Put(rpc_pb2.PutRequest(key=prefix + b"p9", value=b"late"))
@@ -211,6 +214,7 @@ def test_compactor_and_paged_list(members: dict[str, Member]) -> None:
     r = both(members, compaction_and_paging)
     assert r["round1"]["succeeded"] and "compacted" not in r["round1"]
     assert r["first_page"]["more"] and r["first_page"]["count"] == 7
+    assert r["count_only"] == (7, 0, False)
     flat = [k for page in r["pages"] for k in page]
     assert flat == [b"/registry/pods/ns/p%d" % i for i in range(7)]  # the snapshot
     assert r["p5_at_list_rev"] == b"pod5"
