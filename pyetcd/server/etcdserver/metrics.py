@@ -22,10 +22,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import disable_created_metrics as _disable_created
 
 from pyetcd.mvcc.metrics import MvccMetrics
+from pyetcd.wal import SnapMetrics
 
 from .transport import PeerMetrics
 
-__all__ = ["Metrics", "exponential_buckets"]
+__all__ = ["ApplyDurations", "Metrics", "exponential_buckets"]
 
 
 def exponential_buckets(start: float, factor: float, count: int) -> tuple[float, ...]:
@@ -37,6 +38,30 @@ def exponential_buckets(start: float, factor: float, count: int) -> tuple[float,
 DISK_BUCKETS = exponential_buckets(0.001, 2, 14)
 #: grpc-go-prometheus' default buckets (Prometheus' DefBuckets).
 GRPC_HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ApplyDurations:
+    """``etcd_server_apply_duration_seconds``: one observation per applied request, by
+    etcd's operation name, with the histogram's children kept per operation so an apply
+    builds no label tuple."""
+
+    __slots__ = ("_failed", "_histogram", "_ok")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._ok: dict[str, Histogram] = {}
+        self._failed: dict[str, Histogram] = {}
+
+    def observe(self, field: str, success: bool, seconds: float) -> None:
+        """``field``: the InternalRaftRequest field applied (``put``, ``lease_grant``...)."""
+        children = self._ok if success else self._failed
+        child = children.get(field)
+        if child is None:
+            # etcd's op label is the field's Go name: lease_grant -> LeaseGrant.
+            op = "".join(p.capitalize() for p in field.split("_")) or "unknown"
+            label = "true" if success else "false"
+            child = children[field] = self._histogram.labels("v3", op, label)
+        child.observe(seconds)
 
 
 class Metrics:
@@ -93,6 +118,50 @@ class Metrics:
         self.slow_applies = counter(
             "etcd_server_slow_apply",
             "The total number of slow apply requests (likely overloaded from slow disk).",
+        )
+        self.apply_durations = ApplyDurations(
+            histogram(
+                "etcd_server_apply_duration_seconds",
+                "The latency distributions of v2 apply called by backend.",
+                exponential_buckets(0.0001, 2, 20),
+                ("version", "op", "success"),
+            )
+        )
+        self.slow_read_indexes = counter(
+            "etcd_server_slow_read_indexes",
+            "The total number of pending read indexes not in sync with leader's "
+            "or timed out read index requests.",
+        )
+        self.read_indexes_failed = counter(
+            "etcd_server_read_indexes_failed", "The total number of failed read indexes seen."
+        )
+        self.learner_promote_successes = counter(
+            "etcd_server_learner_promote_successes",
+            "The total number of successful learner promotions while this member is leader.",
+        )
+        self.learner_promote_failures = counter(
+            "etcd_server_learner_promote_failures",
+            "The total number of failed learner promotions (likely learner not ready) "
+            "while this member is leader.",
+            ("Reason",),
+        )
+        #: The raft snapshot files saved (etcd's snap package, etcd_debugging_snap_*).
+        self.snap = SnapMetrics(
+            marshalling=histogram(
+                "etcd_debugging_snap_save_marshalling_duration_seconds",
+                "The marshalling cost distributions of save called by snapshot.",
+                DISK_BUCKETS,
+            ),
+            fsync=histogram(
+                "etcd_snap_fsync_duration_seconds",
+                "The latency distributions of fsync called by snap.",
+                DISK_BUCKETS,
+            ),
+            total=histogram(
+                "etcd_debugging_snap_save_total_duration_seconds",
+                "The total latency distributions of save called by snapshot.",
+                DISK_BUCKETS,
+            ),
         )
         self.heartbeat_send_failures = counter(
             "etcd_server_heartbeat_send_failures",
@@ -160,5 +229,29 @@ class Metrics:
                 exponential_buckets(1, 2, 24),
             ),
         )
-        #: What the peer transport counts, and its round trips.
-        self.peers = PeerMetrics(self.peer_rtt)
+        #: What the peer transport counts, its round trips and its snapshot transfers.
+        self.peers = PeerMetrics(
+            self.peer_rtt,
+            snapshot_send=histogram(
+                "etcd_network_snapshot_send_total_duration_seconds",
+                "Total latency distributions of v3 snapshot sends",
+                exponential_buckets(0.1, 2, 10),
+                ("To",),
+            ),
+            snapshot_receive=histogram(
+                "etcd_network_snapshot_receive_total_duration_seconds",
+                "Total latency distributions of v3 snapshot receives",
+                exponential_buckets(0.1, 2, 10),
+                ("From",),
+            ),
+            snap_db_fsync=histogram(
+                "etcd_snap_db_fsync_duration_seconds",
+                "The latency distributions of fsyncing .snap.db file",
+                DISK_BUCKETS,
+            ),
+            snap_db_save=histogram(
+                "etcd_snap_db_save_total_duration_seconds",
+                "The total latency distributions of v3 snapshot save",
+                exponential_buckets(0.1, 2, 10),
+            ),
+        )
