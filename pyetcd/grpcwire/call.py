@@ -24,7 +24,8 @@ Rules the call keeps:
    its CancelledError, whose traceback holds the frames that hold this call and so its
    task, a reference cycle per cancelled call that only the (rarely run) gc frees.
 6. A call of a known method is counted in its ``MethodStats`` as go-grpc-prometheus
-   counts it: started when its task starts, each message taken by the handler and
+   counts it: started when its task starts (and by the caller's client-api-version,
+   as etcd's interceptor counts it), each message taken by the handler and
    each message sent, and handled once, with the status it ended with (CANCELLED when
    the client reset it), when its task ends.
 """
@@ -89,6 +90,14 @@ def request_of(headers: list[tuple[str, str]]) -> tuple[str, str, Metadata]:
             except ValueError:
                 continue
     return path, encoding, tuple(metadata)
+
+
+def _client_api_version(metadata: Metadata) -> str:
+    """The caller's ``client-api-version`` (etcd's clientv3 sends it), else "unknown"."""
+    for name, value in metadata:
+        if name == "client-api-version" and isinstance(value, str):
+            return value
+    return "unknown"
 
 
 class CallHost(Protocol):
@@ -345,6 +354,9 @@ class ServerCall:
                 return
             if stats is not None:
                 stats.started += 1
+                version = _client_api_version(self.metadata)
+                versions = stats.client_api_versions
+                versions[version] = versions.get(version, 0) + 1
                 if self.host.handling is not None:
                     t0 = time.perf_counter()
             await self._invoke()

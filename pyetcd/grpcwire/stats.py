@@ -52,6 +52,7 @@ class MethodStats:
     __slots__ = (
         "bytes_received",
         "bytes_sent",
+        "client_api_versions",
         "grpc_type",
         "handled",
         "method",
@@ -72,6 +73,9 @@ class MethodStats:
         self.msg_sent = 0
         self.bytes_received = 0
         self.bytes_sent = 0
+        #: Calls started, by the caller's ``client-api-version`` metadata ("unknown"
+        #: without it): etcd_server_client_requests_total.
+        self.client_api_versions: dict[str, int] = {}
 
 
 class HandlingObserver(Protocol):

@@ -19,7 +19,7 @@ from .errors import (
 from .fs import FS, NO_SYNC_FS, OS_FS
 from .reader import ReadResult
 from .record import Metadata, RecordType, WALSnapshot
-from .snap import Snapshotter
+from .snap import SnapMetrics, Snapshotter
 from .storage import WALStorage
 from .wal import SEGMENT_SIZE_BYTES, WAL, wal_exists
 
@@ -37,6 +37,7 @@ __all__ = [
     "ReadResult",
     "RecordType",
     "SnapError",
+    "SnapMetrics",
     "SnapshotMismatchError",
     "SnapshotNotFoundError",
     "Snapshotter",

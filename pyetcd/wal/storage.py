@@ -22,7 +22,7 @@ from .fs import FS, OS_FS
 from .reader import ScanCache, WALRead, read_wal
 from .record import Metadata, WALSnapshot
 from .segment import list_segment_names
-from .snap import Snapshotter
+from .snap import SnapMetrics, Snapshotter
 from .wal import SEGMENT_SIZE_BYTES, WAL, wal_exists
 
 __all__ = ["StorageRead", "WALStorage"]
@@ -62,6 +62,7 @@ class WALStorage:
         max_snapshots: int = 5,
         read: StorageRead | None = None,
         lock_fd: int | None = None,
+        snap_metrics: SnapMetrics | None = None,
     ) -> WALStorage:
         """Open the member's storage under ``data_dir`` (``member/wal``, ``member/snap``),
         creating it with ``metadata`` if there is no WAL yet.
@@ -72,10 +73,15 @@ class WALStorage:
         ``read``: what :meth:`read` returned for this directory beforehand (perhaps in
         another process) while ``lock_fd`` (``WAL.lock_dir``, now owned by the WAL) was
         held; without the lock, or if the segment files changed, the log is read again.
+
+        ``snap_metrics``: told the durations of each snapshot file saved.
         """
         wal_dir = wal_dir or os.path.join(data_dir, "member", "wal")
         snapshotter = Snapshotter(
-            os.path.join(data_dir, "member", "snap"), fs=fs, max_snapshots=max_snapshots
+            os.path.join(data_dir, "member", "snap"),
+            fs=fs,
+            max_snapshots=max_snapshots,
+            metrics=snap_metrics,
         )
         memory = MemoryStorage()
         if not wal_exists(wal_dir, fs):

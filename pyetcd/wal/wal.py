@@ -123,6 +123,9 @@ class WAL:
         self._closed = False
         #: Number of fdatasync calls for saves (group commit makes it << number of saves).
         self.sync_count = 0
+        #: Bytes written to segments since this open (etcd_disk_wal_write_bytes_total);
+        #: bumped by the writer thread, read by anyone.
+        self.bytes_written = 0
         self._writer = threading.Thread(target=self._run, name="wal-writer", daemon=True)
         self._writer.start()
 
@@ -440,6 +443,7 @@ class WAL:
         data = b"".join(chunks)
         self.fs.write(self._fd, data)
         self._offset += len(data)
+        self.bytes_written += len(data)
 
     def _cut(self) -> None:
         fs = self.fs
@@ -463,6 +467,7 @@ class WAL:
         fs.rename(tmp, path)
         fs.fsync_dir(self.dir)
         self._offset = len(head)
+        self.bytes_written += len(head)
         with self._segments_lock:
             self._segments.append(seg)
         log.info("created a new WAL segment %s", path)

@@ -181,3 +181,62 @@ async def test_listen_metrics_urls_serve_metrics_and_health_only(tmp_path: Path)
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 20) == 0
+
+
+async def test_applies_client_requests_wal_bytes_and_snapshot_saves(tmp_path: Path) -> None:
+    # A raft snapshot every 5 entries: the puts below make the member save some.
+    m, stop, task = await start_member(tmp_path, snapshot_count=5)
+    try:
+        before = await scrape(m)
+        async with grpc.aio.insecure_channel(m.target) as ch:
+            kv, lease = rpc_pb2_grpc.KVStub(ch), rpc_pb2_grpc.LeaseStub(ch)
+            for i in range(10):
+                await kv.Put(rpc_pb2.PutRequest(key=b"a%d" % i, value=b"v"))
+            # etcd's clientv3 names its API version in the call's metadata.
+            await kv.Range(
+                rpc_pb2.RangeRequest(key=b"a"), metadata=(("client-api-version", "3.5"),)
+            )
+            try:  # an unknown lease fails when applied
+                await lease.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=12345))
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.NOT_FOUND
+            else:
+                raise AssertionError("revoking an unknown lease must fail")
+        got = await scrape(m)
+
+        def delta(name: str, **labels: str) -> float:
+            k = _key(name, **labels)
+            return got.get(k, 0) - before.get(k, 0)
+
+        applied = "etcd_server_apply_duration_seconds_count"
+        assert delta(applied, version="v3", op="Put", success="true") == 10
+        assert delta(applied, version="v3", op="LeaseRevoke", success="false") == 1
+        assert (
+            got[_key(applied, version="v3", op="Put", success="true")]
+            == got[
+                _key(
+                    "etcd_server_apply_duration_seconds_bucket",
+                    le="52.4288",
+                    version="v3",
+                    op="Put",
+                    success="true",
+                )
+            ]
+        )
+        requests = "etcd_server_client_requests_total"
+        assert delta(requests, type="unary", client_api_version="3.5") == 1
+        # the 10 puts and the revoke (and this test's own scrapes are HTTP, not gRPC)
+        assert delta(requests, type="unary", client_api_version="unknown") == 11
+        # each put is one WAL record of more than its 20-odd bytes of request
+        assert delta("etcd_disk_wal_write_bytes_total") > 10 * 20
+        for name in (
+            "etcd_debugging_snap_save_marshalling_duration_seconds_count",
+            "etcd_snap_fsync_duration_seconds_count",
+            "etcd_debugging_snap_save_total_duration_seconds_count",
+        ):
+            assert delta(name) >= 1, name
+        assert delta("etcd_server_slow_read_indexes_total") == 0
+        assert delta("etcd_server_read_indexes_failed_total") == 0
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0

@@ -1,5 +1,6 @@
 """Leader-only calls made on a follower: LeaseKeepAlive, LeaseTimeToLive and
-MemberPromote reach the leader over the peer port and come back with its answer.
+MemberPromote reach the leader over the peer port and come back with its answer (and
+the leader counts the promotions, etcd_server_learner_promote_*).
 
 A follower's own lessor does not know remaining TTLs (it would answer an enormous
 one), so a TTL at or below the granted one shows that the leader answered.
@@ -7,8 +8,11 @@ one), so a TTL at or below the granted one shows that the leader answered.
 
 from __future__ import annotations
 
+import urllib.request
+
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pyetcd.pb import rpc_pb2
 from tests.framework import Cluster, Member, free_ports, wait_until
@@ -69,7 +73,24 @@ def _promote_error(m: Member, member_id: int) -> grpc.RpcError:
     return err.value
 
 
+def _promotions(m: Member) -> dict[str, float]:
+    """The member's learner promotion counts: "ok", and each failure's reason."""
+    with urllib.request.urlopen(f"http://{m.endpoint}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for f in text_string_to_metric_families(text):
+        for s in f.samples:
+            if s.name == "etcd_server_learner_promote_successes_total" or (
+                s.name == "etcd_server_learner_promote_successes"  # etcd's name: no _total
+            ):
+                out["ok"] = s.value
+            elif f.name == "etcd_server_learner_promote_failures":
+                out[s.labels["Reason"]] = s.value
+    return out
+
+
 def test_member_promote_through_a_follower(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
     follower, _ = _followers(cluster)
     m4, new_id = _add_learner(cluster, follower)
 
@@ -100,3 +121,18 @@ def test_member_promote_through_a_follower(cluster: Cluster) -> None:
     resp = wait_until("learner promoted via a follower", promoted, 30, step=0.2)
     assert {m.ID: m.isLearner for m in resp.members}[new_id] is False
     assert resp.header.member_id == cluster.member_id(follower)
+
+    # Counted once, where the promotion was decided (the success and the "not in
+    # sync" failures on the leader), each failure by its error.
+    not_ready = "etcdserver: can only promote a learner member which is in sync with leader"
+    on_leader = _promotions(leader)
+    assert on_leader["ok"] == 1 and on_leader[not_ready] >= 1
+    total: dict[str, float] = {}
+    for m in cluster.members[:3]:
+        for reason, n in _promotions(m).items():
+            total[reason] = total.get(reason, 0) + n
+    assert total == {
+        "ok": 1,
+        not_ready: on_leader[not_ready],
+        "membership: can only promote a learner member": 1,  # etcd's word for it
+    }

@@ -61,8 +61,11 @@ def _labelled(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:
     return g
 
 
-def _by_peer(name: str, doc: str, label: str, counts: Mapping[int, int]) -> CounterMetricFamily:
-    c = CounterMetricFamily(name, doc, labels=[label])
+def _by_peer(
+    name: str, doc: str, label: str, counts: Mapping[int, int], gauge: bool = False
+) -> Metric:
+    family = GaugeMetricFamily if gauge else CounterMetricFamily
+    c = family(name, doc, labels=[label])
     for peer_id, n in sorted(counts.items()):
         c.add_metric([f"{peer_id:x}"], n)
     return c
@@ -121,6 +124,12 @@ class _ServerCollector(Collector):
             "etcd_server_proposals_failed",
             "The total number of failed proposals seen.",
             s.proposer.proposals_failed,
+        )
+        # A gauge in etcd 3.5 too.
+        yield _gauge(
+            "etcd_disk_wal_write_bytes_total",
+            "Total number of bytes written in WAL.",
+            s.storage.wal.bytes_written,
         )
         yield _gauge(
             "etcd_server_quota_backend_bytes",
@@ -188,6 +197,50 @@ class _ServerCollector(Collector):
             "To",
             peers.sent_failures,
         )
+        yield _by_peer(
+            "etcd_network_peer_received_failures",
+            "The total number of receive failures from peers.",
+            "From",
+            peers.received_failures,
+        )
+        disconnected = CounterMetricFamily(
+            "etcd_network_disconnected_peers",
+            "The total number of disconnected peers.",
+            labels=["Local", "Remote"],
+        )
+        for peer_id, n in sorted(peers.disconnected.items()):
+            disconnected.add_metric([f"{s.member_id:x}", f"{peer_id:x}"], n)
+        yield disconnected
+        for direction, label, done, failed, inflight in (
+            (
+                "send",
+                "To",
+                peers.snapshots_sent,
+                peers.snapshot_send_failures,
+                peers.snapshot_sends_inflight,
+            ),
+            (
+                "receive",
+                "From",
+                peers.snapshots_received,
+                peers.snapshot_receive_failures,
+                peers.snapshot_receives_inflight,
+            ),
+        ):
+            name = f"etcd_network_snapshot_{direction}"
+            yield _by_peer(
+                f"{name}_success", f"Total number of successful snapshot {direction}s", label, done
+            )
+            yield _by_peer(
+                f"{name}_failures", f"Total number of snapshot {direction} failures", label, failed
+            )
+            yield _by_peer(
+                f"{name}_inflights_total",
+                f"Total number of inflight snapshot {direction}s",
+                label,
+                inflight,
+                gauge=True,
+            )
 
     def _mvcc(self) -> Iterator[Metric]:
         s = self.server
@@ -293,10 +346,14 @@ class _GrpcCollector(Collector):
             "Total number of gRPC stream messages sent by the server.",
             labels=labels,
         )
+        client_requests: dict[tuple[str, str], int] = {}
         bytes_in = bytes_out = 0
         for st in sorted(self.stats.values(), key=lambda st: (st.service, st.method)):
             bytes_in += st.bytes_received
             bytes_out += st.bytes_sent
+            kind = "unary" if st.unary else "stream"
+            for version, n in st.client_api_versions.items():
+                client_requests[kind, version] = client_requests.get((kind, version), 0) + n
             if st.service not in _PREINITIALIZED and not st.started:
                 continue
             key = [st.grpc_type, st.service, st.method]
@@ -305,11 +362,19 @@ class _GrpcCollector(Collector):
                 handled.add_metric([*key, CODE_NAMES[code]], n)
             received.add_metric(key, st.msg_received)
             sent.add_metric(key, st.msg_sent)
+        requests = CounterMetricFamily(
+            "etcd_server_client_requests",
+            "The total number of client requests per client version.",
+            labels=["type", "client_api_version"],
+        )
+        for (kind, version), n in sorted(client_requests.items()):
+            requests.add_metric([kind, version], n)
         return [
             started,
             handled,
             received,
             sent,
+            requests,
             _counter(
                 "etcd_network_client_grpc_received_bytes",
                 "The total number of bytes received from grpc clients.",

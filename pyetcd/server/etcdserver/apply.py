@@ -26,7 +26,7 @@ from typing import Protocol
 from prometheus_client import Counter
 
 from pyetcd.logutil import Logger, go_duration
-from pyetcd.mvcc import MvccError, NoSpaceError
+from pyetcd.mvcc import CompactedError, MvccError, NoSpaceError
 from pyetcd.mvcc import types as mt
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot
@@ -55,6 +55,11 @@ class BackendRestorer(Protocol):
         """Install the backend that came with ``snap``."""
 
 
+class ApplyObserver(Protocol):
+    def observe(self, field: str, success: bool, seconds: float) -> None:
+        """A request (its InternalRaftRequest field) took ``seconds`` to apply."""
+
+
 class MembershipListener(Protocol):
     def sync(self) -> None:
         """The applied membership changed."""
@@ -73,11 +78,14 @@ class Applier:
         *,
         warning_apply_duration: float = 0.1,
         slow_applies: Counter | None = None,
+        apply_durations: ApplyObserver | None = None,
     ) -> None:
         """``warning_apply_duration``: seconds; an entry applied slower is logged and
-        counted in ``slow_applies`` (etcd_server_slow_apply_total)."""
+        counted in ``slow_applies`` (etcd_server_slow_apply_total). ``apply_durations``
+        is told each request's apply time (etcd_server_apply_duration_seconds)."""
         self.warning_apply_duration = warning_apply_duration
         self.slow_applies = slow_applies
+        self.apply_durations = apply_durations
         self.stores = stores
         self.waits = waits
         self.log = logger
@@ -116,16 +124,23 @@ class Applier:
         req = raft_internal_pb2.InternalRaftRequest()
         req.ParseFromString(data)
         req_id = req.header.ID or req.ID
+        which = _which(req)
         start = time.monotonic()
+        success = False
         try:
-            result = self._dispatch(req, req_id, index)
+            result = self._dispatch(req, which, req_id, index)
+            success = True
         except (MvccError, ServerError) as err:
+            # etcd counts a compacted revision as a successful apply.
+            success = isinstance(err, CompactedError)
             if isinstance(err, NoSpaceError):
                 self._raise_alarm(AlarmType.NOSPACE)
             self.waits.fail(req_id, err)
             return
         finally:
             took = time.monotonic() - start
+            if self.apply_durations is not None:
+                self.apply_durations.observe(which, success, took)
             if took > self.warning_apply_duration:
                 if self.slow_applies is not None:
                     self.slow_applies.inc()
@@ -135,7 +150,7 @@ class Applier:
                         "took": go_duration(took),
                         "expected-duration": go_duration(self.warning_apply_duration),
                         "prefix": "",
-                        "request": _which(req),
+                        "request": which,
                     },
                 )
         self.waits.trigger(req_id, result)
@@ -145,9 +160,8 @@ class Applier:
         return () if lease is None else tuple(sorted(lease.keys))
 
     def _dispatch(
-        self, req: raft_internal_pb2.InternalRaftRequest, req_id: int, index: int
+        self, req: raft_internal_pb2.InternalRaftRequest, which: str, req_id: int, index: int
     ) -> object:
-        which = _which(req)
         store = self.stores.kv
         auth = self.stores.auth
         if which in _REFUSED_WHEN_CORRUPT and self._corrupt():

@@ -29,6 +29,7 @@ from .errors import (
     NotEnoughStartedMembersError,
     NotLeaderError,
     RequestTimeoutError,
+    ServerError,
 )
 from .inbox import RaftInbox
 from .leadership import Leadership
@@ -39,6 +40,26 @@ from .transport import Transport
 from .wait import AppliedIndex
 
 __all__ = ["ClusterFace", "ClusterServer", "Peers"]
+
+
+class Count(Protocol):
+    def inc(self) -> None: ...
+
+
+class LabelledCount(Protocol):
+    def labels(self, *values: str) -> Count: ...
+
+
+class PromotionCounts(Protocol):
+    """Where learner promotions asked of this member are counted, as etcd counts them."""
+
+    @property
+    def learner_promote_successes(self) -> Count: ...
+
+    @property
+    def learner_promote_failures(self) -> LabelledCount:
+        """By ``Reason``: the error's text."""
+        ...
 
 
 class ClusterFace:
@@ -53,6 +74,7 @@ class ClusterFace:
         leadership: Leadership,
         proposer: Proposer,
         logger: Logger,
+        promotions: PromotionCounts,
     ) -> None:
         self.cluster_id = cluster_id
         self.stores = stores
@@ -61,6 +83,7 @@ class ClusterFace:
         self.leadership = leadership
         self.proposer = proposer
         self.log = logger
+        self.promotions = promotions
 
     @property
     def lessor(self) -> Lessor:
@@ -77,6 +100,21 @@ class ClusterFace:
         return self.stores.kv.hash_kv(revision)
 
     async def member_promote(self, mid: int) -> list[Member]:
+        """Promote learner ``mid`` (this member must lead; NotLeaderError otherwise).
+        Counted as etcd counts it: a success, or a failure by its error's text
+        (not when this member does not lead: the leader it is forwarded to counts)."""
+        try:
+            members = await self._promote(mid)
+        except NotLeaderError:
+            raise
+        except ServerError as err:
+            reason = _PROMOTE_REASONS.get(type(err)) or str(err)
+            self.promotions.learner_promote_failures.labels(reason).inc()
+            raise
+        self.promotions.learner_promote_successes.inc()
+        return members
+
+    async def _promote(self, mid: int) -> list[Member]:
         membership = self.stores.membership
         m = membership.members.get(mid)
         if m is None:
@@ -98,6 +136,14 @@ class ClusterFace:
     ) -> None:
         """One HTTP request on the peer port (``first``: its first 4 bytes, already read)."""
         await PeerHTTP(self, self.log).serve(first, reader, writer)
+
+
+#: The failure reasons etcd counts in its membership package's words (the client is
+#: told the etcdserver text).
+_PROMOTE_REASONS: dict[type[ServerError], str] = {
+    MemberNotLearnerError: "membership: can only promote a learner member",
+    MemberNotFoundError: "membership: ID not found",
+}
 
 
 class RemovedListener(Protocol):

@@ -1,12 +1,14 @@
 """The member's measurements, built before the parts that take them.
 
 etcd's histograms and event counters live here, under etcd's names, help texts and
-bucket boundaries: WAL fsync, backend commit/defrag/snapshot, hashes, compactions,
-lease TTLs, peer round trips, gRPC handling times; and the counters the server's
-parts bump (slow applies, heartbeat send failures, expired leases, health checks). The
-parts are given what they observe when they are built: the mvcc store an
-``MvccMetrics`` (mvcc knows nothing of Prometheus: a histogram fits its ``Observer``),
-the peer transport ``PeerMetrics``. What is a state rather than an event (has a
+bucket boundaries: WAL fsync, backend commit/defrag/snapshot, applies, raft snapshot
+saves, hashes, compactions, lease TTLs, peer round trips and snapshot transfers, the
+received database's save, gRPC handling times; and the counters the server's parts
+bump (slow applies, slow and failed read indexes, learner promotions, heartbeat send
+failures, expired leases, health checks). The parts are given what they observe when
+they are built: the mvcc store an ``MvccMetrics`` (mvcc knows nothing of Prometheus: a
+histogram fits its ``Observer``), the WAL storage a ``wal.SnapMetrics``, the peer
+transport ``PeerMetrics``. What is a state rather than an event (has a
 leader, sizes, revisions, watchers) is read at scrape time by the collectors
 ``pyetcd.api.etcdhttp.metrics`` adds to :attr:`Metrics.registry`.
 
@@ -16,16 +18,23 @@ Each member has its own ``CollectorRegistry``: several members may run in one pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import disable_created_metrics as _disable_created
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from pyetcd.mvcc.metrics import MvccMetrics
+from pyetcd.wal import SnapMetrics
 
 from .transport import PeerMetrics
 
-__all__ = ["Metrics", "exponential_buckets"]
+__all__ = ["ApplyDurations", "Metrics", "exponential_buckets"]
 
 
 def exponential_buckets(start: float, factor: float, count: int) -> tuple[float, ...]:
@@ -37,6 +46,56 @@ def exponential_buckets(start: float, factor: float, count: int) -> tuple[float,
 DISK_BUCKETS = exponential_buckets(0.001, 2, 14)
 #: grpc-go-prometheus' default buckets (Prometheus' DefBuckets).
 GRPC_HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Series:
+    """One histogram series kept as plain numbers: counts per bucket (the last one is
+    +Inf), not cumulative, and the sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)
+        self.sum = 0.0
+
+
+class ApplyDurations(Collector):
+    """``etcd_server_apply_duration_seconds``: one observation per applied request, by
+    etcd's operation name and success. A request's apply pays a bisect and two
+    additions on plain numbers (a prometheus_client observation costs several times
+    that); the histogram is built from them when scraped."""
+
+    NAME = "etcd_server_apply_duration_seconds"
+    HELP = "The latency distributions of v2 apply called by backend."
+    BUCKETS = exponential_buckets(0.0001, 2, 20)
+
+    def __init__(self) -> None:
+        # by InternalRaftRequest field, for successful and for failed applies
+        self._ok: dict[str, _Series] = {}
+        self._failed: dict[str, _Series] = {}
+
+    def observe(self, field: str, success: bool, seconds: float) -> None:
+        """``field``: the InternalRaftRequest field applied (``put``, ``lease_grant``...)."""
+        by_field = self._ok if success else self._failed
+        series = by_field.get(field)
+        if series is None:
+            series = by_field[field] = _Series(len(self.BUCKETS))
+        series.counts[bisect_left(self.BUCKETS, seconds)] += 1
+        series.sum += seconds
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self.NAME, self.HELP, labels=["version", "op", "success"])
+        bounds = [*map(floatToGoString, self.BUCKETS), "+Inf"]
+        for success, by_field in (("true", self._ok), ("false", self._failed)):
+            for field, series in sorted(by_field.items()):
+                # etcd's op label is the field's Go name: lease_grant -> LeaseGrant.
+                op = "".join(p.capitalize() for p in field.split("_")) or "unknown"
+                family.add_metric(
+                    ["v3", op, success],
+                    list(zip(bounds, accumulate(series.counts), strict=True)),
+                    series.sum,
+                )
+        return [family]
 
 
 class Metrics:
@@ -93,6 +152,44 @@ class Metrics:
         self.slow_applies = counter(
             "etcd_server_slow_apply",
             "The total number of slow apply requests (likely overloaded from slow disk).",
+        )
+        self.apply_durations = ApplyDurations()
+        r.register(self.apply_durations)
+        self.slow_read_indexes = counter(
+            "etcd_server_slow_read_indexes",
+            "The total number of pending read indexes not in sync with leader's "
+            "or timed out read index requests.",
+        )
+        self.read_indexes_failed = counter(
+            "etcd_server_read_indexes_failed", "The total number of failed read indexes seen."
+        )
+        self.learner_promote_successes = counter(
+            "etcd_server_learner_promote_successes",
+            "The total number of successful learner promotions while this member is leader.",
+        )
+        self.learner_promote_failures = counter(
+            "etcd_server_learner_promote_failures",
+            "The total number of failed learner promotions (likely learner not ready) "
+            "while this member is leader.",
+            ("Reason",),
+        )
+        #: The raft snapshot files saved (etcd's snap package, etcd_debugging_snap_*).
+        self.snap = SnapMetrics(
+            marshalling=histogram(
+                "etcd_debugging_snap_save_marshalling_duration_seconds",
+                "The marshalling cost distributions of save called by snapshot.",
+                DISK_BUCKETS,
+            ),
+            fsync=histogram(
+                "etcd_snap_fsync_duration_seconds",
+                "The latency distributions of fsync called by snap.",
+                DISK_BUCKETS,
+            ),
+            total=histogram(
+                "etcd_debugging_snap_save_total_duration_seconds",
+                "The total latency distributions of save called by snapshot.",
+                DISK_BUCKETS,
+            ),
         )
         self.heartbeat_send_failures = counter(
             "etcd_server_heartbeat_send_failures",
@@ -160,5 +257,29 @@ class Metrics:
                 exponential_buckets(1, 2, 24),
             ),
         )
-        #: What the peer transport counts, and its round trips.
-        self.peers = PeerMetrics(self.peer_rtt)
+        #: What the peer transport counts, its round trips and its snapshot transfers.
+        self.peers = PeerMetrics(
+            self.peer_rtt,
+            snapshot_send=histogram(
+                "etcd_network_snapshot_send_total_duration_seconds",
+                "Total latency distributions of v3 snapshot sends",
+                exponential_buckets(0.1, 2, 10),
+                ("To",),
+            ),
+            snapshot_receive=histogram(
+                "etcd_network_snapshot_receive_total_duration_seconds",
+                "Total latency distributions of v3 snapshot receives",
+                exponential_buckets(0.1, 2, 10),
+                ("From",),
+            ),
+            snap_db_fsync=histogram(
+                "etcd_snap_db_fsync_duration_seconds",
+                "The latency distributions of fsyncing .snap.db file",
+                DISK_BUCKETS,
+            ),
+            snap_db_save=histogram(
+                "etcd_snap_db_save_total_duration_seconds",
+                "The total latency distributions of v3 snapshot save",
+                exponential_buckets(0.1, 2, 10),
+            ),
+        )

@@ -7,6 +7,10 @@ has applied up to that index. Reads arriving during a round join the next one.
 A leader that is the only voter needs no round: its read index is its commit index
 (the Raft core answers the same at once), and a read whose index is already applied
 goes ahead without waiting at all.
+
+Counted as etcd counts them: an answer to a round given up on (it came too late) and
+a round that timed out are slow read indexes; a round that failed otherwise (no
+leader) is a failed read index.
 """
 
 from __future__ import annotations
@@ -45,6 +49,20 @@ class LeaderWait(Protocol):
     async def wait_leader(self) -> None: ...
 
 
+class Count(Protocol):
+    def inc(self) -> None: ...
+
+
+class ReadIndexCounts(Protocol):
+    """Where read index rounds are counted (see the module docstring)."""
+
+    @property
+    def slow_read_indexes(self) -> Count: ...
+
+    @property
+    def read_indexes_failed(self) -> Count: ...
+
+
 class ReadIndexer:
     """Batches linearizable reads into ReadIndex rounds; ``on_read_states`` is told the
     rounds' answers (by the Raft driver)."""
@@ -56,12 +74,15 @@ class ReadIndexer:
         applied: Applied,
         leader: LeaderWait,
         request_timeout: float,
+        counts: ReadIndexCounts,
     ) -> None:
         self.core = core
         self.requests = requests
         self.applied = applied
         self.leader = leader
         self.request_timeout = request_timeout
+        self.slow = counts.slow_read_indexes
+        self.failed = counts.read_indexes_failed
         self._waiting: list[asyncio.Future[None]] = []
         self._trigger = asyncio.Event()
         self._rounds: dict[bytes, asyncio.Future[int]] = {}
@@ -81,7 +102,9 @@ class ReadIndexer:
     def on_read_states(self, states: Sequence[ReadState]) -> None:
         for rs in states:
             fut = self._rounds.pop(rs.request_ctx, None)
-            if fut is not None and not fut.done():
+            if fut is None:
+                self.slow.inc()  # a round already given up on and retried
+            elif not fut.done():
                 fut.set_result(rs.index)
 
     async def run(self) -> None:
@@ -95,6 +118,8 @@ class ReadIndexer:
                 index = await self._round()
                 await self.applied.wait(index)
             except Exception as err:
+                if not isinstance(err, RequestTimeoutError):
+                    self.failed.inc()
                 for fut in batch:
                     if not fut.done():
                         fut.set_exception(err)
@@ -120,4 +145,5 @@ class ReadIndexer:
                 return await asyncio.wait_for(fut, min(1.0, max(0.01, deadline - loop.time())))
             except TimeoutError:
                 self._rounds.pop(ctx, None)
+        self.slow.inc()
         raise RequestTimeoutError()

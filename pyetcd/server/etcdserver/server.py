@@ -229,7 +229,9 @@ class EtcdServer:
             request_timeout=self.request_timeout,
             logger=log,
         )
-        self.read_indexer = ReadIndexer(rawnode, inbox, applied, leadership, self.request_timeout)
+        self.read_indexer = ReadIndexer(
+            rawnode, inbox, applied, leadership, self.request_timeout, self.metrics
+        )
         self.proposer = proposer = Proposer(
             member_id,
             inbox,
@@ -242,7 +244,7 @@ class EtcdServer:
             stores, leadership, log, self.metrics.backend_snapshot
         )
         self.cluster_face = face = ClusterFace(
-            cluster_id, stores, rawnode, applied, leadership, proposer, log
+            cluster_id, stores, rawnode, applied, leadership, proposer, log, self.metrics
         )
         self.transport = transport = self._new_transport(boot)
         self.peers = peers = Peers(member_id, transport, stores, self)
@@ -254,6 +256,7 @@ class EtcdServer:
             peers,
             warning_apply_duration=cfg.experimental_warning_apply_duration,
             slow_applies=self.metrics.slow_applies,
+            apply_durations=self.metrics.apply_durations,
         )
         self.raft = raft = RaftNode(
             rawnode,
@@ -367,6 +370,7 @@ class EtcdServer:
                 max_wals=cfg.max_wals,
                 max_snapshots=cfg.max_snapshots,
                 fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
+                snap_metrics=self.metrics.snap,
                 read=None if ahead is None else ahead.result(),
                 lock_fd=None if ahead is None else ahead.take_lock(),
             )
@@ -381,6 +385,7 @@ class EtcdServer:
             max_wals=cfg.max_wals,
             max_snapshots=cfg.max_snapshots,
             fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
+            snap_metrics=self.metrics.snap,
         )
         members = [(m.id, Member(m.id, "", m.peer_urls).encode()) for m in boot.members]
         ents = conf_change_entries(members)
@@ -403,6 +408,7 @@ class EtcdServer:
             max_wals=cfg.max_wals,
             max_snapshots=cfg.max_snapshots,
             fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
+            snap_metrics=self.metrics.snap,
         )
 
     def _member_initialized(self) -> bool:

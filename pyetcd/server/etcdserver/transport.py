@@ -31,19 +31,48 @@ class _Observer(Protocol):
     def observe(self, amount: float) -> None: ...
 
 
+class _Discard:
+    def observe(self, amount: float) -> None:
+        pass
+
+
 class PeerMetrics:
     """What a peer transport counts, by peer ID: bytes of raft traffic sent to and
     received from each peer, messages that could not be sent to each (dropped: peer
-    down, queue full) and frames from each that could not be read; and each peer's
-    round-trip times (``etcd_network_peer_*``). Plain integers, bumped on the loop."""
+    down, queue full) and connections from each that failed; how often each peer went
+    from active to inactive (``disconnected``); snapshot transfers to and from each
+    (successes, failures, in flight); and each peer's round-trip times, the snapshot
+    transfers' durations and the received database's fsync and save times
+    (``etcd_network_*``, ``etcd_snap_db_*``). Counts are plain integers, bumped on the
+    loop; a peer appears in a count once it happened to it, as etcd's label vectors
+    show a peer once used."""
 
-    def __init__(self, rtt: LabelledHistogram | None = None) -> None:
+    def __init__(
+        self,
+        rtt: LabelledHistogram | None = None,
+        *,
+        snapshot_send: LabelledHistogram | None = None,
+        snapshot_receive: LabelledHistogram | None = None,
+        snap_db_fsync: _Observer | None = None,
+        snap_db_save: _Observer | None = None,
+    ) -> None:
         self.sent_bytes: dict[int, int] = {}
         self.received_bytes: dict[int, int] = {}
         self.sent_failures: dict[int, int] = {}
         self.received_failures: dict[int, int] = {}
+        self.disconnected: dict[int, int] = {}
+        self.snapshots_sent: dict[int, int] = {}
+        self.snapshot_send_failures: dict[int, int] = {}
+        self.snapshot_sends_inflight: dict[int, int] = {}
+        self.snapshots_received: dict[int, int] = {}
+        self.snapshot_receive_failures: dict[int, int] = {}
+        self.snapshot_receives_inflight: dict[int, int] = {}
+        self.snap_db_fsync: _Observer = snap_db_fsync or _Discard()
+        self.snap_db_save: _Observer = snap_db_save or _Discard()
         self._rtt = rtt
         self._rtt_by_peer: dict[int, _Observer] = {}
+        self._snapshot_send = snapshot_send
+        self._snapshot_receive = snapshot_receive
 
     def observe_rtt(self, peer_id: int, seconds: float) -> None:
         if self._rtt is None:
@@ -52,6 +81,48 @@ class PeerMetrics:
         if child is None:
             child = self._rtt_by_peer[peer_id] = self._rtt.labels(f"{peer_id:x}")
         child.observe(seconds)
+
+    def peer_disconnected(self, peer_id: int) -> None:
+        """``peer_id`` went from active to inactive."""
+        _bump(self.disconnected, peer_id)
+
+    def receive_failed(self, peer_id: int) -> None:
+        """A connection from ``peer_id`` broke the protocol or failed mid-message."""
+        _bump(self.received_failures, peer_id)
+
+    def snapshot_send_started(self, peer_id: int) -> None:
+        inflight = self.snapshot_sends_inflight
+        inflight[peer_id] = inflight.get(peer_id, 0) + 1
+
+    def snapshot_send_ended(self, peer_id: int, ok: bool, seconds: float) -> None:
+        """A snapshot send to ``peer_id`` ended (etcd times only the successful ones,
+        and counts a failed one as a send failure too)."""
+        self.snapshot_sends_inflight[peer_id] -= 1
+        if ok:
+            _bump(self.snapshots_sent, peer_id)
+            if self._snapshot_send is not None:
+                self._snapshot_send.labels(f"{peer_id:x}").observe(seconds)
+        else:
+            _bump(self.snapshot_send_failures, peer_id)
+            _bump(self.sent_failures, peer_id)
+
+    def snapshot_receive_started(self, peer_id: int) -> None:
+        inflight = self.snapshot_receives_inflight
+        inflight[peer_id] = inflight.get(peer_id, 0) + 1
+
+    def snapshot_receive_ended(self, peer_id: int, ok: bool, seconds: float) -> None:
+        """A snapshot from ``peer_id`` was saved and stepped, or failed."""
+        self.snapshot_receives_inflight[peer_id] -= 1
+        if ok:
+            _bump(self.snapshots_received, peer_id)
+            if self._snapshot_receive is not None:
+                self._snapshot_receive.labels(f"{peer_id:x}").observe(seconds)
+        else:
+            _bump(self.snapshot_receive_failures, peer_id)
+
+
+def _bump(counts: dict[int, int], peer_id: int) -> None:
+    counts[peer_id] = counts.get(peer_id, 0) + 1
 
 
 class Transport(Protocol):

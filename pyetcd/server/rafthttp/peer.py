@@ -158,6 +158,7 @@ class Peer:
             self.active = False
             self.up.clear()
             self.down.set()
+            self.tr.metrics.peer_disconnected(self.id)
             self.tr.log.warn(
                 "peer became inactive (message send to peer failed)",
                 {"peer-id": _hex(self.id), "error": err},

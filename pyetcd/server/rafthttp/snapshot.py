@@ -20,11 +20,13 @@ import hashlib
 import inspect
 import os
 import tempfile
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Final, Protocol
 
 from pyetcd.logutil import Logger
 from pyetcd.raft import Message, MessageType
+from pyetcd.server.etcdserver.transport import PeerMetrics
 
 from .codec import (
     CodecError,
@@ -90,6 +92,9 @@ class SenderHost(Protocol):
     @property
     def open_snapshot_db(self) -> OpenSnapshotDB | None: ...
 
+    @property
+    def metrics(self) -> PeerMetrics: ...
+
     def report_unreachable(self, peer_id: int) -> None: ...
 
     def report_snapshot_status(self, peer_id: int, ok: bool) -> None: ...
@@ -123,6 +128,9 @@ class ReceiverHost(Protocol):
 
     @property
     def on_snapshot(self) -> OnSnapshot | None: ...
+
+    @property
+    def metrics(self) -> PeerMetrics: ...
 
     def deliver(self, m: Message) -> None:
         """Hand a received message to the Raft driver."""
@@ -175,6 +183,9 @@ async def send_snapshot(tr: SenderHost, peer: SnapshotLink, m: Message) -> None:
         "remote-peer-id": _hex(peer.id),
         "snapshot-index": index,
     }
+    metrics = tr.metrics
+    metrics.snapshot_send_started(peer.id)
+    start = time.perf_counter()
     ok = False
     try:
         source = await open_db_source(tr.open_snapshot_db, m)
@@ -188,6 +199,8 @@ async def send_snapshot(tr: SenderHost, peer: SnapshotLink, m: Message) -> None:
         tr.log.warn("failed to send database snapshot", {**fields, "error": str(exc)})
     except Exception as exc:  # I/O, protocol and the application's hook: all mean "failed"
         tr.log.warn("failed to send database snapshot", {**fields, "error": repr(exc)})
+    finally:
+        metrics.snapshot_send_ended(peer.id, ok, time.perf_counter() - start)
     if not ok:
         tr.report_unreachable(peer.id)
     tr.report_snapshot_status(peer.id, ok)
@@ -240,6 +253,19 @@ async def receive_snapshot(
         CodecError: the stream does not follow the snapshot protocol.
         OSError: the connection failed.
     """
+    metrics = tr.metrics
+    metrics.snapshot_receive_started(frm)
+    start = time.perf_counter()
+    ok = False
+    try:
+        ok = await _receive(tr, frm, frames, writer)
+    finally:
+        metrics.snapshot_receive_ended(frm, ok, time.perf_counter() - start)
+
+
+async def _receive(
+    tr: ReceiverHost, frm: int, frames: FrameReader, writer: asyncio.StreamWriter
+) -> bool:
     head = await frames.next()
     if not isinstance(head, SnapHeader) or head.message.type != MessageType.SNAP:
         raise CodecError("expected a MsgSnap header on a snapshot stream")
@@ -253,7 +279,7 @@ async def receive_snapshot(
     tr.log.info("receiving database snapshot", fields)
     ack = SnapAck(True)
     try:
-        db_path, size = await _save_db(tr.snapshot_dir, frames, index)
+        db_path, size = await _save_db(tr.snapshot_dir, frames, index, tr.metrics)
         tr.log.info(
             "received and saved database snapshot",
             {**fields, "incoming-snapshot-size-bytes": size},
@@ -270,6 +296,7 @@ async def receive_snapshot(
     writer.write(encode_frame(ack))
     async with asyncio.timeout(tr.options.write_timeout):
         await writer.drain()
+    return ack.ok
 
 
 class DBFile:
@@ -284,6 +311,8 @@ class DBFile:
         )
         self.sha = hashlib.sha256()
         self.size = 0
+        #: How long ``commit``'s fsync of the file took (etcd_snap_db_fsync_duration_seconds).
+        self.fsync_seconds = 0.0
 
     def write(self, pieces: list[bytes]) -> None:
         data = memoryview(b"".join(pieces))
@@ -293,7 +322,9 @@ class DBFile:
             data = data[os.write(self.fd, data) :]
 
     def commit(self) -> str:
+        start = time.perf_counter()
         os.fsync(self.fd)
+        self.fsync_seconds = time.perf_counter() - start
         os.close(self.fd)
         self.fd = -1
         os.replace(self.tmp, self.final)
@@ -313,9 +344,11 @@ class DBFile:
 
 
 async def _save_db(
-    directory: str | None, frames: FrameReader, index: int
+    directory: str | None, frames: FrameReader, index: int, metrics: PeerMetrics
 ) -> tuple[str | None, int]:
-    """Receive the database; returns its durable path (None if none was sent) and size."""
+    """Receive the database; returns its durable path (None if none was sent) and size.
+    ``metrics`` is told the file's fsync time and the whole save's (etcd's SaveDBFrom)."""
+    start = time.perf_counter()
     db: DBFile | None = None
     pending: list[bytes] = []
     pending_bytes = 0
@@ -354,6 +387,8 @@ async def _save_db(
             )
         path = await asyncio.to_thread(db.commit)
         committed = True
+        metrics.snap_db_fsync.observe(db.fsync_seconds)
+        metrics.snap_db_save.observe(time.perf_counter() - start)
         return path, db.size
     finally:
         if db is not None and not committed:

@@ -443,6 +443,9 @@ class PeerTransport:
             else:
                 await receive_snapshot(self, hello.frm, frames, writer)
         except CodecError as exc:
+            frm = self._inbound.get(task, 0)
+            if frm:  # a known peer's frames (etcd: "failed to unmarshal raft message")
+                self.metrics.receive_failed(frm)
             self.log.warn(
                 "failed to decode raft message",
                 {

@@ -35,6 +35,7 @@ from pyetcd.raft import (
     Snapshot,
     SnapshotMetadata,
 )
+from pyetcd.server.etcdserver.transport import PeerMetrics
 from pyetcd.server.rafthttp.codec import (
     PROTOCOL_VERSION,
     FrameReader,
@@ -133,6 +134,32 @@ class Node:
 Factory = Callable[..., Awaitable[Node]]
 
 
+class Observed:
+    """A histogram stand-in: what it was told, over all label values."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.labelled: list[tuple[str, ...]] = []
+
+    def observe(self, amount: float) -> None:
+        self.values.append(amount)
+
+    def labels(self, *values: str) -> Observed:
+        self.labelled.append(values)
+        return self
+
+
+def recording_metrics() -> tuple[PeerMetrics, dict[str, Observed]]:
+    seen = {k: Observed() for k in ("send", "receive", "db_fsync", "db_save")}
+    metrics = PeerMetrics(
+        snapshot_send=seen["send"],
+        snapshot_receive=seen["receive"],
+        snap_db_fsync=seen["db_fsync"],
+        snap_db_save=seen["db_save"],
+    )
+    return metrics, seen
+
+
 @pytest.fixture
 async def make_node(tmp_path: Path) -> AsyncIterator[Factory]:
     nodes: list[Node] = []
@@ -146,6 +173,7 @@ async def make_node(tmp_path: Path) -> AsyncIterator[Factory]:
         open_snapshot_db: Callable[[Message], DBSource] | None = None,
         snapshot_dir: str | None = None,
         driver: Any = None,
+        metrics: PeerMetrics | None = None,
     ) -> Node:
         node = Node(member_id)
         logger = Logger([node.sink], Level.DEBUG)
@@ -164,6 +192,7 @@ async def make_node(tmp_path: Path) -> AsyncIterator[Factory]:
             snapshot_dir=snapshot_dir,
             on_removed=node.on_removed,
             options=options,
+            metrics=metrics,
         )
         await node.tr.start()
         host, bound = node.tr.listen_addresses[0]
@@ -294,6 +323,7 @@ async def test_reconnects_after_peer_restart(make_node: Factory) -> None:
     await b.t.close()
     await a.t.wait_active(B, active=False)
     assert "peer became inactive (message send to peer failed)" in a.sink.msgs()
+    assert a.t.metrics.disconnected == {B: 1}  # etcd_network_disconnected_peers_total
     b2 = await make_node(B, port=port)
     b2.t.add_peer(A, (a.url,))
     await a.t.wait_active(B)
@@ -443,6 +473,10 @@ async def test_bad_frames_do_not_crash_the_receiver(make_node: Factory) -> None:
     await _raw(b, hello + encode_frame(Hello(1, 2, 3, 4, StreamType.MESSAGE)))  # wrong kind
     decode_errors = [r for r in b.sink.records if r["msg"] == "failed to decode raft message"]
     assert len(decode_errors) == 5
+    # Junk after a handshake is a receive failure from that (known) peer; the absurd
+    # length arrives with the handshake and may fail reading it, before C is known.
+    assert b.t.metrics.received_failures.get(C) in (2, 3)
+    assert set(b.t.metrics.received_failures) == {C}
     assert "exceeds the limit" in decode_errors[0]["error"]
     assert b.received == []
     a.t.send([hb(A, B, commit=9)])
@@ -506,13 +540,22 @@ async def test_snapshot_from_file_path(make_node: Factory, tmp_path: Path) -> No
     src.write_bytes(os.urandom(300_000))
     recv = tmp_path / "recv"
     recv.mkdir()
-    a = await make_node(A, open_snapshot_db=lambda m: str(src))
-    b = await make_node(B, snapshot_dir=str(recv))
+    sent, seen_a = recording_metrics()
+    received, seen_b = recording_metrics()
+    a = await make_node(A, open_snapshot_db=lambda m: str(src), metrics=sent)
+    b = await make_node(B, snapshot_dir=str(recv), metrics=received)
     connect(a, b)
     a.t.send([snap_msg(A, B, index=7)])
     await a.until(lambda: a.snap_status == [(B, True)])
     ((_, path),) = b.snapshots
     assert path is not None and Path(path).read_bytes() == src.read_bytes()
+    # etcd_network_snapshot_{send,receive}_*, etcd_snap_db_*: one transfer each way.
+    assert sent.snapshots_sent == {B: 1} and sent.snapshot_sends_inflight == {B: 0}
+    assert sent.snapshot_send_failures == {} and seen_a["send"].labelled == [(f"{B:x}",)]
+    assert received.snapshots_received == {A: 1} and received.snapshot_receives_inflight == {A: 0}
+    assert seen_b["receive"].labelled == [(f"{A:x}",)]
+    assert len(seen_b["db_fsync"].values) == len(seen_b["db_save"].values) == 1
+    assert seen_b["db_save"].values[0] >= seen_b["db_fsync"].values[0] > 0
 
 
 async def test_snapshot_without_db(make_node: Factory) -> None:
@@ -536,6 +579,10 @@ async def test_snapshot_failure_is_reported(make_node: Factory) -> None:
     assert B in a.unreachable
     assert "failed to save incoming database snapshot" in b.sink.msgs()
     assert b.received == []
+    assert a.t.metrics.snapshot_send_failures == {B: 1} and a.t.metrics.snapshots_sent == {}
+    assert a.t.metrics.sent_failures.get(B, 0) >= 1  # etcd counts it a send failure too
+    assert b.t.metrics.snapshot_receive_failures == {A: 1}
+    assert b.t.metrics.snapshot_receives_inflight == {A: 0}
 
 
 async def test_snapshot_hook_error_is_reported(make_node: Factory) -> None:
