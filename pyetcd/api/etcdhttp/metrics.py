@@ -410,6 +410,28 @@ class _OSCollector(Collector):
         ]
 
 
+#: etcd's counters whose samples carry no ``_total`` (Go's client writes the name it is
+#: given; prometheus_client always appends ``_total`` to a counter's samples, so the
+#: exposition drops it again for these names).
+UNSUFFIXED_COUNTERS = (
+    b"etcd_server_health_success",
+    b"etcd_server_health_failures",
+    b"etcd_server_learner_promote_successes",
+    b"etcd_server_learner_promote_failures",
+    b"etcd_network_snapshot_send_success",
+    b"etcd_network_snapshot_send_failures",
+    b"etcd_network_snapshot_receive_success",
+    b"etcd_network_snapshot_receive_failures",
+)
+
+
+def _etcd_counter_names(text: bytes) -> bytes:
+    """The exposition with etcd's own sample names for :data:`UNSUFFIXED_COUNTERS`."""
+    for name in UNSUFFIXED_COUNTERS:
+        text = text.replace(name + b"_total", name)
+    return text
+
+
 class _RegistryCollector(Collector):
     """Every metric of another registry (the instruments the member's parts observe)."""
 
@@ -460,4 +482,4 @@ class ServerMetrics:
         """The Prometheus text of every metric, as ``/metrics`` serves it."""
         self._scrapes_ok.inc()
         with self.in_flight.track_inprogress():
-            return generate_latest(self.registry)
+            return _etcd_counter_names(generate_latest(self.registry))
