@@ -54,6 +54,7 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
     server_errors.RequestTimeoutError: SC.UNAVAILABLE,
     server_errors.StoppedError: SC.UNAVAILABLE,
     server_errors.NotSupportedError: SC.UNAVAILABLE,
+    server_errors.UnhealthyError: SC.UNAVAILABLE,
     server_errors.CorruptError: SC.DATA_LOSS,
 }
 

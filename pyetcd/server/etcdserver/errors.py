@@ -27,6 +27,7 @@ __all__ = [
     "ServerError",
     "StoppedError",
     "TooManyRequestsError",
+    "UnhealthyError",
 ]
 
 
@@ -99,6 +100,13 @@ class MemberNotLearnerError(ServerError):
 
 class NotEnoughStartedMembersError(ServerError):
     message = "etcdserver: re-configuration failed due to not enough started members"
+
+
+class UnhealthyError(ServerError):
+    """A reconfiguration refused because this member has not been connected to every
+    voting peer for etcd's health interval (the change could break the active quorum)."""
+
+    message = "etcdserver: unhealthy cluster"
 
 
 class InvalidPeerURLsError(ServerError):

@@ -242,7 +242,14 @@ class EtcdServer:
             stores, leadership, log, self.metrics.backend_snapshot
         )
         self.cluster_face = face = ClusterFace(
-            cluster_id, stores, rawnode, applied, leadership, proposer, log
+            cluster_id,
+            stores,
+            rawnode,
+            applied,
+            leadership,
+            proposer,
+            log,
+            strict_reconfig_check=cfg.strict_reconfig_check,
         )
         self.transport = transport = self._new_transport(boot)
         self.peers = peers = Peers(member_id, transport, stores, self)
@@ -382,7 +389,9 @@ class EtcdServer:
             max_snapshots=cfg.max_snapshots,
             fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
         )
-        members = [(m.id, Member(m.id, "", m.peer_urls).encode()) for m in boot.members]
+        # Named as in --initial-cluster (etcd's bootstrap contexts carry the name), so
+        # the initial members count as started for the strict reconfiguration check.
+        members = [(m.id, Member(m.id, m.name, m.peer_urls).encode()) for m in boot.members]
         ents = conf_change_entries(members)
         # The bootstrap log: every initial member added at term 1, already committed.
         storage.save(HardState(term=1, vote=NONE, commit=len(ents)), ents).result()
