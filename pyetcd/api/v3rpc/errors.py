@@ -48,6 +48,7 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
     server_errors.MemberNotLearnerError: SC.FAILED_PRECONDITION,
     server_errors.NotEnoughStartedMembersError: SC.FAILED_PRECONDITION,
     server_errors.InvalidPeerURLsError: SC.INVALID_ARGUMENT,
+    server_errors.TooManyLearnersError: SC.FAILED_PRECONDITION,
     server_errors.MemberRemovedError: SC.FAILED_PRECONDITION,
     server_errors.NoLeaderError: SC.UNAVAILABLE,
     server_errors.LeaderChangedError: SC.UNAVAILABLE,

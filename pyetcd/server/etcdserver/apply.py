@@ -40,6 +40,7 @@ from .errors import (
     MemberRemovedError,
     PeerURLExistsError,
     ServerError,
+    TooManyLearnersError,
 )
 from .membership import Member
 from .stores import Stores
@@ -285,6 +286,9 @@ class Applier:
                     raise MemberExistsError()
                 if member is not None and not promoting:
                     self._check_urls_free(node, member.peer_urls)
+                learners = sum(1 for m in members.values() if m.is_learner)
+                if change.type == ConfChangeType.ADD_LEARNER_NODE and learners >= MAX_LEARNERS:
+                    raise TooManyLearnersError()
             elif change.type == ConfChangeType.REMOVE_NODE:
                 if node not in members:
                     raise MemberNotFoundError()
@@ -321,6 +325,9 @@ class Applier:
             elif change.type == ConfChangeType.UPDATE_NODE and member is not None:
                 membership.update_peer_urls(change.node_id, member.peer_urls)
 
+
+#: etcd 3.5's limit on learners in a cluster (membership.maxLearners)
+MAX_LEARNERS = 1
 
 # entries checked against the auth store at apply (rule 4)
 _CHECKED = frozenset(("put", "delete_range", "txn", "lease_revoke"))

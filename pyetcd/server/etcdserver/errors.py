@@ -26,6 +26,7 @@ __all__ = [
     "RequestTooLargeError",
     "ServerError",
     "StoppedError",
+    "TooManyLearnersError",
     "TooManyRequestsError",
     "UnhealthyError",
 ]
@@ -107,6 +108,10 @@ class UnhealthyError(ServerError):
     voting peer for etcd's health interval (the change could break the active quorum)."""
 
     message = "etcdserver: unhealthy cluster"
+
+
+class TooManyLearnersError(ServerError):
+    message = "etcdserver: too many learner members in cluster"
 
 
 class InvalidPeerURLsError(ServerError):
