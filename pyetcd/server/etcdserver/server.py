@@ -25,7 +25,7 @@ from typing import Any
 
 from pyetcd.config import ServerConfig, compaction_retention
 from pyetcd.ids import InitialCluster, bootstrap_cluster
-from pyetcd.logutil import Logger
+from pyetcd.logutil import Logger, go_duration
 from pyetcd.mvcc import BackendError, KVStore, Lessor
 from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
@@ -130,6 +130,9 @@ class EtcdServer:
         self.request_timeout = 5.0 + 2 * cfg.election_timeout / 1000.0
         self.started_at = time.time()
         self._watch_kick = asyncio.Event()
+        #: Set once this member's attributes were published through Raft: from then on
+        #: it is ready to serve clients (etcd's ReadyNotify).
+        self.published = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -140,7 +143,8 @@ class EtcdServer:
         # A backend lost from a member that has a log is not recreated before the log
         # says whether it can be rebuilt (see backend.py).
         kv = None
-        reopen = not self._member_initialized() or backend_exists(cfg)
+        initialized = self._member_initialized()
+        reopen = not initialized or backend_exists(cfg)
         # A restart reads the WAL in a child process while this one rebuilds the key
         # index: both are CPU-bound, and under one GIL they would take turns.
         ahead = self._start_wal_read_ahead()
@@ -163,11 +167,25 @@ class EtcdServer:
         self.storage = storage
         md = storage.metadata
         self.member_id, self.cluster_id = md.member_id, md.cluster_id
+        ids = {"local-member-id": f"{self.member_id:x}", "cluster-id": f"{self.cluster_id:x}"}
+        if initialized:
+            hs = storage.initial_state()[0]
+            self.log.info("restarting local member", {**ids, "commit-index": hs.commit})
+        else:
+            self.log.info("starting local member", ids)
         self._build(kv, boot)
         self._advance_election_ticks(boot)
         await self.transport.start()
         self.peers.sync()
         self.raft.start()
+        self.log.info(
+            "starting etcd server",
+            {
+                "local-member-id": f"{self.member_id:x}",
+                "local-server-version": SERVER_VERSION,
+                "cluster-version": "to_be_decided",
+            },
+        )
         self._spawn(self.proposer.run_expiry(), "request-expiry")
         self._spawn(self.lease.run_expiry(), "lease-expiry")
         self._spawn(self._token_expiry_loop(), "token-expiry")
@@ -259,6 +277,7 @@ class EtcdServer:
             log,
             snapshots,
             peers,
+            member_id=member_id,
             warning_apply_duration=cfg.experimental_warning_apply_duration,
             slow_applies=self.metrics.slow_applies,
         )
@@ -587,7 +606,22 @@ class EtcdServer:
             try:
                 await self.leadership.wait_leader()
                 await self.proposer.propose(req)
-                return
             except Exception as err:  # keep trying until it lands
                 self.log.warn("failed to publish local member to cluster", {"error": str(err)})
                 await asyncio.sleep(self.heartbeat * 5)
+                continue
+            self.log.info(
+                "published local member to cluster through raft",
+                {
+                    "local-member-id": f"{self.member_id:x}",
+                    "local-member-attributes": (
+                        f"{{Name:{self.cfg.name} "
+                        f"ClientURLs:[{' '.join(self.cfg.advertise_client_urls)}]}}"
+                    ),
+                    "request-path": f"/0/members/{self.member_id:x}/attributes",
+                    "cluster-id": f"{self.cluster_id:x}",
+                    "publish-timeout": go_duration(self.request_timeout),
+                },
+            )
+            self.published.set()
+            return
