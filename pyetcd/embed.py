@@ -175,7 +175,7 @@ def _log_now_serving(logger: Logger, cfg: ServerConfig, member_id: int) -> None:
 async def _log_ready(
     server: EtcdServer, logger: Logger, cfg: ServerConfig, tls: TLSInfo | None
 ) -> None:
-    await server.published.wait()
+    await server.publisher.published.wait()
     logger.info("ready to serve client requests", {})
     _log_serving(logger, cfg, tls)
 

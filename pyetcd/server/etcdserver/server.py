@@ -25,7 +25,7 @@ from typing import Any
 
 from pyetcd.config import ServerConfig, compaction_retention
 from pyetcd.ids import InitialCluster, bootstrap_cluster
-from pyetcd.logutil import Logger, go_duration
+from pyetcd.logutil import Logger
 from pyetcd.mvcc import BackendError, KVStore, Lessor
 from pyetcd.mvcc.watchable_store import WatchableStore
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
@@ -55,6 +55,7 @@ from .membership import Member, Membership
 from .metrics import Metrics
 from .pacer import ReadPacer
 from .proposer import Proposer
+from .publish import Publisher
 from .raft_node import RaftNode, conf_change_entries
 from .read_index import ReadIndexer
 from .stores import BackendSnapshots, Stores
@@ -130,9 +131,6 @@ class EtcdServer:
         self.request_timeout = 5.0 + 2 * cfg.election_timeout / 1000.0
         self.started_at = time.time()
         self._watch_kick = asyncio.Event()
-        #: Set once this member's attributes were published through Raft: from then on
-        #: it is ready to serve clients (etcd's ReadyNotify).
-        self.published = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -168,23 +166,17 @@ class EtcdServer:
         md = storage.metadata
         self.member_id, self.cluster_id = md.member_id, md.cluster_id
         ids = {"local-member-id": f"{self.member_id:x}", "cluster-id": f"{self.cluster_id:x}"}
-        if initialized:
-            hs = storage.initial_state()[0]
-            self.log.info("restarting local member", {**ids, "commit-index": hs.commit})
-        else:
-            self.log.info("starting local member", ids)
+        commit = {"commit-index": storage.initial_state()[0].commit} if initialized else {}
+        starting = "restarting local member" if initialized else "starting local member"
+        self.log.info(starting, {**ids, **commit})
         self._build(kv, boot)
         self._advance_election_ticks(boot)
         await self.transport.start()
         self.peers.sync()
         self.raft.start()
+        version = {"local-server-version": SERVER_VERSION, "cluster-version": "to_be_decided"}
         self.log.info(
-            "starting etcd server",
-            {
-                "local-member-id": f"{self.member_id:x}",
-                "local-server-version": SERVER_VERSION,
-                "cluster-version": "to_be_decided",
-            },
+            "starting etcd server", {"local-member-id": ids["local-member-id"], **version}
         )
         self._spawn(self.proposer.run_expiry(), "request-expiry")
         self._spawn(self.lease.run_expiry(), "lease-expiry")
@@ -192,7 +184,7 @@ class EtcdServer:
         self._spawn(self._backend_commit_loop(), "backend-commit")
         self._spawn(self._watch_sync_loop(), "watch-sync")
         self._spawn(self.read_indexer.run(), "read-index")
-        self._spawn(self._publish(), "publish")
+        self._spawn(self.publisher.run(), "publish")
         if self.compactor is not None:
             self._spawn(self.compactor.run(), "auto-compaction")
         if cfg.experimental_initial_corrupt_check:
@@ -310,6 +302,17 @@ class EtcdServer:
         self.lease = LeaseServer(
             stores, proposer, self.read_indexer, leadership, headers, self.metrics.leases_expired
         )
+        self.publisher = Publisher(
+            member_id,
+            cluster_id,
+            cfg.name,
+            cfg.advertise_client_urls,
+            leadership,
+            proposer,
+            log,
+            timeout=self.request_timeout,
+            retry_delay=self.heartbeat * 5,
+        )
         self.cluster = ClusterServer(
             member_id,
             face,
@@ -408,8 +411,7 @@ class EtcdServer:
             max_snapshots=cfg.max_snapshots,
             fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
         )
-        # Named as in --initial-cluster (etcd's bootstrap contexts carry the name), so
-        # the initial members count as started for the strict reconfiguration check.
+        # Named as in --initial-cluster, as etcd's: they count as started members.
         members = [(m.id, Member(m.id, m.name, m.peer_urls).encode()) for m in boot.members]
         ents = conf_change_entries(members)
         # The bootstrap log: every initial member added at term 1, already committed.
@@ -594,34 +596,3 @@ class EtcdServer:
         while True:
             await asyncio.sleep(0.1)
             self.stores.kv.backend.maybe_commit()
-
-    async def _publish(self) -> None:
-        # Tell the cluster this member's name and client URLs (etcd's publish).
-        req = raft_internal_pb2.InternalRaftRequest()
-        attr = req.cluster_member_attr_set
-        attr.member_ID = self.member_id
-        attr.member_attributes.name = self.cfg.name
-        attr.member_attributes.client_urls.extend(self.cfg.advertise_client_urls)
-        while True:
-            try:
-                await self.leadership.wait_leader()
-                await self.proposer.propose(req)
-            except Exception as err:  # keep trying until it lands
-                self.log.warn("failed to publish local member to cluster", {"error": str(err)})
-                await asyncio.sleep(self.heartbeat * 5)
-                continue
-            self.log.info(
-                "published local member to cluster through raft",
-                {
-                    "local-member-id": f"{self.member_id:x}",
-                    "local-member-attributes": (
-                        f"{{Name:{self.cfg.name} "
-                        f"ClientURLs:[{' '.join(self.cfg.advertise_client_urls)}]}}"
-                    ),
-                    "request-path": f"/0/members/{self.member_id:x}/attributes",
-                    "cluster-id": f"{self.cluster_id:x}",
-                    "publish-timeout": go_duration(self.request_timeout),
-                },
-            )
-            self.published.set()
-            return
