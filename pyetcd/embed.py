@@ -123,6 +123,13 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
             await asyncio.wait_for(extra.stop(), 1.0)
         return 1
     logger.info("received signal; shutting down", {})
+    closing = {
+        "name": cfg.name,
+        "data-dir": cfg.data_dir,
+        "advertise-peer-urls": list(cfg.initial_advertise_peer_urls),
+        "advertise-client-urls": list(cfg.advertise_client_urls),
+    }
+    logger.info("closing etcd server", closing)
     # In-flight requests get a grace period; new ones are refused.
     await g.stop(grace=2.0)
     if dashboard is not None:
@@ -130,6 +137,7 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     await extra.stop()
     await client.stop()
     await server.stop()
+    logger.info("closed etcd server", closing)
     return 1 if server.fatal.failed else 0
 
 

@@ -59,6 +59,13 @@ CHAINS: list[list[Line]] = [
     ["starting etcd server", "added member", "added member", "added member"],
 ]
 
+# What the member stopped with SIGTERM logs on its way out.
+STOP_CHAIN: list[Line] = [
+    "received signal; shutting down",
+    "closing etcd server",
+    "closed etcd server",
+]
+
 
 def _matches(line: Line, msg: str) -> bool:
     return msg == line if isinstance(line, str) else line.fullmatch(msg) is not None
@@ -122,7 +129,8 @@ def test_log_lines_in_etcds_order(make_cluster: MakeCluster, kind: str) -> None:
     assert m4.proc is not None
     m4.proc.wait(timeout=20)
     c.members.remove(m4)
-    c.members[1].stop()
+    stopped = c.members[1]
+    stopped.stop()
     wait_until(
         "the stopped peer seen inactive",
         lambda: "peer became inactive (message send to peer failed)" in _msgs(at),
@@ -136,6 +144,8 @@ def test_log_lines_in_etcds_order(make_cluster: MakeCluster, kind: str) -> None:
             f"{kind} {at.name}: {missing!r} missing or out of order in {chain}; "
             f"its log's msgs:\n" + "\n".join(msgs)
         )
+    missing = _missing(STOP_CHAIN, _msgs(stopped))
+    assert missing is None, f"{kind} {stopped.name}: {missing!r} missing or out of order"
     everyone = [msg for m in c.members for msg in _msgs(m)]
     assert any(BECAME_LEADER.fullmatch(msg) for msg in everyone)
     assert all(any(ELECTED.fullmatch(msg) for msg in _msgs(m)) for m in c.members)

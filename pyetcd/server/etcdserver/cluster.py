@@ -16,7 +16,7 @@ from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from pyetcd.ids import member_id as derive_member_id
-from pyetcd.logutil import Logger
+from pyetcd.logutil import Logger, go_duration
 from pyetcd.mvcc import Lessor
 from pyetcd.raft import NONE, ConfChangeType, RawNode
 from pyetcd.server.rafthttp.handler import PeerHTTP
@@ -346,20 +346,40 @@ class ClusterServer:
     async def transfer_leadership_on_stop(self, timeout: float) -> None:
         """A leader hands over before it stops, so writes go on without an election."""
         voters = [v for v in self.voters() if v != self.member_id]
-        if not self.leadership.is_leader or not voters:
+        log, me = self.face.log, f"{self.member_id:x}"
+        if not self.leadership.is_leader:
+            log.info(
+                "skipped leadership transfer; local server is not leader",
+                {"local-member-id": me, "current-leader-member-id": f"{self.leadership.lead:x}"},
+            )
+            return
+        if not voters:
+            log.info(
+                "skipped leadership transfer for single voting member cluster",
+                {"local-member-id": me, "current-leader-member-id": me},
+            )
             return
         progress = self.face.rawnode.status().progress
         target = max(voters, key=lambda v: progress[v].match if v in progress else -1)
-        log = self.face.log
         log.info(
             "leadership transfer starting",
-            {"local-member-id": f"{self.member_id:x}", "transferee": f"{target:x}"},
+            {
+                "local-member-id": me,
+                "current-leader-member-id": me,
+                "transferee-member-id": f"{target:x}",
+            },
         )
+        started = time.monotonic()
         self.inbox.transfer_leader(target)
-        deadline = time.monotonic() + timeout
+        deadline = started + timeout
         while self.leadership.lead in (self.member_id, NONE) and time.monotonic() < deadline:
             await asyncio.sleep(self.heartbeat / 4)
         log.info(
             "leadership transfer finished",
-            {"local-member-id": f"{self.member_id:x}", "new-leader": f"{self.leadership.lead:x}"},
+            {
+                "local-member-id": me,
+                "old-leader-member-id": me,
+                "new-leader-member-id": f"{self.leadership.lead:x}",
+                "took": go_duration(time.monotonic() - started),
+            },
         )
