@@ -284,10 +284,14 @@ class Applier:
                 raise MemberRemovedError()
             if change.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
                 existing = members.get(node)
+                # A promotion's context is the learner itself (etcd: IsPromote); a new
+                # voter that happens to get a learner's ID (same URLs, same second) is
+                # an add, refused as a duplicate ID.
                 promoting = (
                     existing is not None
                     and existing.is_learner
                     and change.type == ConfChangeType.ADD_NODE
+                    and (member is None or member.is_learner)
                 )
                 if existing is not None and not promoting:
                     raise MemberExistsError()
