@@ -27,7 +27,7 @@ from pyetcd.server.auth.errors import AuthOptionsError
 from pyetcd.server.etcdserver.corrupt import DataInconsistencyError
 from pyetcd.server.etcdserver.events import NO_EVENTS
 from pyetcd.server.etcdserver.fatal import FatalError
-from pyetcd.server.etcdserver.server import EtcdServer, TransportFactory
+from pyetcd.server.etcdserver.server import SERVER_VERSION, EtcdServer, TransportFactory
 from pyetcd.server.etcdserver.transport import TransportParams
 from pyetcd.server.rafthttp.transport import PeerTransport
 from pyetcd.tlsutil import TLSInfo, TLSSetupError, client_tls_info, peer_tls_info
@@ -63,6 +63,7 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
         peer_ssl=peer_ssl,
         events=timeline if timeline is not None else NO_EVENTS,
     )
+    _log_starting(logger, cfg)
     # Start-up builds the key index: hundreds of thousands of objects that all live on.
     # Cyclic collections while they pile up would rescan them again and again.
     gc.disable()
@@ -92,6 +93,7 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
         dashboard = Dashboard(server, metrics, timeline, client_ssl=client_ssl)
     client = ClientListener(server, client_tls, metrics=metrics, site=dashboard)
     extra = MetricsListener(server, metrics, client_tls)
+    _log_now_serving(logger, cfg, server.member_id)
     try:
         client.listen(g)
         await extra.start()
@@ -104,13 +106,13 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     if dashboard is not None:
         dashboard.start()
     await g.health.set("", g.serving)
-    _log_serving(logger, cfg, client_tls)
-    logger.info("ready to serve client requests", {})
+    # As etcd, "ready" once this member's attributes are published through Raft.
+    ready = asyncio.ensure_future(_log_ready(server, logger, cfg, client_tls))
     removed = asyncio.ensure_future(server.removed_event.wait())
     stopped = asyncio.ensure_future(stop.wait())
     failed = asyncio.ensure_future(server.fatal.wait())
     await asyncio.wait({removed, stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
-    for waiter in (removed, stopped, failed):
+    for waiter in (removed, stopped, failed, ready):
         waiter.cancel()
     if server.fatal.failed:
         # The fatal line is written; end at once, as etcd's lg.Fatal does: no grace
@@ -121,6 +123,13 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
             await asyncio.wait_for(extra.stop(), 1.0)
         return 1
     logger.info("received signal; shutting down", {})
+    closing = {
+        "name": cfg.name,
+        "data-dir": cfg.data_dir,
+        "advertise-peer-urls": list(cfg.initial_advertise_peer_urls),
+        "advertise-client-urls": list(cfg.advertise_client_urls),
+    }
+    logger.info("closing etcd server", closing)
     # In-flight requests get a grace period; new ones are refused.
     await g.stop(grace=2.0)
     if dashboard is not None:
@@ -128,22 +137,71 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     await extra.stop()
     await client.stop()
     await server.stop()
+    logger.info("closed etcd server", closing)
     return 1 if server.fatal.failed else 0
 
 
+def _log_starting(logger: Logger, cfg: ServerConfig) -> None:
+    """etcd's first line of a member (embed.StartEtcd), with its main fields."""
+    logger.info(
+        "starting an etcd server",
+        {
+            "etcd-version": SERVER_VERSION,
+            "name": cfg.name,
+            "data-dir": cfg.data_dir,
+            "wal-dir": cfg.wal_dir,
+            "member-dir": cfg.member_dir,
+            "member-initialized": os.path.isdir(cfg.wal_path),
+            "initial-advertise-peer-urls": list(cfg.initial_advertise_peer_urls),
+            "listen-peer-urls": list(cfg.listen_peer_urls),
+            "advertise-client-urls": list(cfg.advertise_client_urls),
+            "listen-client-urls": list(cfg.listen_client_urls),
+            "listen-metrics-urls": list(cfg.listen_metrics_urls),
+            "initial-cluster": cfg.initial_cluster,
+            "initial-cluster-state": cfg.initial_cluster_state,
+            "initial-cluster-token": cfg.initial_cluster_token,
+        },
+    )
+
+
+def _log_now_serving(logger: Logger, cfg: ServerConfig, member_id: int) -> None:
+    logger.info(
+        "now serving peer/client/metrics",
+        {
+            "local-member-id": f"{member_id:x}",
+            "initial-advertise-peer-urls": list(cfg.initial_advertise_peer_urls),
+            "listen-peer-urls": list(cfg.listen_peer_urls),
+            "advertise-client-urls": list(cfg.advertise_client_urls),
+            "listen-client-urls": list(cfg.listen_client_urls),
+            "listen-metrics-urls": list(cfg.listen_metrics_urls),
+        },
+    )
+    for url in cfg.listen_peer_urls:
+        logger.info("serving peer traffic", {"address": url.split("://", 1)[-1]})
+
+
+async def _log_ready(
+    server: EtcdServer, logger: Logger, cfg: ServerConfig, tls: TLSInfo | None
+) -> None:
+    await server.publisher.published.wait()
+    logger.info("ready to serve client requests", {})
+    _log_serving(logger, cfg, tls)
+
+
 def _log_serving(logger: Logger, cfg: ServerConfig, tls: TLSInfo | None) -> None:
-    plain = [u for u in cfg.listen_client_urls if not u.startswith("https:")]
-    secure = [u for u in cfg.listen_client_urls if u.startswith("https:")]
-    if plain:
-        logger.info(
-            "serving client traffic insecurely; this is strongly discouraged!",
-            {"address": ",".join(plain)},
-        )
-    if secure and tls is not None:
-        logger.info(
-            "serving client traffic securely",
-            {"address": ",".join(secure), "client-cert-auth": tls.client_cert_auth},
-        )
+    # One line per client URL, its address as host:port (etcd's embed/serve.go).
+    for url in cfg.listen_client_urls:
+        address = url.split("://", 1)[-1]
+        if not url.startswith("https:"):
+            logger.info(
+                "serving client traffic insecurely; this is strongly discouraged!",
+                {"address": address},
+            )
+        elif tls is not None:
+            logger.info(
+                "serving client traffic securely",
+                {"address": address, "client-cert-auth": tls.client_cert_auth},
+            )
 
 
 def _peer_factory(

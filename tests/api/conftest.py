@@ -18,7 +18,8 @@ from pyetcd.logutil import Level, Logger
 from tests.framework import free_port
 
 READY = "ready to serve client requests"
-ELECTED = "raft.node: elected leader"
+# etcd's "raft.node: <id> elected leader <id> at term <n>"
+ELECTED = " elected leader "
 
 
 class _ReadyLogger(Logger):
@@ -43,7 +44,7 @@ class _ReadyLogger(Logger):
         super().log(level, msg, fields, depth=depth + 1, **kw)
         if msg == READY:
             self.ready.set()
-        if msg == ELECTED:
+        if msg.startswith("raft.node: ") and ELECTED in msg:
             self.elected.set()
         if level >= Level.FATAL:
             self.failed.set()

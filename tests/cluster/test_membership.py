@@ -22,6 +22,7 @@ from tests.framework import (
 )
 
 from .client import put
+from .conftest import MakeCluster
 
 # etcd refuses reconfiguration until the leader has been connected to its peers for
 # its health interval (5 s) after start: "etcdserver: unhealthy cluster".
@@ -199,3 +200,75 @@ def test_member_add_to_one_member_cluster(kind: str) -> None:
         assert r.rc == 0, r.stderr
         assert "Member" in r.stdout and "added to cluster" in r.stdout
         assert 'ETCD_INITIAL_CLUSTER_STATE="existing"' in r.stdout
+
+
+UNHEALTHY = "Error: etcdserver: unhealthy cluster"
+
+
+def _add_learner_at(
+    c: Cluster, m: Member, learner: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``member add --learner`` of a fresh (never started) URL, sent to ``m`` alone."""
+    (port,) = free_ports(1)
+    return c.etcdctl(
+        "member",
+        "add",
+        f"l{port}",
+        f"--peer-urls=http://127.0.0.1:{port}",
+        *(["--learner"] if learner else []),
+        endpoints=m.endpoint,
+        check=False,
+    )
+
+
+def _error_line(out: subprocess.CompletedProcess[str]) -> str:
+    return next((x for x in out.stderr.splitlines() if x.startswith("Error: ")), out.stderr)
+
+
+@pytest.mark.parametrize("kind", ["etcd", "pyetcd"])
+def test_unhealthy_cluster_refusal(make_cluster: MakeCluster, kind: str) -> None:
+    """etcd's strict reconfig check (--strict-reconfig-check, on by default): no member
+    is added until every voting peer has been connected for 5 s (HealthInterval), and a
+    peer that goes down makes the cluster unhealthy again; a down member may still be
+    removed. Learners are added so the voters stay the three started members. etcd
+    3.5.1 runs the same steps."""
+    c = make_cluster(kind)
+    started = time.monotonic()
+    last = c.members[-1]  # started last: its peers became active at most its start-up ago
+    # Right after start-up: refused, with etcd's text and code (Unavailable: etcdctl
+    # reports it after the client's own retries).
+    out = _add_learner_at(c, last)
+    assert out.returncode != 0 and _error_line(out) == UNHEALTHY, out.stderr
+
+    def added() -> bool:
+        out = _add_learner_at(c, last)
+        if out.returncode != 0:
+            assert _error_line(out) == UNHEALTHY, out.stderr
+        return out.returncode == 0
+
+    wait_until("member add accepted once peers were up for 5 s", added, 20, step=0.2)
+    waited = time.monotonic() - started
+    print(f"{kind}: member add accepted {waited:.1f} s after the cluster answered")
+    assert waited < 8.0
+
+    # A stopped peer: once this member saw its stream break, add is refused again.
+    down = c.members[1]
+    down_id = c.member_id(down)
+    down.stop()
+
+    def refused() -> bool:
+        out = _add_learner_at(c, last)
+        return out.returncode != 0 and _error_line(out) == UNHEALTHY
+
+    wait_until("member add refused with a peer down", refused, 20, step=0.2)
+    # A down member is not part of the active quorum: removing it is allowed at once.
+    out = c.etcdctl("member", "remove", f"{down_id:x}", endpoints=last.endpoint, check=False)
+    assert out.returncode == 0, out.stderr
+    c.members.remove(down)
+    # The voters left have been connected all along: healthy again (a voter this time:
+    # etcd 3.5 allows one learner, "etcdserver: too many learner members in cluster").
+    out = _add_learner_at(c, last)
+    assert out.returncode != 0
+    assert _error_line(out) == "Error: etcdserver: too many learner members in cluster"
+    out = _add_learner_at(c, last, learner=False)
+    assert out.returncode == 0, out.stderr

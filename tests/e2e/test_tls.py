@@ -182,7 +182,14 @@ def test_peer_tls_cluster_of_three_and_a_join(
         # A fourth member joins over https: it learns the cluster from a peer's
         # /members with its peer certificate, then catches up over TLS.
         m4 = peer_tls_member(ca, workdir, "p4")
-        added = ctl(etcdctl35, eps[0], "member", "add", "p4", f"--peer-urls={m4.peer_url}")
+        def add() -> subprocess.CompletedProcess[str] | None:
+            out = ctl(etcdctl35, eps[0], "member", "add", "p4", f"--peer-urls={m4.peer_url}")
+            # etcd (and pyetcd) refuse reconfiguration until every peer has been
+            # connected for 5 s: "etcdserver: unhealthy cluster"
+            return None if "unhealthy cluster" in out.stderr else out
+
+        added = wait_until(add, 20)
+        assert isinstance(added, subprocess.CompletedProcess)
         assert added.returncode == 0, added.stderr
         m4.initial_cluster = f"{cluster},p4={m4.peer_url}"
         m4.initial_cluster_state = "existing"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ import pytest
 from pyetcd.config import ServerConfig
 from pyetcd.logutil import Level, Logger
 from pyetcd.pb import rpc_pb2
-from pyetcd.raft import NONE, Message
+from pyetcd.raft import NONE, ConfChangeType, Message
 from pyetcd.server.etcdserver import raft_node
+from pyetcd.server.etcdserver.errors import MemberExistsError, TooManyLearnersError
+from pyetcd.server.etcdserver.membership import Member
 from pyetcd.server.etcdserver.server import EtcdServer
 from pyetcd.server.etcdserver.transport import Transport, TransportParams
 from pyetcd.server.rafthttp.memory import MemoryNetwork
@@ -271,3 +274,31 @@ async def test_lost_messages_are_resent(make_cluster: MakeCluster) -> None:
     await caught_up(f, leader.applied_wait.applied)
     assert await get(f, "lossy/19", serializable=True) == "19"
     assert seen[0] > 0
+
+
+async def test_membership_changes_checked_at_apply(make_cluster: MakeCluster) -> None:
+    c = await make_cluster()
+    leader = await c.leader()
+    learner = Member(0x99, "", ("http://192.0.2.99:2380",), (), True)
+    await leader.proposer.propose_conf_change(ConfChangeType.ADD_LEARNER_NODE, learner)
+    # etcd 3.5 allows one learner
+    second = Member(0x98, "", ("http://192.0.2.98:2380",), (), True)
+    with pytest.raises(TooManyLearnersError):
+        await leader.proposer.propose_conf_change(ConfChangeType.ADD_LEARNER_NODE, second)
+    # a new voter that got the learner's ID (same URLs, same second) is a duplicate,
+    # not a promotion of the learner
+    with pytest.raises(MemberExistsError):
+        await leader.proposer.propose_conf_change(
+            ConfChangeType.ADD_NODE, replace(learner, is_learner=False)
+        )
+    assert leader.stores.membership.members[0x99].is_learner
+    for s in c.servers:
+        await caught_up(s, leader.applied_wait.applied)
+        added = [
+            rec
+            for rec in map(json.loads, c.logs[s.member_id].getvalue().splitlines())
+            if rec["msg"] == "added member" and rec["added-peer-id"] == "99"
+        ]
+        assert len(added) == 1, added
+        assert added[0]["local-member-id"] == f"{s.member_id:x}"
+        assert added[0]["added-peer-peer-urls"] == ["http://192.0.2.99:2380"]

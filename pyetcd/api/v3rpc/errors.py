@@ -48,12 +48,14 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
     server_errors.MemberNotLearnerError: SC.FAILED_PRECONDITION,
     server_errors.NotEnoughStartedMembersError: SC.FAILED_PRECONDITION,
     server_errors.InvalidPeerURLsError: SC.INVALID_ARGUMENT,
+    server_errors.TooManyLearnersError: SC.FAILED_PRECONDITION,
     server_errors.MemberRemovedError: SC.FAILED_PRECONDITION,
     server_errors.NoLeaderError: SC.UNAVAILABLE,
     server_errors.LeaderChangedError: SC.UNAVAILABLE,
     server_errors.RequestTimeoutError: SC.UNAVAILABLE,
     server_errors.StoppedError: SC.UNAVAILABLE,
     server_errors.NotSupportedError: SC.UNAVAILABLE,
+    server_errors.UnhealthyError: SC.UNAVAILABLE,
     server_errors.CorruptError: SC.DATA_LOSS,
 }
 

@@ -40,7 +40,9 @@ from .errors import (
     MemberRemovedError,
     PeerURLExistsError,
     ServerError,
+    TooManyLearnersError,
 )
+from .maintenance import CLUSTER_VERSION
 from .membership import Member
 from .stores import Stores
 from .wait import RequestWait
@@ -76,6 +78,7 @@ class Applier:
         snapshots: BackendRestorer,
         peers: MembershipListener,
         *,
+        member_id: int,
         warning_apply_duration: float = 0.1,
         slow_applies: Counter | None = None,
         apply_durations: ApplyObserver | None = None,
@@ -91,6 +94,10 @@ class Applier:
         self.log = logger
         self.snapshots = snapshots
         self.peers = peers
+        self.member_id = member_id
+        # Whether "set initial cluster version" was logged by this process (see
+        # _members_published).
+        self._version_logged = False
 
     # -- the Applier protocol of RaftNode -----------------------------------------------------
 
@@ -205,6 +212,7 @@ class Applier:
                 attr.member_attributes.name,
                 tuple(attr.member_attributes.client_urls),
             )
+            self._members_published()
             return None
         if is_auth_request(req):
             return apply_auth_request(auth, req, index)
@@ -290,15 +298,22 @@ class Applier:
                 raise MemberRemovedError()
             if change.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
                 existing = members.get(node)
+                # A promotion's context is the learner itself (etcd: IsPromote); a new
+                # voter that happens to get a learner's ID (same URLs, same second) is
+                # an add, refused as a duplicate ID.
                 promoting = (
                     existing is not None
                     and existing.is_learner
                     and change.type == ConfChangeType.ADD_NODE
+                    and (member is None or member.is_learner)
                 )
                 if existing is not None and not promoting:
                     raise MemberExistsError()
                 if member is not None and not promoting:
                     self._check_urls_free(node, member.peer_urls)
+                learners = sum(1 for m in members.values() if m.is_learner)
+                if change.type == ConfChangeType.ADD_LEARNER_NODE and learners >= MAX_LEARNERS:
+                    raise TooManyLearnersError()
             elif change.type == ConfChangeType.REMOVE_NODE:
                 if node not in members:
                     raise MemberNotFoundError()
@@ -316,25 +331,81 @@ class Applier:
     def _record_members(self, cc: ConfChange) -> None:
         member = Member.decode(cc.context) if cc.context else None
         membership = self.stores.membership
+        ids = {
+            "cluster-id": f"{membership.cluster_id:x}",
+            "local-member-id": f"{self.member_id:x}",
+        }
         for change in cc.changes:
+            node = change.node_id
             if change.type == ConfChangeType.REMOVE_NODE:
-                if change.node_id not in membership.members:
+                gone = membership.members.get(node)
+                if gone is None:
                     raise MemberNotFoundError()
-                membership.remove(change.node_id)
+                membership.remove(node)
+                self.log.info(
+                    "removed member",
+                    {
+                        **ids,
+                        "removed-remote-peer-id": f"{node:x}",
+                        "removed-remote-peer-urls": list(gone.peer_urls),
+                    },
+                )
             elif change.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
-                existing = membership.members.get(change.node_id)
+                existing = membership.members.get(node)
                 learner = change.type == ConfChangeType.ADD_LEARNER_NODE
                 if existing is not None and not learner:
-                    membership.promote(change.node_id)
-                elif member is not None and member.id == change.node_id:
+                    membership.promote(node)
+                    self.log.info("promote member", ids)
+                elif member is not None and member.id == node:
                     membership.add(
                         Member(
                             member.id, member.name, member.peer_urls, member.client_urls, learner
                         )
                     )
+                    self.log.info(
+                        "added member",
+                        {
+                            **ids,
+                            "added-peer-id": f"{node:x}",
+                            "added-peer-peer-urls": list(member.peer_urls),
+                        },
+                    )
             elif change.type == ConfChangeType.UPDATE_NODE and member is not None:
-                membership.update_peer_urls(change.node_id, member.peer_urls)
+                membership.update_peer_urls(node, member.peer_urls)
+                self.log.info(
+                    "updated member",
+                    {
+                        **ids,
+                        "updated-remote-peer-id": f"{node:x}",
+                        "updated-remote-peer-urls": list(member.peer_urls),
+                    },
+                )
 
+    def _members_published(self) -> None:
+        # etcd's leader sets the cluster version once every member reports its server
+        # version, and each member logs it as it applies that. pyetcd's cluster version
+        # is fixed (CLUSTER_VERSION), so each member logs etcd's two lines at the
+        # equivalent point: when it applies the publish that completes the membership.
+        if self._version_logged:
+            return
+        members = self.stores.membership.members.values()
+        if not all(m.client_urls for m in members):
+            return
+        self._version_logged = True
+        version = ".".join(CLUSTER_VERSION.split(".")[:2])
+        self.log.info(
+            "set initial cluster version",
+            {
+                "cluster-id": f"{self.stores.membership.cluster_id:x}",
+                "local-member-id": f"{self.member_id:x}",
+                "cluster-version": version,
+            },
+        )
+        self.log.info("enabled capabilities for version", {"cluster-version": version})
+
+
+#: etcd 3.5's limit on learners in a cluster (membership.maxLearners)
+MAX_LEARNERS = 1
 
 # entries checked against the auth store at apply (rule 4)
 _CHECKED = frozenset(("put", "delete_range", "txn", "lease_revoke"))

@@ -26,7 +26,9 @@ __all__ = [
     "RequestTooLargeError",
     "ServerError",
     "StoppedError",
+    "TooManyLearnersError",
     "TooManyRequestsError",
+    "UnhealthyError",
 ]
 
 
@@ -99,6 +101,17 @@ class MemberNotLearnerError(ServerError):
 
 class NotEnoughStartedMembersError(ServerError):
     message = "etcdserver: re-configuration failed due to not enough started members"
+
+
+class UnhealthyError(ServerError):
+    """A reconfiguration refused because this member has not been connected to every
+    voting peer for etcd's health interval (the change could break the active quorum)."""
+
+    message = "etcdserver: unhealthy cluster"
+
+
+class TooManyLearnersError(ServerError):
+    message = "etcdserver: too many learner members in cluster"
 
 
 class InvalidPeerURLsError(ServerError):

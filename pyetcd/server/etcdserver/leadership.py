@@ -62,14 +62,15 @@ class Leadership:
     def changed(self, old: int, new: int) -> None:
         """The driver's report: the leader went from ``old`` to ``new``."""
         self.lead = new
-        self.log.info(
-            "raft.node: elected leader" if new != NONE else "raft.node: lost leader",
-            {
-                "local-member-id": f"{self.member_id:x}",
-                "leader": f"{new:x}",
-                "term": self._raft.term,
-            },
-        )
+        # etcd's raft.node lines, word for word (harnesses wait for "elected leader").
+        me, term = self.member_id, self._raft.term
+        if new == NONE:
+            msg = f"raft.node: {me:x} lost leader {old:x} at term {term}"
+        elif old == NONE:
+            msg = f"raft.node: {me:x} elected leader {new:x} at term {term}"
+        else:
+            msg = f"raft.node: {me:x} changed leader from {old:x} to {new:x} at term {term}"
+        self.log.info(msg, {})
         if new == self.member_id:
             self._stores.lessor.promote(self._election_timeout)
         elif old == self.member_id:

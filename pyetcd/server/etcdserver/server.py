@@ -55,6 +55,7 @@ from .membership import Member, Membership
 from .metrics import Metrics
 from .pacer import ReadPacer
 from .proposer import Proposer
+from .publish import Publisher
 from .raft_node import RaftNode, conf_change_entries
 from .read_index import ReadIndexer
 from .stores import BackendSnapshots, Stores
@@ -140,7 +141,8 @@ class EtcdServer:
         # A backend lost from a member that has a log is not recreated before the log
         # says whether it can be rebuilt (see backend.py).
         kv = None
-        reopen = not self._member_initialized() or backend_exists(cfg)
+        initialized = self._member_initialized()
+        reopen = not initialized or backend_exists(cfg)
         # A restart reads the WAL in a child process while this one rebuilds the key
         # index: both are CPU-bound, and under one GIL they would take turns.
         ahead = self._start_wal_read_ahead()
@@ -163,18 +165,26 @@ class EtcdServer:
         self.storage = storage
         md = storage.metadata
         self.member_id, self.cluster_id = md.member_id, md.cluster_id
+        ids = {"local-member-id": f"{self.member_id:x}", "cluster-id": f"{self.cluster_id:x}"}
+        commit = {"commit-index": storage.initial_state()[0].commit} if initialized else {}
+        starting = "restarting local member" if initialized else "starting local member"
+        self.log.info(starting, {**ids, **commit})
         self._build(kv, boot)
         self._advance_election_ticks(boot)
         await self.transport.start()
         self.peers.sync()
         self.raft.start()
+        version = {"local-server-version": SERVER_VERSION, "cluster-version": "to_be_decided"}
+        self.log.info(
+            "starting etcd server", {"local-member-id": ids["local-member-id"], **version}
+        )
         self._spawn(self.proposer.run_expiry(), "request-expiry")
         self._spawn(self.lease.run_expiry(), "lease-expiry")
         self._spawn(self._token_expiry_loop(), "token-expiry")
         self._spawn(self._backend_commit_loop(), "backend-commit")
         self._spawn(self._watch_sync_loop(), "watch-sync")
         self._spawn(self.read_indexer.run(), "read-index")
-        self._spawn(self._publish(), "publish")
+        self._spawn(self.publisher.run(), "publish")
         if self.compactor is not None:
             self._spawn(self.compactor.run(), "auto-compaction")
         if cfg.experimental_initial_corrupt_check:
@@ -243,9 +253,11 @@ class EtcdServer:
         self.snapshots = snapshots = BackendSnapshots(
             stores, leadership, log, self.metrics.backend_snapshot
         )
+        strict = cfg.strict_reconfig_check
         self.cluster_face = face = ClusterFace(
-            cluster_id, stores, rawnode, applied, leadership, proposer, log, self.metrics
-        )
+            cluster_id, stores, rawnode, applied, leadership, proposer, log, self.metrics,
+            strict_reconfig_check=strict,
+        )  # fmt: skip
         self.transport = transport = self._new_transport(boot)
         self.peers = peers = Peers(member_id, transport, stores, self)
         self.applier = applier = Applier(
@@ -254,6 +266,7 @@ class EtcdServer:
             log,
             snapshots,
             peers,
+            member_id=member_id,
             warning_apply_duration=cfg.experimental_warning_apply_duration,
             slow_applies=self.metrics.slow_applies,
             apply_durations=self.metrics.apply_durations,
@@ -286,6 +299,17 @@ class EtcdServer:
         )
         self.lease = LeaseServer(
             stores, proposer, self.read_indexer, leadership, headers, self.metrics.leases_expired
+        )
+        self.publisher = Publisher(
+            member_id,
+            cluster_id,
+            cfg.name,
+            cfg.advertise_client_urls,
+            leadership,
+            proposer,
+            log,
+            timeout=self.request_timeout,
+            retry_delay=self.heartbeat * 5,
         )
         self.cluster = ClusterServer(
             member_id,
@@ -387,7 +411,8 @@ class EtcdServer:
             fs=NO_SYNC_FS if cfg.unsafe_no_fsync else OS_FS,
             snap_metrics=self.metrics.snap,
         )
-        members = [(m.id, Member(m.id, "", m.peer_urls).encode()) for m in boot.members]
+        # Named as in --initial-cluster, as etcd's: they count as started members.
+        members = [(m.id, Member(m.id, m.name, m.peer_urls).encode()) for m in boot.members]
         ents = conf_change_entries(members)
         # The bootstrap log: every initial member added at term 1, already committed.
         storage.save(HardState(term=1, vote=NONE, commit=len(ents)), ents).result()
@@ -572,19 +597,3 @@ class EtcdServer:
         while True:
             await asyncio.sleep(0.1)
             self.stores.kv.backend.maybe_commit()
-
-    async def _publish(self) -> None:
-        # Tell the cluster this member's name and client URLs (etcd's publish).
-        req = raft_internal_pb2.InternalRaftRequest()
-        attr = req.cluster_member_attr_set
-        attr.member_ID = self.member_id
-        attr.member_attributes.name = self.cfg.name
-        attr.member_attributes.client_urls.extend(self.cfg.advertise_client_urls)
-        while True:
-            try:
-                await self.leadership.wait_leader()
-                await self.proposer.propose(req)
-                return
-            except Exception as err:  # keep trying until it lands
-                self.log.warn("failed to publish local member to cluster", {"error": str(err)})
-                await asyncio.sleep(self.heartbeat * 5)

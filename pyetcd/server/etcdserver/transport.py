@@ -138,6 +138,11 @@ class Transport(Protocol):
 
     def peer_active(self, peer_id: int) -> bool: ...
 
+    def active_since(self, peer_id: int) -> float | None:
+        """Since when (``time.monotonic()``) ``peer_id`` has been connected without a
+        break; None while it is not (etcd's Transporter.ActiveSince)."""
+        ...
+
     def send(self, msgs: Sequence[Message]) -> None:
         """Queue ``msgs`` for their peers; never blocks. Undeliverable messages are
         reported to the Raft driver as unreachable."""
@@ -166,6 +171,9 @@ class NullTransport:
 
     def peer_active(self, peer_id: int) -> bool:
         return False
+
+    def active_since(self, peer_id: int) -> float | None:
+        return None
 
     def send(self, msgs: Sequence[Message]) -> None:
         pass

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -88,14 +89,14 @@ class MemoryNetwork:
 
     def cut(self, frm: int, to: int) -> None:
         """Take the link from ``frm`` to ``to`` down (one direction)."""
-        self._down.add((frm, to))
+        self._link_down(frm, to)
 
     def isolate(self, member_id: int) -> None:
         """Take every link to and from ``member_id`` down."""
         for other in self._members:
             if other != member_id:
-                self._down.add((member_id, other))
-                self._down.add((other, member_id))
+                self._link_down(member_id, other)
+                self._link_down(other, member_id)
 
     def partition(self, *groups: Iterable[int]) -> None:
         """Take down every link between members of different ``groups``."""
@@ -104,8 +105,8 @@ class MemoryNetwork:
             for b in sets[i + 1 :]:
                 for x in a:
                     for y in b:
-                        self._down.add((x, y))
-                        self._down.add((y, x))
+                        self._link_down(x, y)
+                        self._link_down(y, x)
 
     def drop_if(self, pred: Callable[[Message], bool] | None) -> None:
         """Silently lose every message for which ``pred`` is true (None: lose nothing)."""
@@ -139,6 +140,15 @@ class MemoryNetwork:
     def _detach(self, tr: MemoryTransport) -> None:
         if self._members.get(tr.member_id) is tr:
             del self._members[tr.member_id]
+            for other in self._members.values():
+                other._since.pop(tr.member_id, None)
+
+    def _link_down(self, frm: int, to: int) -> None:
+        self._down.add((frm, to))
+        sender = self._members.get(frm)
+        if sender is not None:
+            # A broken stream: the peer's active time starts again when the link is back.
+            sender._since.pop(to, None)
 
     def _receiver(self, frm: int, to: int) -> MemoryTransport | None:
         return self._members.get(to) if self.link_up(frm, to) else None
@@ -175,6 +185,9 @@ class MemoryTransport:
         self.snapshot_dir = snapshot_dir
         self.peers: set[int] = {p for p in peers if p != member_id}
         self.removed: set[int] = set()
+        # peer -> since when (time.monotonic()) its link has been seen up; an entry is
+        # made when asked while the link is up and dropped when the link goes down.
+        self._since: dict[int, float] = {}
         self._running = False
         self._snap_tasks: set[asyncio.Task[None]] = set()
 
@@ -201,6 +214,7 @@ class MemoryTransport:
     def remove_peer(self, peer_id: int) -> None:
         self.removed.add(peer_id)
         self.peers.discard(peer_id)
+        self._since.pop(peer_id, None)
 
     def update_peer(self, peer_id: int, urls: Sequence[str]) -> None:
         pass  # a member's address on this network is its id
@@ -210,6 +224,12 @@ class MemoryTransport:
 
     def peer_active(self, peer_id: int) -> bool:
         return peer_id in self.peers and self.network.link_up(self.member_id, peer_id)
+
+    def active_since(self, peer_id: int) -> float | None:
+        if not self.peer_active(peer_id):
+            self._since.pop(peer_id, None)
+            return None
+        return self._since.setdefault(peer_id, time.monotonic())
 
     # -- sending -------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import contextlib
 import random
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Final, Protocol
@@ -132,6 +133,10 @@ class Peer:
         self.up = asyncio.Event()
         self.down = asyncio.Event()
         self.active = False
+        #: When (time.monotonic()) the stream last became active; None while it is
+        #: not (etcd's peerStatus.since, zero when inactive): reconfiguration checks
+        #: ask how long every peer has been connected.
+        self.active_since: float | None = None
         # Set once a dial or write failed; until the stream is back, send() drops.
         self.failed = False
         self.broken = False
@@ -147,6 +152,7 @@ class Peer:
         self._last_refusal = None
         if not self.active:
             self.active = True
+            self.active_since = time.monotonic()
             self.down.clear()
             self.up.set()
             self.tr.log.info("peer became active", {"peer-id": _hex(self.id)})
@@ -156,6 +162,7 @@ class Peer:
         err = f"failed to {action} {_hex(self.id)} on stream Message ({reason})"
         if self.active:
             self.active = False
+            self.active_since = None
             self.up.clear()
             self.down.set()
             self.tr.metrics.peer_disconnected(self.id)

@@ -298,6 +298,12 @@ class PeerTransport:
         peer = self._peers.get(peer_id)
         return peer is not None and peer.active
 
+    def active_since(self, peer_id: int) -> float | None:
+        """Since when (``time.monotonic()``) the stream to ``peer_id`` has been up;
+        None while it is down or ``peer_id`` is not a peer (etcd's ActiveSince)."""
+        peer = self._peers.get(peer_id)
+        return peer.active_since if peer is not None else None
+
     async def wait_active(self, peer_id: int, active: bool = True) -> None:
         """Wait until the stream to ``peer_id`` is up (or, with ``active=False``, down).
 

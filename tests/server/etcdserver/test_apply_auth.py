@@ -37,7 +37,7 @@ class Harness:
         self.store = stores.kv
         self.auth = stores.auth
         self.waits = RequestWait()
-        self.applier = Applier(stores, self.waits, log, NoPeers(), NoPeers())  # type: ignore[arg-type]
+        self.applier = Applier(stores, self.waits, log, NoPeers(), NoPeers(), member_id=1)  # type: ignore[arg-type]
         self.index = 0
 
     def apply(self, req: raft_internal_pb2.InternalRaftRequest) -> object:

@@ -122,10 +122,12 @@ async def test_isolated_member_is_unreachable_both_ways(
     assert ms[B].raft.received == [] and [m.frm for m in ms[A].raft.received] == []
     assert len(ms[C].raft.received) == 1
     assert not ms[A].tr.peer_active(B)
+    assert ms[A].tr.active_since(B) is None and ms[A].tr.active_since(C) is not None
     network.heal()
     ms[A].tr.send([hb(A, B)])
     await settle()
     assert len(ms[B].raft.received) == 1
+    assert ms[A].tr.active_since(B) is not None
 
 
 async def test_link_cut_while_in_flight_drops_the_message(

@@ -11,6 +11,7 @@ import os
 import random
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -319,14 +320,21 @@ async def test_reconnects_after_peer_restart(make_node: Factory) -> None:
     connect(a, b)
     a.t.send([hb(A, B, commit=1)])
     await b.until(lambda: len(b.received) == 1)
+    first_since = a.t.active_since(B)
+    assert first_since is not None and first_since <= time.monotonic()
     port = b.t.listen_addresses[0][1]
     await b.t.close()
     await a.t.wait_active(B, active=False)
     assert "peer became inactive (message send to peer failed)" in a.sink.msgs()
     assert a.t.metrics.disconnected == {B: 1}  # etcd_network_disconnected_peers_total
+    # etcd's ActiveSince: zero while the stream is broken, then counted anew
+    assert a.t.active_since(B) is None
     b2 = await make_node(B, port=port)
     b2.t.add_peer(A, (a.url,))
     await a.t.wait_active(B)
+    since = a.t.active_since(B)
+    assert since is not None and since > first_since
+    assert a.t.active_since(C) is None  # not a peer
     a.t.send([hb(A, B, commit=2)])
     await b2.until(lambda: len(b2.received) == 1)
     assert b2.received[0].commit == 2
