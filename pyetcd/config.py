@@ -38,7 +38,7 @@ from pyetcd.flagspec import (
     parse_value,
     split_host_port,
 )
-from pyetcd.logutil import DEFAULT_LOG_OUTPUT, parse_level
+from pyetcd.logutil import DEFAULT_LOG_OUTPUT, go_duration, parse_level
 
 __all__ = [
     "CLUSTER_STATE_EXISTING",
@@ -143,6 +143,8 @@ class ServerConfig:
     experimental_initial_corrupt_check: bool = False
     experimental_watch_progress_notify_interval: float = 600.0
     experimental_corrupt_check_time: float = 0.0  # seconds; 0 disables
+    experimental_compact_hash_check_enabled: bool = False
+    experimental_compact_hash_check_time: float = 60.0  # seconds
     experimental_compaction_batch_limit: int = 1000
     experimental_warning_apply_duration: float = 0.1
     unsafe_no_fsync: bool = False
@@ -276,6 +278,11 @@ def validate(cfg: ServerConfig) -> None:
     if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
         raise ConfigError(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
     compaction_retention(cfg)
+    if cfg.experimental_compact_hash_check_time <= 0:
+        raise ConfigError(
+            "--experimental-compact-hash-check-time must be >0 (set to "
+            f"{go_duration(cfg.experimental_compact_hash_check_time)})"
+        )
     _check_tls_versions(cfg)
 
 

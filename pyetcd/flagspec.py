@@ -311,13 +311,28 @@ FLAGS: tuple[FlagSpec, ...] = (
         _X,
         "Period of the leader's corruption check (0 disables).",
     ),
+    _f(
+        "experimental-compact-hash-check-enabled",
+        _B,
+        "false",
+        _X,
+        "The leader compares the followers' hashes taken at compactions (etcd 3.5.5+).",
+    ),
+    _f(
+        "experimental-compact-hash-check-time",
+        _D,
+        "1m0s",
+        _X,
+        "Period of the compact hash check.",
+    ),
     _f("experimental-enable-v2v3", _S, "", _X, "v2 over the v3 backend.", supported=False),
     _f(
         "experimental-enable-lease-checkpoint",
         _B,
         "false",
         _X,
-        "Persist lease TTLs.",
+        "Enable leader to send regular checkpoints to other members to prevent reset of "
+        "remaining TTL on leader change.",
         supported=False,
     ),
     _f(

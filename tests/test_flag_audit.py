@@ -88,6 +88,8 @@ USES: dict[str, tuple[str, str | None]] = {
     "experimental-initial-corrupt-check": ("pyetcd/server/etcdserver/server.py", None),
     "experimental-corrupt-check-time": ("pyetcd/server/etcdserver/server.py", None),
     "experimental-compaction-batch-limit": ("pyetcd/server/etcdserver/stores.py", None),
+    "experimental-compact-hash-check-enabled": ("pyetcd/server/etcdserver/stores.py", None),
+    "experimental-compact-hash-check-time": ("pyetcd/server/etcdserver/server.py", None),
     "experimental-warning-apply-duration": ("pyetcd/server/etcdserver/server.py", None),
     "unsafe-no-fsync": ("pyetcd/server/etcdserver/server.py", None),
     # command-line only: read before a ServerConfig exists

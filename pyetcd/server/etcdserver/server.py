@@ -184,6 +184,11 @@ class EtcdServer:
                 self.corruption.run_periodic(cfg.experimental_corrupt_check_time),
                 "corruption-check",
             )
+        if cfg.experimental_compact_hash_check_enabled:
+            self._spawn(
+                self.corruption.run_compact_hash_check(cfg.experimental_compact_hash_check_time),
+                "compact-hash-check",
+            )
         hs = storage.initial_state()[0]
         self.log.info(
             "started pyetcd member",

@@ -48,6 +48,8 @@ def new_kvstore(cfg: ServerConfig, metrics: MvccMetrics | None = None) -> KVStor
         batch_limit=cfg.backend_batch_limit if cfg.backend_batch_limit > 0 else 10000,
         batch_interval=cfg.backend_batch_interval if cfg.backend_batch_interval > 0 else 0.1,
         compaction_batch_limit=cfg.experimental_compaction_batch_limit,
+        # the compact hash check compares the hashes compactions take
+        compaction_hashes=cfg.experimental_compact_hash_check_enabled,
         quota_bytes=cfg.quota_backend_bytes,
         min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
         metrics=metrics,
