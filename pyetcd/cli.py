@@ -313,6 +313,15 @@ def resolve_defaults(cfg: ServerConfig, logger: Logger | None = None) -> ServerC
         cfg = cfg.replace(data_dir=f"{cfg.name}.etcd")
         if logger is not None:
             logger.warn("'data-dir' was empty; using default", data_dir=cfg.data_dir)
+    if (
+        logger is not None
+        and cfg.experimental_enable_lease_checkpoint
+        and not cfg.experimental_enable_lease_checkpoint_persist
+    ):
+        logger.warn(
+            "Detected that checkpointing is enabled without persistence. Consider enabling "
+            "experimental-enable-lease-checkpoint-persist"
+        )
     return cfg
 
 

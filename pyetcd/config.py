@@ -144,6 +144,8 @@ class ServerConfig:
     experimental_watch_progress_notify_interval: float = 600.0
     experimental_corrupt_check_time: float = 0.0  # seconds; 0 disables
     experimental_compact_hash_check_enabled: bool = False
+    experimental_enable_lease_checkpoint: bool = False
+    experimental_enable_lease_checkpoint_persist: bool = False
     experimental_compact_hash_check_time: float = 60.0  # seconds
     experimental_compaction_batch_limit: int = 1000
     experimental_warning_apply_duration: float = 0.1
@@ -278,6 +280,13 @@ def validate(cfg: ServerConfig) -> None:
     if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
         raise ConfigError(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
     compaction_retention(cfg)
+    if cfg.experimental_enable_lease_checkpoint_persist and not (
+        cfg.experimental_enable_lease_checkpoint
+    ):
+        raise ConfigError(
+            "setting experimental-enable-lease-checkpoint-persist requires "
+            "experimental-enable-lease-checkpoint"
+        )
     if cfg.experimental_compact_hash_check_time <= 0:
         raise ConfigError(
             "--experimental-compact-hash-check-time must be >0 (set to "

@@ -333,7 +333,14 @@ FLAGS: tuple[FlagSpec, ...] = (
         _X,
         "Enable leader to send regular checkpoints to other members to prevent reset of "
         "remaining TTL on leader change.",
-        supported=False,
+    ),
+    _f(
+        "experimental-enable-lease-checkpoint-persist",
+        _B,
+        "false",
+        _X,
+        "Persist the checkpointed remaining TTL (requires "
+        "--experimental-enable-lease-checkpoint).",
     ),
     _f(
         "experimental-compaction-batch-limit",

@@ -90,6 +90,11 @@ USES: dict[str, tuple[str, str | None]] = {
     "experimental-compaction-batch-limit": ("pyetcd/server/etcdserver/stores.py", None),
     "experimental-compact-hash-check-enabled": ("pyetcd/server/etcdserver/stores.py", None),
     "experimental-compact-hash-check-time": ("pyetcd/server/etcdserver/server.py", None),
+    "experimental-enable-lease-checkpoint": ("pyetcd/server/etcdserver/stores.py", None),
+    "experimental-enable-lease-checkpoint-persist": (
+        "pyetcd/server/etcdserver/stores.py",
+        None,
+    ),
     "experimental-warning-apply-duration": ("pyetcd/server/etcdserver/server.py", None),
     "unsafe-no-fsync": ("pyetcd/server/etcdserver/server.py", None),
     # command-line only: read before a ServerConfig exists

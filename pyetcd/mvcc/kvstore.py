@@ -72,6 +72,7 @@ class KVStore:
         quota_bytes: int = 0,
         min_lease_ttl: int = 2,
         lease_checkpoint_interval: float | None = None,
+        lease_checkpoint_persist: bool = False,
         compaction_batch_limit: int = COMPACTION_BATCH_LIMIT,
         compaction_hashes: bool = False,
         metrics: MvccMetrics | None = None,
@@ -85,6 +86,7 @@ class KVStore:
             quota_bytes: --quota-backend-bytes; 0 = 2 GiB, negative = no quota.
             min_lease_ttl: the lessor's minimum TTL in seconds.
             lease_checkpoint_interval: None disables lease checkpoints.
+            lease_checkpoint_persist: applied checkpoints are written to the backend.
             compaction_batch_limit: most records deleted per committed compaction batch
                 (etcd's --experimental-compaction-batch-limit; <= 0: the default).
             compaction_hashes: hash the store as each compaction walks it and keep the
@@ -120,6 +122,7 @@ class KVStore:
             clock=clock,
             min_lease_ttl=min_lease_ttl,
             checkpoint_interval=lease_checkpoint_interval,
+            checkpoint_persist=lease_checkpoint_persist,
             metrics=m,
         )
         # called after each write transaction with (revision, changes); the
