@@ -36,6 +36,7 @@ from pyetcd.config import (
     ServerConfig,
     check_unsupported,
     config_from_file,
+    discovery_clears_initial_cluster,
     field_name,
     validate,
 )
@@ -51,6 +52,7 @@ from pyetcd.flagspec import (
 )
 from pyetcd.ids import BootstrapError, bootstrap_cluster
 from pyetcd.logutil import Level, Logger, LogLevelError, LogSetupError, bootstrap_logger, new_logger
+from pyetcd.srv import SRVError, srv_initial_cluster
 
 __all__ = [
     "ETCD_API_VERSION",
@@ -247,7 +249,8 @@ def _config_from_values(values: Mapping[str, Value], origin: Mapping[str, str]) 
     # validation can insist on an explicit one.
     if "listen-client-urls" in values and "advertise-client-urls" not in values:
         changes["advertise_client_urls"] = ()
-    return ServerConfig(flags_explicitly_set=frozenset(values)).replace(**changes)
+    cfg = ServerConfig(flags_explicitly_set=frozenset(values)).replace(**changes)
+    return discovery_clears_initial_cluster(cfg)
 
 
 def load_config(
@@ -433,8 +436,10 @@ def _run(
     cfg = resolve_defaults(cfg, logger)
     if not _member_initialized(cfg):
         try:
+            if cfg.discovery_srv:
+                cfg = cfg.replace(initial_cluster=srv_initial_cluster(cfg, logger))
             bootstrap_cluster(cfg)
-        except BootstrapError as exc:
+        except (BootstrapError, SRVError) as exc:
             logger.warn("failed to start etcd", error=str(exc))
             logger.fatal("discovery failed", error=str(exc))
             return 1

@@ -46,11 +46,13 @@ __all__ = [
     "DEFAULT_INITIAL_CLUSTER",
     "DEFAULT_NAME",
     "DEFAULT_QUOTA_BYTES",
+    "ERR_CONFLICT_BOOTSTRAP_FLAGS",
     "MAX_ELECTION_MS",
     "ConfigError",
     "ServerConfig",
     "compaction_retention",
     "config_from_file",
+    "discovery_clears_initial_cluster",
     "validate",
 ]
 
@@ -101,6 +103,8 @@ class ServerConfig:
     initial_cluster: str = DEFAULT_INITIAL_CLUSTER
     initial_cluster_state: str = CLUSTER_STATE_NEW
     initial_cluster_token: str = "etcd-cluster"
+    discovery_srv: str = ""  # DNS domain whose SRV records give the initial cluster
+    discovery_srv_name: str = ""
     # Empty only when --listen-client-urls was given without it (then invalid).
     advertise_client_urls: tuple[str, ...] = ("http://localhost:2379",)
     strict_reconfig_check: bool = True
@@ -246,6 +250,22 @@ def _check_logging(cfg: ServerConfig) -> None:
     parse_level(cfg.log_level)  # LogLevelError: etcd panics here
 
 
+ERR_CONFLICT_BOOTSTRAP_FLAGS = (
+    'multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", '
+    '"discovery" or "discovery-srv"'
+)
+
+
+def discovery_clears_initial_cluster(cfg: ServerConfig) -> ServerConfig:
+    """etcd drops the default ``--initial-cluster`` when a discovery flag is set and
+    ``--initial-cluster`` was not given: the cluster then comes from DNS."""
+    if (cfg.discovery_srv or cfg.discovery_srv_name) and (
+        "initial-cluster" not in cfg.flags_explicitly_set
+    ):
+        return cfg.replace(initial_cluster="")
+    return cfg
+
+
 def validate(cfg: ServerConfig) -> None:
     """Check ``cfg`` the way etcd's ``embed.ServerConfig.Validate`` does, in the same order.
 
@@ -261,6 +281,8 @@ def validate(cfg: ServerConfig) -> None:
     _check_host_urls("--advertise-client-urls", cfg.advertise_client_urls)
     if cfg.initial_cluster_state not in (CLUSTER_STATE_NEW, CLUSTER_STATE_EXISTING):
         raise ConfigError(f'unexpected clusterState "{cfg.initial_cluster_state}"')
+    if cfg.initial_cluster and cfg.discovery_srv:
+        raise ConfigError(ERR_CONFLICT_BOOTSTRAP_FLAGS)
     if cfg.heartbeat_interval == 0:
         raise ConfigError("--heartbeat-interval must be >0 (set to 0ms)")
     if cfg.election_timeout == 0:
@@ -453,6 +475,7 @@ def config_from_file(path: str) -> tuple[ServerConfig, list[str]]:
     check_unsupported(values, {})
     changes = {field_name(f): v for f, v in values.items() if field_name(f) in CONFIG_FIELDS}
     cfg = ServerConfig(config_file=path, flags_explicitly_set=frozenset(values)).replace(**changes)
+    cfg = discovery_clears_initial_cluster(cfg)
     if not cfg.initial_cluster_state:
         cfg = cfg.replace(initial_cluster_state=CLUSTER_STATE_NEW)
     validate(cfg)

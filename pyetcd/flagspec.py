@@ -173,8 +173,14 @@ FLAGS: tuple[FlagSpec, ...] = (
         choices=("exit", "proxy"),
     ),
     _f("discovery-proxy", _S, "", _C, "HTTP proxy for discovery.", supported=False),
-    _f("discovery-srv", _S, "", _C, "DNS SRV domain for bootstrapping.", supported=False),
-    _f("discovery-srv-name", _S, "", _C, "Suffix of the DNS SRV name.", supported=False),
+    _f("discovery-srv", _S, "", _C, "DNS SRV domain used to bootstrap the cluster."),
+    _f(
+        "discovery-srv-name",
+        _S,
+        "",
+        _C,
+        "Suffix to the DNS SRV name queried when bootstrapping using DNS.",
+    ),
     _f(
         "strict-reconfig-check", _B, "true", _C, "Refuse membership changes that would lose quorum."
     ),

@@ -108,6 +108,9 @@ VERIFY_CASES: list[tuple[list[str], dict[str, str], str]] = [
      'invalid value "abc" for ETCD_SNAPSHOT_COUNT: parse error'),
     ([], {"ETCD_HEARTBEAT_INTERVAL": "300"},
      "--election-timeout[1000ms] should be at least as 5 times as --heartbeat-interval[300ms]"),
+    (["--discovery-srv", "example.com", "--initial-cluster", "a=http://127.0.0.1:1"], {},
+     'multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", '
+     '"discovery" or "discovery-srv"'),
 ]
 
 

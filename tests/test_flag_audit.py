@@ -48,6 +48,8 @@ USES: dict[str, tuple[str, str | None]] = {
     "initial-cluster": ("pyetcd/ids.py", None),
     "initial-cluster-state": ("pyetcd/server/etcdserver/server.py", None),
     "initial-cluster-token": ("pyetcd/ids.py", None),
+    "discovery-srv": ("pyetcd/srv.py", None),
+    "discovery-srv-name": ("pyetcd/srv.py", None),
     "advertise-client-urls": ("pyetcd/server/etcdserver/server.py", None),
     "strict-reconfig-check": ("pyetcd/server/etcdserver/server.py", None),
     "pre-vote": ("pyetcd/server/etcdserver/server.py", None),
