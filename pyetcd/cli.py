@@ -38,6 +38,7 @@ from pyetcd.config import (
     config_from_file,
     discovery_clears_initial_cluster,
     field_name,
+    log_rotation,
     validate,
 )
 from pyetcd.flagspec import (
@@ -427,7 +428,8 @@ def _run(
     cfg = loaded.config
     _log_notices(boot, [n for n in loaded.notices if n.msg != _LOADED_MSG])
     try:
-        logger = new_logger(cfg.logger, cfg.log_outputs, cfg.log_level, stdout=out, stderr=err)
+        logger = new_logger(cfg.logger, cfg.log_outputs, cfg.log_level, stdout=out, stderr=err,
+                            rotation=log_rotation(cfg))
     except LogSetupError as exc:
         boot.warn("failed to verify flags", error=str(exc))
         return 1

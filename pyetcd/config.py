@@ -38,6 +38,7 @@ from pyetcd.flagspec import (
     parse_value,
     split_host_port,
 )
+from pyetcd.logrotate import LogRotation, LogRotationError, parse_log_rotation
 from pyetcd.logutil import DEFAULT_LOG_OUTPUT, go_duration, parse_level
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "compaction_retention",
     "config_from_file",
     "discovery_clears_initial_cluster",
+    "log_rotation",
     "validate",
 ]
 
@@ -143,6 +145,10 @@ class ServerConfig:
     logger: str = "zap"
     log_outputs: tuple[str, ...] = (DEFAULT_LOG_OUTPUT,)
     log_level: str = "info"
+    enable_log_rotation: bool = False
+    log_rotation_config_json: str = (
+        '{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}'
+    )
     # Experimental and unsafe
     experimental_initial_corrupt_check: bool = False
     experimental_watch_progress_notify_interval: float = 600.0
@@ -247,7 +253,33 @@ def _check_logging(cfg: ServerConfig) -> None:
         raise ConfigError(f'unknown logger option "{cfg.logger}"')
     if len(cfg.log_outputs) > 1 and DEFAULT_LOG_OUTPUT in cfg.log_outputs:
         raise ConfigError(f'multi logoutput for "{DEFAULT_LOG_OUTPUT}" is not supported yet')
+    log_rotation(cfg)
     parse_level(cfg.log_level)  # LogLevelError: etcd panics here
+
+
+ERR_LOG_ROTATION_INVALID_LOG_OUTPUT = (
+    "--log-outputs requires a single file path when --log-rotate-config-json is defined"
+)
+
+
+def log_rotation(cfg: ServerConfig) -> LogRotation | None:
+    """The rotation of the file log output, None without ``--enable-log-rotation``.
+
+    Raises:
+        ConfigError: etcd's text: not exactly one file output (a lone stream output, or
+            several files), or a ``--log-rotation-config-json`` that does not parse.
+    """
+    if not cfg.enable_log_rotation:
+        return None
+    outputs = cfg.log_outputs or (DEFAULT_LOG_OUTPUT,)
+    files = [o for o in outputs if o not in (DEFAULT_LOG_OUTPUT, "stderr", "stdout")]
+    # etcd's own rule: [stderr, stdout] passes (and rotates nothing)
+    if (len(outputs) == 1 and not files) or len(files) > 1:
+        raise ConfigError(ERR_LOG_ROTATION_INVALID_LOG_OUTPUT)
+    try:
+        return parse_log_rotation(cfg.log_rotation_config_json)
+    except LogRotationError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 ERR_CONFLICT_BOOTSTRAP_FLAGS = (

@@ -87,6 +87,9 @@ USES: dict[str, tuple[str, str | None]] = {
     "logger": ("pyetcd/cli.py", r"new_logger\(cfg\.logger"),
     "log-outputs": ("pyetcd/cli.py", r"cfg\.log_outputs"),
     "log-level": ("pyetcd/cli.py", r"cfg\.log_level"),
+    # config.log_rotation reads both; the loggers are built with what it returns
+    "enable-log-rotation": ("pyetcd/cli.py", r"rotation=log_rotation\(cfg\)"),
+    "log-rotation-config-json": ("pyetcd/embed.py", r"rotation=log_rotation\(cfg\)"),
     "experimental-initial-corrupt-check": ("pyetcd/server/etcdserver/server.py", None),
     "experimental-corrupt-check-time": ("pyetcd/server/etcdserver/server.py", None),
     "experimental-compaction-batch-limit": ("pyetcd/server/etcdserver/stores.py", None),
