@@ -81,6 +81,10 @@ def test_clean_cluster_stays_quiet(make_cluster: MakeCluster) -> None:
         )
 
     wait_until("compaction hash checked", whole_cluster_checked, 15.0)
+    for m in c.members:
+        stored = _log_lines(m, "storing new hash")
+        assert [line["revision"] for line in stored] == [rev]
+    assert len({line["hash"] for m in c.members for line in _log_lines(m, "storing new hash")}) == 1
     assert not _log_lines(leader, "failed compaction hash check")
     out = c.etcdctl("alarm", "list", endpoints=leader.endpoint)
     assert "CORRUPT" not in out.stdout
