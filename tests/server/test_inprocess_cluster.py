@@ -324,9 +324,13 @@ async def test_lease_checkpoint_keeps_remaining_ttl_across_leader_change(
     )
     ttl, servers = await _lease_across_leader_change(c, checkpointed=True)
     assert 690 <= ttl.TTL <= 700, ttl
+    # 699 unless the loop was a second late to checkpoint
+    leases = [s.stores.lessor.lookup(ttl.ID) for s in servers]
+    remaining = {lease.remaining_ttl for lease in leases if lease is not None}
+    assert None not in leases and len(remaining) == 1 and 690 <= min(remaining) <= 699
     for s in servers:
         s.stores.kv.commit()
-        assert s.stores.kv.backend.leases() == [(ttl.ID, 1000, 699 if persist else 0)]
+        assert s.stores.kv.backend.leases() == [(ttl.ID, 1000, min(remaining) if persist else 0)]
 
 
 async def test_without_lease_checkpoint_a_new_leader_resets_the_ttl(
