@@ -9,6 +9,7 @@ histories then give etcd's exact number.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyetcd.mvcc.revision import Revision, bytes_to_rev, decode_kv, is_tombstone
@@ -20,6 +21,7 @@ __all__ = [
     "HashStorage",
     "KeyValueHash",
     "crc32c",
+    "crc32c_python",
     "marshal_kv",
 ]
 
@@ -40,13 +42,32 @@ def _table() -> list[int]:
 _TABLE = _table()
 
 
-def crc32c(data: bytes, crc: int = 0) -> int:
+def crc32c_python(data: bytes, crc: int = 0) -> int:
     """CRC-32C of ``data``, continuing from ``crc`` (like zlib.crc32's second argument)."""
     crc ^= 0xFFFFFFFF
     table = _TABLE
     for b in data:
         crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
+
+
+def _c_crc32c() -> Callable[[bytes, int], int] | None:
+    # the crc32c package's C (SSE 4.2) implementation: the same numbers, far faster
+    try:
+        import crc32c as c
+    except ImportError:  # a dependency; without it the pure one stays correct
+        return None
+    return c.crc32c
+
+
+_CRC32C_C = _c_crc32c()
+
+
+def crc32c(data: bytes, crc: int = 0) -> int:
+    """CRC-32C of ``data``, continuing from ``crc`` (like zlib.crc32's second argument)."""
+    if _CRC32C_C is not None:
+        return _CRC32C_C(data, crc)
+    return crc32c_python(data, crc)
 
 
 def _varint(n: int) -> bytes:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyetcd.mvcc import CompactedError, KVStore
-from pyetcd.mvcc.hash import HashStorage, KeyValueHash, crc32c, marshal_kv
+from pyetcd.mvcc.hash import HashStorage, KeyValueHash, crc32c, crc32c_python, marshal_kv
 from pyetcd.mvcc.types import KeyValue
 from pyetcd.pb import kv_pb2
 
@@ -22,6 +22,13 @@ def test_crc32c_check_value() -> None:
 
 def test_crc32c_continues_like_one_pass() -> None:
     assert crc32c(b"world", crc32c(b"hello ")) == crc32c(b"hello world")
+
+
+@settings(max_examples=200, derandomize=True)
+@given(st.binary(max_size=300), st.integers(min_value=0, max_value=2**32 - 1))
+def test_c_and_python_crc32c_agree(data: bytes, crc: int) -> None:
+    assert crc32c(data, crc) == crc32c_python(data, crc)
+    assert crc32c_python(b"123456789") == 0xE3069283
 
 
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
