@@ -36,7 +36,9 @@ from pyetcd.config import (
     ServerConfig,
     check_unsupported,
     config_from_file,
+    discovery_clears_initial_cluster,
     field_name,
+    log_rotation,
     validate,
 )
 from pyetcd.flagspec import (
@@ -51,6 +53,7 @@ from pyetcd.flagspec import (
 )
 from pyetcd.ids import BootstrapError, bootstrap_cluster
 from pyetcd.logutil import Level, Logger, LogLevelError, LogSetupError, bootstrap_logger, new_logger
+from pyetcd.srv import SRVError, srv_initial_cluster
 
 __all__ = [
     "ETCD_API_VERSION",
@@ -247,7 +250,8 @@ def _config_from_values(values: Mapping[str, Value], origin: Mapping[str, str]) 
     # validation can insist on an explicit one.
     if "listen-client-urls" in values and "advertise-client-urls" not in values:
         changes["advertise_client_urls"] = ()
-    return ServerConfig(flags_explicitly_set=frozenset(values)).replace(**changes)
+    cfg = ServerConfig(flags_explicitly_set=frozenset(values)).replace(**changes)
+    return discovery_clears_initial_cluster(cfg)
 
 
 def load_config(
@@ -313,6 +317,15 @@ def resolve_defaults(cfg: ServerConfig, logger: Logger | None = None) -> ServerC
         cfg = cfg.replace(data_dir=f"{cfg.name}.etcd")
         if logger is not None:
             logger.warn("'data-dir' was empty; using default", data_dir=cfg.data_dir)
+    if (
+        logger is not None
+        and cfg.experimental_enable_lease_checkpoint
+        and not cfg.experimental_enable_lease_checkpoint_persist
+    ):
+        logger.warn(
+            "Detected that checkpointing is enabled without persistence. Consider enabling "
+            "experimental-enable-lease-checkpoint-persist"
+        )
     return cfg
 
 
@@ -415,7 +428,8 @@ def _run(
     cfg = loaded.config
     _log_notices(boot, [n for n in loaded.notices if n.msg != _LOADED_MSG])
     try:
-        logger = new_logger(cfg.logger, cfg.log_outputs, cfg.log_level, stdout=out, stderr=err)
+        logger = new_logger(cfg.logger, cfg.log_outputs, cfg.log_level, stdout=out, stderr=err,
+                            rotation=log_rotation(cfg))
     except LogSetupError as exc:
         boot.warn("failed to verify flags", error=str(exc))
         return 1
@@ -424,8 +438,10 @@ def _run(
     cfg = resolve_defaults(cfg, logger)
     if not _member_initialized(cfg):
         try:
+            if cfg.discovery_srv:
+                cfg = cfg.replace(initial_cluster=srv_initial_cluster(cfg, logger))
             bootstrap_cluster(cfg)
-        except BootstrapError as exc:
+        except (BootstrapError, SRVError) as exc:
             logger.warn("failed to start etcd", error=str(exc))
             logger.fatal("discovery failed", error=str(exc))
             return 1

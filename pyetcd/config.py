@@ -38,7 +38,8 @@ from pyetcd.flagspec import (
     parse_value,
     split_host_port,
 )
-from pyetcd.logutil import DEFAULT_LOG_OUTPUT, parse_level
+from pyetcd.logrotate import LogRotation, LogRotationError, parse_log_rotation
+from pyetcd.logutil import DEFAULT_LOG_OUTPUT, go_duration, parse_level
 
 __all__ = [
     "CLUSTER_STATE_EXISTING",
@@ -46,11 +47,14 @@ __all__ = [
     "DEFAULT_INITIAL_CLUSTER",
     "DEFAULT_NAME",
     "DEFAULT_QUOTA_BYTES",
+    "ERR_CONFLICT_BOOTSTRAP_FLAGS",
     "MAX_ELECTION_MS",
     "ConfigError",
     "ServerConfig",
     "compaction_retention",
     "config_from_file",
+    "discovery_clears_initial_cluster",
+    "log_rotation",
     "validate",
 ]
 
@@ -101,6 +105,8 @@ class ServerConfig:
     initial_cluster: str = DEFAULT_INITIAL_CLUSTER
     initial_cluster_state: str = CLUSTER_STATE_NEW
     initial_cluster_token: str = "etcd-cluster"
+    discovery_srv: str = ""  # DNS domain whose SRV records give the initial cluster
+    discovery_srv_name: str = ""
     # Empty only when --listen-client-urls was given without it (then invalid).
     advertise_client_urls: tuple[str, ...] = ("http://localhost:2379",)
     strict_reconfig_check: bool = True
@@ -139,10 +145,18 @@ class ServerConfig:
     logger: str = "zap"
     log_outputs: tuple[str, ...] = (DEFAULT_LOG_OUTPUT,)
     log_level: str = "info"
+    enable_log_rotation: bool = False
+    log_rotation_config_json: str = (
+        '{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}'
+    )
     # Experimental and unsafe
     experimental_initial_corrupt_check: bool = False
     experimental_watch_progress_notify_interval: float = 600.0
     experimental_corrupt_check_time: float = 0.0  # seconds; 0 disables
+    experimental_compact_hash_check_enabled: bool = False
+    experimental_enable_lease_checkpoint: bool = False
+    experimental_enable_lease_checkpoint_persist: bool = False
+    experimental_compact_hash_check_time: float = 60.0  # seconds
     experimental_compaction_batch_limit: int = 1000
     experimental_warning_apply_duration: float = 0.1
     unsafe_no_fsync: bool = False
@@ -239,7 +253,49 @@ def _check_logging(cfg: ServerConfig) -> None:
         raise ConfigError(f'unknown logger option "{cfg.logger}"')
     if len(cfg.log_outputs) > 1 and DEFAULT_LOG_OUTPUT in cfg.log_outputs:
         raise ConfigError(f'multi logoutput for "{DEFAULT_LOG_OUTPUT}" is not supported yet')
+    log_rotation(cfg)
     parse_level(cfg.log_level)  # LogLevelError: etcd panics here
+
+
+ERR_LOG_ROTATION_INVALID_LOG_OUTPUT = (
+    "--log-outputs requires a single file path when --log-rotate-config-json is defined"
+)
+
+
+def log_rotation(cfg: ServerConfig) -> LogRotation | None:
+    """The rotation of the file log output, None without ``--enable-log-rotation``.
+
+    Raises:
+        ConfigError: etcd's text: not exactly one file output (a lone stream output, or
+            several files), or a ``--log-rotation-config-json`` that does not parse.
+    """
+    if not cfg.enable_log_rotation:
+        return None
+    outputs = cfg.log_outputs or (DEFAULT_LOG_OUTPUT,)
+    files = [o for o in outputs if o not in (DEFAULT_LOG_OUTPUT, "stderr", "stdout")]
+    # etcd's own rule: [stderr, stdout] passes (and rotates nothing)
+    if (len(outputs) == 1 and not files) or len(files) > 1:
+        raise ConfigError(ERR_LOG_ROTATION_INVALID_LOG_OUTPUT)
+    try:
+        return parse_log_rotation(cfg.log_rotation_config_json)
+    except LogRotationError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+ERR_CONFLICT_BOOTSTRAP_FLAGS = (
+    'multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", '
+    '"discovery" or "discovery-srv"'
+)
+
+
+def discovery_clears_initial_cluster(cfg: ServerConfig) -> ServerConfig:
+    """etcd drops the default ``--initial-cluster`` when a discovery flag is set and
+    ``--initial-cluster`` was not given: the cluster then comes from DNS."""
+    if (cfg.discovery_srv or cfg.discovery_srv_name) and (
+        "initial-cluster" not in cfg.flags_explicitly_set
+    ):
+        return cfg.replace(initial_cluster="")
+    return cfg
 
 
 def validate(cfg: ServerConfig) -> None:
@@ -257,6 +313,8 @@ def validate(cfg: ServerConfig) -> None:
     _check_host_urls("--advertise-client-urls", cfg.advertise_client_urls)
     if cfg.initial_cluster_state not in (CLUSTER_STATE_NEW, CLUSTER_STATE_EXISTING):
         raise ConfigError(f'unexpected clusterState "{cfg.initial_cluster_state}"')
+    if cfg.initial_cluster and cfg.discovery_srv:
+        raise ConfigError(ERR_CONFLICT_BOOTSTRAP_FLAGS)
     if cfg.heartbeat_interval == 0:
         raise ConfigError("--heartbeat-interval must be >0 (set to 0ms)")
     if cfg.election_timeout == 0:
@@ -276,6 +334,18 @@ def validate(cfg: ServerConfig) -> None:
     if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
         raise ConfigError(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
     compaction_retention(cfg)
+    if cfg.experimental_enable_lease_checkpoint_persist and not (
+        cfg.experimental_enable_lease_checkpoint
+    ):
+        raise ConfigError(
+            "setting experimental-enable-lease-checkpoint-persist requires "
+            "experimental-enable-lease-checkpoint"
+        )
+    if cfg.experimental_compact_hash_check_time <= 0:
+        raise ConfigError(
+            "--experimental-compact-hash-check-time must be >0 (set to "
+            f"{go_duration(cfg.experimental_compact_hash_check_time)})"
+        )
     _check_tls_versions(cfg)
 
 
@@ -437,6 +507,7 @@ def config_from_file(path: str) -> tuple[ServerConfig, list[str]]:
     check_unsupported(values, {})
     changes = {field_name(f): v for f, v in values.items() if field_name(f) in CONFIG_FIELDS}
     cfg = ServerConfig(config_file=path, flags_explicitly_set=frozenset(values)).replace(**changes)
+    cfg = discovery_clears_initial_cluster(cfg)
     if not cfg.initial_cluster_state:
         cfg = cfg.replace(initial_cluster_state=CLUSTER_STATE_NEW)
     validate(cfg)

@@ -20,7 +20,7 @@ from pyetcd.api.dashboard import Dashboard, Timeline
 from pyetcd.api.etcdhttp.metrics import ServerMetrics
 from pyetcd.api.listener import ClientListener, ListenError, MetricsListener
 from pyetcd.api.v3rpc.grpc import build_grpc_server
-from pyetcd.config import ServerConfig
+from pyetcd.config import ServerConfig, log_rotation
 from pyetcd.ids import BootstrapError
 from pyetcd.logutil import Logger, new_logger
 from pyetcd.server.auth.errors import AuthOptionsError
@@ -281,7 +281,7 @@ async def _serve_process(cfg: ServerConfig, logger: Logger) -> int:
 
 
 def run(cfg: ServerConfig) -> int:
-    logger = new_logger(cfg.logger, cfg.log_outputs, cfg.log_level)
+    logger = new_logger(cfg.logger, cfg.log_outputs, cfg.log_level, rotation=log_rotation(cfg))
     raise_fd_limit(logger)
     try:
         return _run_loop(_serve_process(cfg, logger))

@@ -173,8 +173,8 @@ FLAGS: tuple[FlagSpec, ...] = (
         choices=("exit", "proxy"),
     ),
     _f("discovery-proxy", _S, "", _C, "HTTP proxy for discovery.", supported=False),
-    _f("discovery-srv", _S, "", _C, "DNS SRV domain for bootstrapping.", supported=False),
-    _f("discovery-srv-name", _S, "", _C, "Suffix of the DNS SRV name.", supported=False),
+    _f("discovery-srv", _S, "", _C, "DNS SRV domain used to bootstrap the cluster."),
+    _f("discovery-srv-name", _S, "", _C, "Suffix to the DNS SRV service names."),
     _f(
         "strict-reconfig-check", _B, "true", _C, "Refuse membership changes that would lose quorum."
     ),
@@ -242,14 +242,15 @@ FLAGS: tuple[FlagSpec, ...] = (
     _f("logger", _S, "zap", _L, "Only 'zap' (JSON lines)."),
     _f("log-outputs", _STRS, "default", _L, "'default', 'stderr', 'stdout' or file paths."),
     _f("log-level", _S, "info", _L, "debug, info, warn, error, panic or fatal."),
-    _f("enable-log-rotation", _B, "false", _L, "Rotate a file log output.", supported=False),
+    _f("enable-log-rotation", _B, "false", _L, "Rotate the one file of --log-outputs."),
     _f(
         "log-rotation-config-json",
         _S,
         '{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}',
         _L,
-        "Log rotation settings.",
-        supported=False,
+        "Configures log rotation if enabled with a JSON logger config. MaxSize(MB), "
+        "MaxAge(days,0=no limit), MaxBackups(0=no limit), LocalTime(use computers local "
+        "time), Compress(gzip)",
     ),
     _f(
         "experimental-enable-distributed-tracing",
@@ -311,14 +312,30 @@ FLAGS: tuple[FlagSpec, ...] = (
         _X,
         "Period of the leader's corruption check (0 disables).",
     ),
+    _f(
+        "experimental-compact-hash-check-enabled",
+        _B,
+        "false",
+        _X,
+        "The leader compares the followers' hashes taken at compactions (etcd 3.5.5+).",
+    ),
+    _f("experimental-compact-hash-check-time", _D, "1m0s", _X, "Period of that check."),
     _f("experimental-enable-v2v3", _S, "", _X, "v2 over the v3 backend.", supported=False),
     _f(
         "experimental-enable-lease-checkpoint",
         _B,
         "false",
         _X,
-        "Persist lease TTLs.",
-        supported=False,
+        "Enable leader to send regular checkpoints to other members to prevent reset of "
+        "remaining TTL on leader change.",
+    ),
+    _f(
+        "experimental-enable-lease-checkpoint-persist",
+        _B,
+        "false",
+        _X,
+        "Persist the checkpointed remaining TTL (requires "
+        "--experimental-enable-lease-checkpoint).",
     ),
     _f(
         "experimental-compaction-batch-limit",

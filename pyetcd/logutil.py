@@ -25,13 +25,16 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from enum import IntEnum
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO
+
+from pyetcd.logrotate import LogRotation, RotatingFile
 
 __all__ = [
     "DEFAULT_LOG_OUTPUT",
     "Level",
     "LogLevelError",
     "LogSetupError",
+    "LogSink",
     "Logger",
     "bootstrap_logger",
     "go_duration",
@@ -131,6 +134,16 @@ def _caller(depth: int) -> str:
     return f"{short}:{frame.f_lineno}"
 
 
+class LogSink(Protocol):
+    """Where log lines go: a text stream, or a rotating file."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Logger:
     """A zap-shaped JSON logger writing to one or more text streams.
 
@@ -139,11 +152,11 @@ class Logger:
 
     def __init__(
         self,
-        streams: Sequence[TextIO],
+        streams: Sequence[LogSink],
         level: Level = Level.INFO,
         ts_style: TsStyle = "iso8601",
         name: str = "",
-        owned: Sequence[TextIO] = (),
+        owned: Sequence[LogSink] = (),
     ) -> None:
         self._streams = tuple(streams)
         self._owned = tuple(owned)  # files this logger opened and must close
@@ -228,12 +241,16 @@ def bootstrap_logger(stream: TextIO | None = None) -> Logger:
     return Logger([stream if stream is not None else sys.stderr], Level.INFO, "epoch")
 
 
-def _open_output(target: str, stdout: TextIO, stderr: TextIO) -> TextIO:
+def _open_output(
+    target: str, stdout: TextIO, stderr: TextIO, rotation: LogRotation | None
+) -> LogSink:
     if target in (DEFAULT_LOG_OUTPUT, "stderr"):
         return stderr
     if target == "stdout":
         return stdout
     try:
+        if rotation is not None:
+            return RotatingFile(target, rotation)
         return open(target, "a", encoding="utf-8")  # closed by Logger.close()
     except OSError as exc:
         raise LogSetupError(f"open {target}: {exc.strerror}") from exc
@@ -246,11 +263,13 @@ def new_logger(
     *,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    rotation: LogRotation | None = None,
 ) -> Logger:
     """Build the server logger from ``--logger``, ``--log-outputs`` and ``--log-level``.
 
     Outputs: ``default`` and ``stderr`` write to stderr, ``stdout`` to stdout, anything
-    else is a file path opened for appending.
+    else is a file path opened for appending; with ``rotation`` (``--enable-log-rotation``,
+    validated to leave one such file) it is rotated as lumberjack does.
 
     Raises:
         LogSetupError: with etcd's message for a removed or unknown logger, ``default``
@@ -266,10 +285,10 @@ def new_logger(
     level = parse_level(log_level)
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
-    streams: list[TextIO] = []
-    owned: list[TextIO] = []
+    streams: list[LogSink] = []
+    owned: list[LogSink] = []
     for target in outputs:
-        stream = _open_output(target, out, err)
+        stream = _open_output(target, out, err, rotation)
         if stream not in (out, err):
             owned.append(stream)
         if stream not in streams:

@@ -108,6 +108,24 @@ VERIFY_CASES: list[tuple[list[str], dict[str, str], str]] = [
      'invalid value "abc" for ETCD_SNAPSHOT_COUNT: parse error'),
     ([], {"ETCD_HEARTBEAT_INTERVAL": "300"},
      "--election-timeout[1000ms] should be at least as 5 times as --heartbeat-interval[300ms]"),
+    (["--discovery-srv", "example.com", "--initial-cluster", "a=http://127.0.0.1:1"], {},
+     'multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", '
+     '"discovery" or "discovery-srv"'),
+    (["--enable-log-rotation"], {},
+     "--log-outputs requires a single file path when --log-rotate-config-json is defined"),
+    (["--enable-log-rotation", "--log-outputs", "a.log,b.log"], {},
+     "--log-outputs requires a single file path when --log-rotate-config-json is defined"),
+    (["--enable-log-rotation", "--log-outputs", "a.log", "--log-rotation-config-json", "{bad"],
+     {}, "improperly formatted log rotation config: invalid character 'b' looking for "
+     "beginning of object key string"),
+    (["--enable-log-rotation", "--log-outputs", "a.log", "--log-rotation-config-json", ""],
+     {}, "improperly formatted log rotation config: unexpected end of JSON input"),
+    (["--enable-log-rotation", "--log-outputs", "a.log", "--log-rotation-config-json",
+      '{"maxsize": "x"}'], {}, "invalid log rotation config: json: cannot unmarshal string "
+     "into Go struct field logRotationConfig.maxsize of type int"),
+    (["--enable-log-rotation", "--log-outputs", "a.log", "--log-rotation-config-json", "[1]"],
+     {}, "invalid log rotation config: json: cannot unmarshal array into Go value of type "
+     "embed.logRotationConfig"),
 ]
 
 

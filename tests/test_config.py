@@ -125,6 +125,12 @@ def test_parse_value_errors_have_gos_reason(flag: str, text: str, reason: str) -
         ({"log_outputs": ("default", "stdout")},
          'multi logoutput for "default" is not supported yet'),
         ({"initial_cluster_state": "old"}, 'unexpected clusterState "old"'),
+        # etcd 3.5.13's texts (3.5.1 has neither flag)
+        ({"experimental_enable_lease_checkpoint_persist": True},
+         "setting experimental-enable-lease-checkpoint-persist requires "
+         "experimental-enable-lease-checkpoint"),
+        ({"experimental_compact_hash_check_time": -1.5},
+         "--experimental-compact-hash-check-time must be >0 (set to -1.5s)"),
     ],
 )
 def test_validate_errors_have_etcds_text(changes: dict[str, object], message: str) -> None:

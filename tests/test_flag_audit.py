@@ -48,6 +48,8 @@ USES: dict[str, tuple[str, str | None]] = {
     "initial-cluster": ("pyetcd/ids.py", None),
     "initial-cluster-state": ("pyetcd/server/etcdserver/server.py", None),
     "initial-cluster-token": ("pyetcd/ids.py", None),
+    "discovery-srv": ("pyetcd/srv.py", None),
+    "discovery-srv-name": ("pyetcd/srv.py", None),
     "advertise-client-urls": ("pyetcd/server/etcdserver/server.py", None),
     "strict-reconfig-check": ("pyetcd/server/etcdserver/server.py", None),
     "pre-vote": ("pyetcd/server/etcdserver/server.py", None),
@@ -85,9 +87,19 @@ USES: dict[str, tuple[str, str | None]] = {
     "logger": ("pyetcd/cli.py", r"new_logger\(cfg\.logger"),
     "log-outputs": ("pyetcd/cli.py", r"cfg\.log_outputs"),
     "log-level": ("pyetcd/cli.py", r"cfg\.log_level"),
+    # config.log_rotation reads both; the loggers are built with what it returns
+    "enable-log-rotation": ("pyetcd/cli.py", r"rotation=log_rotation\(cfg\)"),
+    "log-rotation-config-json": ("pyetcd/embed.py", r"rotation=log_rotation\(cfg\)"),
     "experimental-initial-corrupt-check": ("pyetcd/server/etcdserver/server.py", None),
     "experimental-corrupt-check-time": ("pyetcd/server/etcdserver/server.py", None),
     "experimental-compaction-batch-limit": ("pyetcd/server/etcdserver/stores.py", None),
+    "experimental-compact-hash-check-enabled": ("pyetcd/server/etcdserver/stores.py", None),
+    "experimental-compact-hash-check-time": ("pyetcd/server/etcdserver/server.py", None),
+    "experimental-enable-lease-checkpoint": ("pyetcd/server/etcdserver/stores.py", None),
+    "experimental-enable-lease-checkpoint-persist": (
+        "pyetcd/server/etcdserver/stores.py",
+        None,
+    ),
     "experimental-warning-apply-duration": ("pyetcd/server/etcdserver/server.py", None),
     "unsafe-no-fsync": ("pyetcd/server/etcdserver/server.py", None),
     # command-line only: read before a ServerConfig exists

@@ -9,9 +9,23 @@ histories then give etcd's exact number.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyetcd.mvcc.revision import Revision, bytes_to_rev, decode_kv, is_tombstone
 from pyetcd.mvcc.types import KeyValue
 
-__all__ = ["crc32c", "marshal_kv"]
+__all__ = [
+    "HASH_STORAGE_MAX_SIZE",
+    "CompactionHasher",
+    "HashStorage",
+    "KeyValueHash",
+    "crc32c",
+    "crc32c_python",
+    "marshal_kv",
+]
+
+HASH_STORAGE_MAX_SIZE = 10  # etcd's hashStorageMaxSize
 
 
 def _table() -> list[int]:
@@ -28,13 +42,32 @@ def _table() -> list[int]:
 _TABLE = _table()
 
 
-def crc32c(data: bytes, crc: int = 0) -> int:
+def crc32c_python(data: bytes, crc: int = 0) -> int:
     """CRC-32C of ``data``, continuing from ``crc`` (like zlib.crc32's second argument)."""
     crc ^= 0xFFFFFFFF
     table = _TABLE
     for b in data:
         crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
+
+
+def _c_crc32c() -> Callable[[bytes, int], int] | None:
+    # the crc32c package's C (SSE 4.2) implementation: the same numbers, far faster
+    try:
+        import crc32c as c
+    except ImportError:  # a dependency; without it the pure one stays correct
+        return None
+    return c.crc32c
+
+
+_CRC32C_C = _c_crc32c()
+
+
+def crc32c(data: bytes, crc: int = 0) -> int:
+    """CRC-32C of ``data``, continuing from ``crc`` (like zlib.crc32's second argument)."""
+    if _CRC32C_C is not None:
+        return _CRC32C_C(data, crc)
+    return crc32c_python(data, crc)
 
 
 def _varint(n: int) -> bytes:
@@ -64,3 +97,76 @@ def marshal_kv(kv: KeyValue, tombstone: bool = False) -> bytes:
     if kv.lease:
         out += [b"\x30", _varint(kv.lease)]
     return b"".join(out)
+
+
+def hash_record(key: bytes, value: bytes, crc: int) -> int:
+    """``crc`` continued over one key-table record (revision key, then the KeyValue)."""
+    return crc32c(marshal_kv(decode_kv(value), is_tombstone(key)), crc32c(key, crc))
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValueHash:
+    """The hash of the store at ``revision`` taken by the compaction at ``revision``.
+
+    ``compact_revision`` is the compaction before it (what HashKV reports with it).
+    """
+
+    hash: int
+    compact_revision: int
+    revision: int
+
+
+class CompactionHasher:
+    """HashKV at ``revision`` over records fed in revision order (etcd's ``kvHasher``).
+
+    Records at or below ``compact_revision`` that the compaction does not keep are
+    skipped when there is anything kept at all, as HashKV skips them.
+    """
+
+    __slots__ = ("_crc", "_keep", "_lower", "compact_revision", "revision")
+
+    def __init__(self, compact_revision: int, revision: int, keep: set[Revision]) -> None:
+        self.compact_revision = compact_revision
+        self.revision = revision
+        self._keep = keep
+        self._lower: Revision = (compact_revision + 1, 0)
+        self._crc = crc32c(b"key")
+
+    def write(self, rows: list[tuple[bytes, bytes]]) -> None:
+        """Hash the records ``rows`` (revision key, stored value), all at or below ``revision``."""
+        keep, lower, crc = self._keep, self._lower, self._crc
+        for k, v in rows:
+            r = bytes_to_rev(k)
+            if r[0] > self.revision or (r < lower and keep and r not in keep):
+                continue
+            crc = hash_record(k, v, crc)
+        self._crc = crc
+
+    def result(self) -> KeyValueHash:
+        """The hash of every record written so far."""
+        return KeyValueHash(self._crc, self.compact_revision, self.revision)
+
+
+class HashStorage:
+    """The hashes of the last ``HASH_STORAGE_MAX_SIZE`` compactions, by revision."""
+
+    def __init__(self) -> None:
+        self._hashes: list[KeyValueHash] = []  # ascending revision
+
+    def store(self, h: KeyValueHash) -> None:
+        """Keep ``h``, dropping the oldest beyond the limit."""
+        self._hashes = sorted(
+            [x for x in self._hashes if x.revision != h.revision] + [h],
+            key=lambda x: x.revision,
+        )[-HASH_STORAGE_MAX_SIZE:]
+
+    def get(self, revision: int) -> KeyValueHash | None:
+        """The hash a compaction took at ``revision``, if still kept."""
+        for h in self._hashes:
+            if h.revision == revision:
+                return h
+        return None
+
+    def hashes(self) -> list[KeyValueHash]:
+        """Every kept hash, oldest first."""
+        return list(self._hashes)

@@ -102,6 +102,7 @@ class Lessor:
         clock: Callable[[], float] = time.monotonic,
         min_lease_ttl: int = 2,
         checkpoint_interval: float | None = None,
+        checkpoint_persist: bool = False,
         metrics: MvccMetrics | None = None,
     ) -> None:
         """Create a lessor and recover the leases persisted in ``backend``.
@@ -111,14 +112,21 @@ class Lessor:
             clock: monotonic seconds.
             min_lease_ttl: shorter TTLs are raised to this (etcd: ceil(1.5 x election timeout)).
             checkpoint_interval: seconds between remaining-TTL checkpoints of long
-                leases; None disables checkpointing (etcd's default).
+                leases; None disables checkpointing (etcd's default). With it the
+                primary proposes checkpoints and a renewal clears a checkpointed TTL.
+            checkpoint_persist: write each applied checkpoint's remaining TTL to the
+                lease's backend record (etcd 3.5's
+                --experimental-enable-lease-checkpoint-persist); without it the
+                remainder lives in memory only and a restart forgets it.
             metrics: counts grants, renewals and revokes, observes granted TTLs.
         """
         self._backend = backend
         self.metrics = metrics if metrics is not None else MvccMetrics()
-        self._clock = clock
+        #: the time source (monotonic seconds); a test may swap it for one it advances
+        self.clock = clock
         self.min_lease_ttl = min_lease_ttl
         self.checkpoint_interval = checkpoint_interval
+        self.checkpoint_persist = checkpoint_persist
         self._leases: dict[int, Lease] = {}
         self._key_lease: dict[bytes, int] = {}
         self._expiry_heap: list[tuple[float, int]] = []
@@ -172,7 +180,8 @@ class Lessor:
         if lease is None:
             return
         lease.remaining_ttl = remaining_ttl
-        self._persist(lease)
+        if self.checkpoint_persist:
+            self._persist(lease)
         if self.primary:
             self._schedule_checkpoint(lease)
 
@@ -212,7 +221,7 @@ class Lessor:
         lease = self._leases.get(lease_id)
         if lease is None:
             return None
-        rem = lease.remaining(self._clock())
+        rem = lease.remaining(self.clock())
         remaining = 2**63 - 1 if math.isinf(rem) else int(rem)
         return remaining, lease.ttl, sorted(lease.keys)
 
@@ -231,9 +240,9 @@ class Lessor:
         lease = self._leases.get(lease_id)
         if lease is None:
             raise LeaseNotFoundError()
-        if lease.remaining(self._clock()) <= 0:
+        if lease.remaining(self.clock()) <= 0:
             raise LeaseExpiredError()
-        if lease.remaining_ttl > 0:
+        if lease.remaining_ttl > 0 and self.checkpoint_interval is not None:
             # a checkpointed remainder must be cleared through Raft, or a new
             # leader would restore the stale value
             self._clear_checkpoints.append(lease_id)
@@ -259,7 +268,7 @@ class Lessor:
         self._smooth_expiries(extend)
 
     def _smooth_expiries(self, extend: float) -> None:
-        now = self._clock()
+        now = self.clock()
         leases = sorted(self._leases.values(), key=lambda item: item.expiry)
         base = leases[0].remaining(now)
         next_window = base + 1.0
@@ -297,7 +306,7 @@ class Lessor:
         """
         if not self.primary:
             return []
-        now = self._clock()
+        now = self.clock()
         out: list[int] = []
         heap = self._expiry_heap
         while heap and heap[0][0] <= now and len(out) < limit:
@@ -316,7 +325,7 @@ class Lessor:
         self._clear_checkpoints = []
         if not self.primary or self.checkpoint_interval is None:
             return out
-        now = self._clock()
+        now = self.clock()
         heap = self._checkpoint_heap
         while heap and heap[0][0] <= now and len(out) < MAX_LEASE_CHECKPOINT_BATCH:
             _, lease_id = heapq.heappop(heap)
@@ -332,14 +341,14 @@ class Lessor:
     # -- helpers -----------------------------------------------------------
 
     def _refresh(self, lease: Lease, extend: float) -> None:
-        lease.expiry = self._clock() + extend + lease.refresh_ttl()
+        lease.expiry = self.clock() + extend + lease.refresh_ttl()
         lease.heap_time = lease.expiry
         heapq.heappush(self._expiry_heap, (lease.expiry, lease.id))
 
     def _schedule_checkpoint(self, lease: Lease) -> None:
         interval = self.checkpoint_interval
         if interval is not None and lease.refresh_ttl() > interval:
-            heapq.heappush(self._checkpoint_heap, (self._clock() + interval, lease.id))
+            heapq.heappush(self._checkpoint_heap, (self.clock() + interval, lease.id))
 
     def _persist(self, lease: Lease) -> None:
         if self._backend is not None:

@@ -98,6 +98,34 @@ def test_checkpoints() -> None:
     assert le.due_checkpoints() == [(1, 0)]
 
 
+@pytest.mark.parametrize("persist", [False, True])
+def test_checkpoint_persisted_only_with_persist(tmp_path: Path, persist: bool) -> None:
+    """etcd 3.5: a checkpoint reaches the lease's backend record only with
+    --experimental-enable-lease-checkpoint-persist; a reopened store then resumes from it."""
+    path = str(tmp_path / "db")
+    kv = KVStore(path, lease_checkpoint_interval=60.0, lease_checkpoint_persist=persist)
+    kvtxn.lease_grant(kv, 7, 300)
+    kv.lease_checkpoint(7, 120)
+    kv.commit()
+    assert kv.backend.leases() == [(7, 300, 120 if persist else 0)]
+    kv.close()
+    kv = KVStore(path, lease_checkpoint_interval=60.0, lease_checkpoint_persist=persist)
+    kv.lessor.promote(0.0)
+    remaining, granted, _ = kv.lessor.time_to_live(7) or (0, 0, [])
+    assert granted == 300 and remaining == (119 if persist else 299)
+    kv.close()
+
+
+def test_renewal_clears_no_checkpoint_when_checkpoints_are_off() -> None:
+    clock = Clock()
+    le = Lessor(None, clock=clock)
+    le.grant(1, 300)
+    le.checkpoint(1, 100)  # applied from a leader that had them on
+    le.promote(0.0)
+    le.renew(1)
+    assert le.due_checkpoints() == []
+
+
 def test_id_generator_scheme() -> None:
     gen = IDGenerator(member_id=0x4F6E8CDFFEBD6727, now_ms=1_700_000_000_123)
     first = gen.next()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -302,3 +303,74 @@ async def test_membership_changes_checked_at_apply(make_cluster: MakeCluster) ->
         assert len(added) == 1, added
         assert added[0]["local-member-id"] == f"{s.member_id:x}"
         assert added[0]["added-peer-peer-urls"] == ["http://192.0.2.99:2380"]
+
+
+class ShiftedClock:
+    """The monotonic clock plus an offset a test moves forward (the lessors' time)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+
+async def _lease_across_leader_change(
+    c: Cluster, checkpointed: bool
+) -> tuple[rpc_pb2.LeaseTimeToLiveResponse, list[EtcdServer]]:
+    """Grant a 1000 s lease, let 301 s pass on the lessors' clock (etcd's checkpoint
+    interval is 5 minutes), move the leadership, and ask the new leader its TTL."""
+    leader = await c.leader()
+    clock = ShiftedClock()
+    for s in c.servers:
+        s.stores.lessor.clock = clock
+    grant = await leader.lease.lease_grant(rpc_pb2.LeaseGrantRequest(TTL=1000))
+    clock.offset += 301
+    if checkpointed:
+        # the leader's expiry loop proposes the checkpoint; every member applies it
+        async with asyncio.timeout(TIMEOUT):
+            for s in c.servers:
+                while (lease := s.stores.lessor.lookup(grant.ID)) and lease.remaining_ttl == 0:
+                    await s.applied_wait.wait(s.applied_wait.applied + 1)
+    target = c.others(leader)[0]
+    await leader.cluster.move_leader(target.member_id)
+    async with asyncio.timeout(TIMEOUT):
+        await target.wait_leader()
+    assert target.is_leader
+    ttl = await target.lease.lease_time_to_live(rpc_pb2.LeaseTimeToLiveRequest(ID=grant.ID))
+    assert ttl.grantedTTL == 1000
+    return ttl, c.servers
+
+
+@pytest.mark.parametrize("persist", [False, True])
+async def test_lease_checkpoint_keeps_remaining_ttl_across_leader_change(
+    make_cluster: MakeCluster, persist: bool
+) -> None:
+    """--experimental-enable-lease-checkpoint: the new leader resumes from the remaining
+    TTL the old one checkpointed through Raft (699 s + the election timeout), not from
+    the full 1000 s; with -persist the remainder is in every member's lease record."""
+    c = await make_cluster(
+        experimental_enable_lease_checkpoint=True,
+        experimental_enable_lease_checkpoint_persist=persist,
+    )
+    ttl, servers = await _lease_across_leader_change(c, checkpointed=True)
+    assert 690 <= ttl.TTL <= 700, ttl
+    # 699 unless the loop was a second late to checkpoint
+    leases = [s.stores.lessor.lookup(ttl.ID) for s in servers]
+    remaining = {lease.remaining_ttl for lease in leases if lease is not None}
+    assert None not in leases and len(remaining) == 1 and 690 <= min(remaining) <= 699
+    for s in servers:
+        s.stores.kv.commit()
+        assert s.stores.kv.backend.leases() == [(ttl.ID, 1000, min(remaining) if persist else 0)]
+
+
+async def test_without_lease_checkpoint_a_new_leader_resets_the_ttl(
+    make_cluster: MakeCluster,
+) -> None:
+    """etcd's default: no checkpoints, so a new leader gives every lease its full TTL."""
+    c = await make_cluster()
+    ttl, servers = await _lease_across_leader_change(c, checkpointed=False)
+    assert ttl.TTL >= 999, ttl
+    for s in servers:
+        lease = s.stores.lessor.lookup(ttl.ID)
+        assert lease is not None and lease.remaining_ttl == 0

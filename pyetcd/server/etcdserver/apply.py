@@ -26,7 +26,7 @@ from typing import Protocol
 from prometheus_client import Counter
 
 from pyetcd.logutil import Logger, go_duration
-from pyetcd.mvcc import CompactedError, MvccError, NoSpaceError
+from pyetcd.mvcc import CompactedError, KVStore, MvccError, NoSpaceError
 from pyetcd.mvcc import types as mt
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot
@@ -194,7 +194,10 @@ class Applier:
                 t = pbconv.txn_from_pb(req.txn)
             return txn.txn(store, t)
         if which == "compaction":
-            return txn.compact(store, req.compaction.revision)
+            resp = txn.compact(store, req.compaction.revision)
+            if store.compaction_hashes:
+                self._log_stored_hash(store)
+            return resp
         if which == "lease_grant":
             return txn.lease_grant(store, req.lease_grant.ID, req.lease_grant.TTL)
         if which == "lease_revoke":
@@ -244,6 +247,16 @@ class Applier:
     def _raise_alarm(self, alarm: int) -> None:
         for member_id in self.stores.membership.members:
             self._set_alarm((member_id, alarm))
+
+    def _log_stored_hash(self, store: KVStore) -> None:
+        # the hash the compaction just took (the newest kept), as etcd's HashStorage logs it
+        kept = store.hashes.hashes()
+        if kept:
+            h = kept[-1]
+            self.log.info(
+                "storing new hash",
+                {"hash": h.hash, "revision": h.revision, "compact-revision": h.compact_revision},
+            )
 
     def _set_alarm(self, key: tuple[int, int]) -> None:
         alarms = self.stores.alarms

@@ -187,13 +187,14 @@ class EtcdServer:
         self._spawn(self.publisher.run(), "publish")
         if self.compactor is not None:
             self._spawn(self.compactor.run(), "auto-compaction")
+        checks = self.corruption
         if cfg.experimental_initial_corrupt_check:
-            await self.corruption.initial_check()  # DataInconsistencyError: no start
+            await checks.initial_check()  # DataInconsistencyError: no start
         if cfg.experimental_corrupt_check_time > 0:
-            self._spawn(
-                self.corruption.run_periodic(cfg.experimental_corrupt_check_time),
-                "corruption-check",
-            )
+            self._spawn(checks.run_periodic(cfg.experimental_corrupt_check_time), "corrupt-check")
+        if cfg.experimental_compact_hash_check_enabled:
+            every = cfg.experimental_compact_hash_check_time
+            self._spawn(checks.run_compact_hash_check(every), "compact-hash-check")
         hs = storage.initial_state()[0]
         self.log.info(
             "started pyetcd member",

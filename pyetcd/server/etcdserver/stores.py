@@ -40,6 +40,10 @@ def backend_path(cfg: ServerConfig) -> str:
     return os.path.join(cfg.data_dir, "member", "snap", "db")
 
 
+# etcd 3.5's defaultLeaseCheckpointInterval; 3.5 has no flag for it
+LEASE_CHECKPOINT_INTERVAL = 300.0
+
+
 def new_kvstore(cfg: ServerConfig, metrics: MvccMetrics | None = None) -> KVStore:
     """Open the backend file as it is now (counting into the member's ``metrics``)."""
     return KVStore(
@@ -48,8 +52,14 @@ def new_kvstore(cfg: ServerConfig, metrics: MvccMetrics | None = None) -> KVStor
         batch_limit=cfg.backend_batch_limit if cfg.backend_batch_limit > 0 else 10000,
         batch_interval=cfg.backend_batch_interval if cfg.backend_batch_interval > 0 else 0.1,
         compaction_batch_limit=cfg.experimental_compaction_batch_limit,
+        # the compact hash check compares the hashes compactions take
+        compaction_hashes=cfg.experimental_compact_hash_check_enabled,
         quota_bytes=cfg.quota_backend_bytes,
         min_lease_ttl=max(2, -(-3 * cfg.election_timeout // 2000)),
+        lease_checkpoint_interval=(
+            LEASE_CHECKPOINT_INTERVAL if cfg.experimental_enable_lease_checkpoint else None
+        ),
+        lease_checkpoint_persist=cfg.experimental_enable_lease_checkpoint_persist,
         metrics=metrics,
     )
 
