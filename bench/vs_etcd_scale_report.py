@@ -3,6 +3,7 @@ and curves), the markdown table and one chart per curve."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +51,12 @@ def _workload(r: ScaleRatio, key_points: Sequence[int]) -> str:
 
 
 def _figure(results: Results, workload: str, kind: str, metric: str) -> float | None:
+    """A figure of the medians; None when missing or not a finite number (NaN: a window
+    too short for two CPU samples)."""
     v = results.get(workload, {}).get(kind, {}).get(metric)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+        return None
+    return float(v)
 
 
 def scale_ratios(results: Results, key_points: Sequence[int]) -> dict[str, float | None]:
