@@ -90,6 +90,14 @@ KEY_CURVES = ("rss_mib", "rss_after_restart_mib", "restart_s", "load_s", "load_p
               "disk_mib")  # fmt: skip
 
 
+def _count(n: int) -> str:
+    """10000 -> 10k, 1000000 -> 1M (chart labels)."""
+    for div, unit in ((1_000_000, "M"), (1000, "k")):
+        if n >= div and n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)
+
+
 def _kinds(results: Results) -> list[str]:
     seen: list[str] = []
     for by_kind in results.values():
@@ -120,7 +128,7 @@ def curves(results: Results, key_points: Sequence[int]) -> dict[str, Any]:
             }
             if curve.endswith("puts") and points and kind in results.get(f"keys_{points[-1]}", {}):
                 low = points[-2] if len(points) > 1 else 0
-                row[f"loading keys {low}..{points[-1]}"] = _figure(
+                row[f"loading keys {_count(low)}..{_count(points[-1])}"] = _figure(
                     results, f"keys_{points[-1]}", kind, "load_server_cpu_s_per_1k_puts"
                 )
             if row:
@@ -229,16 +237,17 @@ def write_scale_charts(
         if not per:
             continue
         labels = list(dict.fromkeys(lb for row in per.values() for lb in row))
-        fig, ax = plt.subplots(figsize=(8, 4))
+        fig, ax = plt.subplots(figsize=(9, 4))
         width = 0.8 / max(1, len(per))
         for i, (kind, row) in enumerate(per.items()):
             xs = [j + i * width for j in range(len(labels))]
             vals = [row.get(lb) for lb in labels]
-            bars = ax.bar(xs, [v or 0.0 for v in vals], width, label=kind,
+            bars = ax.bar(xs, [v if v else float("nan") for v in vals], width, label=kind,
                           color=COLORS.get(kind, "#999"))  # fmt: skip
             ax.bar_label(bars, labels=[_fmt(v) for v in vals], fontsize=7)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, fontsize=7)
-        ax.set_ylabel("server CPU-seconds per 1,000 operations")
+        ax.set_yscale("log")  # the points differ by orders of magnitude
+        ax.set_ylabel("server CPU-seconds per 1,000 operations (log)")
         ax.legend(fontsize=8)
         save(fig, curve)
     return written
