@@ -18,6 +18,7 @@ Workloads (the names are the keys of the results JSON):
   restart_100k_keys   the same member stopped (SIGTERM) and started: start -> /health OK
 
 Usage: python bench/vs_etcd.py [--quick] [--workloads a,b] [--repeats N] [--out DIR]
+       python bench/vs_etcd.py --suite scale [--quick]   (see bench/vs_etcd_scale.py)
 Writes ``<out>/<timestamp>[-quick].json`` and ``.png``, prints a markdown table; the
 last line printed is the JSON object with the ``pyetcd_vs_etcd`` ratios (r > 1:
 pyetcd better).
@@ -456,6 +457,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--suite", choices=["default", "scale"], default="default",
+                    help="scale: the cost curves of issue 22 (bench/vs_etcd_scale.py)")
     ap.add_argument("--quick", action="store_true", help="short runs, one repeat (~10 min)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--kinds", default=",".join(KINDS))
@@ -495,7 +498,16 @@ def compile_bytecode() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the harness; returns the final JSON object (also printed as the last line)."""
+    """Run the harness; returns the final JSON object (also printed as the last line).
+    ``--suite scale`` runs the scale suite instead (``bench/vs_etcd_scale.py``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    suite = argparse.ArgumentParser(add_help=False)
+    suite.add_argument("--suite", choices=["default", "scale"], default="default")
+    known, _ = suite.parse_known_args(argv)
+    if known.suite == "scale":
+        from bench import vs_etcd_scale  # imports this module: loaded on demand only
+
+        return vs_etcd_scale.main(argv)
     args = parse_args(argv)
     s = settings_from(args)
     kinds = [k for k in args.kinds.split(",") if k]

@@ -7,7 +7,10 @@ workers of the load, then measures for ``LoadSpec.seconds``. Every worker report
 own CPU time over the measured window, so the table can show whether the client, and
 not the server, was the limit.
 
-Keys are 8 bytes (``%08d``) and values 256 bytes unless a load says otherwise.
+Keys are 8 bytes (``%08d``) and values 256 bytes unless a load says otherwise
+(``LoadSpec.value_size``). Channels accept messages up to 64 MiB both ways, so a range
+answering 10,000 keys or a 1 MiB put is limited by the server, not by grpc's 4 MiB
+default.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import grpc.aio
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
 
 __all__ = [
+    "CHANNEL_OPTIONS",
     "VALUE",
     "WATCH_KEY",
     "LoadKind",
@@ -37,6 +41,7 @@ __all__ = [
     "LoadSpec",
     "key_of",
     "run_load",
+    "watch_key",
 ]
 
 VALUE = b"v" * 256
@@ -44,6 +49,10 @@ WATCH_KEY = b"watch/key"
 # How long a worker may take to start, connect and warm up before the run is abandoned.
 START_TIMEOUT = 60.0
 RPC_TIMEOUT = 30.0
+CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+)
 
 
 class LoadKind(enum.IntEnum):
@@ -55,6 +64,7 @@ class LoadKind(enum.IntEnum):
     BULK_PUT = 4  # puts of keys [first, first+count) split over the tasks, then stop
     WATCH = 5  # open watchers on WATCH_KEY, record (revision, receive time) of events
     WATCH_WRITER = 6  # one client: put WATCH_KEY every ``interval``, record ack times
+    RANGE_MANY = 7  # linearizable ranges returning all of keys [0, key_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,10 @@ class LoadSpec:
     first_key: int = 0  # BULK_PUT: first key number
     channels: int = 2  # gRPC channels (HTTP/2 connections) per worker
     interval: float = 0.02  # WATCH_WRITER: pause between puts
+    value_size: int = 256  # PUT, BULK_PUT
+    # WATCH: watches per stream, each on its own key ``watch_key(first_key + ...)``
+    # (0: one watch per stream on WATCH_KEY); WATCH_WRITER: put those keys in turn.
+    watch_keys: int = 0
     seed: int = 1
 
 
@@ -94,6 +108,11 @@ def key_of(i: int) -> bytes:
     return b"%08d" % i
 
 
+def watch_key(i: int) -> bytes:
+    """The key of distinct watcher number ``i``."""
+    return b"watch/%08d" % i
+
+
 @dataclass
 class _Tally:
     ops: int = 0
@@ -114,9 +133,13 @@ Op = Callable[[rpc_pb2_grpc.KVStub, random.Random], Awaitable[None]]
 
 
 def _op_for(spec: LoadSpec) -> Op:
+    value = VALUE if spec.value_size == len(VALUE) else b"v" * spec.value_size
+    # Large values go to a small key space, so the store holds a bounded amount of them.
+    key_space = 100_000_000 if spec.value_size <= 4096 else 64
+
     async def put(kv: rpc_pb2_grpc.KVStub, rng: random.Random) -> None:
-        key = key_of(rng.randrange(100_000_000))
-        await kv.Put(rpc_pb2.PutRequest(key=key, value=VALUE), timeout=RPC_TIMEOUT)
+        key = key_of(rng.randrange(key_space))
+        await kv.Put(rpc_pb2.PutRequest(key=key, value=value), timeout=RPC_TIMEOUT)
 
     serializable = spec.kind == LoadKind.RANGE_SERIALIZABLE
 
@@ -128,7 +151,15 @@ def _op_for(spec: LoadSpec) -> Op:
         if len(resp.kvs) != 1:
             raise RuntimeError(f"expected one key, got {len(resp.kvs)}: keys not preloaded?")
 
-    return put if spec.kind == LoadKind.PUT else get
+    async def get_many(kv: rpc_pb2_grpc.KVStub, rng: random.Random) -> None:
+        req = rpc_pb2.RangeRequest(key=key_of(0), range_end=key_of(spec.key_count))
+        resp = await kv.Range(req, timeout=RPC_TIMEOUT)
+        if len(resp.kvs) != spec.key_count:
+            raise RuntimeError(f"expected {spec.key_count} keys, got {len(resp.kvs)}")
+
+    if spec.kind == LoadKind.PUT:
+        return put
+    return get_many if spec.kind == LoadKind.RANGE_MANY else get
 
 
 async def _closed_loop(
@@ -173,11 +204,12 @@ async def _bulk_put(
     tally = _Tally()
     wall0, cpu0 = time.monotonic(), time.process_time()
     todo = iter(range(spec.first_key, spec.first_key + spec.key_count))
+    value = VALUE if spec.value_size == len(VALUE) else b"v" * spec.value_size
 
     async def client(n: int) -> None:
         kv = stubs[n % len(stubs)]
         for i in todo:
-            req = rpc_pb2.PutRequest(key=key_of(i), value=VALUE)
+            req = rpc_pb2.PutRequest(key=key_of(i), value=value)
             for _attempt in range(5):
                 try:
                     await kv.Put(req, timeout=RPC_TIMEOUT)
@@ -195,17 +227,23 @@ async def _bulk_put(
 async def _watchers(
     spec: LoadSpec, channels: Sequence[grpc.aio.Channel], barrier: Barrier
 ) -> _Tally:
-    """Open ``spec.clients`` watch streams on WATCH_KEY; record every event's arrival."""
+    """Open ``spec.clients`` watch streams, each with one watch on WATCH_KEY or with
+    ``spec.watch_keys`` watches on distinct keys; record every event's arrival."""
     tally = _Tally()
     calls = []
+    per_stream = max(1, spec.watch_keys)
     for n in range(spec.clients):
         call = rpc_pb2_grpc.WatchStub(channels[n % len(channels)]).Watch()
-        await call.write(
-            rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=WATCH_KEY))
-        )
-        created = await asyncio.wait_for(call.read(), START_TIMEOUT)
-        if not created.created:
-            raise RuntimeError(f"watch not created: {created}")
+        for j in range(per_stream):
+            key = (
+                watch_key(spec.first_key + n * per_stream + j) if spec.watch_keys else WATCH_KEY
+            )
+            create = rpc_pb2.WatchCreateRequest(key=key)
+            await call.write(rpc_pb2.WatchRequest(create_request=create))
+        for _ in range(per_stream):
+            created = await asyncio.wait_for(call.read(), START_TIMEOUT)
+            if not created.created:
+                raise RuntimeError(f"watch not created: {created}")
         calls.append(call)
 
     async def receive(call: Any) -> None:
@@ -238,8 +276,11 @@ async def _watch_writer(
     await asyncio.to_thread(barrier.wait, START_TIMEOUT)
     kv = stubs[0]
     start = time.monotonic()
+    n = 0
     while time.monotonic() - start < spec.warmup + spec.seconds:
-        req = rpc_pb2.PutRequest(key=WATCH_KEY, value=VALUE)
+        key = watch_key(n % spec.watch_keys) if spec.watch_keys else WATCH_KEY
+        n += 1
+        req = rpc_pb2.PutRequest(key=key, value=VALUE)
         try:
             resp = await kv.Put(req, timeout=RPC_TIMEOUT)
         except grpc.RpcError as err:
@@ -255,7 +296,7 @@ async def _watch_writer(
 
 async def _run(spec: LoadSpec, barrier: Barrier) -> LoadResult:
     channels = [
-        grpc.aio.insecure_channel(spec.endpoints[i % len(spec.endpoints)])
+        grpc.aio.insecure_channel(spec.endpoints[i % len(spec.endpoints)], CHANNEL_OPTIONS)
         for i in range(max(1, spec.channels))
     ]
     stubs = [rpc_pb2_grpc.KVStub(ch) for ch in channels]

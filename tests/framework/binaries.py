@@ -19,7 +19,9 @@ __all__ = [
     "ETCD_BIN_DIR",
     "KINDS",
     "BinaryNotFound",
+    "apt_install",
     "apt_install_etcd_client",
+    "ensure_etcd34",
     "etcd34_binary",
     "etcd_binary",
     "find_etcdctl34",
@@ -101,22 +103,39 @@ def find_etcdctl34() -> str | None:
     return None
 
 
-def apt_install_etcd_client() -> str:
-    """Try to install Debian's etcd-client; returns why it failed ('' on success)."""
+def apt_install(package: str) -> str:
+    """Try to install a Debian package with apt-get (``apt-get update`` and a second try
+    when the first fails); returns why it failed ('' on success)."""
     if shutil.which("apt-get") is None:
         return "apt-get is not available"
     if os.geteuid() != 0:
-        return "not root, cannot apt-get install etcd-client"
+        return f"not root, cannot apt-get install {package}"
     env = {**clean_env(), "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "etcd-client"]
+    install = ["apt-get", "install", "-y", "-qq", package]
     try:
         if subprocess.run(install, capture_output=True, env=env, timeout=300).returncode == 0:
             return ""
         subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, timeout=300)
         p = subprocess.run(install, capture_output=True, text=True, env=env, timeout=300)
     except subprocess.TimeoutExpired:
-        return "apt-get install etcd-client timed out"
-    return "" if p.returncode == 0 else f"apt-get install etcd-client failed: {p.stderr[-300:]}"
+        return f"apt-get install {package} timed out"
+    return "" if p.returncode == 0 else f"apt-get install {package} failed: {p.stderr[-300:]}"
+
+
+def apt_install_etcd_client() -> str:
+    """Try to install Debian's etcd-client; returns why it failed ('' on success)."""
+    return apt_install("etcd-client")
+
+
+def ensure_etcd34() -> str:
+    """Debian's etcd 3.4 server (kind "etcd_3.4"), installing ``etcd-server`` with
+    apt-get when absent; returns why it is unavailable ('' when it is there)."""
+    if etcd34_binary() is not None:
+        return ""
+    why = apt_install("etcd-server")
+    if not why and etcd34_binary() is None:
+        why = f"etcd-server installed but {DEBIAN_ETCD} is missing"
+    return why
 
 
 def npm_install(project: Path) -> str:
