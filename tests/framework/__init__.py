@@ -36,14 +36,18 @@ from .cluster import Cluster, running_cluster
 from .env import HarnessError, clean_env, free_port, free_ports, source_root, wait_until
 from .etcdctl import CtlResult, Etcdctl
 from .member import CHANNEL_OPTIONS, START_TIMEOUT, STOP_TIMEOUT, Member, running_member
+from .versions import ORACLE_VERSION, REPORTED_VERSION, VERSION_DIFFERENCE, known_version
 
 __all__ = [
     "CHANNEL_OPTIONS",
     "DEBIAN_ETCD",
     "ETCD_BIN_DIR",
     "KINDS",
+    "ORACLE_VERSION",
+    "REPORTED_VERSION",
     "START_TIMEOUT",
     "STOP_TIMEOUT",
+    "VERSION_DIFFERENCE",
     "BinaryNotFound",
     "Cluster",
     "CtlResult",
@@ -57,6 +61,7 @@ __all__ = [
     "find_etcdctl34",
     "free_port",
     "free_ports",
+    "known_version",
     "pyetcd_command",
     "running_cluster",
     "running_member",

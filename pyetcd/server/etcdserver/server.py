@@ -50,7 +50,7 @@ from .join import fetch_cluster, match_local_member
 from .kv import KVServer
 from .leadership import Leadership
 from .lease import LeaseServer
-from .maintenance import CLUSTER_VERSION, SERVER_VERSION, MaintenanceServer
+from .maintenance import MaintenanceServer
 from .membership import Member, Membership
 from .metrics import Metrics
 from .pacer import ReadPacer
@@ -61,7 +61,7 @@ from .stores import BackendSnapshots, Stores
 from .transport import NullTransport, Transport, TransportParams
 from .wait import AppliedIndex, RequestWait
 
-__all__ = ["CLUSTER_VERSION", "SERVER_VERSION", "EtcdServer", "TransportFactory"]
+__all__ = ["EtcdServer", "TransportFactory"]
 
 #: Builds the peer transport from parts that exist before it.
 TransportFactory = Callable[[TransportParams], Transport]
