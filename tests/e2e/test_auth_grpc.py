@@ -166,9 +166,21 @@ def test_lease_attachment_revoke_and_time_to_live(cluster: Cluster) -> None:
     _fails(lambda: kv.Txn(in_txn, metadata=md), SC.PERMISSION_DENIED, DENIED)
     revoke = rpc_pb2.LeaseRevokeRequest(ID=lid)
     _fails(lambda: lease.LeaseRevoke(revoke, metadata=md), SC.PERMISSION_DENIED, DENIED)
-    ttl = rpc_pb2.LeaseTimeToLiveRequest(ID=lid)  # keys not asked for: still checked
+    # LeaseTimeToLive as etcd 3.5.13: with keys, a caller with READ on each (3.5.9);
+    # without keys, open (the keys are not shown)
+    ttl = rpc_pb2.LeaseTimeToLiveRequest(ID=lid, keys=True)
     _fails(lambda: lease.LeaseTimeToLive(ttl, metadata=md), SC.PERMISSION_DENIED, DENIED)
     _fails(lambda: lease.LeaseTimeToLive(ttl), SC.INVALID_ARGUMENT, NO_USER)
+    bare = rpc_pb2.LeaseTimeToLiveRequest(ID=lid)
+    assert lease.LeaseTimeToLive(bare, metadata=md).grantedTTL == 100
+    assert lease.LeaseTimeToLive(bare).keys == []
+    assert lease.LeaseTimeToLive(ttl, metadata=root).keys == [b"secret"]
+    # LeaseKeepAlive as etcd 3.5.13: no check at all (no token, a bad token, any user)
+    for metadata in ((), md, (("token", "not-a-token"),)):
+        (renewed,) = lease.LeaseKeepAlive(
+            iter([rpc_pb2.LeaseKeepAliveRequest(ID=lid)]), metadata=metadata
+        )
+        assert (lid, 100) == (renewed.ID, renewed.TTL)
     _fails(
         lambda: lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=100)), SC.INVALID_ARGUMENT, NO_USER
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
+from typing import Protocol
 
 from prometheus_client import Counter
 
@@ -20,7 +21,13 @@ from .proposer import Proposer
 from .read_index import ReadIndexer
 from .stores import Stores
 
-__all__ = ["LeaseServer"]
+__all__ = ["ApplyWait", "LeaseServer"]
+
+
+class ApplyWait(Protocol):
+    """etcd's ApplyWait: what the leader does before it looks a lease up."""
+
+    async def wait_committed_applied(self) -> None: ...
 
 
 class LeaseServer:
@@ -33,9 +40,11 @@ class LeaseServer:
         read_indexer: ReadIndexer,
         leadership: Leadership,
         headers: ResponseHeaders,
+        apply_wait: ApplyWait,
         expired: Counter | None = None,
     ) -> None:
         """``expired``: counts the expired leases this member (as leader) revokes."""
+        self.apply_wait = apply_wait
         self.expired = expired
         self.stores = stores
         self.proposer = proposer
@@ -63,6 +72,10 @@ class LeaseServer:
     async def lease_renew(self, lease_id: int) -> int:
         """KeepAlive: the new TTL, or raises the lessor's errors."""
         await self.leadership.wait_leader()
+        if self.leadership.is_leader:
+            # etcd 3.5.3 (#13932): a grant committed but not applied yet is found, not
+            # answered TTL 0, so the leader applies what it knows committed first
+            await self.apply_wait.wait_committed_applied()
         return self.stores.lessor.renew(lease_id)
 
     async def lease_time_to_live(
@@ -70,11 +83,9 @@ class LeaseServer:
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
         await self.read_indexer.wait_linearizable()
         ttl = self.stores.lessor.time_to_live(req.ID)
-        auth_store = self.stores.auth
-        if auth_store.enabled:
-            # READ on every attached key, whether or not the keys are asked for
-            # (etcd's fix for CVE-2023-32082).
-            check_lease_time_to_live(auth_store, auth, ttl[2] if ttl else ())
+        if req.keys:
+            # READ on every key listed (etcd 3.5.9, CVE-2023-32082)
+            check_lease_time_to_live(self.stores.auth, auth, ttl[2] if ttl else ())
         header = self.headers.header()
         if ttl is None:
             return rpc_pb2.LeaseTimeToLiveResponse(header=header, ID=req.ID, TTL=-1)

@@ -282,7 +282,13 @@ class EtcdServer:
             pacer=ReadPacer(),
         )
         self.lease = LeaseServer(
-            stores, proposer, self.read_indexer, leadership, headers, self.metrics.leases_expired
+            stores,
+            proposer,
+            self.read_indexer,
+            leadership,
+            headers,
+            face,
+            self.metrics.leases_expired,
         )
         self.cluster = ClusterServer(
             member_id,
