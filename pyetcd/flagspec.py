@@ -16,6 +16,7 @@ __all__ = [
     "FLAGS",
     "FLAGS_BY_NAME",
     "IGNORED_FLAGS",
+    "MAX_UINT32",
     "FlagKind",
     "FlagSpec",
     "FlagValueError",
@@ -42,6 +43,7 @@ class FlagKind(IntEnum):
     URLS = 5  # comma-separated URLs, sorted and de-duplicated
     STRINGS = 6  # comma-separated strings, sorted and de-duplicated
     CHOICE = 7  # one string out of ``choices``
+    UINT32 = 8  # uint32
 
 
 class FlagValueError(ValueError):
@@ -60,12 +62,16 @@ class FlagSpec:
     supported: bool = True  # False: only etcd's default value is accepted
     choices: tuple[str, ...] = ()
     hidden: bool = False  # etcd has it but does not list it in --help
+    since: str = ""  # the etcd release that added it, when later than 3.5.0
 
     @property
     def env_name(self) -> str:
         """The ``ETCD_*`` environment variable for this flag."""
         return "ETCD_" + self.name.upper().replace("-", "_")
 
+
+#: Go's math.MaxUint32: --max-concurrent-streams' default (no limit).
+MAX_UINT32 = 2**32 - 1
 
 _S, _B, _I, _U, _D = FlagKind.STRING, FlagKind.BOOL, FlagKind.INT, FlagKind.UINT, FlagKind.DURATION
 _URLS, _STRS, _CH = FlagKind.URLS, FlagKind.STRINGS, FlagKind.CHOICE
@@ -81,8 +87,9 @@ def _f(
     supported: bool = True,
     choices: tuple[str, ...] = (),
     hidden: bool = False,
+    since: str = "",
 ) -> FlagSpec:
-    return FlagSpec(name, kind, default, group, help, supported, choices, hidden)
+    return FlagSpec(name, kind, default, group, help, supported, choices, hidden, since)
 
 
 _M, _C, _SEC, _A = "Member", "Clustering", "Security", "Auth"
@@ -105,6 +112,15 @@ FLAGS: tuple[FlagSpec, ...] = (
     ),
     _f("listen-peer-urls", _URLS, "http://localhost:2380", _M, "URLs to listen on for peers."),
     _f("listen-client-urls", _URLS, "http://localhost:2379", _M, "URLs to listen on for clients."),
+    _f(
+        "listen-client-http-urls",
+        _URLS,
+        "",
+        _M,
+        "URLs to serve HTTP only (no gRPC) on, apart from --listen-client-urls.",
+        supported=False,
+        since="3.5.8",
+    ),
     _f("max-snapshots", _U, "5", _M, "Snapshot files to keep (0 keeps all)."),
     _f("max-wals", _U, "5", _M, "WAL files to keep (0 keeps all)."),
     _f(
@@ -126,6 +142,15 @@ FLAGS: tuple[FlagSpec, ...] = (
     _f("backend-batch-limit", _I, "0", _M, "Most operations before a backend commit."),
     _f("max-txn-ops", _U, "128", _M, "Most operations in one transaction."),
     _f("max-request-bytes", _U, "1572864", _M, "Largest client request in bytes."),
+    _f(
+        "max-concurrent-streams",
+        FlagKind.UINT32,
+        str(MAX_UINT32),
+        _M,
+        "Most concurrent streams each client connection may open (default: no limit; "
+        "pyetcd then keeps its own bound of 1000).",
+        since="3.5.5",
+    ),
     _f("grpc-keepalive-min-time", _D, "5s", _M, "Shortest client ping interval allowed."),
     _f("grpc-keepalive-interval", _D, "2h", _M, "Server-to-client ping interval (0 disables)."),
     _f("grpc-keepalive-timeout", _D, "20s", _M, "Wait for a ping answer (0 disables)."),
@@ -220,8 +245,22 @@ FLAGS: tuple[FlagSpec, ...] = (
     ),
     _f("peer-crl-file", _S, "", _SEC, "Peer certificate revocation list (PEM or DER)."),
     _f("cipher-suites", _STRS, "", _SEC, "TLS 1.2 cipher suites, Go's names (empty: defaults)."),
-    _f("tls-min-version", _S, "TLS1.2", _SEC, "Minimum TLS version: TLS1.2 or TLS1.3."),
-    _f("tls-max-version", _S, "", _SEC, "Maximum TLS version: TLS1.2 or TLS1.3 (empty: highest)."),
+    _f(
+        "tls-min-version",
+        _S,
+        "TLS1.2",
+        _SEC,
+        "Minimum TLS version: TLS1.2 or TLS1.3.",
+        since="3.5.8",
+    ),
+    _f(
+        "tls-max-version",
+        _S,
+        "",
+        _SEC,
+        "Maximum TLS version: TLS1.2 or TLS1.3 (empty: highest).",
+        since="3.5.8",
+    ),
     _f("cors", _STRS, "*", _SEC, "Origins allowed by CORS (* allows all).", supported=False),
     _f(
         "host-whitelist",
@@ -282,6 +321,15 @@ FLAGS: tuple[FlagSpec, ...] = (
         _T,
         "Tracing instance ID.",
         supported=False,
+    ),
+    _f(
+        "experimental-distributed-tracing-sampling-rate",
+        _I,
+        "0",
+        _T,
+        "Spans sampled per million.",
+        supported=False,
+        since="3.5.11",
     ),
     _f(
         "proxy",
@@ -555,6 +603,11 @@ def parse_value(spec: FlagSpec, text: str) -> Value:
         return parse_bool(text)
     if kind in (FlagKind.INT, FlagKind.UINT):
         return parse_int(text, unsigned=kind is FlagKind.UINT)
+    if kind is FlagKind.UINT32:
+        value = parse_int(text, unsigned=True)
+        if value > MAX_UINT32:
+            raise FlagValueError("value out of range")
+        return value
     if kind is FlagKind.DURATION:
         return 0.0 if text == "" else parse_duration(text)
     if kind is FlagKind.URLS:
