@@ -3,7 +3,7 @@
 Every record is one JSON object on one line: ``level``, ``ts``, ``caller``, ``msg``,
 then the structured fields in the order given, e.g.::
 
-    {"level":"warn","ts":"2024-01-02T03:04:05.678Z","caller":"pyetcd/cli.py:88",
+    {"level":"warn","ts":"2024-01-02T03:04:05.678901Z","caller":"pyetcd/cli.py:88",
      "msg":"'data-dir' was empty; using default","data-dir":"default.etcd"}
 
 etcd's field names use dashes (``data-dir``, ``local-member-id``); Python keyword
@@ -11,9 +11,10 @@ arguments cannot, so ``logger.info(msg, data_dir=...)`` writes ``data-dir``. Pas
 ``fields={...}`` for a name that must keep an underscore.
 
 Two timestamp styles exist because etcd has two loggers: the one configured from
-``--logger/--log-outputs/--log-level`` writes ISO 8601 (``ts_style="iso8601"``); the
-bootstrap logger that reports flag and environment problems before that one exists
-writes Unix seconds as a float (``ts_style="epoch"``).
+``--logger/--log-outputs/--log-level`` writes ISO 8601 with microseconds, as etcd
+3.5.8+ does (``ts_style="iso8601"``); the bootstrap logger that reports flag and
+environment problems before that one exists writes Unix seconds as a float
+(``ts_style="epoch"``).
 """
 
 from __future__ import annotations
@@ -110,9 +111,10 @@ def _trim(value: float) -> str:
 def _format_ts(now: float, style: TsStyle) -> str | float:
     if style == "epoch":
         return now
-    # zap's ISO8601 layout: local time, milliseconds, "Z" for UTC else "+hhmm".
+    # etcd 3.5.8's layout (#15240), Go's "2006-01-02T15:04:05.999999Z0700": local time,
+    # microseconds without trailing zeros (none at all when zero), "Z" for UTC else "+hhmm".
     local = time.localtime(now)
-    millis = int((now % 1) * 1000)
+    fraction = f"{int((now % 1) * 1_000_000):06d}".rstrip("0")
     offset = local.tm_gmtoff or 0
     if offset == 0:
         zone = "Z"
@@ -120,7 +122,8 @@ def _format_ts(now: float, style: TsStyle) -> str | float:
         sign = "+" if offset > 0 else "-"
         hours, minutes = divmod(abs(offset) // 60, 60)
         zone = f"{sign}{hours:02d}{minutes:02d}"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{millis:03d}{zone}"
+    dot = f".{fraction}" if fraction else ""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + dot + zone
 
 
 def _caller(depth: int) -> str:
