@@ -15,6 +15,7 @@ from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.server.auth.check import check_lease_time_to_live
 from pyetcd.server.auth.store import AuthInfo
 
+from .errors import ServerError
 from .header import ResponseHeaders
 from .leadership import Leadership
 from .proposer import Proposer
@@ -111,10 +112,20 @@ class LeaseServer:
         """On the leader: revoke expired leases, checkpoint remaining TTLs."""
         while True:
             await asyncio.sleep(0.5)
-            if not self.leadership.is_leader:
-                continue
-            lessor = self.stores.lessor
-            for lease_id in lessor.expired_leases():
+            await self.expire_once()
+
+    async def expire_once(self) -> None:
+        """One pass of ``run_expiry``."""
+        if not self.leadership.is_leader:
+            return
+        lessor = self.stores.lessor
+        expired = lessor.expired_leases()
+        # etcd 3.5.13 (#17425): a leader cut off from the others still thinks it leads
+        # and its leases look expired (nobody could reach it to renew them); its
+        # revocations would be forwarded to the real leader once it rejoins. So it first
+        # confirms with a quorum that it still leads, as etcd's ensureLeadership.
+        if expired and await self._still_leader():
+            for lease_id in expired:
                 if self.expired is not None:
                     self.expired.inc()
                 req = raft_internal_pb2.InternalRaftRequest(
@@ -122,12 +133,22 @@ class LeaseServer:
                 )
                 # An expired lease is revoked as root (etcd's WithRoot), whatever its keys.
                 self._spawn_quiet(self.proposer.propose(req, self.stores.root_auth()))
+        if self.leadership.is_leader:
             cps = lessor.due_checkpoints()
             if cps:
                 req = raft_internal_pb2.InternalRaftRequest()
                 for lease_id, remaining in cps:
                     req.lease_checkpoint.checkpoints.add(ID=lease_id, remaining_TTL=remaining)
                 self._spawn_quiet(self.proposer.propose(req))
+
+    async def _still_leader(self) -> bool:
+        # a read index confirmed by a quorum, and this member still the leader after it
+        # (the read index round times out by itself after the request timeout)
+        try:
+            await self.read_indexer.wait_linearizable()
+        except ServerError:
+            return False
+        return self.leadership.is_leader
 
     def _spawn_quiet(self, coro: Awaitable[object]) -> None:
         async def run() -> None:
