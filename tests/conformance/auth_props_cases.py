@@ -34,6 +34,7 @@ import test_auth_model as tam
 __all__ = [
     "ETCD_351_GAPS",
     "INVERTED_RANGE",
+    "WATCH_REASON_351",
     "AuthServer",
     "Case",
     "Outcome",
@@ -149,15 +150,11 @@ def build_model(case: Case) -> tam.Model:
 def expected_verdict(model: tam.Model, step: Step) -> str:
     """The model's verdict for ``step``, in the words of :class:`Outcome`.
 
-    A watch reports every auth failure the same way, as a cancel with etcd's
-    permission-denied text (etcd's watch permission check answers yes/no), so
-    for watches the model's "user name is empty" reads as "denied".
+    A refused watch says why in its cancel_reason, as etcd 3.5.6+ does (#14547):
+    "user name is empty" without a token, "permission denied" otherwise.
     """
     leases = {lease: list(keys) for lease, keys in step.leases}
-    verdict = _MODEL_WORDS[tam.model_verdict(model, step.who, step.kind, step.request, leases)]
-    if step.kind == "watch" and verdict == USER_EMPTY:
-        return DENIED
-    return verdict
+    return _MODEL_WORDS[tam.model_verdict(model, step.who, step.kind, step.request, leases)]
 
 
 #: Advisory fixes the model holds (issue 10: pyetcd must hold them) that etcd 3.5.1
@@ -185,6 +182,10 @@ ETCD_351_GAPS: dict[str, str] = {
 #: The model, and pyetcd, ask for READ on the key.
 INVERTED_RANGE = "inverted range"
 
+#: Not an advisory but a version: etcd 3.5.1 gave every refused watch the
+#: permission-denied reason; 3.5.6 (#14547) names the failure, and pyetcd answers as
+#: 3.5.13. Both refuse; only the words differ, so the servers' data stay the same.
+WATCH_REASON_351 = "watch cancel reason before etcd 3.5.6"
 
 def etcd_351_verdict(model: tam.Model, step: Step) -> tuple[str | None, str | None]:
     """What etcd 3.5.1 answers, and the gap that decided it when that differs from
@@ -207,7 +208,9 @@ def etcd_351_verdict(model: tam.Model, step: Step) -> tuple[str | None, str | No
         top_level = expected_verdict(model, _replace(step, _txn_as_351_sees_it(req)))
         gap = "GHSA-rfx7-8w68-q57q" if top_level != fixed else "GHSA-x35m-3gp4-4fh5"
     else:
-        return fixed, None
+        old, gap = fixed, None
+    if kind == "watch" and old == USER_EMPTY:
+        old, gap = DENIED, gap or WATCH_REASON_351
     return old, (gap if old != fixed else None)
 
 
@@ -497,6 +500,8 @@ class AuthServer:
             return Outcome(ALLOWED, "created")
         if first.canceled and "permission denied" in first.cancel_reason:
             return Outcome(DENIED, first.cancel_reason)
+        if first.canceled and first.cancel_reason.endswith(ae.UserEmptyError.message):
+            return Outcome(USER_EMPTY, first.cancel_reason)
         if first.canceled and first.cancel_reason == "mvcc: watcher range is empty":
             return Outcome(ALLOWED, first.cancel_reason)  # refused after the auth check
         return Outcome(OTHER, f"created={first.created} canceled={first.canceled} "
