@@ -7,9 +7,11 @@
   it refuses to start (``<id> found data inconsistency with peers``).
 - Periodic check (``--experimental-corrupt-check-time``): the leader hashes, asks the
   followers at its revision, confirms it still leads (a linearizable read), hashes
-  again, and raises the CORRUPT alarm through Raft for the member whose data is wrong:
-  a follower ahead of the leader, with a newer compaction, or with another hash at the
-  same compaction; the leader itself if its own two hashes disagree.
+  again, and raises the CORRUPT alarm through Raft when a member's data is wrong: a
+  follower ahead of the leader, with a newer compaction, or with another hash at the
+  same compaction; the leader itself if its own two hashes disagree. The alarm carries
+  member ID 0, as from etcd 3.5.7 (#14852): the leader cannot tell whose data is the
+  wrong one, so the logs name the member and the alarm names none.
 
 Under a CORRUPT alarm every member refuses writes at apply with "etcdserver: corrupt
 cluster" (see apply.py), as etcd's corrupt applier does; reads are still served.
@@ -246,12 +248,12 @@ class CorruptionChecker:
                 )
                 mismatch(p.member_id)
         self.log.info("finished peer corruption check", {"number-of-peers-checked": checked})
-        for member_id in alarmed:
+        if alarmed:
             await self.proposer.propose(
                 raft_internal_pb2.InternalRaftRequest(
                     alarm=rpc_pb2.AlarmRequest(
                         action=rpc_pb2.AlarmRequest.ACTIVATE,
-                        memberID=member_id,
+                        memberID=0,  # etcd 3.5.7: see the module docstring
                         alarm=rpc_pb2.CORRUPT,
                     )
                 ),
