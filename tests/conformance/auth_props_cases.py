@@ -104,6 +104,14 @@ feature_requests = st.one_of(
 )  # fmt: skip
 
 
+def _selects_keys(perm: tuple[int, bytes, bytes]) -> bool:
+    """Grants both servers take: etcd 3.5.8 (#15294) refuses a range that selects no
+    key, 3.5.1 stores it (matching nothing); pyetcd answers as 3.5.13, which
+    tests/e2e/test_etcd_3_5_13.py pins, so the comparison with 3.5.1 leaves them out."""
+    _, key, end = perm
+    return bool(key) and (not end or key < end or end == b"\x00")
+
+
 @st.composite
 def cases(draw: st.DrawFn, min_requests: int = 4, max_requests: int = 8) -> Case:
     """Smaller than the unit test's cases (every mutation here is a Raft write), and
@@ -111,7 +119,9 @@ def cases(draw: st.DrawFn, min_requests: int = 4, max_requests: int = 8) -> Case
     most requests meet a user holding some grants and the finer rules (prev_kv,
     lease keys, from-key) decide verdicts rather than a bare "denied"."""
     # READ and WRITE alone as often as READWRITE: prev_kv decides only where they differ
-    perms = st.tuples(tam.perms(), st.sampled_from([tam.READ, tam.WRITE, tam.RW]))
+    perms = st.tuples(
+        tam.perms().filter(_selects_keys), st.sampled_from([tam.READ, tam.WRITE, tam.RW])
+    )
     grants = [
         ("grant", role, (ptype, key, end))
         for role in tam.ROLES
@@ -122,7 +132,8 @@ def cases(draw: st.DrawFn, min_requests: int = 4, max_requests: int = 8) -> Case
         st.tuples(st.just("grant_role"), st.sampled_from(tam.USERS), st.sampled_from(tam.ROLES)),
         max_size=2,
     ))  # fmt: skip
-    more = draw(st.lists(tam.mutations, max_size=3))
+    more = draw(st.lists(tam.mutations.filter(
+        lambda m: m[0] != "grant" or _selects_keys(m[2])), max_size=3))  # fmt: skip
     requests = draw(st.lists(
         st.one_of(tam.requests, feature_requests), min_size=min_requests, max_size=max_requests,
     ))  # fmt: skip

@@ -22,7 +22,7 @@ import h2.events
 import h2.settings
 import pytest
 
-from pyetcd.pb import rpc_pb2, rpc_pb2_grpc, v3election_pb2, v3election_pb2_grpc
+from pyetcd.pb import auth_pb2, rpc_pb2, rpc_pb2_grpc, v3election_pb2, v3election_pb2_grpc
 from tests.framework import (
     ORACLE_VERSION,
     REPORTED_VERSION,
@@ -248,3 +248,28 @@ def test_max_concurrent_streams_is_advertised(py: Member) -> None:
                 if isinstance(ev, h2.events.RemoteSettingsChanged):
                     settings.update({k: v.new_value for k, v in ev.changed_settings.items()})
     assert settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == 77
+
+
+def test_grants_that_select_no_key_are_refused(py: Member) -> None:
+    # etcd 3.5.8 (#15294); 3.5.1 stored them (they matched nothing)
+    auth = rpc_pb2_grpc.AuthStub(py.grpc_channel())
+    auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="empty-ranges"), timeout=10)
+    grant = auth.RoleGrantPermission
+    for key, end in ((b"b", b"a"), (b"a", b"a"), (b"", b""), (b"", b"\x00"), (b"", b"z")):
+        perm = auth_pb2.Permission(permType=auth_pb2.Permission.READ, key=key, range_end=end)
+        with pytest.raises(grpc.RpcError) as err:
+            grant(rpc_pb2.AuthRoleGrantPermissionRequest(name="empty-ranges", perm=perm))
+        assert (err.value.code(), err.value.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "etcdserver: invalid auth management",
+        ), (key, end)
+    for key, end in ((b"a", b""), (b"a", b"b"), (b"a", b"\x00"), (b"\x00", b"\x00")):
+        perm = auth_pb2.Permission(permType=auth_pb2.Permission.READ, key=key, range_end=end)
+        grant(rpc_pb2.AuthRoleGrantPermissionRequest(name="empty-ranges", perm=perm), timeout=10)
+    got = auth.RoleGet(rpc_pb2.AuthRoleGetRequest(role="empty-ranges"), timeout=10).perm
+    assert [(p.key, p.range_end) for p in got] == [
+        (b"\x00", b"\x00"),
+        (b"a", b""),
+        (b"a", b"b"),
+        (b"a", b"\x00"),
+    ]
