@@ -74,7 +74,7 @@ class FlagSpec:
 MAX_UINT32 = 2**32 - 1
 
 _S, _B, _I, _U, _D = FlagKind.STRING, FlagKind.BOOL, FlagKind.INT, FlagKind.UINT, FlagKind.DURATION
-_URLS, _STRS, _CH = FlagKind.URLS, FlagKind.STRINGS, FlagKind.CHOICE
+_URLS, _STRS, _CH, _U32 = FlagKind.URLS, FlagKind.STRINGS, FlagKind.CHOICE, FlagKind.UINT32
 
 
 def _f(
@@ -112,15 +112,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     ),
     _f("listen-peer-urls", _URLS, "http://localhost:2380", _M, "URLs to listen on for peers."),
     _f("listen-client-urls", _URLS, "http://localhost:2379", _M, "URLs to listen on for clients."),
-    _f(
-        "listen-client-http-urls",
-        _URLS,
-        "",
-        _M,
-        "URLs to serve HTTP only (no gRPC) on, apart from --listen-client-urls.",
-        supported=False,
-        since="3.5.8",
-    ),
+    _f("listen-client-http-urls", _URLS, "", _M, "HTTP-only URLs.", supported=False, since="3.5.8"),
     _f("max-snapshots", _U, "5", _M, "Snapshot files to keep (0 keeps all)."),
     _f("max-wals", _U, "5", _M, "WAL files to keep (0 keeps all)."),
     _f(
@@ -142,15 +134,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     _f("backend-batch-limit", _I, "0", _M, "Most operations before a backend commit."),
     _f("max-txn-ops", _U, "128", _M, "Most operations in one transaction."),
     _f("max-request-bytes", _U, "1572864", _M, "Largest client request in bytes."),
-    _f(
-        "max-concurrent-streams",
-        FlagKind.UINT32,
-        str(MAX_UINT32),
-        _M,
-        "Most concurrent streams each client connection may open (default: no limit; "
-        "pyetcd then keeps its own bound of 1000).",
-        since="3.5.5",
-    ),
+    _f("max-concurrent-streams", _U32, str(MAX_UINT32), _M, "Streams per client.", since="3.5.5"),
     _f("grpc-keepalive-min-time", _D, "5s", _M, "Shortest client ping interval allowed."),
     _f("grpc-keepalive-interval", _D, "2h", _M, "Server-to-client ping interval (0 disables)."),
     _f("grpc-keepalive-timeout", _D, "20s", _M, "Wait for a ping answer (0 disables)."),
@@ -245,22 +229,8 @@ FLAGS: tuple[FlagSpec, ...] = (
     ),
     _f("peer-crl-file", _S, "", _SEC, "Peer certificate revocation list (PEM or DER)."),
     _f("cipher-suites", _STRS, "", _SEC, "TLS 1.2 cipher suites, Go's names (empty: defaults)."),
-    _f(
-        "tls-min-version",
-        _S,
-        "TLS1.2",
-        _SEC,
-        "Minimum TLS version: TLS1.2 or TLS1.3.",
-        since="3.5.8",
-    ),
-    _f(
-        "tls-max-version",
-        _S,
-        "",
-        _SEC,
-        "Maximum TLS version: TLS1.2 or TLS1.3 (empty: highest).",
-        since="3.5.8",
-    ),
+    _f("tls-min-version", _S, "TLS1.2", _SEC, "Lowest TLS: TLS1.2 or TLS1.3.", since="3.5.8"),
+    _f("tls-max-version", _S, "", _SEC, "Highest TLS (empty: any).", since="3.5.8"),
     _f("cors", _STRS, "*", _SEC, "Origins allowed by CORS (* allows all).", supported=False),
     _f(
         "host-whitelist",

@@ -20,6 +20,7 @@ environment problems before that one exists writes Unix seconds as a float
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -35,6 +36,7 @@ __all__ = [
     "LogSetupError",
     "Logger",
     "bootstrap_logger",
+    "go_bytes",
     "go_duration",
     "new_logger",
     "parse_level",
@@ -78,6 +80,17 @@ def parse_level(text: str) -> Level:
         if name == text:
             return level
     raise LogLevelError(f'unrecognized level: "{text}"')
+
+
+def go_bytes(n: int) -> str:
+    """go-humanize's ``Bytes`` (etcd's sizes in logs and etcdutl's tables): SI units,
+    one decimal below 10, none above: ``9 B``, ``20 kB``, ``1.5 MB``."""
+    if n < 10:
+        return f"{n} B"
+    sizes = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    e = math.floor(math.log(n) / math.log(1000))
+    val = math.floor(n / 1000**e * 10 + 0.5) / 10
+    return (f"{val:.1f} {sizes[e]}") if val < 10 else f"{val:.0f} {sizes[e]}"
 
 
 def go_duration(seconds: float) -> str:

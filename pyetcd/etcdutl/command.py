@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from pyetcd.logutil import bootstrap_logger
+from pyetcd.logutil import bootstrap_logger, go_bytes
 from pyetcd.mvcc import Backend
 from pyetcd.version import API_VERSION, SERVER_VERSION
 
@@ -41,16 +40,6 @@ class _Exit(Exception):
 
 def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise _Exit(code, message)
-
-
-def humanize_bytes(n: int) -> str:
-    """go-humanize's ``Bytes``: SI units, one decimal below 10, none above."""
-    if n < 10:
-        return f"{n} B"
-    sizes = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
-    e = math.floor(math.log(n) / math.log(1000))
-    val = math.floor(n / 1000**e * 10 + 0.5) / 10
-    return (f"{val:.1f} {sizes[e]}") if val < 10 else f"{val:.0f} {sizes[e]}"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -89,7 +78,7 @@ def format_status(st: SnapshotStatus, fmt: str) -> str:
             f'"Hash" : {st.hash}\n"Revision" : {st.revision}\n"Keys" : {st.total_key}\n'
             f'"Size" : {st.total_size}\n'
         )
-    cells = [f"{st.hash:x}", str(st.revision), str(st.total_key), humanize_bytes(st.total_size)]
+    cells = [f"{st.hash:x}", str(st.revision), str(st.total_key), go_bytes(st.total_size)]
     if fmt == "table":
         return table(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [cells])
     return ", ".join(cells) + "\n"

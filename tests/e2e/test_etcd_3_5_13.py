@@ -273,3 +273,19 @@ def test_grants_that_select_no_key_are_refused(py: Member) -> None:
         (b"a", b"b"),
         (b"a", b"\x00"),
     ]
+
+
+def test_compaction_logs_the_db_size(py: Member) -> None:
+    # etcd 3.5.12 (#17291): "finished scheduled compaction" carries the db sizes
+    kv = py.kv()
+    for i in range(3):
+        rev = kv.Put(rpc_pb2.PutRequest(key=b"c", value=b"%d" % i), timeout=10).header.revision
+    kv.Compact(rpc_pb2.CompactionRequest(revision=rev, physical=True), timeout=10)
+    records = [json.loads(line) for line in py.log_text().splitlines() if line.startswith("{")]
+    (done,) = [
+        r for r in records
+        if r["msg"] == "finished scheduled compaction" and r["compact-revision"] == rev
+    ]  # fmt: skip
+    assert done["current-db-size-bytes"] > 0 and done["current-db-size"].endswith("B")
+    assert 0 < done["current-db-size-in-use-bytes"] <= done["current-db-size-bytes"]
+    assert done["current-db-size-in-use"].endswith("B") and done["took"].endswith("s")
