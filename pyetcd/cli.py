@@ -54,9 +54,9 @@ from pyetcd.flagspec import (
 from pyetcd.ids import BootstrapError, bootstrap_cluster
 from pyetcd.logutil import Level, Logger, LogLevelError, LogSetupError, bootstrap_logger, new_logger
 from pyetcd.srv import SRVError, srv_initial_cluster
+from pyetcd.version import SERVER_VERSION
 
 __all__ = [
-    "ETCD_API_VERSION",
     "EnvConflictError",
     "LoadedConfig",
     "Notice",
@@ -66,7 +66,6 @@ __all__ = [
     "resolve_defaults",
 ]
 
-ETCD_API_VERSION = "3.5"
 _LOADED_MSG = (
     "loaded server configuration, other configuration command line flags and "
     "environment variables will be ignored if provided"
@@ -339,12 +338,17 @@ def _machine() -> str:
 
 
 def version_text() -> str:
-    """What ``--version`` prints, laid out like etcd's."""
+    """What ``--version`` prints: etcd's four lines (tools read the first), then ours.
+
+    "Git SHA" names the pyetcd release and "Go Version" the Python that runs it: the
+    fields keep etcd's names so that what parses etcd's output parses this.
+    """
     return (
+        f"etcd Version: {SERVER_VERSION}\n"
+        f"Git SHA: pyetcd-{__version__}\n"
+        f"Go Version: python{platform.python_version()}\n"
+        f"Go OS/Arch: {_machine()}\n"
         f"pyetcd Version: {__version__}\n"
-        f"etcd API Version: {ETCD_API_VERSION}\n"
-        f"Python Version: {platform.python_version()}\n"
-        f"Python OS/Arch: {_machine()}\n"
     )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from pyetcd.flagspec import (
     FLAGS,
     FLAGS_BY_NAME,
+    MAX_UINT32,
     FlagKind,
     FlagSpec,
     FlagValueError,
@@ -95,6 +96,7 @@ class ServerConfig:
     backend_batch_limit: int = 0  # 0 = the backend's default
     max_txn_ops: int = 128
     max_request_bytes: int = 1572864
+    max_concurrent_streams: int = MAX_UINT32  # etcd's default: no limit
     grpc_keepalive_min_time: float = 5.0
     grpc_keepalive_interval: float = 7200.0
     grpc_keepalive_timeout: float = 20.0
@@ -216,7 +218,8 @@ def check_unsupported(values: Mapping[str, Value], origin: Mapping[str, str]) ->
             continue
         if value != parse_value(spec, spec.default):
             shown = origin.get(name, f"--{name}")
-            raise ConfigError(f"{shown} is not supported by pyetcd")
+            added = f" (a flag of etcd {spec.since})" if spec.since else ""
+            raise ConfigError(f"{shown} is not supported by pyetcd{added}")
 
 
 # ---------------------------------------------------------------- validation
@@ -435,7 +438,8 @@ def _yaml_value(spec: FlagSpec, key: str, raw: object) -> Value:
         return parse_value(spec, raw)
     if kind is FlagKind.BOOL and isinstance(raw, bool):
         return raw
-    if kind in (FlagKind.INT, FlagKind.UINT) and isinstance(raw, int) and not isinstance(raw, bool):
+    integer = (FlagKind.INT, FlagKind.UINT, FlagKind.UINT32)
+    if kind in integer and isinstance(raw, int) and not isinstance(raw, bool):
         return parse_value(spec, str(raw))
     if kind is FlagKind.DURATION and isinstance(raw, int | float) and not isinstance(raw, bool):
         return float(raw) / 1e9  # a Go time.Duration in JSON is nanoseconds

@@ -27,10 +27,11 @@ from pyetcd.server.auth.errors import AuthOptionsError
 from pyetcd.server.etcdserver.corrupt import DataInconsistencyError
 from pyetcd.server.etcdserver.events import NO_EVENTS
 from pyetcd.server.etcdserver.fatal import FatalError
-from pyetcd.server.etcdserver.server import SERVER_VERSION, EtcdServer, TransportFactory
+from pyetcd.server.etcdserver.server import EtcdServer, TransportFactory
 from pyetcd.server.etcdserver.transport import TransportParams
 from pyetcd.server.rafthttp.transport import PeerTransport
 from pyetcd.tlsutil import TLSInfo, TLSSetupError, client_tls_info, peer_tls_info
+from pyetcd.version import SERVER_VERSION
 from pyetcd.wal import WALError
 
 __all__ = ["run", "serve"]

@@ -8,14 +8,24 @@ same input is accepted or refused with the same words as by etcd.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import IntEnum
+
+from pyetcd.goflag import (
+    FlagValueError,
+    check_url,
+    parse_bool,
+    parse_duration,
+    parse_int,
+    parse_urls,
+    split_host_port,
+)
 
 __all__ = [
     "FLAGS",
     "FLAGS_BY_NAME",
     "IGNORED_FLAGS",
+    "MAX_UINT32",
     "FlagKind",
     "FlagSpec",
     "FlagValueError",
@@ -42,10 +52,7 @@ class FlagKind(IntEnum):
     URLS = 5  # comma-separated URLs, sorted and de-duplicated
     STRINGS = 6  # comma-separated strings, sorted and de-duplicated
     CHOICE = 7  # one string out of ``choices``
-
-
-class FlagValueError(ValueError):
-    """A flag value does not parse; ``str(exc)`` is the reason Go's flag package gives."""
+    UINT32 = 8  # uint32
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,7 @@ class FlagSpec:
     supported: bool = True  # False: only etcd's default value is accepted
     choices: tuple[str, ...] = ()
     hidden: bool = False  # etcd has it but does not list it in --help
+    since: str = ""  # the etcd release that added it, when later than 3.5.0
 
     @property
     def env_name(self) -> str:
@@ -67,8 +75,11 @@ class FlagSpec:
         return "ETCD_" + self.name.upper().replace("-", "_")
 
 
+#: Go's math.MaxUint32: --max-concurrent-streams' default (no limit).
+MAX_UINT32 = 2**32 - 1
+
 _S, _B, _I, _U, _D = FlagKind.STRING, FlagKind.BOOL, FlagKind.INT, FlagKind.UINT, FlagKind.DURATION
-_URLS, _STRS, _CH = FlagKind.URLS, FlagKind.STRINGS, FlagKind.CHOICE
+_URLS, _STRS, _CH, _U32 = FlagKind.URLS, FlagKind.STRINGS, FlagKind.CHOICE, FlagKind.UINT32
 
 
 def _f(
@@ -81,8 +92,9 @@ def _f(
     supported: bool = True,
     choices: tuple[str, ...] = (),
     hidden: bool = False,
+    since: str = "",
 ) -> FlagSpec:
-    return FlagSpec(name, kind, default, group, help, supported, choices, hidden)
+    return FlagSpec(name, kind, default, group, help, supported, choices, hidden, since)
 
 
 _M, _C, _SEC, _A = "Member", "Clustering", "Security", "Auth"
@@ -105,6 +117,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     ),
     _f("listen-peer-urls", _URLS, "http://localhost:2380", _M, "URLs to listen on for peers."),
     _f("listen-client-urls", _URLS, "http://localhost:2379", _M, "URLs to listen on for clients."),
+    _f("listen-client-http-urls", _URLS, "", _M, "HTTP-only URLs.", supported=False, since="3.5.8"),
     _f("max-snapshots", _U, "5", _M, "Snapshot files to keep (0 keeps all)."),
     _f("max-wals", _U, "5", _M, "WAL files to keep (0 keeps all)."),
     _f(
@@ -126,6 +139,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     _f("backend-batch-limit", _I, "0", _M, "Most operations before a backend commit."),
     _f("max-txn-ops", _U, "128", _M, "Most operations in one transaction."),
     _f("max-request-bytes", _U, "1572864", _M, "Largest client request in bytes."),
+    _f("max-concurrent-streams", _U32, str(MAX_UINT32), _M, "Streams per client.", since="3.5.5"),
     _f("grpc-keepalive-min-time", _D, "5s", _M, "Shortest client ping interval allowed."),
     _f("grpc-keepalive-interval", _D, "2h", _M, "Server-to-client ping interval (0 disables)."),
     _f("grpc-keepalive-timeout", _D, "20s", _M, "Wait for a ping answer (0 disables)."),
@@ -220,8 +234,8 @@ FLAGS: tuple[FlagSpec, ...] = (
     ),
     _f("peer-crl-file", _S, "", _SEC, "Peer certificate revocation list (PEM or DER)."),
     _f("cipher-suites", _STRS, "", _SEC, "TLS 1.2 cipher suites, Go's names (empty: defaults)."),
-    _f("tls-min-version", _S, "TLS1.2", _SEC, "Minimum TLS version: TLS1.2 or TLS1.3."),
-    _f("tls-max-version", _S, "", _SEC, "Maximum TLS version: TLS1.2 or TLS1.3 (empty: highest)."),
+    _f("tls-min-version", _S, "TLS1.2", _SEC, "Lowest TLS: TLS1.2 or TLS1.3.", since="3.5.8"),
+    _f("tls-max-version", _S, "", _SEC, "Highest TLS (empty: any).", since="3.5.8"),
     _f("cors", _STRS, "*", _SEC, "Origins allowed by CORS (* allows all).", supported=False),
     _f(
         "host-whitelist",
@@ -285,6 +299,15 @@ FLAGS: tuple[FlagSpec, ...] = (
         supported=False,
     ),
     _f(
+        "experimental-distributed-tracing-sampling-rate",
+        _I,
+        "0",
+        _T,
+        "Spans sampled per million.",
+        supported=False,
+        since="3.5.11",
+    ),
+    _f(
         "proxy",
         _CH,
         "off",
@@ -334,8 +357,7 @@ FLAGS: tuple[FlagSpec, ...] = (
         _B,
         "false",
         _X,
-        "Persist the checkpointed remaining TTL (requires "
-        "--experimental-enable-lease-checkpoint).",
+        "Persist the checkpointed remaining TTL (requires --experimental-enable-lease-checkpoint).",
     ),
     _f(
         "experimental-compaction-batch-limit",
@@ -441,123 +463,6 @@ IGNORED_FLAGS = frozenset(
     }
 )
 
-# ---------------------------------------------------------------- value parsing
-
-_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-_INT_RE = re.compile(r"[+-]?[0-9][0-9a-zA-Z_]*")
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,
-    "\u03bcs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_RE = re.compile(r"([0-9]*(?:\.[0-9]*)?)([a-zµμ]+)")
-_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
-
-
-def parse_bool(text: str) -> bool:
-    """Go's ``strconv.ParseBool``."""
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise FlagValueError("parse error")
-
-
-def parse_int(text: str, unsigned: bool) -> int:
-    """Go's ``strconv.ParseInt/ParseUint(text, 0, 64)``: 0x/0o/0b and leading-0 octal."""
-    if not _INT_RE.fullmatch(text) or (unsigned and text[0] in "+-"):
-        raise FlagValueError("parse error")
-    sign = -1 if text[0] == "-" else 1
-    digits = text.lstrip("+-")
-    try:
-        if digits[:2].lower() in ("0x", "0o", "0b"):
-            value = int(digits, 0)
-        elif len(digits) > 1 and digits[0] == "0":
-            value = int(digits, 8)
-        else:
-            value = int(digits, 10)
-    except ValueError:
-        raise FlagValueError("parse error") from None
-    value *= sign
-    low, high = (0, 2**64 - 1) if unsigned else (-(2**63), 2**63 - 1)
-    if not low <= value <= high:
-        raise FlagValueError("value out of range")
-    return value
-
-
-def parse_duration(text: str) -> float:
-    """Go's ``time.ParseDuration`` (``1h30m``, ``100ms``, ``0``), in seconds."""
-    body = text.lstrip("+-")
-    sign = -1.0 if text.startswith("-") else 1.0
-    if body == "0":
-        return 0.0
-    if not body:
-        raise FlagValueError("parse error")
-    total, pos = 0.0, 0
-    while pos < len(body):
-        match = _DURATION_RE.match(body, pos)
-        if not match or match.group(1) in ("", ".") or match.group(2) not in _DURATION_UNITS:
-            raise FlagValueError("parse error")
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    return sign * total
-
-
-def split_host_port(hostport: str) -> tuple[str, str]:
-    """Go's ``net.SplitHostPort`` for the forms etcd meets (``h:p``, ``[v6]:p``)."""
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        if end < 0 or not hostport[end + 1 :].startswith(":"):
-            raise FlagValueError(f"address {hostport}: missing port in address")
-        return hostport[1:end], hostport[end + 2 :]
-    if ":" not in hostport:
-        raise FlagValueError(f"address {hostport}: missing port in address")
-    host, _, port = hostport.rpartition(":")
-    if ":" in host:
-        raise FlagValueError(f"address {hostport}: too many colons in address")
-    return host, port
-
-
-def check_url(url: str) -> str:
-    """One URL checked as etcd's ``types.NewURLs`` does; returns it unchanged.
-
-    Raises:
-        FlagValueError: etcd's text, e.g. ``URL must not contain a path: <url>``.
-    """
-    if "://" in url:
-        scheme, _, rest = url.partition("://")
-    else:
-        match = _SCHEME_RE.match(url)
-        if match is None and ":" in url.split("/", 1)[0]:
-            raise FlagValueError(f'parse "{url}": first path segment in URL cannot contain colon')
-        scheme, rest = (match.group(0)[:-1], "") if match else ("", url)
-    if scheme in ("unix", "unixs"):
-        return url
-    if scheme not in ("http", "https"):
-        raise FlagValueError(f"URL scheme must be http, https, unix, or unixs: {url}")
-    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    try:
-        split_host_port(host)
-    except FlagValueError:
-        raise FlagValueError(f'URL address does not have the form "host:port": {url}') from None
-    if rest[len(host) :].split("?", 1)[0].split("#", 1)[0]:
-        raise FlagValueError(f"URL must not contain a path: {url}")
-    return url
-
-
-def parse_urls(text: str, unique: bool = True) -> tuple[str, ...]:
-    """etcd's URL list: comma-separated, each checked, then sorted (and de-duplicated)."""
-    if text == "":
-        return ()
-    urls = [check_url(part.strip()) for part in text.split(",")]
-    return tuple(sorted(set(urls) if unique else urls))
-
 
 def parse_value(spec: FlagSpec, text: str) -> Value:
     """Parse ``text`` as a value of ``spec``.
@@ -572,6 +477,11 @@ def parse_value(spec: FlagSpec, text: str) -> Value:
         return parse_bool(text)
     if kind in (FlagKind.INT, FlagKind.UINT):
         return parse_int(text, unsigned=kind is FlagKind.UINT)
+    if kind is FlagKind.UINT32:
+        value = parse_int(text, unsigned=True)
+        if value > MAX_UINT32:
+            raise FlagValueError("value out of range")
+        return value
     if kind is FlagKind.DURATION:
         return 0.0 if text == "" else parse_duration(text)
     if kind is FlagKind.URLS:

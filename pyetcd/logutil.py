@@ -3,7 +3,7 @@
 Every record is one JSON object on one line: ``level``, ``ts``, ``caller``, ``msg``,
 then the structured fields in the order given, e.g.::
 
-    {"level":"warn","ts":"2024-01-02T03:04:05.678Z","caller":"pyetcd/cli.py:88",
+    {"level":"warn","ts":"2024-01-02T03:04:05.678901Z","caller":"pyetcd/cli.py:88",
      "msg":"'data-dir' was empty; using default","data-dir":"default.etcd"}
 
 etcd's field names use dashes (``data-dir``, ``local-member-id``); Python keyword
@@ -11,14 +11,16 @@ arguments cannot, so ``logger.info(msg, data_dir=...)`` writes ``data-dir``. Pas
 ``fields={...}`` for a name that must keep an underscore.
 
 Two timestamp styles exist because etcd has two loggers: the one configured from
-``--logger/--log-outputs/--log-level`` writes ISO 8601 (``ts_style="iso8601"``); the
-bootstrap logger that reports flag and environment problems before that one exists
-writes Unix seconds as a float (``ts_style="epoch"``).
+``--logger/--log-outputs/--log-level`` writes ISO 8601 with microseconds, as etcd
+3.5.8+ does (``ts_style="iso8601"``); the bootstrap logger that reports flag and
+environment problems before that one exists writes Unix seconds as a float
+(``ts_style="epoch"``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -37,6 +39,7 @@ __all__ = [
     "LogSink",
     "Logger",
     "bootstrap_logger",
+    "go_bytes",
     "go_duration",
     "new_logger",
     "parse_level",
@@ -82,6 +85,17 @@ def parse_level(text: str) -> Level:
     raise LogLevelError(f'unrecognized level: "{text}"')
 
 
+def go_bytes(n: int) -> str:
+    """go-humanize's ``Bytes`` (etcd's sizes in logs and etcdutl's tables): SI units,
+    one decimal below 10, none above: ``9 B``, ``20 kB``, ``1.5 MB``."""
+    if n < 10:
+        return f"{n} B"
+    sizes = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    e = math.floor(math.log(n) / math.log(1000))
+    val = math.floor(n / 1000**e * 10 + 0.5) / 10
+    return (f"{val:.1f} {sizes[e]}") if val < 10 else f"{val:.0f} {sizes[e]}"
+
+
 def go_duration(seconds: float) -> str:
     """``seconds`` as Go's ``time.Duration.String`` writes it (zap's duration fields):
     ``0s``, ``812.5µs``, ``12ms``, ``2s``, ``1m30s``, ``2h0m0s``."""
@@ -113,9 +127,10 @@ def _trim(value: float) -> str:
 def _format_ts(now: float, style: TsStyle) -> str | float:
     if style == "epoch":
         return now
-    # zap's ISO8601 layout: local time, milliseconds, "Z" for UTC else "+hhmm".
+    # etcd 3.5.8's layout (#15240), Go's "2006-01-02T15:04:05.999999Z0700": local time,
+    # microseconds without trailing zeros (none at all when zero), "Z" for UTC else "+hhmm".
     local = time.localtime(now)
-    millis = int((now % 1) * 1000)
+    fraction = f"{int((now % 1) * 1_000_000):06d}".rstrip("0")
     offset = local.tm_gmtoff or 0
     if offset == 0:
         zone = "Z"
@@ -123,7 +138,8 @@ def _format_ts(now: float, style: TsStyle) -> str | float:
         sign = "+" if offset > 0 else "-"
         hours, minutes = divmod(abs(offset) // 60, 60)
         zone = f"{sign}{hours:02d}{minutes:02d}"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{millis:03d}{zone}"
+    dot = f".{fraction}" if fraction else ""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + dot + zone
 
 
 def _caller(depth: int) -> str:

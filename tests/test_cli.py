@@ -298,9 +298,11 @@ def test_help_goes_to_stdout() -> None:
 def test_version() -> None:
     rc, out, _records, _raw = run(["--version"])
     lines = out.splitlines()
-    assert rc == 0 and lines[0] == "pyetcd Version: 0.1.0"
-    assert lines[1] == "etcd API Version: 3.5"
-    assert lines[2].startswith("Python Version: ") and lines[3].startswith("Python OS/Arch: ")
+    # etcd's four lines first (tools parse "etcd Version: "), then pyetcd's own
+    assert rc == 0 and lines[0] == "etcd Version: 3.5.13"
+    assert lines[1] == "Git SHA: pyetcd-0.1.0"
+    assert lines[2].startswith("Go Version: python3.") and lines[3].startswith("Go OS/Arch: ")
+    assert lines[4] == "pyetcd Version: 0.1.0"
 
 
 def test_logs_follow_log_outputs_and_level(tmp_path: Path, fake_server: list[ServerConfig]) -> None:

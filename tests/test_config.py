@@ -191,6 +191,18 @@ some-future-key: 1
     assert unknown == ["some-future-key"]
 
 
+def test_config_file_takes_later_releases_keys(tmp_path: Path) -> None:
+    # etcd 3.5.10 (#16435): the socket options in a config file; 3.5.5's stream limit
+    path = _write(tmp_path, """
+socket-reuse-port: true
+socket-reuse-address: true
+max-concurrent-streams: 64
+""")
+    cfg, unknown = config_from_file(path)
+    assert (cfg.socket_reuse_port, cfg.socket_reuse_address) == (True, True)
+    assert cfg.max_concurrent_streams == 64 and unknown == []
+
+
 def test_config_file_listen_client_alone_keeps_default_advertise(tmp_path: Path) -> None:
     # Unlike the command line, etcd's file mode does not clear the advertise default.
     cfg, _ = config_from_file(_write(tmp_path, "listen-client-urls: http://127.0.0.1:40011\n"))

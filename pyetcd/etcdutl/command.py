@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from pyetcd.logutil import bootstrap_logger
+from pyetcd.logutil import bootstrap_logger, go_bytes
 from pyetcd.mvcc import Backend
+from pyetcd.version import API_VERSION, SERVER_VERSION
 
 from .restore import RestoreConfig, RestoreError, restore_snapshot
 from .status import HashKV, SnapshotStatus, StatusError, backend_path, hashkv, snapshot_status
 
 __all__ = ["main"]
 
-VERSION = "3.5.1"
-API_VERSION = "3.5"
 EXIT_ERROR = 1
 EXIT_BAD_FEATURE = 4
 EXIT_BAD_ARGS = 128
@@ -42,16 +40,6 @@ class _Exit(Exception):
 
 def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise _Exit(code, message)
-
-
-def humanize_bytes(n: int) -> str:
-    """go-humanize's ``Bytes``: SI units, one decimal below 10, none above."""
-    if n < 10:
-        return f"{n} B"
-    sizes = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
-    e = math.floor(math.log(n) / math.log(1000))
-    val = math.floor(n / 1000**e * 10 + 0.5) / 10
-    return (f"{val:.1f} {sizes[e]}") if val < 10 else f"{val:.0f} {sizes[e]}"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -90,7 +78,7 @@ def format_status(st: SnapshotStatus, fmt: str) -> str:
             f'"Hash" : {st.hash}\n"Revision" : {st.revision}\n"Keys" : {st.total_key}\n'
             f'"Size" : {st.total_size}\n'
         )
-    cells = [f"{st.hash:x}", str(st.revision), str(st.total_key), humanize_bytes(st.total_size)]
+    cells = [f"{st.hash:x}", str(st.revision), str(st.total_key), go_bytes(st.total_size)]
     if fmt == "table":
         return table(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [cells])
     return ", ".join(cells) + "\n"
@@ -277,7 +265,7 @@ def _defrag(ns: argparse.Namespace) -> str:
 
 def _run(fmt: str, ns: argparse.Namespace) -> str:
     if ns.command == "version":
-        return f"etcdutl version: {VERSION}\nAPI version: {API_VERSION}\n"
+        return f"etcdutl version: {SERVER_VERSION}\nAPI version: {API_VERSION}\n"
     if fmt not in FORMATS:
         _fail("unsupported output format", EXIT_BAD_FEATURE)
     if ns.command == "defrag":

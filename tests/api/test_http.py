@@ -39,7 +39,7 @@ async def test_health_version_and_errors(member: LiveMember) -> None:
     r = await http(member, "POST", "/health")
     assert (r.status, r.headers["allow"], r.body) == (405, "GET", b"Method Not Allowed\n")
     r = await http(member, "GET", "/version")
-    assert doc(r) == {"etcdserver": "3.5.1", "etcdcluster": "3.5.0"}
+    assert doc(r) == {"etcdserver": "3.5.13", "etcdcluster": "3.5.0"}
     r = await http(member, "GET", "/nope")
     assert (r.status, r.body) == (404, b"404 page not found\n")
     r = await http(member, "GET", "/v3/kv/range")
@@ -73,7 +73,7 @@ async def test_keep_alive_and_chunked_body(member: LiveMember) -> None:
     second = await read_reply(reader)
     writer.close()
     assert first.status == 200 and "header" in doc(first)
-    assert doc(second)["etcdserver"] == "3.5.1"
+    assert doc(second)["etcdserver"] == "3.5.13"
 
 
 async def test_grpc_and_http_share_the_port(member: LiveMember) -> None:
@@ -159,7 +159,7 @@ async def test_gateway_lease_maintenance_cluster(member: LiveMember) -> None:
     assert r.status == 200
     r = await post(member, "/v3/maintenance/status", {})
     status = doc(r)
-    assert status["version"] == "3.5.1"
+    assert status["version"] == "3.5.13"
     assert status["leader"] == status["header"]["member_id"]
     assert int(status["dbSize"]) > 0 and int(status["raftIndex"]) > 0
     r = await post(member, "/v3/cluster/member/list", {})

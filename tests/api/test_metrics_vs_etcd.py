@@ -23,7 +23,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
-from tests.framework import Cluster, Member, etcd_binary, running_cluster, wait_until
+from tests.framework import (
+    REPORTED_VERSION,
+    Cluster,
+    Member,
+    etcd_binary,
+    known_version,
+    running_cluster,
+    wait_until,
+)
 
 _GO_RUNTIME = "Go runtime statistics (pyetcd is a Python process: process_* are exported)"
 _V2_STORE = "etcd's v2 store; pyetcd has no v2 API or v2 store"
@@ -153,6 +161,17 @@ def raw_sample_names(*texts: str) -> set[str]:
     }
 
 
+def version_samples(text: str, family: str) -> list[str]:
+    """The samples of a version family, as ``name{label="value"} number`` lines."""
+    out = []
+    for f in text_string_to_metric_families(text):
+        if f.name == family:
+            for s in f.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in s.labels.items())
+                out.append(f"{s.name}{{{labels}}} {float(s.value):g}")
+    return out
+
+
 def scrape(m: Member) -> str:
     with urllib.request.urlopen(f"http://{m.endpoint}/metrics", timeout=10) as r:
         return str(r.read().decode())
@@ -238,6 +257,7 @@ def test_families_match_etcd() -> None:
         theirs, their_lead, their_follower = observe(c)
         their_after = after_a_follower_stops(c)
         theirs = {**families(their_after), **theirs}
+        their_text = their_lead
     with running_cluster("pyetcd", 3) as c:
         ours, lead_text, follower_text = observe(c)
         after = after_a_follower_stops(c)
@@ -270,6 +290,13 @@ def test_families_match_etcd() -> None:
     }
     unwritten = sorted(expected - written)
     assert not unwritten, f"etcd's sample names not written here: {unwritten}"
+    # The version labels: equal but for the one known difference, VERSION_DIFFERENCE.
+    for family in ("etcd_server_version", "etcd_cluster_version"):
+        mine, etcds = version_samples(lead_text, family), version_samples(their_text, family)
+        assert [known_version(s) for s in mine] == [known_version(s) for s in etcds], (mine, etcds)
+    assert version_samples(lead_text, "etcd_server_version") == [
+        f'etcd_server_version{{server_version="{REPORTED_VERSION}"}} 1'
+    ]
     names = sample_names(lead_text) | sample_names(after)
     # grpc_server_handling_seconds is --metrics=extensive's, in etcd as here
     # (test_metrics.py::test_extensive_metrics_time_each_call).

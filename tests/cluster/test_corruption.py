@@ -82,11 +82,12 @@ def test_periodic_check_raises_corrupt_alarm(make_cluster: MakeCluster) -> None:
     leader, follower = fill_and_stop_follower(c)
     c.restart(follower)
     follower.wait_ready()
-    fid = f"{c.member_id(follower):x}"
 
     def alarmed() -> bool:
+        # member ID 0, as etcd 3.5.7+ (#14852), which etcdctl leaves out of the line;
+        # the leader's log names the follower
         out = c.etcdctl("alarm", "list", endpoints=leader.endpoint, check=False)
-        return f"memberID:{int(fid, 16)} alarm:CORRUPT" in out.stdout
+        return "alarm:CORRUPT" in [line.strip() for line in out.stdout.splitlines()]
 
     wait_until("CORRUPT alarm", alarmed, 15.0)
     assert "same compact revision then hashes must match" in leader.log_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.framework import Cluster
+from tests.framework import ORACLE_VERSION, REPORTED_VERSION, Cluster
 
 
 def _get(c: Cluster, endpoints: str, key: str) -> str:
@@ -50,7 +50,7 @@ def test_endpoint_status_health_member_list(cluster: Cluster) -> None:
         assert st["leader"] == lead_id
         assert st["raftTerm"] >= 2
         assert st["raftIndex"] >= st["raftAppliedIndex"] > 0
-        assert st["version"] == "3.5.1"
+        assert st["version"] == (REPORTED_VERSION if cluster.kind == "pyetcd" else ORACLE_VERSION)
         assert not st.get("isLearner", False)
         assert not st.get("errors")
     cluster_ids = {s["Status"]["header"]["cluster_id"] for s in statuses}

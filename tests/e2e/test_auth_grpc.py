@@ -166,9 +166,21 @@ def test_lease_attachment_revoke_and_time_to_live(cluster: Cluster) -> None:
     _fails(lambda: kv.Txn(in_txn, metadata=md), SC.PERMISSION_DENIED, DENIED)
     revoke = rpc_pb2.LeaseRevokeRequest(ID=lid)
     _fails(lambda: lease.LeaseRevoke(revoke, metadata=md), SC.PERMISSION_DENIED, DENIED)
-    ttl = rpc_pb2.LeaseTimeToLiveRequest(ID=lid)  # keys not asked for: still checked
+    # LeaseTimeToLive as etcd 3.5.13: with keys, a caller with READ on each (3.5.9);
+    # without keys, open (the keys are not shown)
+    ttl = rpc_pb2.LeaseTimeToLiveRequest(ID=lid, keys=True)
     _fails(lambda: lease.LeaseTimeToLive(ttl, metadata=md), SC.PERMISSION_DENIED, DENIED)
     _fails(lambda: lease.LeaseTimeToLive(ttl), SC.INVALID_ARGUMENT, NO_USER)
+    bare = rpc_pb2.LeaseTimeToLiveRequest(ID=lid)
+    assert lease.LeaseTimeToLive(bare, metadata=md).grantedTTL == 100
+    assert lease.LeaseTimeToLive(bare).keys == []
+    assert lease.LeaseTimeToLive(ttl, metadata=root).keys == [b"secret"]
+    # LeaseKeepAlive as etcd 3.5.13: no check at all (no token, a bad token, any user)
+    for metadata in ((), md, (("token", "not-a-token"),)):
+        (renewed,) = lease.LeaseKeepAlive(
+            iter([rpc_pb2.LeaseKeepAliveRequest(ID=lid)]), metadata=metadata
+        )
+        assert (lid, 100) == (renewed.ID, renewed.TTL)
     _fails(
         lambda: lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=100)), SC.INVALID_ARGUMENT, NO_USER
     )
@@ -183,10 +195,12 @@ def test_lease_attachment_revoke_and_time_to_live(cluster: Cluster) -> None:
     lease.LeaseRevoke(revoke, metadata=root)
 
 
-def _watch_create(cluster: Cluster, key: bytes, end: bytes) -> rpc_pb2.WatchResponse:
+def _watch_create(
+    cluster: Cluster, key: bytes, end: bytes, md: tuple[tuple[str, str], ...] | None = None
+) -> rpc_pb2.WatchResponse:
     watch = rpc_pb2_grpc.WatchStub(cluster.channel)
     req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=key, range_end=end))
-    call = watch.Watch(iter([req]), metadata=cluster.user, timeout=5)
+    call = watch.Watch(iter([req]), metadata=cluster.user if md is None else md, timeout=5)
     try:
         first: rpc_pb2.WatchResponse = next(iter(call))
         return first
@@ -199,10 +213,20 @@ def test_watch_needs_read_over_the_watched_range(cluster: Cluster) -> None:
     assert not _watch_create(cluster, b"p/", _end(b"p/")).canceled
     for key, end in ((b"k1", b"\x00"), (b"", b"\x00"), (b"p/", b"\x00"), (b"secret", b"")):
         resp = _watch_create(cluster, key, end)
-        assert resp.created and resp.canceled, (key, end)
+        assert resp.created and resp.canceled and resp.watch_id == -1, (key, end)
         assert resp.cancel_reason == (
             "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
         )
+    # etcd 3.5.6 (#14547): the reason names the auth failure, so a client can renew
+    for md, reason in (
+        ((), "rpc error: code = InvalidArgument desc = etcdserver: user name is empty"),
+        (
+            (("token", "not-a-token"),),
+            "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token",
+        ),
+    ):
+        resp = _watch_create(cluster, b"k1", b"", md)
+        assert (resp.watch_id, resp.canceled, resp.cancel_reason) == (-1, True, reason)
 
 
 def test_cluster_and_maintenance_calls(cluster: Cluster) -> None:

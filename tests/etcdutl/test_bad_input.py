@@ -171,7 +171,7 @@ def test_restore_with_wal_dir(
 def test_version_and_defrag_and_hashkv(
     snapshot: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(capsys, "version")[:2] == (0, "etcdutl version: 3.5.1\nAPI version: 3.5\n")
+    assert run(capsys, "version")[:2] == (0, "etcdutl version: 3.5.13\nAPI version: 3.5\n")
     assert restore(capsys, snapshot, tmp_path / "d")[0] == 0
     before = run(capsys, "hashkv", str(tmp_path / "d"), "-w", "json")
     assert before[0] == 0

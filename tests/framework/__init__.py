@@ -39,14 +39,18 @@ from .cluster import Cluster, running_cluster
 from .env import HarnessError, clean_env, free_port, free_ports, source_root, wait_until
 from .etcdctl import CtlResult, Etcdctl
 from .member import CHANNEL_OPTIONS, START_TIMEOUT, STOP_TIMEOUT, Member, running_member
+from .versions import ORACLE_VERSION, REPORTED_VERSION, VERSION_DIFFERENCE, known_version
 
 __all__ = [
     "CHANNEL_OPTIONS",
     "DEBIAN_ETCD",
     "ETCD_BIN_DIR",
     "KINDS",
+    "ORACLE_VERSION",
+    "REPORTED_VERSION",
     "START_TIMEOUT",
     "STOP_TIMEOUT",
+    "VERSION_DIFFERENCE",
     "BinaryNotFound",
     "Cluster",
     "CtlResult",
@@ -62,6 +66,7 @@ __all__ = [
     "find_etcdctl34",
     "free_port",
     "free_ports",
+    "known_version",
     "npm_install",
     "pyetcd_command",
     "running_cluster",

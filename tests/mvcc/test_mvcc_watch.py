@@ -199,3 +199,33 @@ def test_slow_consumer_does_not_block_writers(tmp_path: Path) -> None:
             break
     assert seen == [str(i).encode() for i in range(50)]
     kv.close()
+
+
+def test_a_compacted_watcher_that_cannot_be_told_costs_no_one_events(tmp_path: Path) -> None:
+    """etcd 3.5.13 (#17612): a compacted unsynced watcher whose cancel could not be
+    sent (its stream full) stayed in the group and made the others lose events. Here
+    it waits for room, and the watcher beside it gets every event."""
+    kv = KVStore(str(tmp_path / "db"))
+    ws = WatchableStore(kv)
+    for i in range(10):  # revisions 2..11
+        kvtxn.put(kv, PutRequest(b"k", str(i).encode()))
+    full = ws.new_stream(capacity=1)
+    stale = full.watch(b"k", start_revision=2)
+    other = full.watch(b"x")
+    full.request_progress(other)  # the one slot is taken
+    fine = ws.new_stream()
+    follower = fine.watch(b"k", start_revision=6)
+    kv.compact(5)
+    ws.sync()
+    assert [e.kv.value for r in fine.pop_all() for e in r.events] == [
+        str(i).encode() for i in range(4, 10)
+    ]
+    assert stale in full.watchers  # not told yet: it waits, unsynced
+    assert [r.watch_id for r in full.pop_all()] == [other]
+    ws.sync()
+    (cancel,) = full.pop_all()
+    assert (cancel.watch_id, cancel.canceled, cancel.compact_revision) == (stale, True, 5)
+    kvtxn.put(kv, PutRequest(b"k", b"after"))
+    assert [e.kv.value for r in fine.pop_all() for e in r.events] == [b"after"]
+    assert follower in fine.watchers
+    kv.close()

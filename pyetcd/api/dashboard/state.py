@@ -22,9 +22,9 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from pyetcd.pb import rpc_pb2
-from pyetcd.server.etcdserver.maintenance import SERVER_VERSION
 from pyetcd.server.etcdserver.membership import Member
 from pyetcd.server.etcdserver.server import EtcdServer
+from pyetcd.version import SERVER_VERSION
 
 from .timeline import MemberSnapshot, Timeline
 

@@ -17,7 +17,8 @@ from typing import Protocol
 from pyetcd.httpwire import JSON, Request, Response, ServeOptions, serve
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.auth.errors import PermissionDeniedError, UserEmptyError
-from pyetcd.server.etcdserver.server import CLUSTER_VERSION, SERVER_VERSION, EtcdServer
+from pyetcd.server.etcdserver.server import EtcdServer
+from pyetcd.version import CLUSTER_VERSION, SERVER_VERSION
 
 from .gateway import Gateway, GatewayResult
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE

@@ -21,7 +21,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from pyetcd.grpcwire import CODE_NAMES, MethodStats
-from pyetcd.server.etcdserver.server import CLUSTER_VERSION, SERVER_VERSION, EtcdServer
+from pyetcd.server.etcdserver.server import EtcdServer
+from pyetcd.version import API_VERSION, SERVER_VERSION
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics"]
 
@@ -158,8 +159,10 @@ class _ServerCollector(Collector):
             "server_version",
             SERVER_VERSION,
         )
-        cluster = CLUSTER_VERSION.rsplit(".", 1)[0]  # etcd reports "3.5"
-        yield _labelled("etcd_cluster_version", _CLUSTER_VERSION_HELP, "cluster_version", cluster)
+        # etcd labels the cluster version major.minor ("3.5")
+        yield _labelled(
+            "etcd_cluster_version", _CLUSTER_VERSION_HELP, "cluster_version", API_VERSION
+        )
         yield _gauge(
             "etcd_debugging_auth_revision",
             "The current revision of auth store.",

@@ -6,11 +6,14 @@ module covers the calls etcd guards at the API layer:
 - admin (the root role): Defragment, Hash, HashKV, Snapshot, MoveLeader,
   Downgrade, MemberAdd/Remove/Update/Promote, Alarm ACTIVATE/DEACTIVATE;
 - an authenticated user (a valid token or, with ``--client-cert-auth``, a
-  certificate): MemberList, Alarm GET, LeaseGrant, LeaseKeepAlive,
-  LeaseLeases, LeaseTimeToLive (plus READ on the lease's keys), LeaseRevoke
-  (plus WRITE on its keys, at apply). etcd 3.5.1 left the latter open; its
-  later advisories closed them, and so does pyetcd;
-- open to anyone: Status (``etcdctl endpoint status``), as on etcd.
+  certificate): MemberList, Alarm GET, LeaseGrant, LeaseLeases, LeaseRevoke
+  (plus WRITE on its keys, at apply), LeaseTimeToLive with ``keys`` (plus READ
+  on the lease's keys, etcd 3.5.9). etcd 3.5.13 leaves MemberList, Alarm GET,
+  LeaseGrant, LeaseLeases and a keyless LeaseRevoke open (etcd's main branch
+  later closed the lease calls); pyetcd is stricter there (docs/VERSION.md);
+- open to anyone, as on etcd 3.5.13: Status (``etcdctl endpoint status``),
+  LeaseKeepAlive (whatever token the stream carries) and LeaseTimeToLive
+  without ``keys``.
 
 With auth disabled every function here returns None at once.
 """

@@ -19,6 +19,7 @@ from pyetcd.api.v3rpc.lease import LeaseService
 from pyetcd.api.v3rpc.lock import LockService
 from pyetcd.api.v3rpc.maintenance import MaintenanceService
 from pyetcd.api.v3rpc.watch import WatchService
+from pyetcd.flagspec import MAX_UINT32
 from pyetcd.grpcwire import GrpcServer, MethodStats, ServerLimits
 from pyetcd.pb import rpc_pb2_grpc, v3election_pb2_grpc, v3lock_pb2_grpc
 from pyetcd.server.etcdserver.server import EtcdServer
@@ -61,7 +62,10 @@ class EtcdGrpcServer(GrpcServer):
             keepalive_interval=cfg.grpc_keepalive_interval,
             keepalive_timeout=cfg.grpc_keepalive_timeout,
             # etcd's --grpc-keepalive-min-time; at 0 etcd leaves grpc-go's own 5 minutes.
-            limits=ServerLimits(keepalive_min_time=cfg.grpc_keepalive_min_time or 300.0),
+            limits=ServerLimits(
+                keepalive_min_time=cfg.grpc_keepalive_min_time or 300.0,
+                max_concurrent_streams=concurrent_streams(cfg.max_concurrent_streams),
+            ),
             handling=(
                 _HandlingTimes(server.metrics.grpc_handling)
                 if server.metrics.grpc_handling is not None
@@ -83,6 +87,16 @@ class EtcdGrpcServer(GrpcServer):
         self.health: Any = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self)
         self.serving: Any = health_pb2.HealthCheckResponse.SERVING
+
+
+def concurrent_streams(flag: int) -> int:
+    """SETTINGS_MAX_CONCURRENT_STREAMS for ``--max-concurrent-streams`` (etcd 3.5.5).
+
+    A value given is used as is. At etcd's default, MaxUint32, and at 0 (both "no
+    limit" to grpc-go, whose goroutines are cheap) pyetcd keeps its wire's own bound:
+    each stream is a task on the one loop, and the bound is what stops a flood of them.
+    """
+    return ServerLimits().max_concurrent_streams if flag in (0, MAX_UINT32) else flag
 
 
 def build_grpc_server(

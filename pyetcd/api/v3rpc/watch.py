@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from pyetcd.mvcc.watchable_store import WatchFilter, WatchResponse, WatchStream, fragment
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.auth.check import check_watch
+from pyetcd.server.auth.errors import AuthOldRevisionError, InvalidAuthTokenError, UserEmptyError
 from pyetcd.server.etcdserver import pbconv
 from pyetcd.server.etcdserver.errors import ServerError
 from pyetcd.server.etcdserver.server import EtcdServer
@@ -47,6 +48,17 @@ MIN_PROGRESS_INTERVAL = 0.1
 _DEFAULT_PROGRESS_INTERVAL = 600.0
 #: etcd's cancel_reason for a watch the caller may not read (its gRPC error's text)
 WATCH_PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+#: etcd 3.5.6 (#14547) tells a refused create why, in the text of the gRPC error it
+#: stands for, so that a client can renew its token; anything else reads as denied
+_DENIAL_REASONS: dict[type[Exception], str] = {
+    InvalidAuthTokenError: (
+        "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"
+    ),
+    AuthOldRevisionError: (
+        "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"
+    ),
+    UserEmptyError: "rpc error: code = InvalidArgument desc = etcdserver: user name is empty",
+}
 
 
 def _progress_interval(server: EtcdServer) -> float:
@@ -127,15 +139,19 @@ class _Session:
         )
         self.server.kick_watch_sync()
 
-    def deny(self, c: rpc_pb2.WatchCreateRequest) -> None:
-        """Answer a create the caller may not read: created and canceled at once."""
+    def deny(self, reason: str) -> None:
+        """Answer a create the caller may not read: created and canceled at once.
+
+        The watch ID is -1, not the one asked for (etcd 3.5.6, #14563): a client that
+        let the server choose (ID 0) would otherwise close its existing watch 0.
+        """
         self.out.put_nowait(
             rpc_pb2.WatchResponse(
                 header=self.server.header(),
-                watch_id=c.watch_id,
+                watch_id=-1,
                 created=True,
                 canceled=True,
-                cancel_reason=WATCH_PERMISSION_DENIED,
+                cancel_reason=reason,
             )
         )
 
@@ -245,27 +261,25 @@ class WatchService:
         try:
             async for req in request_iterator:
                 await session.wait_room()
-                if (
-                    self.server.auth_store.enabled
-                    and req.HasField("create_request")
-                    and not await self._permitted(req.create_request, context)
-                ):
-                    session.deny(req.create_request)
-                    continue
+                if self.server.auth_store.enabled and req.HasField("create_request"):
+                    refused = await self._refusal(req.create_request, context)
+                    if refused is not None:
+                        session.deny(refused)
+                        continue
                 session.handle(req)
         except Exception:
             session.out.put_nowait(_END)
             raise
 
-    async def _permitted(self, c: rpc_pb2.WatchCreateRequest, context: Ctx) -> bool:
+    async def _refusal(self, c: rpc_pb2.WatchCreateRequest, context: Ctx) -> str | None:
         # READ over the whole watched range (a from-key watch needs a from-key grant);
-        # any auth failure, a bad token included, denies the watch as etcd does.
+        # None when permitted, else the cancel_reason etcd 3.5.13 gives
         try:
             auth = await caller(self.server, context)
             check_watch(self.server.auth_store, auth, c.key, c.range_end)
-        except ServerError:
-            return False
-        return True
+        except ServerError as err:
+            return _DENIAL_REASONS.get(type(err), WATCH_PERMISSION_DENIED)
+        return None
 
     async def _progress_ticks(self, session: _Session) -> None:
         # etcd draws each stream's period once: the interval plus up to a tenth of it, so

@@ -15,6 +15,9 @@ Rules this module keeps (etcd's, plus the fixes of its later advisories):
    "from key" for the check, so a single-key grant never permits it.
 5. Auth-management entries need the root role, except Authenticate, UserGet
    of oneself and RoleGet of a role one holds.
+6. LeaseTimeToLive with ``keys=true`` needs a caller with READ on every key
+   attached to the lease (etcd 3.5.9); without ``keys`` it is not checked, and
+   neither is LeaseKeepAlive (etcd 3.5.13 checks neither).
 
 Every ``check_*`` returns None when permitted and raises an auth error otherwise.
 """
@@ -28,6 +31,7 @@ from google.protobuf.message import Message
 
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 
+from .errors import UserEmptyError
 from .store import AuthInfo, AuthStore
 
 __all__ = [
@@ -114,9 +118,16 @@ def check_lease_revoke(store: AuthStore, info: AuthInfo | None, keys: Iterable[b
 def check_lease_time_to_live(
     store: AuthStore, info: AuthInfo | None, keys: Iterable[bytes]
 ) -> None:
-    """LeaseTimeToLive with ``keys``: READ on every key it would list."""
-    if store.authorized_user(info) is None:
+    """LeaseTimeToLive with ``keys=true``: a caller, with READ on every key it would list.
+
+    etcd 3.5.9's fix for CVE-2023-32082, as 3.5.13 has it: without a token the answer is
+    "user name is empty"; a lease with no keys needs nothing more. A call without
+    ``keys`` is not checked at all (the caller must not call this then).
+    """
+    if not store.enabled:
         return
+    if info is None:
+        raise UserEmptyError()
     for key in keys:
         store.is_range_permitted(info, key, b"")
 

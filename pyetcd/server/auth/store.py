@@ -67,6 +67,7 @@ __all__ = [
     "AuthInfo",
     "AuthStore",
     "hash_password",
+    "valid_permission_range",
 ]
 
 ROOT_USER = "root"
@@ -103,6 +104,13 @@ def hash_password(password: str, cost: int = DEFAULT_BCRYPT_COST) -> str:
 
 def _has_root_role(user: auth_pb2.User) -> bool:
     return ROOT_ROLE in user.roles
+
+
+def valid_permission_range(key: bytes, range_end: bytes) -> bool:
+    """Whether a permission's [key, range_end) can select a key (etcd 3.5.8's rule)."""
+    if not key:
+        return False
+    return not range_end or key < range_end or range_end == b"\x00"
 
 
 class AuthStore:
@@ -463,9 +471,15 @@ class AuthStore:
     def role_grant_permission(
         self, r: rpc_pb2.AuthRoleGrantPermissionRequest
     ) -> rpc_pb2.AuthRoleGrantPermissionResponse:
-        """Apply RoleGrantPermission: a grant on an existing [key, range_end) changes its type."""
+        """Apply RoleGrantPermission: a grant on an existing [key, range_end) changes its type.
+
+        A range that selects no key (an empty key, or an end at or below the key other
+        than the open end ``\0``) is refused, as from etcd 3.5.8 (#15294).
+        """
         if not r.HasField("perm"):
             raise PermissionNotGivenError()
+        if not valid_permission_range(r.perm.key, r.perm.range_end):
+            raise InvalidAuthMgmtError()
         role = self._existing_role(r.name)
         for perm in role.keyPermission:
             if perm.key == r.perm.key and perm.range_end == r.perm.range_end:

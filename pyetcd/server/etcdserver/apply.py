@@ -16,7 +16,6 @@ Rules:
    latest auth change fails with "revision of auth store is old".
 """
 
-
 from __future__ import annotations
 
 import time
@@ -25,12 +24,13 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from pyetcd.logutil import Logger, go_duration
+from pyetcd.logutil import Logger, go_bytes, go_duration
 from pyetcd.mvcc import CompactedError, KVStore, MvccError, NoSpaceError
 from pyetcd.mvcc import types as mt
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot
 from pyetcd.server.auth.check import apply_auth_request, check_raft_request, is_auth_request
+from pyetcd.version import CLUSTER_VERSION
 
 from . import pbconv, txn
 from .errors import (
@@ -42,7 +42,6 @@ from .errors import (
     ServerError,
     TooManyLearnersError,
 )
-from .maintenance import CLUSTER_VERSION
 from .membership import Member
 from .stores import Stores
 from .wait import RequestWait
@@ -194,10 +193,7 @@ class Applier:
                 t = pbconv.txn_from_pb(req.txn)
             return txn.txn(store, t)
         if which == "compaction":
-            resp = txn.compact(store, req.compaction.revision)
-            if store.compaction_hashes:
-                self._log_stored_hash(store)
-            return resp
+            return self._compact(store, req.compaction.revision)
         if which == "lease_grant":
             return txn.lease_grant(store, req.lease_grant.ID, req.lease_grant.TTL)
         if which == "lease_revoke":
@@ -226,6 +222,26 @@ class Applier:
 
     def _corrupt(self) -> bool:
         return any(alarm == AlarmType.CORRUPT for _, alarm in self.stores.alarms)
+
+    def _compact(self, store: KVStore, revision: int) -> mt.CompactionResponse:
+        start = time.monotonic()
+        resp = txn.compact(store, revision)
+        if store.compaction_hashes:
+            self._log_stored_hash(store)
+        size, in_use = store.db_size, store.db_size_in_use
+        # etcd's line, with the sizes etcd 3.5.12 added (#17291)
+        self.log.info(
+            "finished scheduled compaction",
+            {
+                "compact-revision": revision,
+                "took": go_duration(time.monotonic() - start),
+                "current-db-size-bytes": size,
+                "current-db-size": go_bytes(size),
+                "current-db-size-in-use-bytes": in_use,
+                "current-db-size-in-use": go_bytes(in_use),
+            },
+        )
+        return resp
 
     def _apply_alarm(self, req: rpc_pb2.AlarmRequest) -> list[tuple[int, int]]:
         key = (req.memberID, int(req.alarm))

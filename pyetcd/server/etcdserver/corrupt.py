@@ -7,9 +7,11 @@
   it refuses to start (``<id> found data inconsistency with peers``).
 - Periodic check (``--experimental-corrupt-check-time``): the leader hashes, asks the
   followers at its revision, confirms it still leads (a linearizable read), hashes
-  again, and raises the CORRUPT alarm through Raft for the member whose data is wrong:
-  a follower ahead of the leader, with a newer compaction, or with another hash at the
-  same compaction; the leader itself if its own two hashes disagree.
+  again, and raises the CORRUPT alarm through Raft when a member's data is wrong: a
+  follower ahead of the leader, with a newer compaction, or with another hash at the
+  same compaction; the leader itself if its own two hashes disagree. The alarm carries
+  member ID 0, as from etcd 3.5.7 (#14852): the leader cannot tell whose data is the
+  wrong one, so the logs name the member and the alarm names none.
 - Compact hash check (``--experimental-compact-hash-check-enabled``, every
   ``--experimental-compact-hash-check-time``; etcd 3.5.5+): compactions happen at the
   same revision on every member, and each takes the store's hash as it compacts
@@ -258,8 +260,8 @@ class CorruptionChecker:
                 )
                 mismatch(p.member_id)
         self.log.info("finished peer corruption check", {"number-of-peers-checked": checked})
-        for member_id in alarmed:
-            await self._raise_corrupt_alarm(member_id)
+        if alarmed:
+            await self._raise_corrupt_alarm(0)  # etcd 3.5.7: see the module docstring
 
     async def _raise_corrupt_alarm(self, member_id: int) -> None:
         await self.proposer.propose(

@@ -123,14 +123,14 @@ class LeaderForwarder:
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
         """LeaseTimeToLive answered by the leader, for a caller checked here.
 
-        With auth enabled the caller needs READ on every key attached to the lease,
-        as this member knows them after a linearizable wait.
+        With auth enabled and ``keys`` asked for, the caller needs READ on every key
+        attached to the lease, as this member knows them after a linearizable wait.
 
         Raises:
             LeaseNotFoundError, NoLeaderError, RequestTimeoutError, the auth errors.
         """
         server = self.server
-        if server.auth_store.enabled:
+        if req.keys and server.auth_store.enabled:
             await server.read_indexer.wait_linearizable()
             local = server.lessor.time_to_live(req.ID)
             check_lease_time_to_live(server.auth_store, auth, local[2] if local else ())

@@ -9,6 +9,7 @@ from pyetcd import __version__
 from pyetcd.logutil import Logger, go_duration
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.raft import NONE, RawNode
+from pyetcd.version import CLUSTER_VERSION, SERVER_VERSION
 
 from .events import NO_EVENTS, EventRecorder
 from .header import ResponseHeaders
@@ -18,11 +19,8 @@ from .proposer import Proposer
 from .stores import Stores
 from .wait import AppliedIndex
 
-__all__ = ["CLUSTER_VERSION", "SERVER_VERSION", "MaintenanceServer"]
+__all__ = ["MaintenanceServer"]
 
-#: The etcd API version pyetcd implements, as /version and Status report it.
-SERVER_VERSION = "3.5.1"
-CLUSTER_VERSION = "3.5.0"
 
 
 class MaintenanceServer:

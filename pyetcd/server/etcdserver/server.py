@@ -33,6 +33,7 @@ from pyetcd.raft import NONE, HardState, RawNode
 from pyetcd.raft import Config as RaftConfig
 from pyetcd.server.auth.store import AuthInfo, AuthStore
 from pyetcd.server.auth.token import SimpleTokenProvider
+from pyetcd.version import SERVER_VERSION
 from pyetcd.wal import NO_SYNC_FS, OS_FS, Metadata, WALStorage
 from pyetcd.wal.read_ahead import ReadAhead
 
@@ -50,7 +51,7 @@ from .join import fetch_cluster, match_local_member
 from .kv import KVServer
 from .leadership import Leadership
 from .lease import LeaseServer
-from .maintenance import CLUSTER_VERSION, SERVER_VERSION, MaintenanceServer
+from .maintenance import MaintenanceServer
 from .membership import Member, Membership
 from .metrics import Metrics
 from .pacer import ReadPacer
@@ -62,7 +63,7 @@ from .stores import BackendSnapshots, Stores
 from .transport import NullTransport, Transport, TransportParams
 from .wait import AppliedIndex, RequestWait
 
-__all__ = ["CLUSTER_VERSION", "SERVER_VERSION", "EtcdServer", "TransportFactory"]
+__all__ = ["EtcdServer", "TransportFactory"]
 
 #: Builds the peer transport from parts that exist before it.
 TransportFactory = Callable[[TransportParams], Transport]
@@ -196,16 +197,8 @@ class EtcdServer:
             every = cfg.experimental_compact_hash_check_time
             self._spawn(checks.run_compact_hash_check(every), "compact-hash-check")
         hs = storage.initial_state()[0]
-        self.log.info(
-            "started pyetcd member",
-            {
-                "local-member-id": f"{self.member_id:x}",
-                "cluster-id": f"{self.cluster_id:x}",
-                "data-dir": cfg.data_dir,
-                "hard-state-term": hs.term,
-                "commit-index": hs.commit,
-            },
-        )
+        where = {"data-dir": cfg.data_dir, "hard-state-term": hs.term, "commit-index": hs.commit}
+        self.log.info("started pyetcd member", {**ids, **where})
 
     def _build(self, kv: KVStore, boot: InitialCluster | None) -> None:
         """Build the parts in dependency order (see the module docstring)."""
@@ -299,7 +292,13 @@ class EtcdServer:
             pacer=ReadPacer(),
         )
         self.lease = LeaseServer(
-            stores, proposer, self.read_indexer, leadership, headers, self.metrics.leases_expired
+            stores,
+            proposer,
+            self.read_indexer,
+            leadership,
+            headers,
+            face,
+            self.metrics.leases_expired,
         )
         self.publisher = Publisher(
             member_id,

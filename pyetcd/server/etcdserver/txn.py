@@ -403,7 +403,10 @@ def txn(kv: KVStore, req: TxnRequest) -> TxnResponse:
     """
     path = _compare_path(kv, req)
     writes = not is_txn_readonly(req)
-    over = writes and kv.check_space(cost_txn(req))
+    # Only what costs space meets the quota: a txn that only deletes is applied even
+    # under NOSPACE, as etcd's quota and capped applier cost it at 0.
+    cost = cost_txn(req) if writes else 0
+    over = cost > 0 and kv.check_space(cost)
     _check_txn_branches(kv, req, path, writes)
     if not writes:
         return _txn(kv, req, iter(path), kv.current_revision, top=True)

@@ -11,6 +11,8 @@ instead of a transport handshake. Endpoints (etcd's paths, bodies and statuses):
   a ``leasepb.LeaseInternalResponse`` with the remaining TTL only the leader knows.
 - ``POST /members/promote/<decimal id>``: promotes a learner (only the leader knows
   whether it caught up); answers the member list as JSON.
+- ``GET /version``: ``{"etcdserver": ..., "etcdcluster": ...}``, as on the client port
+  (etcd's leader reads it from every peer to decide the cluster version).
 - ``GET /members/hashkv``: body a JSON ``HashKVRequest`` (``{"revision": N}``); answers
   the JSON ``HashKVResponse`` of this member's store at that revision, or 400 with the
   store's error (compacted, future revision). The corruption checks ask it.
@@ -64,6 +66,7 @@ from pyetcd.server.etcdserver.errors import (
     ServerError,
 )
 from pyetcd.server.etcdserver.membership import Member
+from pyetcd.version import CLUSTER_VERSION, SERVER_VERSION
 
 __all__ = [
     "APPLY_TIMEOUT_TEXT",
@@ -74,6 +77,7 @@ __all__ = [
     "MEMBER_PROMOTE_PREFIX",
     "NOT_PRIMARY_TEXT",
     "PROTOBUF",
+    "VERSION_PATH",
     "PeerHTTP",
     "PeerHTTPLimits",
     "PeerLeader",
@@ -86,6 +90,7 @@ LEASE_PATH: Final = "/leases"
 LEASE_INTERNAL_PATH: Final = "/leases/internal"
 MEMBER_PROMOTE_PREFIX: Final = "/members/promote/"
 HASHKV_PATH: Final = "/members/hashkv"
+VERSION_PATH: Final = "/version"
 
 # etcd's texts: lease.ErrNotPrimary, lease.ErrLeaseNotFound, leasehttp.ErrLeaseHTTPTimeout
 NOT_PRIMARY_TEXT: Final = "not a primary lessor"
@@ -204,6 +209,11 @@ class PeerHTTP:
             if req.method != "GET":
                 return _error(405, "Method Not Allowed")
             return Response(200, members_to_json(self.leader.member_list()), JSON)
+        if path == VERSION_PATH:
+            if req.method not in ("GET", "HEAD"):
+                return _error(405, "Method Not Allowed")
+            body = {"etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION}
+            return Response(200, json.dumps(body, separators=(",", ":")).encode(), JSON)
         if path == HASHKV_PATH:
             if req.method != "GET":
                 return _error(405, "Method Not Allowed")

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from pyetcd import version
 from pyetcd.bbolt import DEFAULT_PAGE_SIZE, BoltWriter, Meta, append_sha256, iter_with_sha256
 from pyetcd.mvcc.revision import is_tombstone
 from pyetcd.raft import ConfState
@@ -35,8 +36,8 @@ __all__ = [
     "write_snapshot_db",
 ]
 
-# What etcd 3.5 keeps under ``cluster/clusterVersion`` (pyetcd's cluster API version).
-CLUSTER_VERSION = b"3.5.0"
+#: What etcd 3.5 keeps under ``cluster/clusterVersion`` ("3.5.0": major.minor, patch 0).
+CLUSTER_VERSION = version.CLUSTER_VERSION.encode()
 
 
 def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[tuple[bytes, bytes]]:

@@ -186,7 +186,9 @@ class Model:
     def mutate(self, op: str, a: str, b: Any) -> None:
         if op == "grant" and a in self.roles:
             t, k, e = b
-            self.roles[a][(k, e)] = t
+            # etcd 3.5.8 (#15294) refuses a range that selects no key
+            if k and (not e or k < e or e == b"\x00"):
+                self.roles[a][(k, e)] = t
         elif op == "revoke_perm" and a in self.roles:
             _, k, e = b
             self.roles[a].pop((k, e), None)

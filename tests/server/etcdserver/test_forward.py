@@ -16,6 +16,8 @@ from pyetcd.httpwire import Request, Response, ServeOptions, serve
 from pyetcd.logutil import Level, Logger
 from pyetcd.mvcc.errors import LeaseNotFoundError
 from pyetcd.pb import lease_pb2, rpc_pb2
+from pyetcd.server.auth import AuthInfo
+from pyetcd.server.auth.errors import UserEmptyError
 from pyetcd.server.etcdserver import errors as se
 from pyetcd.server.etcdserver.forward import LeaderForwarder
 from pyetcd.server.etcdserver.membership import Member
@@ -122,15 +124,19 @@ async def test_time_to_live_is_checked_before_forwarding(scripted: ScriptedLeade
     async def wait_linearizable() -> None:
         checked.append("read index")
 
-    def deny(info: object) -> None:
+    def deny(info: object, key: bytes, range_end: bytes) -> None:
+        checked.append(key)
         raise se.ServerError("denied")
 
     server.read_indexer = SimpleNamespace(wait_linearizable=wait_linearizable)
     server.lessor = SimpleNamespace(time_to_live=lambda lease_id: (5, 10, [b"secret"]))
-    server.auth_store.authorized_user = deny
+    server.auth_store.is_range_permitted = deny
+    with_keys = rpc_pb2.LeaseTimeToLiveRequest(ID=6, keys=True)
     with pytest.raises(se.ServerError, match="denied"):
-        await LeaderForwarder(server).time_to_live(rpc_pb2.LeaseTimeToLiveRequest(ID=6), None)
-    assert checked == ["read index"]
+        await LeaderForwarder(server).time_to_live(with_keys, AuthInfo("u", 1))
+    assert checked == ["read index", b"secret"]
+    with pytest.raises(UserEmptyError):  # no token: etcd's "user name is empty"
+        await LeaderForwarder(server).time_to_live(with_keys, None)
     assert scripted.requests == []
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sole_voter import Applied, sole_voter_node
 
 from pyetcd.logutil import new_logger
@@ -91,3 +92,61 @@ async def test_a_slow_disk_moves_the_sync_back_to_the_writer_thread(tmp_path: Pa
     finally:
         reopened.close()
     assert datas == [b"put-%d" % i for i in range(12)]
+
+
+class DurableFS(RecordingFS):
+    """Keeps what was written and what an fdatasync made durable, per file."""
+
+    def __init__(self, sync_delay: float = 0.0) -> None:
+        super().__init__(sync_delay)
+        self.guard = threading.Lock()
+        self.pending: dict[int, bytearray] = {}
+        self.durable = bytearray()
+
+    def write(self, fd: int, data: bytes | memoryview) -> None:
+        super().write(fd, data)
+        with self.guard:
+            self.pending.setdefault(fd, bytearray()).extend(bytes(data))
+
+    def fdatasync(self, fd: int) -> None:
+        super().fdatasync(fd)
+        with self.guard:
+            self.durable.extend(self.pending.pop(fd, b""))
+
+
+@pytest.mark.parametrize("sync_delay", [0.0, 2 * INLINE_SAVE_MAX_SECONDS], ids=["inline", "writer"])
+async def test_a_sole_voter_applies_only_what_its_wal_holds(
+    tmp_path: Path, sync_delay: float
+) -> None:
+    """etcd 3.5.5's durability fix (#14370, #14424): a one-member cluster commits an
+    entry the moment it is appended, and etcd 3.5.0-3.5.4 applied (and answered) it
+    while its WAL write was still under way; a crash then lost an acknowledged write.
+    Here every entry must be fdatasync'ed before the state machine sees it."""
+    fs = DurableFS(sync_delay)
+    seen_unsynced: list[bytes] = []
+
+    class Checked(Applied):
+        def apply_entries(self, entries, apply_conf):  # type: ignore[no-untyped-def]
+            with fs.guard:
+                durable = bytes(fs.durable)
+            seen_unsynced.extend(e.data for e in entries if e.data and e.data not in durable)
+            super().apply_entries(entries, apply_conf)
+
+    storage = WALStorage.open(str(tmp_path), metadata=Metadata(member_id=1, cluster_id=1), fs=fs)
+    quiet = new_logger("zap", ["/dev/null"], "error")
+    node, _, led = sole_voter_node(storage, quiet, Fatal(quiet))
+    checked = Checked()
+    node.applier = checked  # type: ignore[assignment]
+    node.start()
+    try:
+        await asyncio.wait_for(led.wait(), 10)
+        for i in range(8):  # a few at once too: one Ready holding several entries
+            node.inbox.propose(b"durable-%d" % i)
+        while len(checked.entries) < 8:
+            checked.changed.clear()
+            await asyncio.wait_for(checked.changed.wait(), 10)
+    finally:
+        await node.stop()
+        storage.close()
+    assert [e.data for e in checked.entries] == [b"durable-%d" % i for i in range(8)]
+    assert seen_unsynced == []
