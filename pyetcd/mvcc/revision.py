@@ -65,11 +65,14 @@ def encode_kv(kv: KeyValue) -> bytes:
     )
 
 
-def decode_kv_index_fields(b: bytes) -> tuple[bytes, int, int, int]:
-    """``(key, create_revision, version, lease)`` of an encoded KeyValue: what the key
-    index needs on restore, without building the KeyValue."""
+def decode_kv_index_fields(b: bytes) -> tuple[bytes, int, int, int] | None:
+    """``(key, create_revision, version, lease)`` of an encoded KeyValue, or of its
+    first bytes: what the key index needs on restore, without building the KeyValue.
+    None when ``b`` ends before the key does."""
     create, _mod, version, lease, klen = _KV_HEADER.unpack_from(b, 0)
     start = _KV_HEADER.size
+    if len(b) < start + klen:
+        return None
     return b[start : start + klen], create, version, lease
 
 
