@@ -24,7 +24,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from pyetcd.mvcc.backend import Backend
 from pyetcd.mvcc.errors import (
@@ -37,11 +37,11 @@ from pyetcd.mvcc.hash import crc32c, marshal_kv
 from pyetcd.mvcc.key_index import KeyIndex, TreeIndex
 from pyetcd.mvcc.lessor import Lessor
 from pyetcd.mvcc.metrics import MvccMetrics
+from pyetcd.mvcc.restore import read_key_index
 from pyetcd.mvcc.revision import (
     Revision,
     bytes_to_rev,
     decode_kv,
-    decode_kv_index_fields,
     encode_kv,
     is_tombstone,
     rev_to_bytes,
@@ -456,26 +456,9 @@ class KVStore:
         finished = self._meta_rev(_META_FINISHED_COMPACT)
         scheduled = self._meta_rev(_META_SCHEDULED_COMPACT)
         self._compact_rev = finished
-        last_main = 0
         # Built as a plain dict and sorted once: inserting key by key into the sorted
         # index costs several times more for a large store.
-        keys: dict[bytes, KeyIndex] = {}
-        for rb, key, create, version, lease in self._iter_key_table():
-            rev = bytes_to_rev(rb)
-            last_main = rev[0]
-            ki = keys.get(key)
-            if is_tombstone(rb):
-                if ki is not None and ki.revs:
-                    ki.tombstone(rev)
-                continue
-            if ki is None:
-                ki = keys[key] = KeyIndex(key)
-            if ki.revs:
-                ki.put(rev)
-            else:
-                # the creating put's own revision when this is it (one tuple, not two)
-                ki.restore(rev if rev == (create, 0) else (create, 0), rev, version)
-            ki.lease = lease
+        keys, last_main = read_key_index(self.backend)
         self.index.load(keys)
         self._current_rev = max(last_main, finished, 1)
         lessor = self.lessor
@@ -494,25 +477,6 @@ class KVStore:
     def _meta_rev(self, name: bytes) -> int:
         # absent means "never compacted" (-1); 0 is a valid compaction revision
         return -1 if self.backend.get("meta", name) is None else self.backend.get_int("meta", name)
-
-    def _iter_key_table(self) -> Iterator[tuple[bytes, bytes, int, int, int]]:
-        # (backend key, key, create revision, version, lease) of every record, in
-        # revision order; the values are not read (see Backend.key_index_rows)
-        last = rev_to_bytes((0, 0))
-        backend = self.backend
-        while True:
-            rows = backend.key_index_rows(last, 10000)
-            for rb, head in rows:
-                got = decode_kv_index_fields(head)
-                if got is None:
-                    # a key longer than the row's head: read the whole record
-                    got = decode_kv_index_fields(backend.key_get(rb) or b"")
-                    assert got is not None
-                yield rb, *got
-            if len(rows) < 10000:
-                return
-            r = bytes_to_rev(rows[-1][0])
-            last = rev_to_bytes((r[0], r[1] + 1))
 
 
 class RangeCursor:

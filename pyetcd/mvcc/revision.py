@@ -19,7 +19,6 @@ __all__ = [
     "Revision",
     "bytes_to_rev",
     "decode_kv",
-    "decode_kv_index_fields",
     "encode_kv",
     "is_tombstone",
     "rev_to_bytes",
@@ -63,17 +62,6 @@ def encode_kv(kv: KeyValue) -> bytes:
         + key
         + kv.value
     )
-
-
-def decode_kv_index_fields(b: bytes) -> tuple[bytes, int, int, int] | None:
-    """``(key, create_revision, version, lease)`` of an encoded KeyValue, or of its
-    first bytes: what the key index needs on restore, without building the KeyValue.
-    None when ``b`` ends before the key does."""
-    create, _mod, version, lease, klen = _KV_HEADER.unpack_from(b, 0)
-    start = _KV_HEADER.size
-    if len(b) < start + klen:
-        return None
-    return b[start : start + klen], create, version, lease
 
 
 def decode_kv(b: bytes) -> KeyValue:
