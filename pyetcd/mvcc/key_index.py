@@ -84,9 +84,12 @@ class KeyIndex:
         if rev <= self.modified:
             raise ValueError(f"put at {rev} not after {self.modified} for {self.key!r}")
         revs = self.revs
-        if not revs:
+        if revs:
+            revs.append(rev)
+        else:
+            # a list of exactly one: most keys never get a second revision
             self.created = rev
-        revs.append(rev)
+            self.revs = [rev]
         self.ver += 1
         self.modified = rev
 
@@ -94,7 +97,7 @@ class KeyIndex:
         """Start the live generation mid-way, as read back from a compacted backend."""
         self.created = created
         self.ver = ver
-        self.revs.append(modified)
+        self.revs = [modified]
         self.modified = modified
 
     def tombstone(self, rev: Revision) -> None:
