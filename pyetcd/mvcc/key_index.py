@@ -75,6 +75,22 @@ class KeyIndex:
         self.closed: list[Generation] | None = None
         self.lease = 0
 
+    @staticmethod
+    def restored(
+        key: bytes, modified: Revision, created: Revision, ver: int, lease: int
+    ) -> KeyIndex:
+        """A KeyIndex whose live generation holds just ``modified`` (``restore`` on a new
+        KeyIndex, in one call: a restart builds one per key)."""
+        ki = _new_key_index(KeyIndex)
+        ki.key = key
+        ki.modified = modified
+        ki.created = created
+        ki.ver = ver
+        ki.revs = [modified]
+        ki.closed = None
+        ki.lease = lease
+        return ki
+
     def is_empty(self) -> bool:
         """True when no revision at all is left (the key can be dropped)."""
         return not self.revs and not self.closed
@@ -196,6 +212,9 @@ class KeyIndex:
                 gi += 1
         # the live generation (last) is never dropped; its revs list is shared
         self.closed = gens[gi:-1] or None
+
+
+_new_key_index = KeyIndex.__new__
 
 
 class TreeIndex:

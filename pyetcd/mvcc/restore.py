@@ -32,6 +32,7 @@ def read_key_index(backend: Backend) -> tuple[dict[bytes, KeyIndex], int]:
     (0 when it is empty)."""
     keys: dict[bytes, KeyIndex] = {}
     get = keys.get
+    restored = KeyIndex.restored
     last_main = 0
     lo = rev_to_bytes((0, 0))
     while True:
@@ -48,14 +49,15 @@ def read_key_index(backend: Backend) -> tuple[dict[bytes, KeyIndex], int]:
                 if ki is not None and ki.revs:
                     ki.tombstone(rev)
                 continue
-            if ki is None:
-                ki = keys[key] = KeyIndex(key)
+            # a generation whose older revisions were compacted away starts here; its
+            # creating put's own revision when this is it (one tuple, not two)
+            created: Revision = rev if rev == (create, 0) else (create, 0)
+            if ki is None:  # the common case: one record per key
+                keys[key] = restored(key, rev, created, version, lease)
+                continue
             if ki.revs:
                 ki.put(rev)
             else:
-                # a generation whose older revisions were compacted away; its creating
-                # put's own revision when this is it (one tuple, not two)
-                created: Revision = rev if rev == (create, 0) else (create, 0)
                 ki.restore(created, rev, version)
             ki.lease = lease
         if rows:
