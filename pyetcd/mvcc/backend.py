@@ -44,12 +44,12 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from pyetcd.mvcc.errors import BackendError
 from pyetcd.mvcc.metrics import DISCARD, Observer
 
-__all__ = ["BLOB_TABLES", "Backend", "DefragCopy"]
+__all__ = ["BLOB_TABLES", "INDEX_HEAD_BYTES", "Backend", "DefragCopy"]
 
 # etcd's buckets that hold opaque key/value blobs (the server owns their content)
 BLOB_TABLES = (
@@ -67,6 +67,18 @@ _U64 = struct.Struct(">Q")
 
 # meta keys excluded from hash(): they differ between members with equal data
 _HASH_IGNORED_META = (b"consistent_index", b"term")
+#: What the key index reads of each record on restore: the encoded KeyValue's 36-byte
+#: header and keys up to 92 bytes (a longer one costs one more read of its record).
+INDEX_HEAD_BYTES = 128
+# records looked up per query by key_get_many (sqlite allows 32766 parameters)
+_MANY = 500
+
+
+def _get_many_sql(n: int) -> str:
+    return f"SELECT rev, value FROM key WHERE rev IN ({','.join('?' * n)})"
+
+
+_GET_MANY = {_MANY: _get_many_sql(_MANY)}
 
 
 # The head of a table's CREATE statement in sqlite_master, up to its column list.
@@ -278,6 +290,30 @@ class Backend:
         self._flush()
         row = self._conn.execute("SELECT value FROM key WHERE rev = ?", (rev_bytes,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def key_get_many(self, revs: Sequence[bytes]) -> list[bytes | None]:
+        """The records of the key table at ``revs`` (exact backend keys), in that order
+        (None where there is none): one query per ``_MANY`` of them."""
+        self._flush()
+        found: dict[bytes, bytes] = {}
+        conn = self._conn
+        for i in range(0, len(revs), _MANY):
+            chunk = revs[i : i + _MANY]
+            sql = _GET_MANY.get(len(chunk))
+            if sql is None:
+                sql = _get_many_sql(len(chunk))
+            found.update(conn.execute(sql, chunk).fetchall())
+        return [found.get(r) for r in revs]
+
+    def key_index_rows(self, lo: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` records with rev >= ``lo`` in revision order, each with only
+        the first ``INDEX_HEAD_BYTES`` of its value: the encoded KeyValue's header and
+        key, which is what rebuilding the key index reads (a longer key is cut)."""
+        self._flush()
+        return self._conn.execute(
+            "SELECT rev, substr(value, 1, ?) FROM key WHERE rev >= ? ORDER BY rev LIMIT ?",
+            (INDEX_HEAD_BYTES, lo, limit),
+        ).fetchall()
 
     def key_delete(self, revs: Iterable[bytes]) -> None:
         """Delete records of the key table by backend key."""

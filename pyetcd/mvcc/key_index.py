@@ -5,7 +5,14 @@ delete that ended it (the tombstone is the generation's last revision). The
 last generation of a key is the live one and may be empty (the key is
 currently deleted). Example, key ``foo`` put at 1, 2, deleted at 3, put at 4::
 
-    generations = [{created 1, ver 3, revs [1, 2, 3(t)]}, {created 4, ver 1, revs [4]}]
+    closed = [{created 1, ver 3, revs [1, 2, 3(t)]}]; live: created 4, ver 1, revs [4]
+
+The index holds revisions only, never values: a value is read from the backend
+by its revision (issue 22: at 1,000,000 keys the values kept in memory were a third
+of the member's RSS, and building them a large part of the restart). A KeyIndex is
+kept small because there is one per key: the live generation lives in the KeyIndex
+itself and only closed generations, which most keys never have, are objects of
+their own.
 
 The tree index keeps every KeyIndex in a SortedDict ordered by key, so a
 range is a slice of it; point lookups are plain dict lookups.
@@ -20,10 +27,11 @@ from collections.abc import Iterator
 
 from sortedcontainers import SortedDict
 
-from pyetcd.mvcc.revision import Revision, decode_kv
-from pyetcd.mvcc.types import KeyValue
+from pyetcd.mvcc.revision import Revision
 
 __all__ = ["Generation", "KeyIndex", "TreeIndex", "index_end"]
+
+_NO_REV: Revision = (0, 0)
 
 
 def index_end(range_end: bytes) -> bytes | None:
@@ -36,85 +44,95 @@ def index_end(range_end: bytes) -> bytes | None:
 
 
 class Generation:
-    """One life of a key; ``revs`` are ascending, ``ver`` is the version of ``revs[-1]``."""
+    """One closed life of a key (its last revision is the tombstone); ``revs`` are
+    ascending, ``ver`` is the version of ``revs[-1]``."""
 
     __slots__ = ("created", "revs", "ver")
 
-    def __init__(self, created: Revision = (0, 0), ver: int = 0) -> None:
+    def __init__(self, created: Revision, ver: int, revs: list[Revision]) -> None:
         self.created = created
         self.ver = ver
-        self.revs: list[Revision] = []
+        self.revs = revs
 
 
 class KeyIndex:
     """All revisions of one key still known to the store.
 
-    ``latest`` caches the KeyValue written at ``modified`` when that write was
-    a put (``None`` after a delete), so reads at the newest revision never
-    touch the backend.
+    The live generation is ``created``, ``ver`` (the version of ``revs[-1]``) and
+    ``revs`` (ascending; empty while the key is deleted); ``closed`` holds the
+    older generations, oldest first (None when there are none). ``lease`` is the
+    lease the live value is attached to (0: none, and always 0 while deleted).
     """
 
-    __slots__ = ("_latest", "generations", "key", "modified")
+    __slots__ = ("closed", "created", "key", "lease", "modified", "revs", "ver")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
-        self.modified: Revision = (0, 0)
-        self.generations: list[Generation] = [Generation()]
-        # A KeyValue, or its backend encoding until first read: a restart sets the
-        # encoding, and building 100,000s of KeyValues up front was a third of it.
-        self._latest: KeyValue | bytes | None = None
+        self.modified: Revision = _NO_REV
+        self.created: Revision = _NO_REV
+        self.ver = 0
+        self.revs: list[Revision] = []
+        self.closed: list[Generation] | None = None
+        self.lease = 0
 
-    @property
-    def latest(self) -> KeyValue | None:
-        kv = self._latest
-        if isinstance(kv, bytes):
-            kv = self._latest = decode_kv(kv)
-        return kv
-
-    @latest.setter
-    def latest(self, kv: KeyValue | bytes | None) -> None:
-        self._latest = kv
+    @staticmethod
+    def restored(
+        key: bytes, modified: Revision, created: Revision, ver: int, lease: int
+    ) -> KeyIndex:
+        """A KeyIndex whose live generation holds just ``modified`` (``restore`` on a new
+        KeyIndex, in one call: a restart builds one per key)."""
+        ki = _new_key_index(KeyIndex)
+        ki.key = key
+        ki.modified = modified
+        ki.created = created
+        ki.ver = ver
+        ki.revs = [modified]
+        ki.closed = None
+        ki.lease = lease
+        return ki
 
     def is_empty(self) -> bool:
         """True when no revision at all is left (the key can be dropped)."""
-        return len(self.generations) == 1 and not self.generations[0].revs
+        return not self.revs and not self.closed
 
     def put(self, rev: Revision) -> None:
         """Record a put at ``rev`` (must be newer than every known revision)."""
         if rev <= self.modified:
             raise ValueError(f"put at {rev} not after {self.modified} for {self.key!r}")
-        g = self.generations[-1]
-        if not g.revs:
-            g.created = rev
-        g.revs.append(rev)
-        g.ver += 1
+        revs = self.revs
+        if revs:
+            revs.append(rev)
+        else:
+            # a list of exactly one: most keys never get a second revision
+            self.created = rev
+            self.revs = [rev]
+        self.ver += 1
         self.modified = rev
 
     def restore(self, created: Revision, modified: Revision, ver: int) -> None:
-        """Start a generation mid-way, as read back from a compacted backend."""
-        g = self.generations[-1]
-        g.created = created
-        g.ver = ver
-        g.revs.append(modified)
+        """Start the live generation mid-way, as read back from a compacted backend."""
+        self.created = created
+        self.ver = ver
+        self.revs = [modified]
         self.modified = modified
 
     def tombstone(self, rev: Revision) -> None:
         """Record a delete at ``rev``: it closes the live generation."""
-        if not self.generations[-1].revs:
+        if not self.revs:
             raise ValueError(f"tombstone on deleted key {self.key!r}")
         self.put(rev)
-        self.generations.append(Generation())
-        self.latest = None
+        g = Generation(self.created, self.ver, self.revs)
+        if self.closed is None:
+            self.closed = [g]
+        else:
+            self.closed.append(g)
+        self.created, self.ver, self.revs, self.lease = _NO_REV, 0, [], 0
 
-    def _find_generation(self, at_rev: int) -> Generation | None:
-        last = len(self.generations) - 1
-        for i in range(last, -1, -1):
-            g = self.generations[i]
-            if not g.revs:
-                continue
-            # a closed generation whose tombstone is at or before at_rev means
-            # the key was deleted at at_rev
-            if i != last and g.revs[-1][0] <= at_rev:
+    def _find_closed(self, at_rev: int) -> Generation | None:
+        # the closed generation alive at at_rev, if the live one was not yet
+        for g in reversed(self.closed or ()):
+            # a tombstone at or before at_rev means the key was deleted at at_rev
+            if g.revs[-1][0] <= at_rev:
                 return None
             if g.revs[0][0] <= at_rev:
                 return g
@@ -122,33 +140,43 @@ class KeyIndex:
 
     def get(self, at_rev: int) -> tuple[Revision, Revision, int] | None:
         """(mod revision, create revision, version) of the key at ``at_rev``, or None."""
-        g = self._find_generation(at_rev)
-        if g is None:
-            return None
-        revs = g.revs
+        revs = self.revs
+        if revs and revs[0][0] <= at_rev:
+            created, ver = self.created, self.ver
+        else:
+            g = self._find_closed(at_rev)
+            if g is None:
+                return None
+            created, ver, revs = g.created, g.ver, g.revs
         n = len(revs) - 1
         while revs[n][0] > at_rev:
             n -= 1
-        return revs[n], g.created, g.ver - (len(revs) - 1 - n)
+        return revs[n], created, ver - (len(revs) - 1 - n)
 
     def mod_at(self, at_rev: int) -> Revision | None:
         """The revision of the key's value at ``at_rev``, or None when it was not alive
         then: ``get`` without the rest, and at once when nothing changed since."""
         m = self.modified
         if m[0] <= at_rev:
-            return m if self.generations[-1].revs else None
+            return m if self.revs else None
         got = self.get(at_rev)
         return None if got is None else got[0]
 
-    def _compact_point(self, at_rev: int) -> tuple[int, int]:
+    def _generations(self) -> list[Generation]:
+        # every generation, the live one last (a view sharing its revs list)
+        live = Generation(self.created, self.ver, self.revs)
+        return [*self.closed, live] if self.closed else [live]
+
+    @staticmethod
+    def _compact_point(gens: list[Generation], at_rev: int) -> tuple[int, int]:
         # the first generation that is alive at at_rev or created after it,
         # and the index in it of the newest revision <= at_rev (-1: none)
         gi = 0
-        while gi < len(self.generations) - 1:
-            if self.generations[gi].revs[-1][0] > at_rev:
+        while gi < len(gens) - 1:
+            if gens[gi].revs[-1][0] > at_rev:
                 break
             gi += 1
-        revs = self.generations[gi].revs
+        revs = gens[gi].revs
         ri = len(revs) - 1
         while ri >= 0 and revs[ri][0] > at_rev:
             ri -= 1
@@ -158,9 +186,10 @@ class KeyIndex:
         """Add to ``available`` the revision a compaction at ``at_rev`` would keep."""
         if self.is_empty():
             return
-        gi, ri = self._compact_point(at_rev)
-        g = self.generations[gi]
-        if ri != -1 and not (ri == len(g.revs) - 1 and gi != len(self.generations) - 1):
+        gens = self._generations()
+        gi, ri = self._compact_point(gens, at_rev)
+        g = gens[gi]
+        if ri != -1 and not (ri == len(g.revs) - 1 and gi != len(gens) - 1):
             available.add(g.revs[ri])
 
     def compact(self, at_rev: int, available: set[Revision]) -> None:
@@ -170,17 +199,22 @@ class KeyIndex:
         is added to ``available`` so the backend keeps it); generations whose
         tombstone is <= ``at_rev`` disappear.
         """
-        gi, ri = self._compact_point(at_rev)
-        g = self.generations[gi]
+        gens = self._generations()
+        gi, ri = self._compact_point(gens, at_rev)
+        g = gens[gi]
         if g.revs:
             if ri != -1:
                 available.add(g.revs[ri])
                 del g.revs[:ri]
             # a lone tombstone left in a closed generation is dropped with it
-            if len(g.revs) == 1 and gi != len(self.generations) - 1:
+            if len(g.revs) == 1 and gi != len(gens) - 1:
                 available.discard(g.revs[0])
                 gi += 1
-        del self.generations[:gi]
+        # the live generation (last) is never dropped; its revs list is shared
+        self.closed = gens[gi:-1] or None
+
+
+_new_key_index = KeyIndex.__new__
 
 
 class TreeIndex:

@@ -13,8 +13,9 @@ Rules this module keeps:
    the revision.
 2. A write transaction cannot fail halfway: the caller makes every check that
    can fail before ``begin_write``.
-3. The in-memory index and the ``latest`` cache always equal what is in the
-   backend's open transaction; a reopen rebuilds them from the backend.
+3. The in-memory index always equals what is in the backend's open transaction; a
+   reopen rebuilds it from the backend. The index holds revisions, never values:
+   every value is read from the backend by its revision.
 4. The apply loop calls :meth:`KVStore.set_consistent_index` before applying
    each entry; the index is written in the same sqlite transaction as the
    changes (via the backend's pre-commit hook).
@@ -23,7 +24,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from pyetcd.mvcc.backend import Backend
 from pyetcd.mvcc.errors import (
@@ -36,11 +37,11 @@ from pyetcd.mvcc.hash import CompactionHasher, HashStorage, crc32c, hash_record
 from pyetcd.mvcc.key_index import KeyIndex, TreeIndex
 from pyetcd.mvcc.lessor import Lessor
 from pyetcd.mvcc.metrics import MvccMetrics
+from pyetcd.mvcc.restore import read_key_index
 from pyetcd.mvcc.revision import (
     Revision,
     bytes_to_rev,
     decode_kv,
-    decode_kv_index_fields,
     encode_kv,
     is_tombstone,
     rev_to_bytes,
@@ -225,19 +226,25 @@ class KVStore:
         self.metrics.ranges += 1
         self._ops += 1
 
-    def _kv_at(self, ki: KeyIndex, rev: Revision) -> KeyValue:
-        latest = ki.latest
-        if latest is not None and rev == ki.modified:
-            return latest
-        raw = self.backend.key_get(rev_to_bytes(rev))
-        if raw is None:
-            raise RuntimeError(f"revision {rev} of {ki.key!r} missing from the backend")
-        return decode_kv(raw)
+    def _kvs_at(self, found: list[tuple[KeyIndex, Revision]]) -> list[KeyValue]:
+        # the values of (key, revision) pairs the index found alive, in one backend read
+        raws = self.backend.key_get_many([rev_to_bytes(rev) for _, rev in found])
+        out = []
+        for (ki, rev), raw in zip(found, raws, strict=True):
+            if raw is None:
+                raise RuntimeError(f"revision {rev} of {ki.key!r} missing from the backend")
+            out.append(decode_kv(raw))
+        return out
 
     def get(self, key: bytes) -> KeyValue | None:
         """The live KeyValue of ``key`` at the current revision, or None."""
         ki = self.index.get_index(key)
-        return None if ki is None else ki.latest
+        if ki is None or not ki.revs:
+            return None
+        raw = self.backend.key_get(rev_to_bytes(ki.modified))
+        if raw is None:
+            raise RuntimeError(f"revision {ki.modified} of {key!r} missing from the backend")
+        return decode_kv(raw)
 
     # -- writes: one write transaction is begin_write, write_*..., end_write ------
 
@@ -281,8 +288,7 @@ class KVStore:
             if got is not None:
                 create = got[1][0]
                 ver = got[2]
-                if ki.latest is not None:
-                    old_lease = ki.latest.lease
+                old_lease = ki.lease
         m = self.metrics
         m.puts += 1
         m.put_bytes += len(key) + len(value)
@@ -290,7 +296,7 @@ class KVStore:
         kv = KeyValue(key, create, rev, ver + 1, value, lease)
         self.backend.key_put(rev_to_bytes((rev, sub)), encode_kv(kv))
         ki = self.index.put(key, (rev, sub))
-        ki.latest = kv
+        ki.lease = lease
         self._changes.append(kv)
         if old_lease:
             self.lessor.detach(old_lease, key)
@@ -308,11 +314,11 @@ class KVStore:
         for ki in doomed:
             sub = len(self._changes)
             self.backend.key_put(rev_to_bytes((rev, sub), True), encode_kv(KeyValue(ki.key)))
-            old = ki.latest
+            old_lease = ki.lease
             ki.tombstone((rev, sub))
             self._changes.append(KeyValue(ki.key))
-            if old is not None and old.lease:
-                self.lessor.detach(old.lease, ki.key)
+            if old_lease:
+                self.lessor.detach(old_lease, ki.key)
         return len(doomed)
 
     # -- quota ------------------------------------------------------------------
@@ -468,38 +474,18 @@ class KVStore:
         finished = self._meta_rev(_META_FINISHED_COMPACT)
         scheduled = self._meta_rev(_META_SCHEDULED_COMPACT)
         self._compact_rev = finished
-        last_main = 0
         # Built as a plain dict and sorted once: inserting key by key into the sorted
         # index costs several times more for a large store.
-        keys: dict[bytes, KeyIndex] = {}
-        # the lease of each key whose newest row is a put with one
-        leased: dict[bytes, int] = {}
-        for rb, raw in self._iter_key_table():
-            rev = bytes_to_rev(rb)
-            last_main = rev[0]
-            key, create, version, lease = decode_kv_index_fields(raw)
-            ki = keys.get(key)
-            if is_tombstone(rb):
-                if ki is not None and ki.generations[-1].revs:
-                    ki.tombstone(rev)
-                    leased.pop(key, None)
-                continue
-            if ki is None:
-                ki = keys[key] = KeyIndex(key)
-            if ki.generations[-1].revs:
-                ki.put(rev)
-            else:
-                ki.restore((create, 0), rev, version)
-            ki.latest = raw
-            if lease:
-                leased[key] = lease
-            elif leased:
-                leased.pop(key, None)
+        keys, last_main = read_key_index(self.backend)
         self.index.load(keys)
         self._current_rev = max(last_main, finished, 1)
-        for key, lease in leased.items():
-            if self.lessor.lookup(lease) is not None:
-                self.lessor.attach(lease, key)
+        lessor = self.lessor
+        for key, ki in keys.items():
+            if ki.lease and ki.revs:
+                if lessor.lookup(ki.lease) is not None:
+                    lessor.attach(ki.lease, key)
+                else:
+                    ki.lease = 0
         if scheduled > finished:
             # a compaction was interrupted by a crash: finish it
             self._current_rev = max(self._current_rev, scheduled)
@@ -509,16 +495,6 @@ class KVStore:
     def _meta_rev(self, name: bytes) -> int:
         # absent means "never compacted" (-1); 0 is a valid compaction revision
         return -1 if self.backend.get("meta", name) is None else self.backend.get_int("meta", name)
-
-    def _iter_key_table(self) -> Iterator[tuple[bytes, bytes]]:
-        last = rev_to_bytes((0, 0))
-        while True:
-            rows = self.backend.key_range(last, None, 10000)
-            yield from rows
-            if len(rows) < 10000:
-                return
-            r = bytes_to_rev(rows[-1][0])
-            last = rev_to_bytes((r[0], r[1] + 1))
 
 
 class RangeCursor:
@@ -569,12 +545,13 @@ class RangeCursor:
         keep = not self.count_only
         count = self.count
         walked = store.index.walk(self._key, self._end, self._after, max_keys)
+        wanted: list[tuple[KeyIndex, Revision]] = []
         for ki in walked:
             m = ki.modified
             if m[0] <= rev:
                 # unchanged since rev (the common case): alive unless its last change
                 # was a delete
-                if not ki.generations[-1].revs:
+                if not ki.revs:
                     continue
                 at = m
             else:
@@ -583,8 +560,10 @@ class RangeCursor:
                     continue
                 at = found
             count += 1
-            if keep and (limit <= 0 or len(kvs) < limit):
-                kvs.append(store._kv_at(ki, at))
+            if keep and (limit <= 0 or len(kvs) + len(wanted) < limit):
+                wanted.append((ki, at))
+        if wanted:
+            kvs += store._kvs_at(wanted)
         self.count = count
         if walked:
             self._after = walked[-1].key

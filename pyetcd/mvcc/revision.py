@@ -19,7 +19,6 @@ __all__ = [
     "Revision",
     "bytes_to_rev",
     "decode_kv",
-    "decode_kv_index_fields",
     "encode_kv",
     "is_tombstone",
     "rev_to_bytes",
@@ -63,14 +62,6 @@ def encode_kv(kv: KeyValue) -> bytes:
         + key
         + kv.value
     )
-
-
-def decode_kv_index_fields(b: bytes) -> tuple[bytes, int, int, int]:
-    """``(key, create_revision, version, lease)`` of an encoded KeyValue: what the key
-    index needs on restore, without building the KeyValue."""
-    create, _mod, version, lease, klen = _KV_HEADER.unpack_from(b, 0)
-    start = _KV_HEADER.size
-    return b[start : start + klen], create, version, lease
 
 
 def decode_kv(b: bytes) -> KeyValue:

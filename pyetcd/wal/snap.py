@@ -143,6 +143,11 @@ class Snapshotter:
             return []
         return sorted((n for n in self.fs.listdir(self.dir) if _NAME.match(n)), reverse=True)
 
+    def newest_index(self) -> int:
+        """The largest index among the snapshot files' names (0: there is none)."""
+        indexes = [int(m.group(2), 16) for m in map(_NAME.match, self.snap_names()) if m]
+        return max(indexes, default=0)
+
     def load(self) -> Snapshot:
         """The newest valid snapshot; raises NoSnapshotError if there is none."""
         snap = self.load_newest_available(None)

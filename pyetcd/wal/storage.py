@@ -124,8 +124,17 @@ class WALStorage:
             os.path.join(data_dir, "member", "snap"), fs=fs, max_snapshots=max_snapshots
         )
         scans: ScanCache = {}  # the log is read once for both passes
-        markers = WAL.valid_snapshot_entries(wal_dir, fs, scans)
-        snap = snapshotter.load_newest_available(markers)
+        # The newest snapshot's marker is in the segment holding its index or a later
+        # one: the log before that segment is read only when no snapshot from there on
+        # is usable (a long log kept by --max-wals is not scanned whole on every start).
+        newest = snapshotter.newest_index()
+        snap = None
+        if newest:
+            markers = WAL.valid_snapshot_entries(wal_dir, fs, scans, from_index=newest)
+            snap = snapshotter.load_newest_available(markers)
+        if snap is None:
+            markers = WAL.valid_snapshot_entries(wal_dir, fs, scans)
+            snap = snapshotter.load_newest_available(markers)
         walsnap = (
             WALSnapshot() if snap is None else WALSnapshot(snap.metadata.index, snap.metadata.term)
         )

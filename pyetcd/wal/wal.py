@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -241,16 +242,23 @@ class WAL:
 
     @staticmethod
     def valid_snapshot_entries(
-        wal_dir: str, fs: FS = OS_FS, scans: ScanCache | None = None
+        wal_dir: str, fs: FS = OS_FS, scans: ScanCache | None = None, from_index: int = 0
     ) -> list[WALSnapshot]:
         """The snapshot markers a restart may start from, oldest first: those at or
-        below the last hard state's commit index (read only, no lock taken)."""
+        below the last hard state's commit index (read only, no lock taken).
+
+        ``from_index``: read only the segments from the one holding that index on (all
+        of them when none starts at or below it), so only markers there are found."""
         wal_dir = os.path.abspath(wal_dir)
         segments = list_segment_names(fs.listdir(wal_dir))
         if not segments:
             raise WALNotFoundError()
+        start = 0
+        if from_index:
+            with contextlib.suppress(WALNotFoundError):
+                start = search_index(segments, from_index)
         replay = Replay(WALSnapshot(), replay_entries=False)
-        read_log(fs, wal_dir, segments, replay, 0, scans)
+        read_log(fs, wal_dir, segments, replay, start, scans)
         commit = replay.hard_state.commit
         return [s for s in replay.snapshots if s.index <= commit]
 

@@ -132,3 +132,33 @@ def test_txn_revisions_and_failed_checks_change_nothing(tmp_path: Path) -> None:
     ro = kvtxn.txn(kv, TxnRequest(success=(RequestOp(request_range=RangeRequest(b"a")),)))
     assert ro.header.revision == 3
     kv.close()
+
+
+def test_reopen_rebuilds_index_of_long_keys_leases_and_history(tmp_path: Path) -> None:
+    # The restore reads only each record's head (header and key): keys longer than
+    # the head are read again whole. Leases, history and deletes survive a reopen.
+    long_key = b"k" * 300
+    path = str(tmp_path / "db")
+    kv = KVStore(path)
+    lease = kv.lessor.grant(7, 60)
+    for key, value, lease_id in (
+        (b"a", b"1", 0), (long_key, b"2", lease.id), (b"a", b"3", lease.id),
+        (long_key + b"x", b"4", 0),
+    ):
+        kv.begin_write()
+        kv.write_put(key, value, lease_id)
+        kv.end_write()
+    kv.begin_write()
+    kv.write_delete_range(long_key + b"x", None)
+    kv.end_write()
+    before = kv.range_keys(b"\0", b"", 0, kv.current_revision, 0, False)
+    old = kv.range_keys(long_key, None, 4, kv.current_revision, 0, False)
+    kv.close()
+    kv = KVStore(path)
+    assert kv.range_keys(b"\0", b"", 0, kv.current_revision, 0, False) == before
+    assert kv.range_keys(long_key, None, 4, kv.current_revision, 0, False) == old
+    assert [k.value for k in before[0]] == [b"3", b"2"]
+    assert sorted(kv.lessor.lookup(7).keys) == [b"a", long_key]  # type: ignore[union-attr]
+    assert kv.lease_revoke(7) == 7
+    assert kv.range_keys(b"\0", b"", 0, kv.current_revision, 0, False) == ([], 0)
+    kv.close()

@@ -164,3 +164,45 @@ def test_snapshot_release_restart_round_trip(tmp_path: Path) -> None:
             again.entries(290, 291, 100)
     finally:
         again.close()
+
+
+def _log_with_snapshots(tmp_path: Path) -> WALStorage:
+    # many segments (max_wals=0 keeps them all), a snapshot every 100 entries
+    st_ = WALStorage.open(str(tmp_path), metadata=META, segment_size=SEG, max_wals=0,
+                          max_snapshots=0)
+    for i in range(1, 401):
+        st_.save(HardState(3, 2, i - 1), [entry(i, 3, size=30)]).result()
+        if i % 100 == 0:
+            st_.create_snapshot(i - 10, ConfState(voters=(2,)), b"app%d" % i)
+    st_.close()
+    return st_
+
+
+def test_restart_reads_the_log_from_the_newest_snapshots_segment(tmp_path: Path) -> None:
+    # The segments before the one holding the newest snapshot's index are not read:
+    # garbage in the first one does not stop a restart (etcd reads from there too).
+    st_ = _log_with_snapshots(tmp_path)
+    segments = st_.wal.segments()
+    assert len(segments) > 4
+    first = tmp_path / "member" / "wal" / str(segments[0])
+    first.write_bytes(b"\xff" * first.stat().st_size)
+    read = WALStorage.read(str(tmp_path))
+    assert read.snap is not None and read.snap.metadata.index == 390
+    assert read.snap.data == b"app400"
+    assert [e.index for e in read.wal.result.entries] == list(range(391, 401))
+
+
+def test_restart_scans_the_whole_log_when_the_newest_snapshot_is_unusable(
+    tmp_path: Path,
+) -> None:
+    # A snapshot file with no marker in the log (saved, then a crash before the
+    # marker): the restart falls back to the markers of the whole log.
+    _log_with_snapshots(tmp_path)
+    expected = WALStorage.read(str(tmp_path))
+    snap_dir = tmp_path / "member" / "snap"
+    newest = sorted(snap_dir.iterdir())[-1]
+    (snap_dir / "0000000000000003-0000000000010000.snap").write_bytes(newest.read_bytes())
+    read = WALStorage.read(str(tmp_path))
+    assert read.snap == expected.snap and read.snap is not None
+    assert read.snap.metadata.index == 390
+    assert read.wal.result.entries == expected.wal.result.entries

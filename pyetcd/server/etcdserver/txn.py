@@ -112,9 +112,8 @@ def range_steps(kv: KVStore, req: RangeRequest, cur_rev: int, slice_keys: int) -
     kv.count_range()
     header = ResponseHeader(revision=cur_rev)
     if not req.range_end and req.revision == 0 and not req.count_only and _plain(req):
-        # point read of the newest revision: served from the index's cache
-        ki = kv.index.get_index(req.key)
-        latest = None if ki is None else ki.latest
+        # point read of the newest revision: one index lookup, one backend read
+        latest = kv.get(req.key)
         if latest is None:
             return RangeResponse(header)
         if req.keys_only:
