@@ -170,20 +170,26 @@ class RawNode:
     # -- outputs -------------------------------------------------------------------------
 
     def has_ready(self) -> bool:
+        # The driver asks this at least twice per Ready: it compares fields in place
+        # rather than building the soft and hard states it would compare.
         r = self.raft
         if self._in_progress is not None:
             return False
-        if r.soft_state() != self._prev_soft:
+        if r.msgs or r.read_states:
             return True
-        hs = r.hard_state()
-        if hs != self._prev_hard and not hs.is_empty():
+        soft = self._prev_soft
+        if r.lead != soft.lead or r.state != soft.raft_state:
+            return True
+        hard, log = self._prev_hard, r.raft_log
+        term, vote, commit = r.term, r.vote, log.committed
+        if (term != hard.term or vote != hard.vote or commit != hard.commit) and (
+            term != 0 or vote != NONE or commit != 0  # not an empty hard state
+        ):
             return True
         return bool(
-            r.raft_log.unstable.next_snapshot() is not None
-            or r.msgs
-            or r.raft_log.has_next_unstable_ents()
-            or r.raft_log.has_next_committed_ents()
-            or r.read_states
+            log.unstable.next_snapshot() is not None
+            or log.has_next_unstable_ents()
+            or log.has_next_committed_ents()
         )
 
     def ready(self) -> Ready:
