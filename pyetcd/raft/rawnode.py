@@ -170,20 +170,26 @@ class RawNode:
     # -- outputs -------------------------------------------------------------------------
 
     def has_ready(self) -> bool:
+        # The driver asks this at least twice per Ready: it compares fields in place
+        # rather than building the soft and hard states it would compare.
         r = self.raft
         if self._in_progress is not None:
             return False
-        if r.soft_state() != self._prev_soft:
+        if r.msgs or r.read_states:
             return True
-        hs = r.hard_state()
-        if hs != self._prev_hard and not hs.is_empty():
+        soft = self._prev_soft
+        if r.lead != soft.lead or r.state != soft.raft_state:
+            return True
+        hard, log = self._prev_hard, r.raft_log
+        term, vote, commit = r.term, r.vote, log.committed
+        if (term != hard.term or vote != hard.vote or commit != hard.commit) and (
+            term != 0 or vote != NONE or commit != 0  # not an empty hard state
+        ):
             return True
         return bool(
-            r.raft_log.unstable.next_snapshot() is not None
-            or r.msgs
-            or r.raft_log.has_next_unstable_ents()
-            or r.raft_log.has_next_committed_ents()
-            or r.read_states
+            log.unstable.next_snapshot() is not None
+            or log.has_next_unstable_ents()
+            or log.has_next_committed_ents()
         )
 
     def ready(self) -> Ready:
@@ -191,28 +197,32 @@ class RawNode:
         if self._in_progress is not None:
             raise ReadyContractError("ready() called again before advance()")
         r = self.raft
-        soft = r.soft_state()
-        hard = r.hard_state()
-        entries = tuple(r.raft_log.next_unstable_ents())
-        committed = tuple(r.raft_log.next_committed_ents())
+        log, prev_soft, prev_hard = r.raft_log, self._prev_soft, self._prev_hard
+        # The states are built only when they changed (most Readies change neither,
+        # or only the commit index).
+        soft = (
+            r.soft_state() if r.lead != prev_soft.lead or r.state != prev_soft.raft_state else None
+        )
+        term_vote_changed = r.term != prev_hard.term or r.vote != prev_hard.vote
+        hard = r.hard_state() if term_vote_changed or log.committed != prev_hard.commit else None
+        entries = tuple(log.next_unstable_ents())
+        committed = tuple(log.next_committed_ents())
         rd = Ready(
-            soft_state=soft if soft != self._prev_soft else None,
-            hard_state=hard if hard != self._prev_hard else None,
+            soft_state=soft,
+            hard_state=hard,
             entries=entries,
-            snapshot=r.raft_log.unstable.next_snapshot(),
+            snapshot=log.unstable.next_snapshot(),
             committed_entries=committed,
             messages=tuple(r.msgs),
             read_states=tuple(r.read_states),
-            must_sync=bool(entries)
-            or hard.term != self._prev_hard.term
-            or hard.vote != self._prev_hard.vote,
+            must_sync=bool(entries) or term_vote_changed,
         )
         r.msgs = []
         r.read_states = []
-        r.raft_log.unstable.accept_in_progress()
+        log.unstable.accept_in_progress()
         if committed:
-            r.raft_log.accept_applying(committed[-1].index)
-        if rd.soft_state is not None:
+            log.accept_applying(committed[-1].index)
+        if soft is not None:
             self._prev_soft = soft
         self._in_progress = rd
         return rd

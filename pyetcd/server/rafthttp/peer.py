@@ -141,6 +141,10 @@ class Peer:
         self.failed = False
         self.broken = False
         self.task: asyncio.Task[None] | None = None
+        # The stream's writer while ``_write_loop`` runs: ``flush`` writes through it
+        # from the caller when nothing is waiting to drain (see ``flush``).
+        self._writer: asyncio.StreamWriter | None = None
+        self._stream_error: Exception | None = None  # what broke a write in ``flush``
         self.snap_tasks: set[asyncio.Task[None]] = set()
         self._url_index = 0
         self._last_refusal: HelloStatus | None = None
@@ -298,24 +302,65 @@ class Peer:
     async def _write_loop(self, writer: asyncio.StreamWriter) -> None:
         opts = self.tr.options
         transport = writer.transport
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            # The transport closes on its own when the peer resets the connection; a
-            # write after that raises RuntimeError under uvloop, not an OSError.
-            if self.broken or transport.is_closing():
-                raise ConnectionResetError("connection closed by remote peer")
-            if not self.queue:
-                continue
-            batch, self.queue = self.queue, deque()
-            buf = self._encode(batch)
-            if buf:
-                writer.write(buf)
-                sent = self.tr.metrics.sent_bytes
-                sent[self.id] = sent.get(self.id, 0) + len(buf)
-            if transport.get_write_buffer_size():
-                async with asyncio.timeout(opts.write_timeout):
-                    await writer.drain()
+        self._writer, self._stream_error = writer, None
+        try:
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                # The transport closes on its own when the peer resets the connection;
+                # a write after that raises RuntimeError under uvloop, not an OSError.
+                if self._stream_error is not None:
+                    err, self._stream_error = self._stream_error, None
+                    raise err
+                if self.broken or transport.is_closing():
+                    raise ConnectionResetError("connection closed by remote peer")
+                if self.queue:
+                    self._write_queued(writer)
+                if transport.get_write_buffer_size():
+                    async with asyncio.timeout(opts.write_timeout):
+                        await writer.drain()
+        finally:
+            self._writer = None
+
+    def _write_queued(self, writer: asyncio.StreamWriter) -> None:
+        batch, self.queue = self.queue, deque()
+        buf = self._encode(batch)
+        if buf:
+            writer.write(buf)
+            sent = self.tr.metrics.sent_bytes
+            sent[self.id] = sent.get(self.id, 0) + len(buf)
+
+    def flush(self) -> None:
+        """Write what is queued now, from the caller, when the stream is up and its
+        socket has nothing waiting to drain; otherwise wake the sender task.
+
+        The driver sends a Ready's messages and then, on a leader, writes and syncs
+        its WAL on the same turn of the loop: written here, the appends reach the
+        followers before that sync instead of after it, and no task wakes per
+        message. The sender task keeps what needs waiting: drains, errors, redials.
+        """
+        writer = self._writer
+        if not self.queue:
+            return
+        if (
+            writer is None
+            or self.broken
+            or self._stream_error is not None
+            or writer.transport.is_closing()
+            or writer.transport.get_write_buffer_size()
+        ):
+            self.wakeup.set()
+            return
+        try:
+            self._write_queued(writer)
+        except Exception as exc:
+            # Not the caller's failure (the driver's): the sender task ends this
+            # stream with it and redials, as after a failure of its own write.
+            self._stream_error = exc
+            self.wakeup.set()
+            return
+        if writer.transport.get_write_buffer_size():
+            self.wakeup.set()  # the sender task waits for the drain
 
     def _encode(self, batch: deque[Message]) -> bytes:
         # One write per burst: the frames of every queued message, concatenated.
@@ -332,7 +377,8 @@ class Peer:
         return b"".join(frames)
 
     def enqueue(self, m: Message) -> bool:
-        """Queue ``m``; False when it was dropped (stream down or queue full)."""
+        """Queue ``m``; False when it was dropped (stream down or queue full). While
+        the stream is up, the caller writes the queue out with ``flush``."""
         if self.failed:
             return False
         if len(self.queue) >= self.tr.options.queue_size:
@@ -350,7 +396,8 @@ class Peer:
                 )
             return False
         self.queue.append(m)
-        self.wakeup.set()
+        if self._writer is None:
+            self.wakeup.set()
         return True
 
     def cancel(self) -> None:

@@ -338,6 +338,7 @@ class PeerTransport:
         reported unreachable once per call. Messages to unknown peers are ignored.
         """
         unreachable: set[int] = set()
+        touched: dict[int, Peer] = {}
         failures = self.metrics.sent_failures
         for m in msgs:
             if m.type == _HEARTBEAT:
@@ -357,9 +358,14 @@ class PeerTransport:
                 continue
             if m.type == MessageType.SNAP:
                 self._start_snapshot(peer, m)
-            elif not peer.enqueue(m):
+            elif peer.enqueue(m):
+                touched[m.to] = peer
+            else:
                 unreachable.add(m.to)
                 failures[m.to] = failures.get(m.to, 0) + 1
+        # One write per peer for the whole call (a Ready's messages), see Peer.flush.
+        for peer in touched.values():
+            peer.flush()
         for peer_id in unreachable:
             self.report_unreachable(peer_id)
 

@@ -912,3 +912,29 @@ async def test_unexpected_stream_error_redials(
     a.t.send([hb(A, B, commit=2)])
     await b.until(lambda: any(m.commit == 2 for m in b.received))
     assert not a.t._peers[B].task.done()  # type: ignore[union-attr]
+
+
+async def test_send_writes_through_without_waking_the_sender(make_node: Factory) -> None:
+    """While the stream is up and its socket drained, ``send`` writes the messages of
+    one call itself, in one write: a leader's appends leave before its own WAL sync
+    (which follows on the same turn of the loop), and no sender task wakes per call."""
+    a, b = await make_node(A), await make_node(B)
+    connect(a, b)
+    await a.t.wait_active(B)
+    peer = a.t._peers[B]
+    writer = peer._writer
+    assert writer is not None
+    writes: list[bytes] = []
+    real_write = writer.write
+
+    def counted(data: bytes) -> None:  # type: ignore[override]
+        writes.append(bytes(data))
+        real_write(data)
+
+    writer.write = counted  # type: ignore[method-assign]
+    peer.wakeup.clear()
+    a.t.send([hb(A, B, commit=1), hb(A, B, commit=2)])
+    assert len(writes) == 1  # written before send returned, both frames in one write
+    assert not peer.queue
+    assert not peer.wakeup.is_set()
+    await b.until(lambda: any(m.commit == 2 for m in b.received))
