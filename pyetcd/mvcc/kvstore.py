@@ -43,7 +43,6 @@ from pyetcd.mvcc.revision import (
     bytes_to_rev,
     decode_kv,
     encode_kv,
-    is_tombstone,
     rev_to_bytes,
 )
 from pyetcd.mvcc.types import KeyValue
