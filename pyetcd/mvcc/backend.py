@@ -32,6 +32,11 @@ connection deletes the ``-wal`` file by name when it closes.
    rolled the open transaction back: the backend no longer holds what the store
    applied. It raises ``BackendError`` then and on every later write or commit
    (the error sticks), and the member must end (etcd: "failed to commit tx").
+7. Key records stay small: in a WITHOUT ROWID table (an index b-tree) comparing a
+   search key with a record that overflows its page reads the whole record, so one
+   1 MiB value made every later insert read megabytes. A value longer than
+   :data:`KEY_INLINE_MAX` lives in ``key_blob`` and its record holds the blob's id (an
+   INTEGER) instead; :data:`KEY_VALUE_SQL` reads either form (older files: all inline).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from collections.abc import Callable, Iterable
 from pyetcd.mvcc.errors import BackendError
 from pyetcd.mvcc.metrics import DISCARD, Observer
 
-__all__ = ["BLOB_TABLES", "Backend", "DefragCopy"]
+__all__ = ["BLOB_TABLES", "KEY_INLINE_MAX", "KEY_VALUE_SQL", "Backend", "DefragCopy"]
 
 # etcd's buckets that hold opaque key/value blobs (the server owns their content)
 BLOB_TABLES = (
@@ -64,6 +69,20 @@ BLOB_TABLES = (
 )
 
 _U64 = struct.Struct(">Q")
+
+#: Values longer than this live in ``key_blob`` (rule 7): a key record then stays within
+#: the ~1000 bytes a 4 KiB page of an index b-tree holds inline.
+KEY_INLINE_MAX = 900
+#: The key table's ``value`` column as stored values read (rule 7), for ``FROM key``.
+KEY_VALUE_SQL = (
+    "CASE typeof(key.value) WHEN 'integer' "
+    "THEN (SELECT v FROM key_blob WHERE id = key.value) ELSE key.value END"
+)
+_DROP_BLOB = (
+    "DELETE FROM key_blob WHERE id IN "
+    "(SELECT value FROM key WHERE rev = ? AND typeof(value) = 'integer')"
+)
+_PUT_KEY = "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)"
 
 # meta keys excluded from hash(): they differ between members with equal data
 _HASH_IGNORED_META = (b"consistent_index", b"term")
@@ -202,6 +221,7 @@ class Backend:
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA synchronous=NORMAL")
         self._create_tables()
+        self._blob_id = c.execute("SELECT coalesce(max(id), 0) FROM key_blob").fetchone()[0]
         self._refresh_size()
         c.execute("BEGIN")
 
@@ -239,6 +259,7 @@ class Backend:
     def _create_tables(self) -> None:
         c = self._conn
         c.execute("CREATE TABLE IF NOT EXISTS key (rev BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID")
+        c.execute("CREATE TABLE IF NOT EXISTS key_blob (id INTEGER PRIMARY KEY, v BLOB)")
         c.execute(
             "CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER, "
             "remaining_ttl INTEGER)"
@@ -264,11 +285,13 @@ class Backend:
         lim = limit if limit > 0 else -1
         if hi is None:
             cur = self._conn.execute(
-                "SELECT rev, value FROM key WHERE rev >= ? ORDER BY rev LIMIT ?", (lo, lim)
+                f"SELECT rev, {KEY_VALUE_SQL} FROM key WHERE rev >= ? ORDER BY rev LIMIT ?",
+                (lo, lim),
             )
         else:
             cur = self._conn.execute(
-                "SELECT rev, value FROM key WHERE rev >= ? AND rev < ? ORDER BY rev LIMIT ?",
+                f"SELECT rev, {KEY_VALUE_SQL} FROM key WHERE rev >= ? AND rev < ? "
+                "ORDER BY rev LIMIT ?",
                 (lo, hi, lim),
             )
         return cur.fetchall()
@@ -276,13 +299,16 @@ class Backend:
     def key_get(self, rev_bytes: bytes) -> bytes | None:
         """One record of the key table by its exact backend key."""
         self._flush()
-        row = self._conn.execute("SELECT value FROM key WHERE rev = ?", (rev_bytes,)).fetchone()
+        row = self._conn.execute(
+            f"SELECT {KEY_VALUE_SQL} FROM key WHERE rev = ?", (rev_bytes,)
+        ).fetchone()
         return None if row is None else bytes(row[0])
 
     def key_delete(self, revs: Iterable[bytes]) -> None:
         """Delete records of the key table by backend key."""
         self._flush()
         rows = [(r,) for r in revs]
+        self._write(_DROP_BLOB, rows, many=True)
         self._write("DELETE FROM key WHERE rev = ?", rows, many=True)
         self._pending += len(rows)
 
@@ -357,12 +383,23 @@ class Backend:
         if self._error is not None:
             raise self._error
         if self._pending_keys:
-            self._write(
-                "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)",
-                self._pending_keys,
-                many=True,
-            )
-            self._pending_keys = []
+            rows, self._pending_keys = self._pending_keys, []
+            long = any(len(v) > KEY_INLINE_MAX for _, v in rows)
+            self._write(_PUT_KEY, self._spill(rows) if long else rows, many=True)
+
+    def _spill(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[bytes, object]]:
+        # Rule 7: long values go to key_blob under ids chosen here (so that a defrag's
+        # journal replays the same ids); a record they replace drops its blob first.
+        out: list[tuple[bytes, object]] = []
+        for rev, value in rows:
+            if len(value) <= KEY_INLINE_MAX:
+                out.append((rev, value))
+                continue
+            self._write(_DROP_BLOB, (rev,))
+            self._blob_id += 1
+            self._write("INSERT INTO key_blob (id, v) VALUES (?, ?)", (self._blob_id, value))
+            out.append((rev, self._blob_id))
+        return out
 
     @property
     def pending(self) -> int:
@@ -520,7 +557,7 @@ class Backend:
         """CRC-32 over every table's rows in order (meta's consistent index/term excluded)."""
         self._flush()
         h = zlib.crc32(b"key")
-        for k, v in self._conn.execute("SELECT rev, value FROM key ORDER BY rev"):
+        for k, v in self._conn.execute(f"SELECT rev, {KEY_VALUE_SQL} FROM key ORDER BY rev"):
             h = zlib.crc32(v, zlib.crc32(k, h))
         h = zlib.crc32(b"lease", h)
         for row in self._conn.execute("SELECT id, ttl, remaining_ttl FROM lease ORDER BY id"):
