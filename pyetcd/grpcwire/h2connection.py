@@ -163,7 +163,7 @@ class H2Connection:
     def initiate_connection(self) -> None:
         """Queue our SETTINGS (the server's preface) and the connection window's grant."""
         lim = self._limits
-        ours = (
+        ours: tuple[tuple[Setting, int], ...] = (
             (Setting.MAX_CONCURRENT_STREAMS, lim.max_concurrent_streams),
             (Setting.INITIAL_WINDOW_SIZE, self._stream_window),
             (Setting.ENABLE_PUSH, 0),
