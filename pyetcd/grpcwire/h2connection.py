@@ -121,8 +121,7 @@ class H2Connection:
         stream_window: the receive window we grant each stream (SETTINGS_INITIAL_WINDOW_SIZE).
         connection_window: the receive window we grant the whole connection.
         limits: streams, header blocks (the rest of ``ServerLimits`` is the owner's).
-        max_frame_size: the longest frame we accept (SETTINGS_MAX_FRAME_SIZE, advertised
-            when above the protocol's default of 16,384).
+        max_frame_size: the longest frame we accept (our SETTINGS_MAX_FRAME_SIZE).
     """
 
     def __init__(

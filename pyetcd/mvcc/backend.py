@@ -37,20 +37,22 @@ connection deletes the ``-wal`` file by name when it closes.
    1 MiB value made every later insert read megabytes. A value longer than
    :data:`KEY_INLINE_MAX` lives in ``key_blob`` and its record holds the blob's id (an
    INTEGER) instead; :data:`KEY_VALUE_SQL` reads either form (older files: all inline).
+8. The WAL is copied into the file by a ``Checkpointer`` thread kicked after each
+   commit, not by the COMMIT on the caller's thread (``checkpoint.py``); it is paused
+   while the file is swapped and closed before this connection.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import sqlite3
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
 
+from pyetcd.mvcc.checkpoint import SAFETY_NET_PAGES, Checkpointer
+from pyetcd.mvcc.defrag import DefragCopy, unlink
 from pyetcd.mvcc.errors import BackendError
 from pyetcd.mvcc.metrics import DISCARD, Observer
 
@@ -88,76 +90,8 @@ _PUT_KEY = "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)"
 _HASH_IGNORED_META = (b"consistent_index", b"term")
 
 
-# The head of a table's CREATE statement in sqlite_master, up to its column list.
-_CREATE_TABLE = re.compile(r"^CREATE TABLE\s+[^(]*?(?=\s*\()", re.IGNORECASE)
-# (sql, params, many): one write as executed, kept for the defrag replay
-_JournalEntry = tuple[str, object, bool]
-
-
-class DefragCopy:
-    """A compact copy of the database being built from a pinned read snapshot."""
-
-    def __init__(self, src_path: str, dest_path: str) -> None:
-        self.dest_path = dest_path
-        # Set by Backend.close: the copy is dropped, never swapped in.
-        self.aborted = False
-        #: Writes made on the live connection since the snapshot was pinned.
-        self.journal: list[_JournalEntry] = []
-        for suffix in ("", "-journal", "-wal", "-shm"):
-            _unlink(dest_path + suffix)
-        conn = sqlite3.connect(src_path, isolation_level=None, check_same_thread=False)
-        conn.execute("ATTACH DATABASE ? AS copy", (dest_path,))
-        conn.execute("BEGIN")
-        # The first read starts the read transaction: the snapshot is pinned now.
-        self._schema = conn.execute(
-            "SELECT name, sql FROM main.sqlite_master WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
-        ).fetchall()
-        self._conn = conn
-        self._closed = threading.Event()
-
-    def run(self) -> None:
-        """Copy every table (blocking; meant for a worker thread)."""
-        conn = self._conn
-        try:
-            for name, sql in self._schema:
-                if self.aborted:
-                    return
-                conn.execute(_CREATE_TABLE.sub(f'CREATE TABLE copy."{name}"', sql, count=1))
-                conn.execute(f'INSERT INTO copy."{name}" SELECT * FROM main."{name}"')
-            conn.execute("COMMIT")
-            conn.execute("DETACH DATABASE copy")
-            # Switch the copy to WAL mode here, so reopening it after the swap is cheap.
-            dest = sqlite3.connect(self.dest_path, isolation_level=None)
-            dest.execute("PRAGMA journal_mode=WAL")
-            dest.close()
-            # Fold the live WAL into the old file now, off the caller's thread, so
-            # the close in finish_defrag has little left to checkpoint.
-            conn.execute("PRAGMA main.wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
-            self._closed.set()
-
-    def wait_closed(self) -> None:
-        """Block until the snapshot's connection is closed (``run`` returned)."""
-        self._closed.wait()
-
-    def discard(self) -> None:
-        """Close the snapshot (if still open) and remove the partial copy."""
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.close()
-        self._closed.set()
-        for suffix in ("", "-journal"):
-            _unlink(self.dest_path + suffix)
-
-
 def _noop() -> None:
     pass
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 class Backend:
@@ -208,6 +142,7 @@ class Backend:
                 raise
         except sqlite3.Error as err:
             raise BackendError("failed to open database", err) from err
+        self._checkpointer = Checkpointer(path)
 
     def _open(self) -> None:
         c = self._conn
@@ -220,6 +155,7 @@ class Backend:
             raise sqlite3.DatabaseError(f"not an etcd backend: missing tables {missing}")
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA synchronous=NORMAL")
+        c.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
         self._create_tables()
         self._blob_id = c.execute("SELECT coalesce(max(id), 0) FROM key_blob").fetchone()[0]
         self._refresh_size()
@@ -239,6 +175,7 @@ class Backend:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
         return conn
 
     def _write(self, sql: str, params: object, many: bool = False) -> None:
@@ -439,6 +376,7 @@ class Backend:
             self._conn.execute("BEGIN")
         except sqlite3.Error as err:
             raise self._fail("failed to commit tx", err) from err
+        self._checkpointer.kick()
 
     def _refresh_size(self) -> None:
         page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
@@ -516,18 +454,8 @@ class Backend:
             os.open(p, os.O_RDONLY) for p in (self.path, self.path + "-wal") if os.path.exists(p)
         ]
         try:
-            self._conn.execute("COMMIT")
-            self._conn.close()
-            for suffix in ("-wal", "-shm"):
-                _unlink(self.path + suffix)
-            os.replace(copy.dest_path, self.path)
-            self._conn = self._connect()
-            self._conn.execute("BEGIN")
-            for sql, params, many in copy.journal:
-                if many:
-                    self._conn.executemany(sql, params)  # type: ignore[arg-type]
-                else:
-                    self._conn.execute(sql, params)  # type: ignore[arg-type]
+            with self._checkpointer.paused():
+                self._swap_in(copy)
         except sqlite3.Error as err:
             # Out of its one open transaction the backend cannot keep rule 1.
             raise self._fail("failed to defragment", err) from err
@@ -541,6 +469,21 @@ class Backend:
             _fsync_dir(path)
 
         return cleanup
+
+    def _swap_in(self, copy: DefragCopy) -> None:
+        # The copy replaces the file; the journal is replayed into a new transaction.
+        self._conn.execute("COMMIT")
+        self._conn.close()
+        for suffix in ("-wal", "-shm"):
+            unlink(self.path + suffix)
+        os.replace(copy.dest_path, self.path)
+        self._conn = self._connect()
+        self._conn.execute("BEGIN")
+        for sql, params, many in copy.journal:
+            if many:
+                self._conn.executemany(sql, params)  # type: ignore[arg-type]
+            else:
+                self._conn.execute(sql, params)  # type: ignore[arg-type]
 
     def snapshot_to(self, path: str) -> None:
         """Write a consistent copy of the committed database to ``path`` from a
@@ -580,6 +523,7 @@ class Backend:
             copy, self._defrag = self._defrag, None
             copy.aborted = True
             copy.wait_closed()
+        self._checkpointer.close()
         try:
             if self._error is None:
                 self.commit()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pyetcd.bbolt import BoltReader
 from pyetcd.mvcc.backend import KEY_INLINE_MAX, Backend
+from pyetcd.mvcc.checkpoint import SAFETY_NET_PAGES
 from pyetcd.mvcc.revision import encode_kv
 from pyetcd.mvcc.types import KeyValue
 from pyetcd.server.storage import schema as s
@@ -141,3 +142,23 @@ def test_defrag_keeps_blobs_written_during_the_copy(tmp_path: Path) -> None:
     assert be.key_get(rev(40)) == b"y" * 2000
     assert blob_count(tmp_path / "db") == len(want) + 1
     be.close()
+
+
+def test_the_wal_is_checkpointed_by_a_thread_not_the_commit(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    be = Backend(str(path))
+    cp = be._checkpointer
+    assert be._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SAFETY_NET_PAGES
+    before = cp.checkpoints
+    for i in range(1, 5):
+        be.key_put(rev(i), bytes([i]) * (1 << 20))
+    be.commit()
+    assert cp.wait(before + 1, timeout=30)
+    # the pages are in the file itself now, not only in its WAL (the writer's own
+    # checkpoint would wait for 8192 pages)
+    assert path.stat().st_size > 4 << 20
+    be.close()
+    assert not cp._thread.is_alive()
+    again = Backend(str(path))
+    assert again.key_get(rev(3)) == bytes([3]) * (1 << 20)
+    again.close()
