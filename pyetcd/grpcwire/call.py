@@ -277,7 +277,8 @@ class ServerCall:
             if len(buf) < end:
                 break
             compressed = buf[0]
-            payload = bytes(buf[_MESSAGE_PREFIX:end])
+            with memoryview(buf) as view:  # one copy of the message, not two
+                payload = bytes(view[_MESSAGE_PREFIX:end])
             del buf[:end]
             if compressed:
                 payload = self._inflate(payload, limit)

@@ -48,12 +48,16 @@ from .limits import PingPolicy, RateCap, ServerLimits
 from .stats import HandlingObserver, MethodStats
 from .streams import StreamState
 
-__all__ = ["CONN_WINDOW", "STREAM_WINDOW", "ConnectionHost", "GrpcConnection"]
+__all__ = ["CONN_WINDOW", "MAX_FRAME", "STREAM_WINDOW", "ConnectionHost", "GrpcConnection"]
 
 #: The receive windows we grant: per stream, and for the whole connection. With credit
 #: only on consumption they bound what a stream and a connection hold unread.
 STREAM_WINDOW: Final = 1 << 22
 CONN_WINDOW: Final = 1 << 24
+#: The longest frame we accept (our SETTINGS_MAX_FRAME_SIZE). grpc-go advertises
+#: HTTP/2's 16 KiB; a larger one lets a client send a 1 MiB message in a frame or two
+#: instead of 64, each of which costs us a turn of the frame loop and a copy.
+MAX_FRAME: Final = 1 << 20
 _KEEPALIVE_PING: Final = b"pyetcdka"
 _HALF_CLOSED_LOCAL: Final = StreamState.HALF_CLOSED_LOCAL
 
@@ -108,7 +112,7 @@ class GrpcConnection(asyncio.Protocol):
         self.auth_context = auth_context
         self.transport: asyncio.Transport | None = None
         limits = self.limits = host.limits
-        self.h2 = H2Connection(STREAM_WINDOW, CONN_WINDOW, limits)
+        self.h2 = H2Connection(STREAM_WINDOW, CONN_WINDOW, limits, MAX_FRAME)
         self.calls: dict[int, ServerCall] = {}
         self.paused = False  # the client does not read: nor do we
         self._held = False  # a turn's budget is spent, or too many calls run

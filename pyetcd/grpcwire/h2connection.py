@@ -121,6 +121,7 @@ class H2Connection:
         stream_window: the receive window we grant each stream (SETTINGS_INITIAL_WINDOW_SIZE).
         connection_window: the receive window we grant the whole connection.
         limits: streams, header blocks (the rest of ``ServerLimits`` is the owner's).
+        max_frame_size: the longest frame we accept (our SETTINGS_MAX_FRAME_SIZE).
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class H2Connection:
         stream_window: int = DEFAULT_WINDOW,
         connection_window: int = DEFAULT_WINDOW,
         limits: ServerLimits = DEFAULT_LIMITS,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
     ) -> None:
         self.state: ConnectionState = _AWAITING_PREFACE
         #: Streams not yet closed, by id.
@@ -141,6 +143,7 @@ class H2Connection:
         #: The peer's SETTINGS_INITIAL_WINDOW_SIZE: each stream's first send window.
         self.peer_initial_window = DEFAULT_WINDOW
         self._stream_window = stream_window
+        self._max_frame = max_frame_size
         self._connection_window = connection_window
         self._recv_window = DEFAULT_WINDOW  # raised by initiate_connection's WINDOW_UPDATE
         self._recv_unacked = 0
@@ -159,12 +162,14 @@ class H2Connection:
     def initiate_connection(self) -> None:
         """Queue our SETTINGS (the server's preface) and the connection window's grant."""
         lim = self._limits
-        ours = (
+        ours: tuple[tuple[Setting, int], ...] = (
             (Setting.MAX_CONCURRENT_STREAMS, lim.max_concurrent_streams),
             (Setting.INITIAL_WINDOW_SIZE, self._stream_window),
             (Setting.ENABLE_PUSH, 0),
             (Setting.MAX_HEADER_LIST_SIZE, lim.max_header_list_size),
         )
+        if self._max_frame != DEFAULT_MAX_FRAME:
+            ours += ((Setting.MAX_FRAME_SIZE, self._max_frame),)
         self._out.append(settings(ours))
         if self._connection_window > DEFAULT_WINDOW:
             grant = self._connection_window - DEFAULT_WINDOW
@@ -201,12 +206,12 @@ class H2Connection:
                 self._fail(ProtocolError("invalid connection preface"))
             self.state = _CONN_OPEN
             pos = _PREFACE_LEN
-        unpack, handlers = _HEADER.unpack_from, _HANDLERS
+        unpack, handlers, max_frame = _HEADER.unpack_from, _HANDLERS, self._max_frame
         while end - pos >= 9 and max_frames > 0:
             max_frames -= 1
             high, low, ftype, flags, sid = unpack(data, pos)
             length = (high << 16) | low
-            if length > DEFAULT_MAX_FRAME:  # we never raise our SETTINGS_MAX_FRAME_SIZE
+            if length > max_frame:
                 self._fail(FrameSizeError("frame larger than SETTINGS_MAX_FRAME_SIZE"))
             start = pos + 9
             if start + length > end:

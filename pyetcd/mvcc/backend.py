@@ -32,24 +32,38 @@ connection deletes the ``-wal`` file by name when it closes.
    rolled the open transaction back: the backend no longer holds what the store
    applied. It raises ``BackendError`` then and on every later write or commit
    (the error sticks), and the member must end (etcd: "failed to commit tx").
+7. Key records stay small: in a WITHOUT ROWID table (an index b-tree) comparing a
+   search key with a record that overflows its page reads the whole record, so one
+   1 MiB value made every later insert read megabytes. A value longer than
+   :data:`KEY_INLINE_MAX` lives in ``key_blob`` and its record holds the blob's id (an
+   INTEGER) instead; :data:`KEY_VALUE_SQL` reads either form (older files: all inline).
+8. The WAL is copied into the file by a ``Checkpointer`` thread kicked after each
+   commit, not by the COMMIT on the caller's thread (``checkpoint.py``); it is paused
+   while the file is swapped and closed before this connection.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import sqlite3
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
+from pyetcd.mvcc.checkpoint import SAFETY_NET_PAGES, Checkpointer
+from pyetcd.mvcc.defrag import DefragCopy, unlink
 from pyetcd.mvcc.errors import BackendError
 from pyetcd.mvcc.metrics import DISCARD, Observer
 
-__all__ = ["BLOB_TABLES", "INDEX_HEAD_BYTES", "Backend", "DefragCopy"]
+__all__ = [
+    "BLOB_TABLES",
+    "INDEX_HEAD_BYTES",
+    "KEY_INLINE_MAX",
+    "KEY_VALUE_SQL",
+    "Backend",
+    "DefragCopy",
+]
 
 # etcd's buckets that hold opaque key/value blobs (the server owns their content)
 BLOB_TABLES = (
@@ -65,6 +79,20 @@ BLOB_TABLES = (
 
 _U64 = struct.Struct(">Q")
 
+#: Values longer than this live in ``key_blob`` (rule 7): a key record then stays within
+#: the ~1000 bytes a 4 KiB page of an index b-tree holds inline.
+KEY_INLINE_MAX = 900
+#: The key table's ``value`` column as stored values read (rule 7), for ``FROM key``.
+KEY_VALUE_SQL = (
+    "CASE typeof(key.value) WHEN 'integer' "
+    "THEN (SELECT v FROM key_blob WHERE id = key.value) ELSE key.value END"
+)
+_DROP_BLOB = (
+    "DELETE FROM key_blob WHERE id IN "
+    "(SELECT value FROM key WHERE rev = ? AND typeof(value) = 'integer')"
+)
+_PUT_KEY = "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)"
+
 # meta keys excluded from hash(): they differ between members with equal data
 _HASH_IGNORED_META = (b"consistent_index", b"term")
 #: What the key index reads of each record on restore: the encoded KeyValue's 36-byte
@@ -75,82 +103,14 @@ _MANY = 500
 
 
 def _get_many_sql(n: int) -> str:
-    return f"SELECT rev, value FROM key WHERE rev IN ({','.join('?' * n)})"
+    return f"SELECT rev, {KEY_VALUE_SQL} FROM key WHERE rev IN ({','.join('?' * n)})"
 
 
 _GET_MANY = {_MANY: _get_many_sql(_MANY)}
 
 
-# The head of a table's CREATE statement in sqlite_master, up to its column list.
-_CREATE_TABLE = re.compile(r"^CREATE TABLE\s+[^(]*?(?=\s*\()", re.IGNORECASE)
-# (sql, params, many): one write as executed, kept for the defrag replay
-_JournalEntry = tuple[str, object, bool]
-
-
-class DefragCopy:
-    """A compact copy of the database being built from a pinned read snapshot."""
-
-    def __init__(self, src_path: str, dest_path: str) -> None:
-        self.dest_path = dest_path
-        # Set by Backend.close: the copy is dropped, never swapped in.
-        self.aborted = False
-        #: Writes made on the live connection since the snapshot was pinned.
-        self.journal: list[_JournalEntry] = []
-        for suffix in ("", "-journal", "-wal", "-shm"):
-            _unlink(dest_path + suffix)
-        conn = sqlite3.connect(src_path, isolation_level=None, check_same_thread=False)
-        conn.execute("ATTACH DATABASE ? AS copy", (dest_path,))
-        conn.execute("BEGIN")
-        # The first read starts the read transaction: the snapshot is pinned now.
-        self._schema = conn.execute(
-            "SELECT name, sql FROM main.sqlite_master WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
-        ).fetchall()
-        self._conn = conn
-        self._closed = threading.Event()
-
-    def run(self) -> None:
-        """Copy every table (blocking; meant for a worker thread)."""
-        conn = self._conn
-        try:
-            for name, sql in self._schema:
-                if self.aborted:
-                    return
-                conn.execute(_CREATE_TABLE.sub(f'CREATE TABLE copy."{name}"', sql, count=1))
-                conn.execute(f'INSERT INTO copy."{name}" SELECT * FROM main."{name}"')
-            conn.execute("COMMIT")
-            conn.execute("DETACH DATABASE copy")
-            # Switch the copy to WAL mode here, so reopening it after the swap is cheap.
-            dest = sqlite3.connect(self.dest_path, isolation_level=None)
-            dest.execute("PRAGMA journal_mode=WAL")
-            dest.close()
-            # Fold the live WAL into the old file now, off the caller's thread, so
-            # the close in finish_defrag has little left to checkpoint.
-            conn.execute("PRAGMA main.wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
-            self._closed.set()
-
-    def wait_closed(self) -> None:
-        """Block until the snapshot's connection is closed (``run`` returned)."""
-        self._closed.wait()
-
-    def discard(self) -> None:
-        """Close the snapshot (if still open) and remove the partial copy."""
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.close()
-        self._closed.set()
-        for suffix in ("", "-journal"):
-            _unlink(self.dest_path + suffix)
-
-
 def _noop() -> None:
     pass
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 class Backend:
@@ -201,6 +161,7 @@ class Backend:
                 raise
         except sqlite3.Error as err:
             raise BackendError("failed to open database", err) from err
+        self._checkpointer = Checkpointer(path)
 
     def _open(self) -> None:
         c = self._conn
@@ -213,7 +174,9 @@ class Backend:
             raise sqlite3.DatabaseError(f"not an etcd backend: missing tables {missing}")
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA synchronous=NORMAL")
+        c.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
         self._create_tables()
+        self._blob_id = c.execute("SELECT coalesce(max(id), 0) FROM key_blob").fetchone()[0]
         self._refresh_size()
         c.execute("BEGIN")
 
@@ -231,6 +194,7 @@ class Backend:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
         return conn
 
     def _write(self, sql: str, params: object, many: bool = False) -> None:
@@ -251,6 +215,7 @@ class Backend:
     def _create_tables(self) -> None:
         c = self._conn
         c.execute("CREATE TABLE IF NOT EXISTS key (rev BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID")
+        c.execute("CREATE TABLE IF NOT EXISTS key_blob (id INTEGER PRIMARY KEY, v BLOB)")
         c.execute(
             "CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER, "
             "remaining_ttl INTEGER)"
@@ -276,11 +241,13 @@ class Backend:
         lim = limit if limit > 0 else -1
         if hi is None:
             cur = self._conn.execute(
-                "SELECT rev, value FROM key WHERE rev >= ? ORDER BY rev LIMIT ?", (lo, lim)
+                f"SELECT rev, {KEY_VALUE_SQL} FROM key WHERE rev >= ? ORDER BY rev LIMIT ?",
+                (lo, lim),
             )
         else:
             cur = self._conn.execute(
-                "SELECT rev, value FROM key WHERE rev >= ? AND rev < ? ORDER BY rev LIMIT ?",
+                f"SELECT rev, {KEY_VALUE_SQL} FROM key WHERE rev >= ? AND rev < ? "
+                "ORDER BY rev LIMIT ?",
                 (lo, hi, lim),
             )
         return cur.fetchall()
@@ -288,7 +255,9 @@ class Backend:
     def key_get(self, rev_bytes: bytes) -> bytes | None:
         """One record of the key table by its exact backend key."""
         self._flush()
-        row = self._conn.execute("SELECT value FROM key WHERE rev = ?", (rev_bytes,)).fetchone()
+        row = self._conn.execute(
+            f"SELECT {KEY_VALUE_SQL} FROM key WHERE rev = ?", (rev_bytes,)
+        ).fetchone()
         return None if row is None else bytes(row[0])
 
     def key_get_many(self, revs: Sequence[bytes]) -> list[bytes | None]:
@@ -311,7 +280,8 @@ class Backend:
         key, which is what rebuilding the key index reads (a longer key is cut)."""
         self._flush()
         return self._conn.execute(
-            "SELECT rev, substr(value, 1, ?) FROM key WHERE rev >= ? ORDER BY rev LIMIT ?",
+            f"SELECT rev, substr({KEY_VALUE_SQL}, 1, ?) FROM key "
+            "WHERE rev >= ? ORDER BY rev LIMIT ?",
             (INDEX_HEAD_BYTES, lo, limit),
         ).fetchall()
 
@@ -319,6 +289,7 @@ class Backend:
         """Delete records of the key table by backend key."""
         self._flush()
         rows = [(r,) for r in revs]
+        self._write(_DROP_BLOB, rows, many=True)
         self._write("DELETE FROM key WHERE rev = ?", rows, many=True)
         self._pending += len(rows)
 
@@ -393,12 +364,23 @@ class Backend:
         if self._error is not None:
             raise self._error
         if self._pending_keys:
-            self._write(
-                "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)",
-                self._pending_keys,
-                many=True,
-            )
-            self._pending_keys = []
+            rows, self._pending_keys = self._pending_keys, []
+            long = any(len(v) > KEY_INLINE_MAX for _, v in rows)
+            self._write(_PUT_KEY, self._spill(rows) if long else rows, many=True)
+
+    def _spill(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[bytes, object]]:
+        # Rule 7: long values go to key_blob under ids chosen here (so that a defrag's
+        # journal replays the same ids); a record they replace drops its blob first.
+        out: list[tuple[bytes, object]] = []
+        for rev, value in rows:
+            if len(value) <= KEY_INLINE_MAX:
+                out.append((rev, value))
+                continue
+            self._write(_DROP_BLOB, (rev,))
+            self._blob_id += 1
+            self._write("INSERT INTO key_blob (id, v) VALUES (?, ?)", (self._blob_id, value))
+            out.append((rev, self._blob_id))
+        return out
 
     @property
     def pending(self) -> int:
@@ -438,6 +420,7 @@ class Backend:
             self._conn.execute("BEGIN")
         except sqlite3.Error as err:
             raise self._fail("failed to commit tx", err) from err
+        self._checkpointer.kick()
 
     def _refresh_size(self) -> None:
         page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
@@ -515,18 +498,8 @@ class Backend:
             os.open(p, os.O_RDONLY) for p in (self.path, self.path + "-wal") if os.path.exists(p)
         ]
         try:
-            self._conn.execute("COMMIT")
-            self._conn.close()
-            for suffix in ("-wal", "-shm"):
-                _unlink(self.path + suffix)
-            os.replace(copy.dest_path, self.path)
-            self._conn = self._connect()
-            self._conn.execute("BEGIN")
-            for sql, params, many in copy.journal:
-                if many:
-                    self._conn.executemany(sql, params)  # type: ignore[arg-type]
-                else:
-                    self._conn.execute(sql, params)  # type: ignore[arg-type]
+            with self._checkpointer.paused():
+                self._swap_in(copy)
         except sqlite3.Error as err:
             # Out of its one open transaction the backend cannot keep rule 1.
             raise self._fail("failed to defragment", err) from err
@@ -540,6 +513,21 @@ class Backend:
             _fsync_dir(path)
 
         return cleanup
+
+    def _swap_in(self, copy: DefragCopy) -> None:
+        # The copy replaces the file; the journal is replayed into a new transaction.
+        self._conn.execute("COMMIT")
+        self._conn.close()
+        for suffix in ("-wal", "-shm"):
+            unlink(self.path + suffix)
+        os.replace(copy.dest_path, self.path)
+        self._conn = self._connect()
+        self._conn.execute("BEGIN")
+        for sql, params, many in copy.journal:
+            if many:
+                self._conn.executemany(sql, params)  # type: ignore[arg-type]
+            else:
+                self._conn.execute(sql, params)  # type: ignore[arg-type]
 
     def snapshot_to(self, path: str) -> None:
         """Write a consistent copy of the committed database to ``path`` from a
@@ -556,7 +544,7 @@ class Backend:
         """CRC-32 over every table's rows in order (meta's consistent index/term excluded)."""
         self._flush()
         h = zlib.crc32(b"key")
-        for k, v in self._conn.execute("SELECT rev, value FROM key ORDER BY rev"):
+        for k, v in self._conn.execute(f"SELECT rev, {KEY_VALUE_SQL} FROM key ORDER BY rev"):
             h = zlib.crc32(v, zlib.crc32(k, h))
         h = zlib.crc32(b"lease", h)
         for row in self._conn.execute("SELECT id, ttl, remaining_ttl FROM lease ORDER BY id"):
@@ -579,6 +567,7 @@ class Backend:
             copy, self._defrag = self._defrag, None
             copy.aborted = True
             copy.wait_closed()
+        self._checkpointer.close()
         try:
             if self._error is None:
                 self.commit()

@@ -62,6 +62,7 @@ WARN_SYNC_SECONDS = 1.0
 _HEADER = struct.Struct("<QIB")
 _ENTRY_TYPE = bytes([RecordType.ENTRY])
 _PAD = [b"\0" * i for i in range(8)]
+_JOIN_ONCE = 4096  # entries longer than this are not concatenated with their framing
 
 
 @dataclass(slots=True)
@@ -430,7 +431,11 @@ class WAL:
                 data = pack((e.term, e.index, int(e.type), e.data))
                 crc = crc32(data, crc32(_ENTRY_TYPE, crc))
                 n = 5 + len(data)
-                append(header(length_word(n), crc, RecordType.ENTRY) + data + _PAD[padding_for(n)])
+                head, pad = header(length_word(n), crc, RecordType.ENTRY), _PAD[padding_for(n)]
+                if n > _JOIN_ONCE:  # a long entry is copied once, by the write's join
+                    out += (head, data, pad)
+                else:
+                    append(head + data + pad)
             self._last_index = r.entries[-1].index
             sync = True
         hs = r.hard_state

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pyetcd.bbolt import BoltReader, verify_sha256
 from pyetcd.etcdutl.restore import load_backend
 from pyetcd.mvcc import Backend, KVStore
+from pyetcd.mvcc.backend import KEY_VALUE_SQL
 from pyetcd.mvcc.types import DeleteRangeRequest, PutRequest
 from pyetcd.pb import kv_pb2, lease_pb2, rpc_pb2
 from pyetcd.raft import ConfState
@@ -56,7 +57,9 @@ def tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
         out = {}
         for t in TABLES:
             order = "rev" if t == "key" else "id" if t == "lease" else "k"
-            out[t] = [tuple(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY {order}")]
+            # key records as read (long values live in key_blob under local ids)
+            cols = f"rev, {KEY_VALUE_SQL}" if t == "key" else "*"
+            out[t] = [tuple(r) for r in conn.execute(f"SELECT {cols} FROM {t} ORDER BY {order}")]
         return out
     finally:
         conn.close()

@@ -21,6 +21,7 @@ from pyetcd.api.etcdhttp.handler import HTTPFrontend
 from pyetcd.api.listener import _Sorter
 from pyetcd.grpcwire import GrpcServer
 from pyetcd.grpcwire import frames as h2f
+from pyetcd.grpcwire.connection import MAX_FRAME
 from pyetcd.grpcwire.frames import PREFACE, ErrorCode, Flag, FrameType, Setting, frame, settings
 from pyetcd.logutil import Level, Logger
 from pyetcd.pb import kv_pb2, rpc_pb2, rpc_pb2_grpc
@@ -460,6 +461,26 @@ async def test_round_trip_and_exact_peer(served: Served) -> None:
     h2.writer.close()
 
 
+async def test_frames_up_to_our_max_frame_size_are_read(served: Served) -> None:
+    # We advertise SETTINGS_MAX_FRAME_SIZE = MAX_FRAME: a large message may come in one
+    # DATA frame (the 16 KiB default would take 40 here); one byte more is an error.
+    h2 = await H2.open(served.port)
+    value = bytes(range(256)) * 2500
+    h2.call(1, PUT, put(b"big", value))
+    reply = await h2.response(1)
+    ours = reply.frames[0]
+    assert ours.type == FrameType.SETTINGS
+    advertised = {
+        int.from_bytes(ours.payload[i : i + 2], "big"): int.from_bytes(
+            ours.payload[i + 2 : i + 6], "big"
+        )
+        for i in range(0, len(ours.payload), 6)
+    }
+    assert advertised[Setting.MAX_FRAME_SIZE] == MAX_FRAME > len(message(put(b"big", value)))
+    assert echoed(reply, b"big", value)
+    h2.writer.close()
+
+
 @pytest.mark.parametrize(
     "pieces", [[PREFACE.replace(b"SM", b"XX")], [PREFACE[:16], b"\r\nXX"], [b"PRI *  "]]
 )
@@ -555,7 +576,11 @@ async def test_client_may_go_on_sending_on_a_stream_the_server_ended(served: Ser
     [
         (frame(FrameType.DATA, 0, 5, message(b"")), ErrorCode.PROTOCOL_ERROR),  # never opened
         (frame(FrameType.DATA, 0, 0, message(b"")), ErrorCode.PROTOCOL_ERROR),
-        (frame(FrameType.DATA, 0, 1, bytes(16_385)), ErrorCode.FRAME_SIZE_ERROR),
+        # the header of a DATA frame one byte longer than we accept: refused on sight
+        (
+            (MAX_FRAME + 1).to_bytes(3, "big") + bytes(2) + (1).to_bytes(4, "big") + bytes(99),
+            ErrorCode.FRAME_SIZE_ERROR,
+        ),
         (frame(FrameType.PING, 0, 0, b"short"), ErrorCode.FRAME_SIZE_ERROR),
         (frame(FrameType.PUSH_PROMISE, 4, 1, bytes(4)), ErrorCode.PROTOCOL_ERROR),
     ],

@@ -128,7 +128,7 @@ class KVServer:
         r = pbconv.put_from_pb(req)
         check_put_request(r)
         result = await self.proposer.propose(
-            raft_internal_pb2.InternalRaftRequest(put=req), auth, r
+            raft_internal_pb2.InternalRaftRequest(), auth, r, body=("put", req)
         )
         assert isinstance(result, mt.PutResponse)
         resp = pbconv.put_to_pb(result)
@@ -162,7 +162,7 @@ class KVServer:
             result: object = txn.txn(stores.kv, t)
         else:
             result = await self.proposer.propose(
-                raft_internal_pb2.InternalRaftRequest(txn=req), auth, t
+                raft_internal_pb2.InternalRaftRequest(), auth, t, body=("txn", req)
             )
         assert isinstance(result, mt.TxnResponse)
         resp = pbconv.txn_to_pb(result)

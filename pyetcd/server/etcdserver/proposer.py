@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from google.protobuf.message import Message
+
 from pyetcd.mvcc import IDGenerator
 from pyetcd.pb import raft_internal_pb2
 from pyetcd.raft import ConfChange, ConfChangeSingle, ConfChangeType
@@ -54,12 +56,18 @@ class Proposer:
         req: raft_internal_pb2.InternalRaftRequest,
         auth: AuthInfo | None = None,
         request: object = None,
+        *,
+        body: tuple[str, Message] | None = None,
     ) -> object:
         """Replicate ``req`` through Raft and return what applying it produced.
 
         ``auth`` (who asked, from the request's token) goes into the entry header,
         so every member checks the entry's permissions at apply alike. ``request``:
         the store request ``req`` carries, already converted (see the module docstring).
+        ``body``: (field name, client request) to carry in the entry as that field of
+        ``req`` without copying it in: ``InternalRaftRequest(put=r)`` copies ``r``,
+        which for a parsed 1 MiB put cost ~2.5 ms; its bytes are put first, where
+        ``req``'s serialization (a header only, field 100) would place them.
 
         Raises:
             StoppedError, RequestTooLargeError, NoLeaderError, RequestTimeoutError, and
@@ -73,6 +81,8 @@ class Proposer:
             req.header.username = auth.username
             req.header.auth_revision = auth.revision
         data = req.SerializeToString()
+        if body is not None:
+            data = _embedded(*body) + data
         if len(data) > self.max_request_bytes:
             raise RequestTooLargeError()
         loop = asyncio.get_running_loop()
@@ -110,3 +120,22 @@ class Proposer:
         while True:
             await asyncio.sleep(0.1)
             self.waits.expire(loop.time(), self._timeout_error)
+
+
+def _embedded(name: str, msg: Message) -> bytes:
+    """Field ``name`` of InternalRaftRequest holding ``msg``, in protobuf wire format."""
+    number = _FIELDS[name].number
+    raw = msg.SerializeToString()
+    return b"".join((_varint(number << 3 | 2), _varint(len(raw)), raw))
+
+
+_FIELDS = raft_internal_pb2.InternalRaftRequest.DESCRIPTOR.fields_by_name
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)

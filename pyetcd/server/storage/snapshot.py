@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from pyetcd import version
 from pyetcd.bbolt import DEFAULT_PAGE_SIZE, BoltWriter, Meta, append_sha256, iter_with_sha256
+from pyetcd.mvcc.backend import KEY_VALUE_SQL
 from pyetcd.mvcc.revision import is_tombstone
 from pyetcd.raft import ConfState
 
@@ -54,7 +55,10 @@ def _bucket_rows(
 ) -> Iterator[tuple[bytes, bytes]]:
     """The records of one etcd bucket, in key order, from pyetcd's tables."""
     if bucket == s.KEY:
-        for rev, raw in _rows(conn, "SELECT rev, value FROM key ORDER BY rev"):
+        # A file no member of this version opened yet has no key_blob: all inline.
+        spilled = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'key_blob'").fetchone()
+        value = KEY_VALUE_SQL if spilled else "value"
+        for rev, raw in _rows(conn, f"SELECT rev, {value} FROM key ORDER BY rev"):
             yield rev, s.kv_to_etcd(raw, is_tombstone(rev))
     elif bucket == s.LEASE:
         for lease_id, ttl, remaining in conn.execute(
