@@ -261,7 +261,7 @@ class _ServerCollector(Collector):
         yield _gauge(
             "etcd_debugging_mvcc_watcher_total",
             "Total number of watchers.",
-            len(w.synced) + len(w.unsynced) + len(w.victims),
+            w.synced_count + len(w.unsynced) + len(w.victims),
         )
         yield _gauge(
             "etcd_debugging_mvcc_watch_stream_total",
