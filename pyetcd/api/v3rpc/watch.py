@@ -6,8 +6,14 @@ client always sees ``created`` before its first event.
 
 Memory rule: the responses waiting to be written (``_Session.out``) stay near
 :data:`OUT_LIMIT`: the session takes from its store stream (itself bounded; a full one
-turns its watchers into victims the store retries) and handles the next client request
-only while fewer are waiting, so a client that does not read cannot grow the server.
+turns its watchers into victims the store retries) only when everything taken before was
+written, and handles the next client request only while fewer than :data:`OUT_LIMIT`
+wait, so a client that does not read cannot grow the server.
+
+Latency rule: one task per stream writes, and it is the one the store wakes: an event
+is converted and written in the first loop turn after the write that caused it (the
+same turn in which the put's own response is written), not handed through a second
+task and queue.
 
 Progress rule: a progress_notify watcher that saw no event during a period gets an
 empty response at the store's revision when synced; the period is
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import deque
 from collections.abc import AsyncIterator
 
 from pyetcd.mvcc.watchable_store import WatchFilter, WatchResponse, WatchStream, fragment
@@ -69,7 +76,9 @@ class _Session:
 
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
-        self.out: asyncio.Queue[object] = asyncio.Queue()
+        # control responses (created, canceled) and converted store responses, in the
+        # order they are written; the writer is woken by ``wake`` for both
+        self.out: deque[object] = deque()
         self.wake = asyncio.Event()
         self.room = asyncio.Event()  # set when the writer took a response
         self.stream: WatchStream = server.watchable.new_stream(notify=self.wake.set)
@@ -83,9 +92,17 @@ class _Session:
 
     async def wait_room(self) -> None:
         """Wait until fewer than OUT_LIMIT responses wait to be written."""
-        while self.out.qsize() >= OUT_LIMIT:
+        while len(self.out) >= OUT_LIMIT:
             self.room.clear()
             await self.room.wait()
+
+    def put(self, item: object) -> None:
+        """Queue a response (or the end) for the writer and wake it; what the store
+        buffered before goes first, so a cancel is never overtaken by an older event."""
+        if len(self.stream):
+            self.pump()
+        self.out.append(item)
+        self.wake.set()
 
     def handle(self, req: rpc_pb2.WatchRequest) -> None:
         which = req.WhichOneof("request_union")
@@ -108,7 +125,7 @@ class _Session:
                 watch_id=c.watch_id if c.watch_id else -1,
             )
         except ValueError as err:
-            self.out.put_nowait(
+            self.put(
                 rpc_pb2.WatchResponse(
                     header=self.server.header(),
                     watch_id=-1,
@@ -122,14 +139,14 @@ class _Session:
             self.fragment.add(watch_id)
         if c.progress_notify:
             self.progress[watch_id] = True
-        self.out.put_nowait(
+        self.put(
             rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, created=True)
         )
         self.server.kick_watch_sync()
 
     def deny(self, c: rpc_pb2.WatchCreateRequest) -> None:
         """Answer a create the caller may not read: created and canceled at once."""
-        self.out.put_nowait(
+        self.put(
             rpc_pb2.WatchResponse(
                 header=self.server.header(),
                 watch_id=c.watch_id,
@@ -143,7 +160,7 @@ class _Session:
         if self.stream.cancel(watch_id):
             self.fragment.discard(watch_id)
             self.progress.pop(watch_id, None)
-            self.out.put_nowait(
+            self.put(
                 rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, canceled=True)
             )
 
@@ -177,7 +194,7 @@ class _Session:
             if r.watch_id in self.fragment and r.events:
                 parts = fragment(r, self.server.cfg.max_request_bytes)
             for part in parts:
-                self.out.put_nowait(self._to_pb(part))
+                self.out.append(self._to_pb(part))
             if r.events and r.watch_id in self.progress:
                 self.progress[r.watch_id] = False
             if r.canceled:
@@ -217,24 +234,36 @@ class WatchService:
             await abort(context, err)
         session = _Session(self.server)
         reader = asyncio.ensure_future(self._read(request_iterator, session, context))
-        pumper = asyncio.ensure_future(self._pump(session))
         ticker = asyncio.ensure_future(self._progress_ticks(session))
         deferred = asyncio.ensure_future(self._deferred(session))
         try:
-            while True:
-                item = await session.out.get()
-                session.room.set()
-                if item is _END:
-                    break
-                await context.write(item)
+            await self._write(session, context)
         finally:
-            tasks = (reader, pumper, ticker, deferred)
+            tasks = (reader, ticker, deferred)
             for t in tasks:
                 t.cancel()
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             session.stream.close()
+
+    @staticmethod
+    async def _write(session: _Session, context: Ctx) -> None:
+        # The stream's one writer: woken by the store (an event was buffered) or by a
+        # request's response; takes the store's responses only once everything taken
+        # before was written (the memory rule), then writes in order.
+        out, wake, stream = session.out, session.wake, session.stream
+        while True:
+            if not out and not len(stream):
+                wake.clear()
+                await wake.wait()
+            session.pump()
+            while out:
+                item = out.popleft()
+                session.room.set()
+                if item is _END:
+                    return
+                await context.write(item)
 
     async def _read(
         self,
@@ -254,7 +283,7 @@ class WatchService:
                     continue
                 session.handle(req)
         except Exception:
-            session.out.put_nowait(_END)
+            session.put(_END)
             raise
 
     async def _permitted(self, c: rpc_pb2.WatchCreateRequest, context: Ctx) -> bool:
@@ -284,10 +313,3 @@ class WatchService:
             while session.deferred:
                 await asyncio.sleep(_SYNC_INTERVAL)
                 session.try_deferred()
-
-    async def _pump(self, session: _Session) -> None:
-        while True:
-            await session.wake.wait()
-            session.wake.clear()
-            await session.wait_room()
-            session.pump()
