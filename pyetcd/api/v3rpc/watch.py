@@ -74,8 +74,9 @@ def _progress_interval(server: EtcdServer) -> float:
 class _Session:
     """One client stream: its WatchStream and the responses waiting to be written."""
 
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: EtcdServer, progress_interval: float) -> None:
         self.server = server
+        self.progress_interval = progress_interval
         # control responses (created, canceled) and converted store responses, in the
         # order they are written; the writer is woken by ``wake`` for both
         self.out: deque[object] = deque()
@@ -88,7 +89,14 @@ class _Session:
         self.progress: dict[int, bool] = {}
         # a RequestProgress that waits for every watcher of the stream to be synced
         self.deferred = False
-        self.deferred_set = asyncio.Event()
+        # started only when needed (a progress_notify watcher; a deferred progress
+        # request): most streams never have either, and 10k watchers may mean 100s of streams
+        self._ticker: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The helper tasks started for this stream (to cancel when it ends)."""
+        return [t for t in (self._ticker, self._retry) if t is not None]
 
     async def wait_room(self) -> None:
         """Wait until fewer than OUT_LIMIT responses wait to be written."""
@@ -139,6 +147,8 @@ class _Session:
             self.fragment.add(watch_id)
         if c.progress_notify:
             self.progress[watch_id] = True
+            if self._ticker is None:
+                self._ticker = asyncio.ensure_future(self._progress_ticks())
         self.put(
             rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, created=True)
         )
@@ -172,7 +182,8 @@ class _Session:
             self.stream.watchers.values()
         ):
             self.deferred = True
-            self.deferred_set.set()
+            if self._retry is None or self._retry.done():
+                self._retry = asyncio.ensure_future(self._retry_deferred())
 
     def try_deferred(self) -> None:
         """Send a deferred progress notification if the stream has caught up."""
@@ -186,6 +197,21 @@ class _Session:
             if owed:
                 self.stream.request_progress(watch_id)
             self.progress[watch_id] = True
+
+    async def _progress_ticks(self) -> None:
+        # etcd draws each stream's period once: the interval plus up to a tenth of it, so
+        # the watchers of a restarted client are not all notified at the same moment
+        interval = self.progress_interval * (1 + random.random() / 10)
+        while True:
+            await asyncio.sleep(interval)
+            self.tick()
+
+    async def _retry_deferred(self) -> None:
+        # A watcher may catch up without an event to send; look again every sync
+        # interval while a progress request waits.
+        while self.deferred:
+            await asyncio.sleep(_SYNC_INTERVAL)
+            self.try_deferred()
 
     def pump(self) -> None:
         """Move buffered store responses into the output queue as protobuf."""
@@ -232,14 +258,12 @@ class WatchService:
             require_leader(self.server, context)
         except ServerError as err:
             await abort(context, err)
-        session = _Session(self.server)
+        session = _Session(self.server, self.progress_interval)
         reader = asyncio.ensure_future(self._read(request_iterator, session, context))
-        ticker = asyncio.ensure_future(self._progress_ticks(session))
-        deferred = asyncio.ensure_future(self._deferred(session))
         try:
             await self._write(session, context)
         finally:
-            tasks = (reader, ticker, deferred)
+            tasks = (reader, *session.tasks())
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -295,21 +319,3 @@ class WatchService:
         except ServerError:
             return False
         return True
-
-    async def _progress_ticks(self, session: _Session) -> None:
-        # etcd draws each stream's period once: the interval plus up to a tenth of it, so
-        # the watchers of a restarted client are not all notified at the same moment
-        interval = self.progress_interval * (1 + random.random() / 10)
-        while True:
-            await asyncio.sleep(interval)
-            session.tick()
-
-    async def _deferred(self, session: _Session) -> None:
-        # A watcher may catch up without an event to send; look again every sync
-        # interval while a progress request waits.
-        while True:
-            await session.deferred_set.wait()
-            session.deferred_set.clear()
-            while session.deferred:
-                await asyncio.sleep(_SYNC_INTERVAL)
-                session.try_deferred()
