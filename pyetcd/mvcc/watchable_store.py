@@ -64,10 +64,16 @@ class WatchResponse:
     fragment: bool = False
 
 
-class Watcher:
-    """One watch: a key or range and the next revision it needs (``min_rev``)."""
+#: the filters of a watcher that has none (most): one shared set, not one per watcher
+_NO_FILTERS: frozenset[WatchFilter] = frozenset()
 
-    __slots__ = ("end", "filters", "id", "key", "min_rev", "prev_kv", "stream")
+
+class Watcher:
+    """One watch: a key or range and the next revision it needs (``min_rev``).
+
+    Slotted and small (about 100 bytes): a member may hold tens of thousands."""
+
+    __slots__ = ("end", "filters", "id", "key", "min_rev", "prev_kv", "stream", "synced")
 
     def __init__(
         self,
@@ -84,8 +90,9 @@ class Watcher:
         self.key = key
         self.end = end  # index convention: None = one key, b"" = no upper bound
         self.min_rev = min_rev
-        self.filters = filters
+        self.filters = filters or _NO_FILTERS
         self.prev_kv = prev_kv
+        self.synced = False  # rule 1: in the store's synced index (see WatchableStore)
 
     def matches(self, key: bytes) -> bool:
         """Whether ``key`` is in this watcher's key or range."""
@@ -213,11 +220,25 @@ class WatchableStore:
         """Attach to ``kv``: every later write transaction is fanned out to watchers."""
         self.kv = kv
         kv.on_changes = self.notify
-        self.synced: set[Watcher] = set()
-        self._synced_keys: dict[bytes, set[Watcher]] = {}
+        # The synced watchers, indexed for notify (etcd's watcherGroup: a map of key ->
+        # watchers plus its interval tree of ranges). A key watched by one watcher, the
+        # common case, maps to that watcher itself, not to a set of one (216 bytes).
+        self._synced_keys: dict[bytes, Watcher | set[Watcher]] = {}
         self._synced_ranges: set[Watcher] = set()
+        self.synced_count = 0
         self.unsynced: set[Watcher] = set()
         self.victims: dict[Watcher, WatchResponse] = {}
+
+    @property
+    def synced(self) -> list[Watcher]:
+        """Every synced watcher (built on each call: for metrics and rebuilds)."""
+        out = list(self._synced_ranges)
+        for group in self._synced_keys.values():
+            if isinstance(group, Watcher):
+                out.append(group)
+            else:
+                out.extend(group)
+        return out
 
     def new_stream(
         self, capacity: int = CHAN_BUF_LEN, notify: Callable[[], None] | None = None
@@ -227,6 +248,13 @@ class WatchableStore:
         return WatchStream(self, capacity, notify)
 
     # -- membership ------------------------------------------------------------
+
+    def adopt(self, old: WatchableStore) -> None:
+        """Take every watcher of ``old`` (a store replaced by a restored backend) as
+        unsynced: each catches up from its next revision."""
+        for w in [*old.synced, *old.unsynced, *old.victims]:
+            w.synced = False
+            self.unsynced.add(w)
 
     def add_watcher(self, w: Watcher) -> None:
         """Place a new watcher: synced if it starts after the current revision."""
@@ -240,43 +268,63 @@ class WatchableStore:
 
     def remove_watcher(self, w: Watcher) -> None:
         """Forget a watcher wherever it is."""
-        if w in self.synced:
+        if w.synced:
             self._remove_synced(w)
         self.unsynced.discard(w)
         self.victims.pop(w, None)
 
     def _add_synced(self, w: Watcher) -> None:
-        self.synced.add(w)
-        if w.end is None:
-            self._synced_keys.setdefault(w.key, set()).add(w)
-        else:
+        w.synced = True
+        self.synced_count += 1
+        if w.end is not None:
             self._synced_ranges.add(w)
+            return
+        group = self._synced_keys.get(w.key)
+        if group is None:
+            self._synced_keys[w.key] = w
+        elif isinstance(group, Watcher):
+            self._synced_keys[w.key] = {group, w}
+        else:
+            group.add(w)
 
     def _remove_synced(self, w: Watcher) -> None:
-        self.synced.discard(w)
-        if w.end is None:
-            group = self._synced_keys.get(w.key)
-            if group is not None:
-                group.discard(w)
-                if not group:
-                    del self._synced_keys[w.key]
-        else:
+        if not w.synced:
+            return
+        w.synced = False
+        self.synced_count -= 1
+        if w.end is not None:
             self._synced_ranges.discard(w)
+            return
+        group = self._synced_keys.get(w.key)
+        if group is w:
+            del self._synced_keys[w.key]
+        elif isinstance(group, set):
+            group.discard(w)
+            if len(group) == 1:
+                self._synced_keys[w.key] = next(iter(group))
 
     # -- fan-out of new writes -------------------------------------------------
 
     def notify(self, rev: int, changes: list[KeyValue]) -> None:
         """The KV store's change hook: deliver revision ``rev`` to synced watchers."""
-        if not self.synced:
+        if not self.synced_count:
             return
         batches: dict[Watcher, list[Event]] = {}
+        keys = self._synced_keys
         for kv in changes:
             ev = _to_event(kv, rev)
             # a watcher created with a future start revision is synced but
             # must see nothing before that revision
-            for w in self._synced_keys.get(kv.key, ()):
-                if w.min_rev <= rev:
-                    batches.setdefault(w, []).append(ev)
+            group = keys.get(kv.key)
+            if group is None:
+                pass
+            elif isinstance(group, Watcher):
+                if group.min_rev <= rev:
+                    batches.setdefault(group, []).append(ev)
+            else:
+                for w in group:
+                    if w.min_rev <= rev:
+                        batches.setdefault(w, []).append(ev)
             for w in self._synced_ranges:
                 if w.min_rev <= rev and w.matches(kv.key):
                     batches.setdefault(w, []).append(ev)
@@ -307,7 +355,7 @@ class WatchableStore:
 
     def progress(self, w: Watcher) -> None:
         """A progress notification at the current revision, only if ``w`` is synced."""
-        if w in self.synced:
+        if w.synced:
             w.stream.send(w, WatchResponse(w.id, (), self.kv.current_revision))
 
     def progress_all(self, watchers: Iterable[Watcher]) -> bool:
@@ -315,7 +363,7 @@ class WatchableStore:
         if every one of ``watchers`` (one stream's) is synced; False, and nothing sent,
         if one is not. etcd 3.5.13's progressAll: no watcher, no notification."""
         group = list(watchers)
-        if any(w not in self.synced for w in group):
+        if not all(w.synced for w in group):
             return False
         if group:
             w = group[0]

@@ -236,7 +236,9 @@ def _stub(leader: int, alarms: set[tuple[int, int]]) -> Any:
         stores=SimpleNamespace(alarms=alarms),
         kv=SimpleNamespace(range=range_),
         request_timeout=1.0,
-        cfg=SimpleNamespace(max_request_bytes=1 << 20),
+        cfg=SimpleNamespace(
+            max_request_bytes=1 << 20, experimental_watch_progress_notify_interval=0.0
+        ),
     )
 
 

@@ -228,4 +228,54 @@ def test_a_compacted_watcher_that_cannot_be_told_costs_no_one_events(tmp_path: P
     kvtxn.put(kv, PutRequest(b"k", b"after"))
     assert [e.kv.value for r in fine.pop_all() for e in r.events] == [b"after"]
     assert follower in fine.watchers
+
+
+def test_key_index_one_and_several_watchers_of_a_key(tmp_path: Path) -> None:
+    # The synced index maps a key watched once to the watcher itself and a key watched
+    # several times to a set; removals go back from the set to the single watcher.
+    kv = KVStore(str(tmp_path / "db"))
+    ws = WatchableStore(kv)
+    s = ws.new_stream()
+    ids = [s.watch(b"k") for _ in range(3)]
+    other = s.watch(b"j")
+    assert ws.synced_count == 4 and len(ws.synced) == 4
+    kvtxn.put(kv, PutRequest(b"k", b"1"))
+    assert sorted(r.watch_id for r in s.pop_all()) == ids
+    s.cancel(ids[1])
+    kvtxn.put(kv, PutRequest(b"k", b"2"))
+    assert sorted(r.watch_id for r in s.pop_all()) == [ids[0], ids[2]]
+    s.cancel(ids[0])
+    kvtxn.put(kv, PutRequest(b"k", b"3"))
+    kvtxn.put(kv, PutRequest(b"j", b"3"))
+    assert [r.watch_id for r in s.pop_all()] == [ids[2], other]
+    s.cancel(ids[2])
+    s.cancel(other)
+    assert ws.synced_count == 0 and ws.synced == []
+    kvtxn.put(kv, PutRequest(b"k", b"4"))
+    assert s.pop_all() == []
+    kv.close()
+
+
+def test_adopted_watchers_catch_up_on_the_new_store(tmp_path: Path) -> None:
+    # A restored backend replaces the store: its watchers move over unsynced and catch
+    # up from their next revision on the new one.
+    old_kv = KVStore(str(tmp_path / "old"))
+    old = WatchableStore(old_kv)
+    s = old.new_stream()
+    wid = s.watch(b"k")
+    kvtxn.put(old_kv, PutRequest(b"k", b"1"))
+    s.pop_all()
+    kv = KVStore(str(tmp_path / "new"))
+    for v in (b"a", b"b", b"c"):
+        kvtxn.put(kv, PutRequest(b"k", v))
+    ws = WatchableStore(kv)
+    ws.adopt(old)
+    assert ws.synced_count == 0 and len(ws.unsynced) == 1
+    assert not ws.sync()
+    (resp,) = s.pop_all()
+    assert resp.watch_id == wid and [e.kv.value for e in resp.events] == [b"b", b"c"]
+    assert ws.synced_count == 1
+    kvtxn.put(kv, PutRequest(b"k", b"d"))
+    assert [e.kv.value for r in s.pop_all() for e in r.events] == [b"d"]
+    old_kv.close()
     kv.close()

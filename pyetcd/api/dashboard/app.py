@@ -98,7 +98,7 @@ class Dashboard:
         self.server = server
         self.timeline = timeline
         self.client_ssl = client_ssl
-        self.sampler = MetricsSampler(metrics.registry, self._extra_series)
+        self.sampler = MetricsSampler(metrics.sampled, self._extra_series)
         self.differ = StateDiffer(timeline)
         self.assets = _assets()
         self._task: asyncio.Task[None] | None = None

@@ -119,7 +119,7 @@ def member_view(server: EtcdServer, timeline: Timeline, now: float | None = None
             for m, a in sorted(server.stores.alarms)
         ],
         "leases": len(server.lessor.leases()),
-        "watchers": len(server.watchable.synced) + len(server.watchable.unsynced),
+        "watchers": server.watchable.synced_count + len(server.watchable.unsynced),
         "progress": {
             _hex(pid): {
                 "match": pr.match,

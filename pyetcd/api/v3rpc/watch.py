@@ -6,8 +6,14 @@ client always sees ``created`` before its first event.
 
 Memory rule: the responses waiting to be written (``_Session.out``) stay near
 :data:`OUT_LIMIT`: the session takes from its store stream (itself bounded; a full one
-turns its watchers into victims the store retries) and handles the next client request
-only while fewer are waiting, so a client that does not read cannot grow the server.
+turns its watchers into victims the store retries) only when everything taken before was
+written, and handles the next client request only while fewer than :data:`OUT_LIMIT`
+wait, so a client that does not read cannot grow the server.
+
+Latency rule: one task per stream writes, and it is the one the store wakes: an event
+is converted and written in the first loop turn after the write that caused it (the
+same turn in which the put's own response is written), not handed through a second
+task and queue.
 
 Progress rule: a progress_notify watcher that saw no event during a period gets an
 empty response at the store's revision when synced; the period is
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import deque
 from collections.abc import AsyncIterator
 
 from pyetcd.mvcc.watchable_store import WatchFilter, WatchResponse, WatchStream, fragment
@@ -79,9 +86,12 @@ def _progress_interval(server: EtcdServer) -> float:
 class _Session:
     """One client stream: its WatchStream and the responses waiting to be written."""
 
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: EtcdServer, progress_interval: float) -> None:
         self.server = server
-        self.out: asyncio.Queue[object] = asyncio.Queue()
+        self.progress_interval = progress_interval
+        # control responses (created, canceled) and converted store responses, in the
+        # order they are written; the writer is woken by ``wake`` for both
+        self.out: deque[object] = deque()
         self.wake = asyncio.Event()
         self.room = asyncio.Event()  # set when the writer took a response
         self.stream: WatchStream = server.watchable.new_stream(notify=self.wake.set)
@@ -91,13 +101,28 @@ class _Session:
         self.progress: dict[int, bool] = {}
         # a RequestProgress that waits for every watcher of the stream to be synced
         self.deferred = False
-        self.deferred_set = asyncio.Event()
+        # started only when needed (a progress_notify watcher; a deferred progress
+        # request): most streams never have either, and 10k watchers may mean 100s of streams
+        self._ticker: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The helper tasks started for this stream (to cancel when it ends)."""
+        return [t for t in (self._ticker, self._retry) if t is not None]
 
     async def wait_room(self) -> None:
         """Wait until fewer than OUT_LIMIT responses wait to be written."""
-        while self.out.qsize() >= OUT_LIMIT:
+        while len(self.out) >= OUT_LIMIT:
             self.room.clear()
             await self.room.wait()
+
+    def put(self, item: object) -> None:
+        """Queue a response (or the end) for the writer and wake it; what the store
+        buffered before goes first, so a cancel is never overtaken by an older event."""
+        if len(self.stream):
+            self.pump()
+        self.out.append(item)
+        self.wake.set()
 
     def handle(self, req: rpc_pb2.WatchRequest) -> None:
         which = req.WhichOneof("request_union")
@@ -120,7 +145,7 @@ class _Session:
                 watch_id=c.watch_id if c.watch_id else -1,
             )
         except ValueError as err:
-            self.out.put_nowait(
+            self.put(
                 rpc_pb2.WatchResponse(
                     header=self.server.header(),
                     watch_id=-1,
@@ -134,7 +159,9 @@ class _Session:
             self.fragment.add(watch_id)
         if c.progress_notify:
             self.progress[watch_id] = True
-        self.out.put_nowait(
+            if self._ticker is None:
+                self._ticker = asyncio.ensure_future(self._progress_ticks())
+        self.put(
             rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, created=True)
         )
         self.server.kick_watch_sync()
@@ -145,7 +172,7 @@ class _Session:
         The watch ID is -1, not the one asked for (etcd 3.5.6, #14563): a client that
         let the server choose (ID 0) would otherwise close its existing watch 0.
         """
-        self.out.put_nowait(
+        self.put(
             rpc_pb2.WatchResponse(
                 header=self.server.header(),
                 watch_id=-1,
@@ -159,7 +186,7 @@ class _Session:
         if self.stream.cancel(watch_id):
             self.fragment.discard(watch_id)
             self.progress.pop(watch_id, None)
-            self.out.put_nowait(
+            self.put(
                 rpc_pb2.WatchResponse(header=self.server.header(), watch_id=watch_id, canceled=True)
             )
 
@@ -171,7 +198,8 @@ class _Session:
             self.stream.watchers.values()
         ):
             self.deferred = True
-            self.deferred_set.set()
+            if self._retry is None or self._retry.done():
+                self._retry = asyncio.ensure_future(self._retry_deferred())
 
     def try_deferred(self) -> None:
         """Send a deferred progress notification if the stream has caught up."""
@@ -186,6 +214,21 @@ class _Session:
                 self.stream.request_progress(watch_id)
             self.progress[watch_id] = True
 
+    async def _progress_ticks(self) -> None:
+        # etcd draws each stream's period once: the interval plus up to a tenth of it, so
+        # the watchers of a restarted client are not all notified at the same moment
+        interval = self.progress_interval * (1 + random.random() / 10)
+        while True:
+            await asyncio.sleep(interval)
+            self.tick()
+
+    async def _retry_deferred(self) -> None:
+        # A watcher may catch up without an event to send; look again every sync
+        # interval while a progress request waits.
+        while self.deferred:
+            await asyncio.sleep(_SYNC_INTERVAL)
+            self.try_deferred()
+
     def pump(self) -> None:
         """Move buffered store responses into the output queue as protobuf."""
         for r in self.stream.pop_all():
@@ -193,7 +236,7 @@ class _Session:
             if r.watch_id in self.fragment and r.events:
                 parts = fragment(r, self.server.cfg.max_request_bytes)
             for part in parts:
-                self.out.put_nowait(self._to_pb(part))
+                self.out.append(self._to_pb(part))
             if r.events and r.watch_id in self.progress:
                 self.progress[r.watch_id] = False
             if r.canceled:
@@ -231,26 +274,36 @@ class WatchService:
             require_leader(self.server, context)
         except ServerError as err:
             await abort(context, err)
-        session = _Session(self.server)
+        session = _Session(self.server, self.progress_interval)
         reader = asyncio.ensure_future(self._read(request_iterator, session, context))
-        pumper = asyncio.ensure_future(self._pump(session))
-        ticker = asyncio.ensure_future(self._progress_ticks(session))
-        deferred = asyncio.ensure_future(self._deferred(session))
         try:
-            while True:
-                item = await session.out.get()
-                session.room.set()
-                if item is _END:
-                    break
-                await context.write(item)
+            await self._write(session, context)
         finally:
-            tasks = (reader, pumper, ticker, deferred)
+            tasks = (reader, *session.tasks())
             for t in tasks:
                 t.cancel()
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             session.stream.close()
+
+    @staticmethod
+    async def _write(session: _Session, context: Ctx) -> None:
+        # The stream's one writer: woken by the store (an event was buffered) or by a
+        # request's response; takes the store's responses only once everything taken
+        # before was written (the memory rule), then writes in order.
+        out, wake, stream = session.out, session.wake, session.stream
+        while True:
+            if not out and not len(stream):
+                wake.clear()
+                await wake.wait()
+            session.pump()
+            while out:
+                item = out.popleft()
+                session.room.set()
+                if item is _END:
+                    return
+                await context.write(item)
 
     async def _read(
         self,
@@ -268,7 +321,7 @@ class WatchService:
                         continue
                 session.handle(req)
         except Exception:
-            session.out.put_nowait(_END)
+            session.put(_END)
             raise
 
     async def _refusal(self, c: rpc_pb2.WatchCreateRequest, context: Ctx) -> str | None:
@@ -280,28 +333,3 @@ class WatchService:
         except ServerError as err:
             return _DENIAL_REASONS.get(type(err), WATCH_PERMISSION_DENIED)
         return None
-
-    async def _progress_ticks(self, session: _Session) -> None:
-        # etcd draws each stream's period once: the interval plus up to a tenth of it, so
-        # the watchers of a restarted client are not all notified at the same moment
-        interval = self.progress_interval * (1 + random.random() / 10)
-        while True:
-            await asyncio.sleep(interval)
-            session.tick()
-
-    async def _deferred(self, session: _Session) -> None:
-        # A watcher may catch up without an event to send; look again every sync
-        # interval while a progress request waits.
-        while True:
-            await session.deferred_set.wait()
-            session.deferred_set.clear()
-            while session.deferred:
-                await asyncio.sleep(_SYNC_INTERVAL)
-                session.try_deferred()
-
-    async def _pump(self, session: _Session) -> None:
-        while True:
-            await session.wake.wait()
-            session.wake.clear()
-            await session.wait_room()
-            session.pump()

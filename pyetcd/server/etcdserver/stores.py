@@ -114,8 +114,7 @@ class Stores:
         self._open(new_kvstore(self.cfg, old.kv.metrics))
         self.watchable = WatchableStore(self.kv)
         # Watchers move to the restored store; they catch up from their next revision.
-        for w in [*old.synced, *old.unsynced, *old.victims]:
-            self.watchable.unsynced.add(w)
+        self.watchable.adopt(old)
 
     def close(self) -> None:
         self.kv.close()
