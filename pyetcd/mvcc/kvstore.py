@@ -37,6 +37,7 @@ from pyetcd.mvcc.hash import CompactionHasher, HashStorage, crc32c, hash_record
 from pyetcd.mvcc.key_index import KeyIndex, TreeIndex
 from pyetcd.mvcc.lessor import Lessor
 from pyetcd.mvcc.metrics import MvccMetrics
+from pyetcd.mvcc.read_cache import ReadCache
 from pyetcd.mvcc.restore import read_key_index
 from pyetcd.mvcc.revision import (
     Revision,
@@ -114,6 +115,7 @@ class KVStore:
         self.compaction_hashes = compaction_hashes
         self.hashes = HashStorage()
         self.index = TreeIndex()
+        self.read_cache = ReadCache()  # decoded values of revisions read lately
         self._current_rev = 1
         self._compact_rev = -1
         self.consistent_index = self.backend.get_int("meta", _META_CONSISTENT_INDEX)
@@ -226,24 +228,33 @@ class KVStore:
         self._ops += 1
 
     def _kvs_at(self, found: list[tuple[KeyIndex, Revision]]) -> list[KeyValue]:
-        # the values of (key, revision) pairs the index found alive, in one backend read
-        raws = self.backend.key_get_many([rev_to_bytes(rev) for _, rev in found])
-        out = []
-        for (ki, rev), raw in zip(found, raws, strict=True):
-            if raw is None:
-                raise RuntimeError(f"revision {rev} of {ki.key!r} missing from the backend")
-            out.append(decode_kv(raw))
-        return out
+        # the values of (key, revision) pairs the index found alive: the read cache's,
+        # and the rest in one backend read
+        cached = self.read_cache.kvs
+        out: list[KeyValue | None] = [cached.get(rev) for _, rev in found]
+        missing = [i for i, kv in enumerate(out) if kv is None]
+        if missing:
+            raws = self.backend.key_get_many([rev_to_bytes(found[i][1]) for i in missing])
+            for i, raw in zip(missing, raws, strict=True):
+                ki, rev = found[i]
+                if raw is None:
+                    raise RuntimeError(f"revision {rev} of {ki.key!r} missing from the backend")
+                out[i] = self.read_cache.remember(rev, decode_kv(raw))
+        return out  # type: ignore[return-value]  # every None was filled
 
     def get(self, key: bytes) -> KeyValue | None:
         """The live KeyValue of ``key`` at the current revision, or None."""
         ki = self.index.get_index(key)
         if ki is None or not ki.revs:
             return None
-        raw = self.backend.key_get(rev_to_bytes(ki.modified))
+        rev = ki.modified
+        kv = self.read_cache.kvs.get(rev)
+        if kv is not None:
+            return kv
+        raw = self.backend.key_get(rev_to_bytes(rev))
         if raw is None:
-            raise RuntimeError(f"revision {ki.modified} of {key!r} missing from the backend")
-        return decode_kv(raw)
+            raise RuntimeError(f"revision {rev} of {key!r} missing from the backend")
+        return self.read_cache.remember(rev, decode_kv(raw))
 
     # -- writes: one write transaction is begin_write, write_*..., end_write ------
 
@@ -513,11 +524,26 @@ class RangeCursor:
        Both are final once ``done``.
     """
 
-    __slots__ = ("_after", "_end", "_key", "_limit", "_store", "count", "count_only",
-                 "done", "kvs", "rev")
+    __slots__ = (
+        "_after",
+        "_end",
+        "_key",
+        "_limit",
+        "_store",
+        "count",
+        "count_only",
+        "done",
+        "kvs",
+        "rev",
+    )
 
     def __init__(
-        self, store: KVStore, key: bytes, end: bytes | None, rev: int, limit: int,
+        self,
+        store: KVStore,
+        key: bytes,
+        end: bytes | None,
+        rev: int,
+        limit: int,
         count_only: bool,
     ) -> None:
         self._store = store
