@@ -123,6 +123,15 @@ class WatchStream:
         self._next_id = 0
         self._closed = False
 
+    @property
+    def store(self) -> WatchableStore:
+        """The store this stream's watchers live in: the one it was made on, or the
+        store that adopted that one's watchers after a backend restore."""
+        store = self._store
+        while store.successor is not None:
+            store = self._store = store.successor
+        return store
+
     def watch(
         self,
         key: bytes,
@@ -156,7 +165,7 @@ class WatchStream:
             self, watch_id, key, index_end(range_end), start_revision, frozenset(filters), prev_kv
         )
         self.watchers[watch_id] = w
-        self._store.add_watcher(w)
+        self.store.add_watcher(w)
         return watch_id
 
     def cancel(self, watch_id: int) -> bool:
@@ -164,14 +173,14 @@ class WatchStream:
         w = self.watchers.pop(watch_id, None)
         if w is None:
             return False
-        self._store.remove_watcher(w)
+        self.store.remove_watcher(w)
         return True
 
     def request_progress(self, watch_id: int) -> None:
         """Send a progress notification for a synced watcher (nothing otherwise)."""
         w = self.watchers.get(watch_id)
         if w is not None:
-            self._store.progress(w)
+            self.store.progress(w)
 
     def close(self) -> None:
         """Cancel every watcher of the stream."""
@@ -179,7 +188,7 @@ class WatchStream:
             self.cancel(watch_id)
         if not self._closed:
             self._closed = True
-            self._store.kv.metrics.watch_streams -= 1
+            self.store.kv.metrics.watch_streams -= 1
 
     def pop_all(self) -> list[WatchResponse]:
         """Take every buffered response, oldest first."""
@@ -220,6 +229,9 @@ class WatchableStore:
         """Attach to ``kv``: every later write transaction is fanned out to watchers."""
         self.kv = kv
         kv.on_changes = self.notify
+        # The store that adopted this one's watchers (a restored backend): every stream
+        # made on this store follows it from then on (see WatchStream.store).
+        self.successor: WatchableStore | None = None
         # The synced watchers, indexed for notify (etcd's watcherGroup: a map of key ->
         # watchers plus its interval tree of ranges). A key watched by one watcher, the
         # common case, maps to that watcher itself, not to a set of one (216 bytes).
@@ -255,6 +267,7 @@ class WatchableStore:
         for w in [*old.synced, *old.unsynced, *old.victims]:
             w.synced = False
             self.unsynced.add(w)
+        old.successor = self
 
     def add_watcher(self, w: Watcher) -> None:
         """Place a new watcher: synced if it starts after the current revision."""

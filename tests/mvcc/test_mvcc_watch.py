@@ -279,3 +279,26 @@ def test_adopted_watchers_catch_up_on_the_new_store(tmp_path: Path) -> None:
     assert [e.kv.value for r in s.pop_all() for e in r.events] == [b"d"]
     old_kv.close()
     kv.close()
+
+
+def test_streams_follow_the_store_that_adopted_theirs(tmp_path: Path) -> None:
+    # A stream made on the old store goes on working on the new one: a cancel removes
+    # the adopted watcher there, and a watch opened after the restore lives there too
+    # (it saw nothing before: the old store gets no more writes).
+    old_kv = KVStore(str(tmp_path / "old"))
+    old = WatchableStore(old_kv)
+    busy, idle = old.new_stream(), old.new_stream()
+    adopted = busy.watch(b"k")
+    kv = KVStore(str(tmp_path / "new"))
+    ws = WatchableStore(kv)
+    ws.adopt(old)
+    ws.sync()  # the adopted watcher catches up (nothing to send) and is synced
+    assert busy.cancel(adopted)
+    assert ws.synced_count == 0 and not ws.unsynced
+    later = idle.watch(b"j")
+    assert idle.store is ws and ws.synced_count == 1
+    kvtxn.put(kv, PutRequest(b"j", b"1"))
+    (resp,) = idle.pop_all()
+    assert resp.watch_id == later and [e.kv.value for e in resp.events] == [b"1"]
+    old_kv.close()
+    kv.close()
