@@ -398,17 +398,31 @@ def run_workload(name: str, s: Settings, kinds: Sequence[str], turn: int) -> dic
     """Every repeat of one workload, kinds alternating; per produced workload and kind,
     the medians plus every run."""
     repeats = s.check_perf_repeats if name.startswith("check_perf") else s.repeats
+    return alternate(name, name, lambda kind: RUNNERS[name](kind, s), repeats, kinds, turn)
+
+
+def alternate(
+    name: str,
+    label: str,
+    runner: Callable[[str], dict[str, Metrics]],
+    repeats: int,
+    kinds: Sequence[str],
+    turn: int,
+) -> dict[str, Any]:
+    """``repeats`` runs of ``runner`` per kind, the kinds' order swapped every repeat
+    (and by ``turn``); per produced workload and kind, the medians plus every run. A run
+    that raises is kept as ``{name: {"error": ...}}``; ``label`` names it in the log."""
     runs: dict[str, dict[str, list[Metrics]]] = {}
     for rep in range(repeats):
         order = list(kinds) if (turn + rep) % 2 == 0 else list(reversed(kinds))
         for kind in order:
             load1 = os.getloadavg()[0]
-            log(f"{name} run {rep + 1}/{repeats} on {kind} (load average {load1:.2f})")
+            log(f"{label} run {rep + 1}/{repeats} on {kind} (load average {load1:.2f})")
             t0 = time.monotonic()
             try:
-                produced = RUNNERS[name](kind, s)
+                produced = runner(kind)
             except Exception as err:  # one failed run must not lose the others
-                log(f"{name} on {kind} failed: {type(err).__name__}: {err}")
+                log(f"{label} on {kind} failed: {type(err).__name__}: {err}")
                 produced = {name: {"error": f"{type(err).__name__}: {err}"[:2000]}}
             for workload, metrics in produced.items():
                 metrics.update(loadavg_1m=round(load1, 2), run_s=round(time.monotonic() - t0, 1))
@@ -457,8 +471,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--suite", choices=["default", "scale"], default="default",
-                    help="scale: the cost curves of issue 22 (bench/vs_etcd_scale.py)")
+    ap.add_argument(
+        "--suite",
+        choices=["default", "scale"],
+        default="default",
+        help="scale: the cost curves of issue 22 (bench/vs_etcd_scale.py)",
+    )
     ap.add_argument("--quick", action="store_true", help="short runs, one repeat (~10 min)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--kinds", default=",".join(KINDS))

@@ -47,7 +47,6 @@ from bench.vs_etcd import (
     health_ok,
     log,
     server_pids,
-    summarise,
     vm_rss_mib,
 )
 from bench.vs_etcd_load import LoadKind, LoadResult, LoadSpec, run_load
@@ -360,31 +359,13 @@ SUITE: dict[str, tuple[Runner, tuple[str, str]]] = {
 }
 
 
-def run_alternating(
-    name: str, s: ScaleSettings, kinds: Sequence[str], turn: int
-) -> dict[str, Any]:
+def run_alternating(name: str, s: ScaleSettings, kinds: Sequence[str], turn: int) -> dict[str, Any]:
     """Every repeat of one suite entry, kinds alternating; medians plus every run."""
     runner = SUITE[name][0]
     repeats = s.key_repeats if name == "keys" else s.repeats
-    runs: dict[str, dict[str, list[Metrics]]] = {}
-    for rep in range(repeats):
-        order = list(kinds) if (turn + rep) % 2 == 0 else list(reversed(kinds))
-        for kind in order:
-            load1 = os.getloadavg()[0]
-            log(f"scale {name} run {rep + 1}/{repeats} on {kind} (load average {load1:.2f})")
-            t0 = time.monotonic()
-            try:
-                produced = runner(kind, s)
-            except Exception as err:  # one failed run must not lose the others
-                log(f"scale {name} on {kind} failed: {type(err).__name__}: {err}")
-                produced = {name: {"error": f"{type(err).__name__}: {err}"[:2000]}}
-            for workload, metrics in produced.items():
-                metrics.update(loadavg_1m=round(load1, 2), run_s=round(time.monotonic() - t0, 1))
-                runs.setdefault(workload, {}).setdefault(kind, []).append(metrics)
-    return {
-        workload: {kind: {**summarise(rs), "runs": rs} for kind, rs in by_kind.items()}
-        for workload, by_kind in runs.items()
-    }
+    return vs_etcd.alternate(
+        name, f"scale {name}", lambda kind: runner(kind, s), repeats, kinds, turn
+    )
 
 
 def settings_from(args: argparse.Namespace) -> ScaleSettings:
@@ -396,9 +377,20 @@ def settings_from(args: argparse.Namespace) -> ScaleSettings:
     over: dict[str, Any] = {
         k: getattr(args, k)
         for k in (
-            "seconds", "warmup", "repeats", "key_repeats", "client_procs", "load_clients",
-            "watch_streams", "watches_per_stream", "put_clients", "put_conns", "big_value",
-            "big_clients", "range_keys", "range_clients",
+            "seconds",
+            "warmup",
+            "repeats",
+            "key_repeats",
+            "client_procs",
+            "load_clients",
+            "watch_streams",
+            "watches_per_stream",
+            "put_clients",
+            "put_conns",
+            "big_value",
+            "big_clients",
+            "range_keys",
+            "range_clients",
         )
         if getattr(args, k) is not None
     }
@@ -499,4 +491,3 @@ def vs_etcd_version(binary: Path) -> str | None:
 
     lines = _run_text([str(binary), "--version"]).splitlines()
     return lines[0] if lines else None
-

@@ -23,6 +23,7 @@ __all__ = [
     "crc32c",
     "crc32c_python",
     "marshal_kv",
+    "varint",
 ]
 
 HASH_STORAGE_MAX_SIZE = 10  # etcd's hashStorageMaxSize
@@ -70,7 +71,8 @@ def crc32c(data: bytes, crc: int = 0) -> int:
     return crc32c_python(data, crc)
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """``n`` as a protobuf varint (an int64 field's negative as ten bytes)."""
     if n < 0:
         n += 1 << 64  # int64 fields encode negatives as ten-byte varints
     out = bytearray()
@@ -86,16 +88,16 @@ def marshal_kv(kv: KeyValue, tombstone: bool = False) -> bytes:
 
     A tombstone record holds only the key, as etcd writes it.
     """
-    out = [b"\x0a", _varint(len(kv.key)), kv.key] if kv.key else []
+    out = [b"\x0a", varint(len(kv.key)), kv.key] if kv.key else []
     if tombstone:
         return b"".join(out)
     for tag, value in ((0x10, kv.create_revision), (0x18, kv.mod_revision), (0x20, kv.version)):
         if value:
-            out += [bytes((tag,)), _varint(value)]
+            out += [bytes((tag,)), varint(value)]
     if kv.value:
-        out += [b"\x2a", _varint(len(kv.value)), kv.value]
+        out += [b"\x2a", varint(len(kv.value)), kv.value]
     if kv.lease:
-        out += [b"\x30", _varint(kv.lease)]
+        out += [b"\x30", varint(kv.lease)]
     return b"".join(out)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -34,6 +34,7 @@ from pyetcd.grpcwire import CallAborted
 from pyetcd.pb import rpc_pb2, v3election_pb2, v3lock_pb2
 from pyetcd.server.etcdserver.server import EtcdServer
 
+from .context import GatewayContext
 from .gojson import GoJSONError, decode_values, parse_message
 from .status import HTTP_STATUS
 from .streams import STREAM_ROUTES, StreamAnswer, open_stream
@@ -106,32 +107,6 @@ class GatewayResult:
 
     status: int
     body: dict[str, Any]
-
-
-class _GatewayContext:
-    """The part of grpc.aio.ServicerContext the servicers use, for one HTTP call.
-
-    Its metadata is the request's ``Authorization`` header (the token), as etcd's
-    gateway forwards it.
-    """
-
-    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
-        self._metadata = metadata
-
-    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> NoReturn:
-        raise CallAborted(code, details)
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return self._metadata
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        pass
-
-    def set_details(self, details: str) -> None:
-        pass
-
-    def peer(self) -> str:
-        return "gateway"
 
 
 def _request_type(service: str, method: str) -> type[Message]:
@@ -222,7 +197,7 @@ class Gateway:
         except GoJSONError as err:
             return error_body(SC.INVALID_ARGUMENT, str(err))
         try:
-            resp = await handler(req, _GatewayContext(metadata))
+            resp = await handler(req, GatewayContext(metadata))
         except CallAborted as err:
             return error_body(err.code, err.details)
         except Exception as err:

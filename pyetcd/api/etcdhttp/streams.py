@@ -38,6 +38,7 @@ from google.protobuf.message import Message
 from pyetcd.api.v3rpc.errors import code_of
 from pyetcd.grpcwire import CallAborted
 
+from .context import GatewayContext
 from .gojson import GoJSONError, decode_values, parse_message
 from .status import HTTP_STATUS
 
@@ -64,30 +65,15 @@ STREAM_ROUTES: dict[str, tuple[str, str, bool]] = {
 OUT_QUEUE = 8
 
 
-class StreamContext:
+class StreamContext(GatewayContext):
     """The part of grpc.aio.ServicerContext a streaming servicer uses, for one HTTP call."""
 
     def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self._metadata = metadata
+        super().__init__(metadata)
         self.out: asyncio.Queue[Message] = asyncio.Queue(OUT_QUEUE)
-
-    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> None:
-        raise CallAborted(code, details)
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return self._metadata
 
     async def write(self, msg: Message) -> None:
         await self.out.put(msg)
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        pass
-
-    def set_details(self, details: str) -> None:
-        pass
-
-    def peer(self) -> str:
-        return "gateway"
 
 
 ErrorAnswer = tuple[grpc.StatusCode, str]

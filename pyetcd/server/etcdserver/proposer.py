@@ -15,6 +15,7 @@ import time
 from google.protobuf.message import Message
 
 from pyetcd.mvcc import IDGenerator
+from pyetcd.mvcc.hash import varint
 from pyetcd.pb import raft_internal_pb2
 from pyetcd.raft import ConfChange, ConfChangeSingle, ConfChangeType
 from pyetcd.server.auth.store import AuthInfo
@@ -126,16 +127,7 @@ def _embedded(name: str, msg: Message) -> bytes:
     """Field ``name`` of InternalRaftRequest holding ``msg``, in protobuf wire format."""
     number = _FIELDS[name].number
     raw = msg.SerializeToString()
-    return b"".join((_varint(number << 3 | 2), _varint(len(raw)), raw))
+    return b"".join((varint(number << 3 | 2), varint(len(raw)), raw))
 
 
 _FIELDS = raft_internal_pb2.InternalRaftRequest.DESCRIPTOR.fields_by_name
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
