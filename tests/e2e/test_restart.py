@@ -32,6 +32,7 @@ class Writer:
         self.enough = threading.Event()
         self.stopped = threading.Event()
         self.slots = threading.Semaphore(WINDOW)
+        self.sent: list[grpc.Future] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -44,6 +45,7 @@ class Writer:
             value = b"value-%d-%d" % (self.round, i)
             fut = self.kv.Put.future(rpc_pb2.PutRequest(key=key, value=value), timeout=10)
             fut.add_done_callback(lambda f, k=key, v=value: self._done(f, k, v))
+            self.sent.append(fut)
             i += 1
 
     def _done(self, fut: grpc.Future, key: bytes, value: bytes) -> None:
@@ -61,6 +63,16 @@ class Writer:
         self.stopped.set()
         self.slots.release()
         self.thread.join(10)
+        self.channel.close()
+
+    def drain(self) -> None:
+        """Stops sending and waits for every put sent to be answered, so none is
+        still in flight (and may yet be applied) when the caller reads the revision."""
+        self.stopped.set()
+        self.slots.release()
+        self.thread.join(10)
+        for fut in self.sent:
+            fut.exception(timeout=15)
         self.channel.close()
 
 
@@ -98,7 +110,7 @@ def test_sigterm_graceful_stop_and_restart(member: Member) -> None:
     writer = Writer(member, 0)
     writer.thread.start()
     assert writer.enough.wait(30)
-    writer.stop()
+    writer.drain()  # unlike a kill, a graceful stop follows the last answered put
     with writer.lock:
         acked = dict(writer.acked)
     before = check_all_present(member, acked)
