@@ -4,6 +4,8 @@ import, no import cycles between modules, and no module too long to read."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -247,3 +249,52 @@ def test_cycle_finder_sees_type_checking_imports(tmp_path: Path) -> None:
     )
     (root / "a" / "z.py").write_text("from . import x\n")
     assert cycles(import_graph(root)) == [frozenset({"pyetcd.a.x", "pyetcd.a.y"})]
+
+
+def _loads_grpcio(name: str) -> bool:
+    """Whether importing ``name`` loads grpcio (the package, a generated ``*_pb2_grpc``
+    module, or grpc_health's servicers; its ``health_pb2`` is plain protobuf)."""
+    top = name.split(".")[0]
+    return (
+        top == "grpc"
+        or name.endswith("_pb2_grpc")
+        or (top == "grpc_health" and not name.endswith("_pb2")
+            and name not in ("grpc_health", "grpc_health.v1"))
+    )
+
+
+def test_no_module_imports_grpcio() -> None:
+    # The member serves gRPC with its own wire (grpcwire); grpcio's C core would only
+    # add some 10 MiB to every member's memory (issue 22). Tests and clients use grpc.
+    violations = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _all_modules(ROOT)
+        for name in _imports(path)
+        if _loads_grpcio(name)
+    ]
+    assert not violations, "\n".join(sorted(set(violations)))
+    assert _loads_grpcio("grpc.aio") and _loads_grpcio("pyetcd.pb.rpc_pb2_grpc")
+    assert _loads_grpcio("grpc_health.v1.health")
+    assert not _loads_grpcio("grpc_health.v1.health_pb2") and not _loads_grpcio("grpcwire")
+
+
+def test_importing_every_server_module_leaves_grpc_out() -> None:
+    # What a member process imports (every module outside the generated *_pb2_grpc),
+    # checked in a fresh interpreter: a third-party module could pull grpc in too.
+    names = sorted(
+        _module_name(p, ROOT)
+        for p in ROOT.rglob("*.py")
+        if not p.stem.endswith("_pb2_grpc") and p.parent.name != "static"
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for n in {names!r}: importlib.import_module(n)\n"
+        "print(sorted(m for m in sys.modules if m == 'grpc' or m.startswith('grpc.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        cwd=ROOT.parent, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert len(names) > 100 and "pyetcd.embed" in names and "pyetcd.cli" in names
+    assert out.stdout.strip() == "[]", f"grpc was imported: {out.stdout}"

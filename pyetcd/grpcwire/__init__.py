@@ -6,8 +6,9 @@ violation is a typed ``H2Error``. ``GrpcServer`` / ``GrpcConnection`` / ``Server
 drive it on asyncio and run gRPC method handlers (what ``add_*Servicer_to_server``
 registers) against it.
 
-This package knows nothing of etcd: it imports only the standard library, ``grpc``,
-``hpack`` and itself.
+This package knows nothing of etcd: it imports only the standard library, protobuf's
+descriptors (``service``), ``hpack`` and itself; never grpcio, whose C core would cost
+the server process some 10 MiB (``status.StatusCode`` stands in for its codes).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ from .frames import ErrorCode
 from .h2connection import ConnectionState, H2Connection
 from .limits import ServerLimits
 from .server import ErrorLog, GrpcServer
+from .service import Handler, add_servicer, service_handlers
 from .stats import CODE_NAMES, HandlingObserver, MethodStats, grpc_type
+from .status import StatusCode, code_number
 from .streams import StreamState
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "GrpcServer",
     "H2Connection",
     "H2Error",
+    "Handler",
     "HandlingObserver",
     "MethodHandler",
     "MethodStats",
@@ -71,10 +75,14 @@ __all__ = [
     "ServerCall",
     "ServerLimits",
     "SettingsAcknowledged",
+    "StatusCode",
     "StreamClosedError",
     "StreamReset",
     "StreamState",
     "TrailersReceived",
     "WindowUpdated",
+    "add_servicer",
+    "code_number",
     "grpc_type",
+    "service_handlers",
 ]

@@ -41,10 +41,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, Final, NoReturn, Protocol
 
-import grpc
-
 from .frames import OK_TRAILERS, RESPONSE_HEADERS, grpc_status_block
 from .stats import HandlingObserver, MethodStats
+from .status import StatusCode, code_number
 
 __all__ = [
     "CallAborted",
@@ -55,12 +54,12 @@ __all__ = [
     "request_of",
 ]
 
-#: A grpc ``RpcMethodHandler`` (grpc ships no type stubs).
+#: A ``service.Handler``, or grpc's ``RpcMethodHandler`` (read by field name).
 MethodHandler = Any
 
 _MESSAGE_PREFIX: Final = 5  # compressed flag + 32-bit length
 _END: Final = object()
-SC = grpc.StatusCode
+SC = StatusCode
 # Headers that are HTTP/2 or gRPC framing, not the caller's metadata.
 _NOT_METADATA: Final = frozenset(
     ("content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding")
@@ -161,7 +160,7 @@ class CallStream(Protocol):
 class CallAborted(Exception):
     """Raised by ``ServerCall.abort``: the call ends with this status."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: StatusCode, details: str) -> None:
         super().__init__(details)
         self.code = code
         self.details = details
@@ -203,15 +202,15 @@ class ServerCall:
         self._headers_sent = False
         # set_code/set_details: the status a handler chose (grpc.aio's rule: it wins
         # over OK, and over UNKNOWN when the handler then raises).
-        self._code: grpc.StatusCode | None = None
+        self._code: StatusCode | None = None
         self._details = ""
         # Where this call is counted (None: unknown method), and the status it ended with.
         self.stats = stats
-        self._status = SC.CANCELLED
+        self._status: int = SC.CANCELLED
 
     # -- the servicer context (what servicers use) ----------------------------------------------
 
-    async def abort(self, code: grpc.StatusCode, details: str = "", *_: Any) -> NoReturn:
+    async def abort(self, code: StatusCode, details: str = "", *_: Any) -> NoReturn:
         raise CallAborted(code, details)
 
     def invocation_metadata(self) -> Metadata:
@@ -223,7 +222,7 @@ class ServerCall:
     def auth_context(self) -> dict[str, list[bytes]]:
         return self.stream.auth_context
 
-    def set_code(self, code: grpc.StatusCode) -> None:
+    def set_code(self, code: StatusCode) -> None:
         self._code = code
 
     def set_details(self, details: str) -> None:
@@ -366,7 +365,7 @@ class ServerCall:
         except asyncio.CancelledError:  # not raised on: rule 5
             self._finish(SC.CANCELLED, "")
         except Exception as err:  # a bug in a handler ends its call, never the server
-            if self._code is not None and self._code != SC.OK:
+            if self._code is not None and code_number(self._code) != SC.OK:
                 self._finish(self._code, self._details)
             else:
                 self.host.log_handler_error(self.method, err)
@@ -375,7 +374,7 @@ class ServerCall:
             self._finish(self._code or SC.OK, self._details)
         finally:
             if stats is not None:
-                stats.handled[self._status.value[0]] += 1
+                stats.handled[self._status] += 1
                 handling = self.host.handling
                 if handling is not None:
                     handling.observe_handling(stats, time.perf_counter() - t0)
@@ -450,18 +449,19 @@ class ServerCall:
         if stream.paused:
             await stream.wait_writable()
 
-    def _finish(self, code: grpc.StatusCode, details: str) -> None:
+    def _finish(self, code: StatusCode, details: str) -> None:
         if self.finished:
             return
         self.finished = True
-        self._status = code
-        if code == SC.OK and self._headers_sent:
+        # A servicer written for grpc.aio may hand in a grpc.StatusCode: its number.
+        self._status = number = code_number(code)
+        if number == SC.OK and self._headers_sent:
             block = OK_TRAILERS
         else:
-            block = grpc_status_block(code.value[0], details, not self._headers_sent)
+            block = grpc_status_block(number, details, not self._headers_sent)
         self.stream.finish(self, block)
 
-    def end_with(self, code: grpc.StatusCode, details: str) -> None:
+    def end_with(self, code: StatusCode, details: str) -> None:
         """End the call now with this status (the request broke a limit)."""
         self._finish(code, details)
         self.reset()

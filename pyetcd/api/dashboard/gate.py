@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from pyetcd.api.etcdhttp.gateway import GatewayResult, error_body
 from pyetcd.api.v3rpc.access import require_user
-from pyetcd.api.v3rpc.errors import AUTH_ERROR_CODES, code_of
+from pyetcd.api.v3rpc.errors import AUTH_ERROR_CODES, StatusCode, code_of
 from pyetcd.httpwire import Request
 from pyetcd.server.auth.check import check_watch
 from pyetcd.server.auth.store import AuthInfo
@@ -49,7 +47,7 @@ def token_of(req: Request) -> str:
 
 
 def _denied(err: Exception) -> Denied:
-    code = AUTH_ERROR_CODES.get(type(err)) or code_of(err) or grpc.StatusCode.UNKNOWN
+    code = AUTH_ERROR_CODES.get(type(err)) or code_of(err) or StatusCode.UNKNOWN
     return Denied(error_body(code, str(err)))
 
 

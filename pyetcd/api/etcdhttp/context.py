@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-import grpc
-
 from pyetcd.grpcwire import CallAborted
+from pyetcd.grpcwire.status import StatusCode
 
 __all__ = ["GatewayContext"]
 
@@ -22,13 +21,13 @@ class GatewayContext:
     def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self._metadata = metadata
 
-    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> NoReturn:
+    async def abort(self, code: StatusCode, details: str = "", *args: Any) -> NoReturn:
         raise CallAborted(code, details)
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
 
-    def set_code(self, code: grpc.StatusCode) -> None:
+    def set_code(self, code: StatusCode) -> None:
         pass
 
     def set_details(self, details: str) -> None:

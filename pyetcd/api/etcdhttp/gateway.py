@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -31,6 +30,7 @@ from pyetcd.api.v3rpc.lock import LockService
 from pyetcd.api.v3rpc.maintenance import MaintenanceService
 from pyetcd.api.v3rpc.watch import WatchService
 from pyetcd.grpcwire import CallAborted
+from pyetcd.grpcwire.status import StatusCode
 from pyetcd.pb import rpc_pb2, v3election_pb2, v3lock_pb2
 from pyetcd.server.etcdserver.server import EtcdServer
 
@@ -41,7 +41,7 @@ from .streams import STREAM_ROUTES, StreamAnswer, open_stream
 
 __all__ = ["HTTP_STATUS", "ROUTES", "Gateway", "GatewayResult", "error_body", "to_json"]
 
-SC = grpc.StatusCode
+SC = StatusCode
 
 
 _ALIASES = {  # etcd 3.5 still serves the lease routes under /v3/kv/lease/
@@ -117,9 +117,9 @@ def _request_type(service: str, method: str) -> type[Message]:
     return cls
 
 
-def error_body(code: grpc.StatusCode, message: str) -> GatewayResult:
+def error_body(code: StatusCode, message: str) -> GatewayResult:
     """etcd's gateway error document for a gRPC status."""
-    number = code.value[0]
+    number = int(code)
     return GatewayResult(
         HTTP_STATUS.get(code, 500), {"error": message, "code": number, "message": message}
     )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import grpc
+from pyetcd.grpcwire.status import StatusCode
 
 __all__ = ["HTTP_STATUS"]
 
-SC = grpc.StatusCode
+SC = StatusCode
 
 # grpc-gateway (v1, as etcd 3.5 vendors it): gRPC status code -> HTTP status.
-HTTP_STATUS: dict[grpc.StatusCode, int] = {
+HTTP_STATUS: dict[StatusCode, int] = {
     SC.OK: 200,
     SC.CANCELLED: 408,
     SC.UNKNOWN: 500,

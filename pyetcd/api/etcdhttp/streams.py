@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import grpc
 from google.protobuf.message import Message
 
 from pyetcd.api.v3rpc.errors import code_of
 from pyetcd.grpcwire import CallAborted
+from pyetcd.grpcwire.status import StatusCode
 
 from .context import GatewayContext
 from .gojson import GoJSONError, decode_values, parse_message
@@ -51,7 +51,7 @@ __all__ = [
     "open_stream",
 ]
 
-SC = grpc.StatusCode
+SC = StatusCode
 
 #: path -> (service full name, method name, bidi)
 STREAM_ROUTES: dict[str, tuple[str, str, bool]] = {
@@ -76,7 +76,7 @@ class StreamContext(GatewayContext):
         await self.out.put(msg)
 
 
-ErrorAnswer = tuple[grpc.StatusCode, str]
+ErrorAnswer = tuple[StatusCode, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +186,12 @@ def _line(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
-def _error_line(code: grpc.StatusCode, text: str) -> bytes:
+def _error_line(code: StatusCode, text: str) -> bytes:
     http = HTTP_STATUS.get(code, 500)
     return _line(
         {
             "error": {
-                "grpc_code": code.value[0],
+                "grpc_code": int(code),
                 "http_code": http,
                 "message": text,
                 "http_status": HTTPStatus(http).phrase,

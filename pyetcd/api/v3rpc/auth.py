@@ -14,10 +14,10 @@ from collections.abc import Callable, Coroutine
 from functools import wraps
 from typing import Any, Protocol, TypeVar
 
-import grpc
 from google.protobuf.message import Message
 
 from pyetcd.api.v3rpc import errors
+from pyetcd.grpcwire.status import StatusCode
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.server.auth import errors as ae
 from pyetcd.server.auth.store import AuthInfo, AuthStore, hash_password
@@ -28,7 +28,7 @@ from .errors import AUTH_ERROR_CODES
 
 __all__ = ["AUTH_ERROR_CODES", "AuthServer", "AuthService", "auth_info_from_context"]
 
-SC = grpc.StatusCode
+SC = StatusCode
 
 # metadata keys etcd reads the token from (gRPC clients, then the HTTP gateway)
 _TOKEN_KEYS = ("token", "authorization")

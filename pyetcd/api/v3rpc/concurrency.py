@@ -13,8 +13,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import grpc
-
+from pyetcd.grpcwire.status import StatusCode
 from pyetcd.mvcc import errors as mvcc_errors
 from pyetcd.mvcc.types import EventType
 from pyetcd.mvcc.watchable_store import WatchResponse
@@ -183,7 +182,7 @@ def recipe_errors(
         try:
             return await fn(self, request, context)
         except (mvcc_errors.MvccError, server_errors.ServerError, RecipeError) as err:
-            await context.abort(grpc.StatusCode.UNKNOWN, str(err))
+            await context.abort(StatusCode.UNKNOWN, str(err))
             raise AssertionError("unreachable") from err
 
     wrapper.__name__ = fn.__name__

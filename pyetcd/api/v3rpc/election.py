@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import grpc
-
+from pyetcd.grpcwire.status import StatusCode
 from pyetcd.mvcc import errors as mvcc_errors
 from pyetcd.mvcc.types import EventType
 from pyetcd.pb import kv_pb2, rpc_pb2, v3election_pb2
@@ -168,7 +167,7 @@ class ElectionService:
             # read or watch fails, an auth failure included: no token, a bad token or
             # no READ on the election ends the stream empty on etcd 3.5.13 as on 3.5.1.
             if isinstance(err, server_errors.StoppedError):
-                await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+                await context.abort(StatusCode.UNAVAILABLE, str(err))
 
     async def _observe(
         self, prefix: bytes, auth: AuthInfo | None

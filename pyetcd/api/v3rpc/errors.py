@@ -10,19 +10,25 @@ from collections.abc import Callable, Coroutine
 from functools import wraps
 from typing import Any, NoReturn, TypeVar
 
-import grpc
-
+from pyetcd.grpcwire.status import StatusCode
 from pyetcd.mvcc import errors as mvcc_errors
 from pyetcd.server.auth import errors as ae
 from pyetcd.server.etcdserver import errors as server_errors
 
 from .common import Ctx
 
-__all__ = ["AUTH_ERROR_CODES", "ERROR_CODES", "abort", "code_of", "translate_errors"]
+__all__ = [
+    "AUTH_ERROR_CODES",
+    "ERROR_CODES",
+    "StatusCode",
+    "abort",
+    "code_of",
+    "translate_errors",
+]
 
-SC = grpc.StatusCode
+SC = StatusCode
 
-ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
+ERROR_CODES: dict[type[Exception], StatusCode] = {
     mvcc_errors.EmptyKeyError: SC.INVALID_ARGUMENT,
     mvcc_errors.ValueProvidedError: SC.INVALID_ARGUMENT,
     mvcc_errors.LeaseProvidedError: SC.INVALID_ARGUMENT,
@@ -60,7 +66,7 @@ ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
 }
 
 #: gRPC codes of the auth errors (etcd's rpctypes), part of ERROR_CODES
-AUTH_ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
+AUTH_ERROR_CODES: dict[type[Exception], StatusCode] = {
     ae.RootUserNotExistError: SC.FAILED_PRECONDITION,
     ae.RootRoleNotExistError: SC.FAILED_PRECONDITION,
     ae.UserAlreadyExistError: SC.FAILED_PRECONDITION,
@@ -86,7 +92,7 @@ AUTH_ERROR_CODES: dict[type[Exception], grpc.StatusCode] = {
 ERROR_CODES.update(AUTH_ERROR_CODES)
 
 
-def code_of(err: BaseException) -> grpc.StatusCode | None:
+def code_of(err: BaseException) -> StatusCode | None:
     for cls in type(err).__mro__:
         code = ERROR_CODES.get(cls)
         if code is not None:

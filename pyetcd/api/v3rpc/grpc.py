@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+from grpc_health.v1 import health_pb2
 
 from pyetcd.api.v3rpc.auth import AuthService
 from pyetcd.api.v3rpc.cluster import ClusterService
 from pyetcd.api.v3rpc.election import ElectionService
+from pyetcd.api.v3rpc.health import HEALTH_SERVICE, HealthService
 from pyetcd.api.v3rpc.kv import KVService, register_range_encoded
 from pyetcd.api.v3rpc.lease import LeaseService
 from pyetcd.api.v3rpc.lock import LockService
 from pyetcd.api.v3rpc.maintenance import MaintenanceService
 from pyetcd.api.v3rpc.watch import WatchService
 from pyetcd.flagspec import MAX_UINT32
-from pyetcd.grpcwire import GrpcServer, MethodStats, ServerLimits
-from pyetcd.pb import rpc_pb2_grpc, v3election_pb2_grpc, v3lock_pb2_grpc
+from pyetcd.grpcwire import GrpcServer, MethodStats, ServerLimits, add_servicer
+from pyetcd.pb import rpc_pb2, v3election_pb2, v3lock_pb2
 from pyetcd.server.etcdserver.server import EtcdServer
 
 __all__ = ["GRPC_OVERHEAD_BYTES", "EtcdGrpcServer", "build_grpc_server"]
@@ -72,21 +72,28 @@ class EtcdGrpcServer(GrpcServer):
                 else None
             ),
         )
+        # The handlers come from the services' descriptors (grpcwire.add_servicer), not
+        # the generated *_pb2_grpc modules, which would load grpcio (issue 22).
+        etcd = rpc_pb2.DESCRIPTOR.services_by_name
         kv = KVService(server)
-        rpc_pb2_grpc.add_KVServicer_to_server(kv, self)
+        add_servicer(self, etcd["KV"], kv)
         register_range_encoded(kv, self)
-        rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(server), self)
-        rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(server), self)
-        rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(server), self)
-        rpc_pb2_grpc.add_AuthServicer_to_server(AuthService(server), self)
-        rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(server), self)
-        v3lock_pb2_grpc.add_LockServicer_to_server(LockService(server), self)
-        v3election_pb2_grpc.add_ElectionServicer_to_server(ElectionService(server), self)
+        add_servicer(self, etcd["Lease"], LeaseService(server))
+        add_servicer(self, etcd["Cluster"], ClusterService(server))
+        add_servicer(self, etcd["Maintenance"], MaintenanceService(server))
+        add_servicer(self, etcd["Auth"], AuthService(server))
+        add_servicer(self, etcd["Watch"], WatchService(server))
+        add_servicer(self, v3lock_pb2.DESCRIPTOR.services_by_name["Lock"], LockService(server))
+        add_servicer(
+            self,
+            v3election_pb2.DESCRIPTOR.services_by_name["Election"],
+            ElectionService(server),
+        )
         for add in extra_services or []:
             add(self)
-        self.health: Any = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self)
-        self.serving: Any = health_pb2.HealthCheckResponse.SERVING
+        self.health = HealthService()
+        add_servicer(self, HEALTH_SERVICE, self.health)
+        self.serving: int = health_pb2.HealthCheckResponse.SERVING
 
 
 def concurrent_streams(flag: int) -> int:

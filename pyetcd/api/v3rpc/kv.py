@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
-import grpc
-
+from pyetcd.grpcwire import Handler
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.etcdserver.server import EtcdServer
 
@@ -18,7 +17,7 @@ from .errors import translate_errors
 
 __all__ = ["KVService", "register_range_encoded"]
 
-Ctx: TypeAlias = Any  # grpc ships no type stubs
+Ctx: TypeAlias = Any  # a grpcwire.ServerCall, or the gateway's context
 
 
 class KVService:
@@ -69,15 +68,16 @@ def _as_is(payload: bytes) -> bytes:
 
 def register_range_encoded(kv: KVService, server: Any) -> None:
     """Serve ``/etcdserverpb.KV/Range`` with ``kv.RangeEncoded`` on ``server`` (a
-    grpcwire GrpcServer, after ``add_KVServicer_to_server``: its registered handlers
-    come before the generated generic one)."""
+    grpcwire GrpcServer, after the KV service's own handlers, which this one replaces)."""
     server.add_registered_method_handlers(
         "etcdserverpb.KV",
         {
-            "Range": grpc.unary_unary_rpc_method_handler(
-                kv.RangeEncoded,
-                request_deserializer=rpc_pb2.RangeRequest.FromString,
-                response_serializer=_as_is,
+            "Range": Handler(
+                False,
+                False,
+                rpc_pb2.RangeRequest.FromString,
+                _as_is,
+                unary_unary=kv.RangeEncoded,
             )
         },
     )

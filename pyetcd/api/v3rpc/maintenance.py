@@ -8,8 +8,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 
-import grpc
-
+from pyetcd.grpcwire.status import StatusCode
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.auth.errors import AuthError
 from pyetcd.server.etcdserver.errors import NotSupportedError, ServerError
@@ -31,7 +30,7 @@ async def _require_admin(server: EtcdServer, context: Ctx) -> None:
     try:
         await require_admin(server, context)
     except AuthError as err:
-        await context.abort(grpc.StatusCode.UNKNOWN, str(err).replace("etcdserver: ", "auth: ", 1))
+        await context.abort(StatusCode.UNKNOWN, str(err).replace("etcdserver: ", "auth: ", 1))
 
 
 class MaintenanceService:
