@@ -14,9 +14,8 @@ import resource
 import signal
 import ssl
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyetcd.api.dashboard import Dashboard, Timeline
 from pyetcd.api.etcdhttp.metrics import ServerMetrics
 from pyetcd.api.listener import ClientListener, ListenError, MetricsListener
 from pyetcd.api.v3rpc.grpc import build_grpc_server
@@ -32,6 +31,9 @@ from pyetcd.server.etcdserver.transport import TransportParams
 from pyetcd.server.rafthttp.transport import PeerTransport
 from pyetcd.tlsutil import TLSInfo, TLSSetupError, client_tls_info, peer_tls_info
 from pyetcd.version import SERVER_VERSION
+
+if TYPE_CHECKING:
+    from pyetcd.api.dashboard import Dashboard, Timeline
 from pyetcd.wal import WALError
 
 __all__ = ["run", "serve"]
@@ -56,7 +58,12 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
         logger.fatal("discovery failed", {"error": str(err)})
         return 1
     # The dashboard's timeline hears of elections and snapshots from the server's parts.
-    timeline = Timeline() if cfg.enable_dashboard else None
+    # The dashboard is opt-in, and imported only then (issue 22: idle memory).
+    timeline: Timeline | None = None
+    if cfg.enable_dashboard:
+        from pyetcd.api.dashboard import Timeline
+
+        timeline = Timeline()
     server = EtcdServer(
         cfg,
         logger,
@@ -88,8 +95,10 @@ async def serve(cfg: ServerConfig, logger: Logger, stop: asyncio.Event | None = 
     g = build_grpc_server(server)
     # gRPC and HTTP share each client port: the listener sorts connections (cmux).
     metrics = ServerMetrics(server, g.method_stats)
-    dashboard = None
+    dashboard: Dashboard | None = None
     if timeline is not None:
+        from pyetcd.api.dashboard import Dashboard
+
         client_ssl = client_tls.client_context() if client_tls is not None else None
         dashboard = Dashboard(server, metrics, timeline, client_ssl=client_ssl)
     client = ClientListener(server, client_tls, metrics=metrics, site=dashboard)

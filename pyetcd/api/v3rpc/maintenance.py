@@ -13,7 +13,6 @@ from pyetcd.pb import rpc_pb2
 from pyetcd.server.auth.errors import AuthError
 from pyetcd.server.etcdserver.errors import NotSupportedError, ServerError
 from pyetcd.server.etcdserver.server import EtcdServer
-from pyetcd.server.storage import stream_snapshot
 
 from .access import require_admin, require_user
 from .common import Ctx
@@ -109,6 +108,10 @@ class MaintenanceService:
             with open(path, "w+b") as f:
                 async with self.server.stores.file_lock:
                     store.commit()
+                    # etcd's bbolt format: loaded by the first snapshot, not by every
+                    # member (issue 22).
+                    from pyetcd.server.storage import stream_snapshot
+
                     snap = await asyncio.to_thread(
                         stream_snapshot, db_path, f, conf_state=self.server.raft.conf_state
                     )

@@ -31,8 +31,6 @@ import binascii
 import struct
 from typing import Any
 
-import bcrypt
-
 from pyetcd.logutil import Logger
 from pyetcd.mvcc.backend import Backend
 from pyetcd.pb import auth_pb2, raft_internal_pb2, rpc_pb2
@@ -91,12 +89,21 @@ def valid_bcrypt_cost(cost: int) -> int:
     return cost if _MIN_COST <= cost <= _MAX_COST else DEFAULT_BCRYPT_COST
 
 
+def _bcrypt() -> Any:
+    # Loaded when a password is first hashed or checked, not by every member: a cluster
+    # without auth (most) keeps its 0.4 MiB (issue 22).
+    import bcrypt
+
+    return bcrypt
+
+
 def hash_password(password: str, cost: int = DEFAULT_BCRYPT_COST) -> str:
     """The ``hashedPassword`` the API layer puts into UserAdd/UserChangePassword.
 
     Base64 of the bcrypt hash, as etcd 3.5 proposes it. Slow by design (run it
     off the event loop).
     """
+    bcrypt = _bcrypt()
     salt = bcrypt.gensalt(rounds=valid_bcrypt_cost(cost))
     digest = bcrypt.hashpw(password.encode()[:_BCRYPT_MAX_PASSWORD], salt)
     return base64.b64encode(digest).decode()
@@ -271,7 +278,7 @@ class AuthStore:
             raise NoPasswordUserError()
         revision = self._revision
         try:
-            ok = bcrypt.checkpw(password.encode()[:_BCRYPT_MAX_PASSWORD], user.password)
+            ok = _bcrypt().checkpw(password.encode()[:_BCRYPT_MAX_PASSWORD], user.password)
         except ValueError:
             ok = False
         if not ok:
@@ -313,6 +320,7 @@ class AuthStore:
     def _password(self, password: str, hashed: str) -> bytes:
         if password and not hashed:
             # an entry from etcd < 3.5 carries the password itself
+            bcrypt = _bcrypt()
             salt = bcrypt.gensalt(rounds=self.bcrypt_cost)
             return bytes(bcrypt.hashpw(password.encode()[:_BCRYPT_MAX_PASSWORD], salt))
         try:
