@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import grpc  # noqa: E402
+import grpc
 
-from bench.vs_etcd import proc_cpu_s  # noqa: E402
-from pyetcd.pb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
-from tests.framework import running_cluster  # noqa: E402
+from bench.vs_etcd import proc_cpu_s
+from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
+from tests.framework import running_cluster
 
 VALUE = b"v" * 256
 OPTIONS = [("grpc.max_receive_message_length", -1)]

@@ -521,7 +521,8 @@ class RangeCursor:
        taken back: a read that raised must be abandoned (or started again).
     2. ``kvs`` holds the first ``limit`` keys alive at ``rev`` in key order (all of
        them with limit 0; none when counting only); ``count`` counts every one walked.
-       Both are final once ``done``.
+       Both are final once ``done``. ``revs[i]`` is the revision ``kvs[i]`` was read
+       at (the read cache's key for it).
     """
 
     __slots__ = (
@@ -535,6 +536,7 @@ class RangeCursor:
         "done",
         "kvs",
         "rev",
+        "revs",
     )
 
     def __init__(
@@ -554,6 +556,7 @@ class RangeCursor:
         self.count_only = count_only
         self._after: bytes | None = None  # the last key walked
         self.kvs: list[KeyValue] = []
+        self.revs: list[Revision] = []
         self.count = 0
         self.done = False
 
@@ -589,6 +592,7 @@ class RangeCursor:
                 wanted.append((ki, at))
         if wanted:
             kvs += store._kvs_at(wanted)
+            self.revs += [at for _, at in wanted]
         self.count = count
         if walked:
             self._after = walked[-1].key
