@@ -326,7 +326,7 @@ class GrpcConnection(asyncio.Protocol):
             self._pings.forgive = True
             self._kick()
 
-    def send_data(self, stream_id: int, data: bytes) -> int:
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> int:
         if self._closed:
             return 0
         h2 = self.h2

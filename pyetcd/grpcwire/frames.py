@@ -100,7 +100,7 @@ class ErrorCode(enum.IntEnum):
     HTTP_1_1_REQUIRED = 13
 
 
-def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+def frame(ftype: int, flags: int, stream_id: int, payload: bytes | memoryview = b"") -> bytes:
     """One frame: the 9-byte header, then ``payload``."""
     n = len(payload)
     return _HEADER.pack(n >> 16, n & 0xFFFF, ftype, flags, stream_id) + payload
@@ -122,18 +122,21 @@ def split_header_block(stream_id: int, flags: int, block: bytes, max_frame: int)
     ]
 
 
-def split_data(stream_id: int, end_stream: int, data: bytes, max_frame: int) -> list[bytes]:
-    """DATA frames of at most ``max_frame`` bytes; the last carries ``end_stream``."""
-    n = len(data)
-    return [
-        frame(
-            FrameType.DATA,
-            end_stream if i + max_frame >= n else 0,
-            stream_id,
-            data[i : i + max_frame],
-        )
-        for i in range(0, n, max_frame)
-    ]
+def split_data(
+    stream_id: int, end_stream: int, data: bytes | memoryview, max_frame: int
+) -> list[bytes | memoryview]:
+    """DATA frames of at most ``max_frame`` bytes, the last carrying ``end_stream``, as
+    (header, payload) pieces: each payload is a view of ``data``, so a large message is
+    copied once, when the pieces are joined for the socket, not once more per frame."""
+    view = memoryview(data)
+    n = len(view)
+    out: list[bytes | memoryview] = []
+    for i in range(0, n, max_frame):
+        chunk = view[i : i + max_frame]
+        size = len(chunk)
+        flags = end_stream if i + max_frame >= n else 0
+        out += (_HEADER.pack(size >> 16, size & 0xFFFF, FrameType.DATA, flags, stream_id), chunk)
+    return out
 
 
 def error_code(code: int) -> ErrorCode | int:

@@ -152,7 +152,8 @@ class H2Connection:
         self._limits = limits
         self._buf = bytearray()  # a frame (or the preface) not yet whole ...
         self._need = 0  # ... and the length it will have
-        self._out: list[bytes] = []
+        # frames to send, or pieces of them (split_data's header and payload views)
+        self._out: list[bytes | memoryview] = []
         self._events: list[Event] = []
         self._decoder = Decoder(max_header_list_size=limits.max_header_list_size)
         self._pending: PendingBlock | None = None
@@ -251,7 +252,8 @@ class H2Connection:
         out = self._out
         if not out:
             return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
+        first = out[0]
+        data = first if len(out) == 1 and isinstance(first, bytes) else b"".join(out)
         out.clear()
         return data
 
@@ -281,7 +283,9 @@ class H2Connection:
             return
         self._out += split_header_block(stream_id, flags, block, limit)
 
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+    def send_data(
+        self, stream_id: int, data: bytes | memoryview, end_stream: bool = False
+    ) -> None:
         """Queue ``data`` on a stream, in frames no longer than the peer allows.
 
         Raises:
