@@ -394,9 +394,11 @@ class GrpcConnection(asyncio.Protocol):
     def _flush(self) -> None:
         self._flushing = False
         if not self._closed and self.transport is not None:
-            data = self.h2.data_to_send()
-            if data:
-                self.transport.write(data)
+            pieces = self.h2.pieces_to_send()
+            if len(pieces) == 1:
+                self.transport.write(pieces[0])
+            elif pieces:
+                self.transport.writelines(pieces)
 
     # -- ending -----------------------------------------------------------------------------------
 

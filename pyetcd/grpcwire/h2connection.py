@@ -249,13 +249,18 @@ class H2Connection:
 
     def data_to_send(self) -> bytes:
         """Everything queued to send since the last call (b"" when nothing is)."""
+        out = self.pieces_to_send()
+        if len(out) == 1 and isinstance(out[0], bytes):
+            return out[0]
+        return b"".join(out)
+
+    def pieces_to_send(self) -> list[bytes | memoryview]:
+        """What :meth:`data_to_send` gives, as the pieces it joins, in order (some are
+        views of a payload being sent): for a transport's ``writelines``, which hands
+        them to the socket without joining a large message first."""
         out = self._out
-        if not out:
-            return b""
-        first = out[0]
-        data = first if len(out) == 1 and isinstance(first, bytes) else b"".join(out)
-        out.clear()
-        return data
+        self._out = []
+        return out
 
     @property
     def has_data_to_send(self) -> bool:
