@@ -152,7 +152,6 @@ class H2Connection:
         self._limits = limits
         self._buf = bytearray()  # a frame (or the preface) not yet whole ...
         self._need = 0  # ... and the length it will have
-        # frames to send, or pieces of them (split_data's header and payload views)
         self._out: list[bytes | memoryview] = []
         self._events: list[Event] = []
         self._decoder = Decoder(max_header_list_size=limits.max_header_list_size)
@@ -249,17 +248,11 @@ class H2Connection:
 
     def data_to_send(self) -> bytes:
         """Everything queued to send since the last call (b"" when nothing is)."""
-        out = self.pieces_to_send()
-        if len(out) == 1 and isinstance(out[0], bytes):
-            return out[0]
-        return b"".join(out)
+        return b"".join(self.pieces_to_send())  # one bytes piece: itself, no copy
 
     def pieces_to_send(self) -> list[bytes | memoryview]:
-        """What :meth:`data_to_send` gives, as the pieces it joins, in order (some are
-        views of a payload being sent): for a transport's ``writelines``, which hands
-        them to the socket without joining a large message first."""
-        out = self._out
-        self._out = []
+        """The same as pieces in order, some views of a payload: for ``writelines``."""
+        out, self._out = self._out, []
         return out
 
     @property
@@ -288,9 +281,7 @@ class H2Connection:
             return
         self._out += split_header_block(stream_id, flags, block, limit)
 
-    def send_data(
-        self, stream_id: int, data: bytes | memoryview, end_stream: bool = False
-    ) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         """Queue ``data`` on a stream, in frames no longer than the peer allows.
 
         Raises:
