@@ -304,9 +304,6 @@ class H2Connection:
         last = Flag.END_STREAM if end_stream else 0
         if end_stream:
             self._end_local(stream)
-        if n <= limit:
-            self._out.append(frame(FrameType.DATA, last, stream_id, data))
-            return
         self._out += split_data(stream_id, last, data, limit)
 
     def local_flow_control_window(self, stream_id: int) -> int:
