@@ -59,6 +59,8 @@ MethodHandler = Any
 
 _MESSAGE_PREFIX: Final = 5  # compressed flag + 32-bit length
 _END: Final = object()
+#: Messages shorter than this are sent joined to their prefix (one frame, one copy).
+_JOIN_BELOW: Final = 1 << 16
 SC = StatusCode
 # Headers that are HTTP/2 or gRPC framing, not the caller's metadata.
 _NOT_METADATA: Final = frozenset(
@@ -136,7 +138,7 @@ class CallStream(Protocol):
 
     def send_headers(self, stream_id: int, block: bytes) -> None: ...
 
-    def send_data(self, stream_id: int, data: bytes) -> int:
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> int:
         """Send as much of ``data`` as the windows allow now; returns how much."""
         ...
 
@@ -430,18 +432,25 @@ class ServerCall:
         if self.finished:
             raise asyncio.CancelledError()
         stream, sid = self.stream, self.stream_id
-        data = b"\x00" + len(payload).to_bytes(4, "big") + payload
+        prefix = b"\x00" + len(payload).to_bytes(4, "big")
         if not self._headers_sent:
             self._headers_sent = True
             stream.send_headers(sid, RESPONSE_HEADERS)
-        while True:
-            n = stream.send_data(sid, data)
-            if n == len(data):
-                break
-            data = data[n:]
-            await stream.wait_window(self)
-            if self.finished:
-                raise asyncio.CancelledError()
+        # A large message goes as its 5-byte prefix, then views of the payload: no copy
+        # of it here nor when a window lets only part of it through (the peer reads
+        # one byte stream either way; DATA frame boundaries carry no meaning).
+        pieces: tuple[bytes | memoryview, ...] = (
+            (prefix + payload,) if len(payload) < _JOIN_BELOW else (prefix, memoryview(payload))
+        )
+        for data in pieces:
+            while True:
+                n = stream.send_data(sid, data)
+                if n == len(data):
+                    break
+                data = data[n:]
+                await stream.wait_window(self)
+                if self.finished:
+                    raise asyncio.CancelledError()
         stats = self.stats
         if stats is not None:
             stats.msg_sent += 1

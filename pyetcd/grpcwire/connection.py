@@ -326,7 +326,7 @@ class GrpcConnection(asyncio.Protocol):
             self._pings.forgive = True
             self._kick()
 
-    def send_data(self, stream_id: int, data: bytes) -> int:
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> int:
         if self._closed:
             return 0
         h2 = self.h2
@@ -394,9 +394,11 @@ class GrpcConnection(asyncio.Protocol):
     def _flush(self) -> None:
         self._flushing = False
         if not self._closed and self.transport is not None:
-            data = self.h2.data_to_send()
-            if data:
-                self.transport.write(data)
+            pieces = self.h2.pieces_to_send()
+            if len(pieces) == 1:
+                self.transport.write(pieces[0])
+            elif pieces:
+                self.transport.writelines(pieces)
 
     # -- ending -----------------------------------------------------------------------------------
 

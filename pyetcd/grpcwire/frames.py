@@ -16,6 +16,7 @@ from typing import Final
 from urllib.parse import quote
 
 __all__ = [
+    "COPY_MAX",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_WINDOW",
     "MAX_WINDOW",
@@ -100,7 +101,11 @@ class ErrorCode(enum.IntEnum):
     HTTP_1_1_REQUIRED = 13
 
 
-def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+#: The longest DATA payload that split_data copies into a frame of its own.
+COPY_MAX: Final = 1 << 16
+
+
+def frame(ftype: int, flags: int, stream_id: int, payload: bytes | memoryview = b"") -> bytes:
     """One frame: the 9-byte header, then ``payload``."""
     n = len(payload)
     return _HEADER.pack(n >> 16, n & 0xFFFF, ftype, flags, stream_id) + payload
@@ -122,18 +127,26 @@ def split_header_block(stream_id: int, flags: int, block: bytes, max_frame: int)
     ]
 
 
-def split_data(stream_id: int, end_stream: int, data: bytes, max_frame: int) -> list[bytes]:
-    """DATA frames of at most ``max_frame`` bytes; the last carries ``end_stream``."""
+def split_data(
+    stream_id: int, end_stream: int, data: bytes | memoryview, max_frame: int
+) -> list[bytes | memoryview]:
+    """DATA frames of at most ``max_frame`` bytes, the last carrying ``end_stream``.
+
+    Up to ``COPY_MAX`` bytes: one frame, built whole. Longer: (header, payload) pieces,
+    each payload a view of ``data``, so that a large message is copied only into the
+    socket (``writelines``), not once more per frame.
+    """
     n = len(data)
-    return [
-        frame(
-            FrameType.DATA,
-            end_stream if i + max_frame >= n else 0,
-            stream_id,
-            data[i : i + max_frame],
-        )
-        for i in range(0, n, max_frame)
-    ]
+    if n <= min(max_frame, COPY_MAX):
+        return [frame(FrameType.DATA, end_stream, stream_id, data)]
+    view = memoryview(data)
+    out: list[bytes | memoryview] = []
+    for i in range(0, n, max_frame):
+        chunk = view[i : i + max_frame]
+        size = len(chunk)
+        flags = end_stream if i + max_frame >= n else 0
+        out += (_HEADER.pack(size >> 16, size & 0xFFFF, FrameType.DATA, flags, stream_id), chunk)
+    return out
 
 
 def error_code(code: int) -> ErrorCode | int:

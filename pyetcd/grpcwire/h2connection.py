@@ -152,7 +152,7 @@ class H2Connection:
         self._limits = limits
         self._buf = bytearray()  # a frame (or the preface) not yet whole ...
         self._need = 0  # ... and the length it will have
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self._events: list[Event] = []
         self._decoder = Decoder(max_header_list_size=limits.max_header_list_size)
         self._pending: PendingBlock | None = None
@@ -248,12 +248,12 @@ class H2Connection:
 
     def data_to_send(self) -> bytes:
         """Everything queued to send since the last call (b"" when nothing is)."""
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
+        return b"".join(self.pieces_to_send())  # one bytes piece: itself, no copy
+
+    def pieces_to_send(self) -> list[bytes | memoryview]:
+        """The same as pieces in order, some views of a payload: for ``writelines``."""
+        out, self._out = self._out, []
+        return out
 
     @property
     def has_data_to_send(self) -> bool:
@@ -281,7 +281,7 @@ class H2Connection:
             return
         self._out += split_header_block(stream_id, flags, block, limit)
 
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         """Queue ``data`` on a stream, in frames no longer than the peer allows.
 
         Raises:
@@ -304,9 +304,6 @@ class H2Connection:
         last = Flag.END_STREAM if end_stream else 0
         if end_stream:
             self._end_local(stream)
-        if n <= limit:
-            self._out.append(frame(FrameType.DATA, last, stream_id, data))
-            return
         self._out += split_data(stream_id, last, data, limit)
 
     def local_flow_control_window(self, stream_id: int) -> int:

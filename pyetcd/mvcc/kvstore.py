@@ -34,7 +34,7 @@ from pyetcd.mvcc.errors import (
     NoSpaceError,
 )
 from pyetcd.mvcc.hash import CompactionHasher, HashStorage, crc32c, hash_record
-from pyetcd.mvcc.key_index import KeyIndex, TreeIndex
+from pyetcd.mvcc.key_index import TreeIndex
 from pyetcd.mvcc.lessor import Lessor
 from pyetcd.mvcc.metrics import MvccMetrics
 from pyetcd.mvcc.read_cache import ReadCache
@@ -227,18 +227,18 @@ class KVStore:
         self.metrics.ranges += 1
         self._ops += 1
 
-    def _kvs_at(self, found: list[tuple[KeyIndex, Revision]]) -> list[KeyValue]:
-        # the values of (key, revision) pairs the index found alive: the read cache's,
-        # and the rest in one backend read
+    def _kvs_at(self, revs: list[Revision]) -> list[KeyValue]:
+        # the values at revisions the index found alive: the read cache's, and the rest
+        # in one backend read
         cached = self.read_cache.kvs
-        out: list[KeyValue | None] = [cached.get(rev) for _, rev in found]
+        out: list[KeyValue | None] = list(map(cached.get, revs))
         missing = [i for i, kv in enumerate(out) if kv is None]
         if missing:
-            raws = self.backend.key_get_many([rev_to_bytes(found[i][1]) for i in missing])
+            raws = self.backend.key_get_many([rev_to_bytes(revs[i]) for i in missing])
             for i, raw in zip(missing, raws, strict=True):
-                ki, rev = found[i]
+                rev = revs[i]
                 if raw is None:
-                    raise RuntimeError(f"revision {rev} of {ki.key!r} missing from the backend")
+                    raise RuntimeError(f"revision {rev} of a live key missing from the backend")
                 out[i] = self.read_cache.remember(rev, decode_kv(raw))
         return out  # type: ignore[return-value]  # every None was filled
 
@@ -521,7 +521,8 @@ class RangeCursor:
        taken back: a read that raised must be abandoned (or started again).
     2. ``kvs`` holds the first ``limit`` keys alive at ``rev`` in key order (all of
        them with limit 0; none when counting only); ``count`` counts every one walked.
-       Both are final once ``done``.
+       Both are final once ``done``. ``revs[i]`` is the revision ``kvs[i]`` was read
+       at (the read cache's key for it).
     """
 
     __slots__ = (
@@ -535,6 +536,7 @@ class RangeCursor:
         "done",
         "kvs",
         "rev",
+        "revs",
     )
 
     def __init__(
@@ -554,6 +556,7 @@ class RangeCursor:
         self.count_only = count_only
         self._after: bytes | None = None  # the last key walked
         self.kvs: list[KeyValue] = []
+        self.revs: list[Revision] = []
         self.count = 0
         self.done = False
 
@@ -567,28 +570,27 @@ class RangeCursor:
         if store.closed or self.rev < store.compact_revision:
             raise CompactedError()
         rev, kvs, limit = self.rev, self.kvs, self._limit
-        keep = not self.count_only
-        count = self.count
         walked = store.index.walk(self._key, self._end, self._after, max_keys)
-        wanted: list[tuple[KeyIndex, Revision]] = []
+        alive: list[Revision] = []  # the revision each key alive at rev was read at
+        add = alive.append
         for ki in walked:
             m = ki.modified
             if m[0] <= rev:
                 # unchanged since rev (the common case): alive unless its last change
                 # was a delete
-                if not ki.revs:
-                    continue
-                at = m
+                if ki.revs:
+                    add(m)
             else:
                 found = ki.mod_at(rev)
-                if found is None:
-                    continue
-                at = found
-            count += 1
-            if keep and (limit <= 0 or len(kvs) + len(wanted) < limit):
-                wanted.append((ki, at))
-        if wanted:
-            kvs += store._kvs_at(wanted)
+                if found is not None:
+                    add(found)
+        count = self.count + len(alive)
+        if not self.count_only and alive:
+            if limit > 0:
+                del alive[max(0, limit - len(kvs)) :]
+            if alive:
+                kvs += store._kvs_at(alive)
+                self.revs += alive
         self.count = count
         if walked:
             self._after = walked[-1].key

@@ -139,12 +139,18 @@ class RangeRequest:
 
 @dataclass(frozen=True, slots=True)
 class RangeResponse:
-    """etcdserverpb.RangeResponse."""
+    """etcdserverpb.RangeResponse.
+
+    ``revs``, not a protobuf field: the store revision (main, sub) each of ``kvs`` was
+    read at, when they are the stored records as read (empty otherwise, e.g. keys
+    only): the key under which the store's read cache may hold their wire encoding.
+    """
 
     header: ResponseHeader
     kvs: tuple[KeyValue, ...] = ()
     more: bool = False
     count: int = 0
+    revs: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
+from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
 from tests.framework import Etcdctl, Member
 
 from .tls_certs import CertAuthority
@@ -204,3 +206,28 @@ def test_peer_tls_cluster_of_three_and_a_join(
         )
         members = ctl(etcdctl35, p4, "member", "list").stdout
         assert members.count("https://127.0.0.1:") == 4
+
+
+def test_large_answer_over_tls(workdir: Path, ca: CertAuthority, etcdctl35: Etcdctl) -> None:
+    # a range answer of ~2.3 MB leaves grpcwire as many pieces (frame headers and views
+    # of the payload) through the TLS transport's writelines: grpcio and etcdctl read it
+    server_cert, server_key = ca.issue("server", "server")
+    member = single(workdir, "big", "--cert-file", str(server_cert), "--key-file", str(server_key))
+    value = b"v" * 1024
+    with member:
+        creds = grpc.ssl_channel_credentials(root_certificates=ca.ca_file.read_bytes())
+        options = [("grpc.max_receive_message_length", -1)]
+        with grpc.secure_channel(member.endpoint, creds, options=options) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            wait_until(lambda: kv.Put(rpc_pb2.PutRequest(key=b"k", value=b"")) is not None)
+            for i in range(2000):
+                kv.Put(rpc_pb2.PutRequest(key=b"k%05d" % i, value=value))
+            for _ in range(2):  # encoded, then from the read cache
+                r = kv.Range(rpc_pb2.RangeRequest(key=b"k0", range_end=b"k1"))
+                assert r.count == 2000 and len(r.kvs) == 2000
+                assert all(x.key == b"k%05d" % i and x.value == value for i, x in enumerate(r.kvs))
+        out = ctl(etcdctl35, member.client_url, "--cacert", str(ca.ca_file), "get", "k0", "k1")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.split()
+        assert lines[::2] == [f"k{i:05d}" for i in range(2000)]
+        assert set(lines[1::2]) == {value.decode()}

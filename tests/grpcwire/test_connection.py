@@ -675,6 +675,10 @@ class _Sink(bytearray):
     reading_paused = False
     write = bytearray.extend
 
+    def writelines(self, pieces: list[bytes | memoryview]) -> None:
+        for piece in pieces:
+            self.extend(piece)
+
     def close(self) -> None: ...
 
     abort = close

@@ -10,6 +10,7 @@ import hpack
 import pytest
 
 from pyetcd.grpcwire.frames import (
+    COPY_MAX,
     OK_TRAILERS,
     PREFACE,
     RESPONSE_HEADERS,
@@ -23,6 +24,7 @@ from pyetcd.grpcwire.frames import (
     grpc_status_block,
     rst_stream,
     settings,
+    split_data,
     window_update,
 )
 
@@ -163,3 +165,19 @@ def test_grpc_message_is_percent_encoded(details: str) -> None:
         chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in details.encode()
     )
     assert value == expected
+
+
+@pytest.mark.parametrize("size", [0, 1, 16_384, 16_385, COPY_MAX, COPY_MAX + 1, 300_001])
+@pytest.mark.parametrize("max_frame", [16_384, 1 << 20])
+def test_split_data_is_the_frames_of_each_chunk(size: int, max_frame: int) -> None:
+    data = bytes(i % 251 for i in range(size))
+    pieces = split_data(3, Flag.END_STREAM, data, max_frame)
+    chunks = [data[i : i + max_frame] for i in range(0, size, max_frame)] or [b""]
+    want = b"".join(
+        frame(FrameType.DATA, Flag.END_STREAM if i == len(chunks) - 1 else 0, 3, c)
+        for i, c in enumerate(chunks)
+    )
+    assert b"".join(pieces) == want
+    if size > COPY_MAX:  # payloads are views of the data, not copies
+        views = [p for p in pieces if isinstance(p, memoryview)]
+        assert len(views) == len(chunks) and all(v.obj is data for v in views)

@@ -74,6 +74,10 @@ class Sink(bytearray):
     closed = False
     write = bytearray.extend
 
+    def writelines(self, pieces: list[bytes | memoryview]) -> None:
+        for piece in pieces:
+            self.extend(piece)
+
     def close(self) -> None:
         self.closed = True
 

@@ -102,7 +102,12 @@ class KVServer:
     async def _range_sliced(self, r: mt.RangeRequest) -> bytes:
         result = await self._read(r)
         header = self.headers.header(result.header.revision)
-        return await self.pacer.run(pbconv.range_encode_steps(result, header, ENCODE_SLICE_KVS))
+        # the cache of the store now serving (a snapshot may have replaced the one
+        # read): a revision's record, hence its encoding, is the same in either
+        cache = self.stores.kv.read_cache
+        return await self.pacer.run(
+            pbconv.range_encode_steps(result, header, ENCODE_SLICE_KVS, cache)
+        )
 
     async def _read(self, r: mt.RangeRequest) -> mt.RangeResponse:
         # A compaction above the read's revision (or a snapshot replacing the store)

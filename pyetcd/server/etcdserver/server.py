@@ -54,7 +54,7 @@ from .lease import LeaseServer
 from .maintenance import MaintenanceServer
 from .membership import Member, Membership
 from .metrics import Metrics
-from .pacer import ReadPacer
+from .pacer import OtherWork, ReadPacer
 from .proposer import Proposer
 from .publish import Publisher
 from .raft_node import RaftNode, conf_change_entries
@@ -289,7 +289,7 @@ class EtcdServer:
             self.read_indexer,
             headers,
             max_txn_ops=cfg.max_txn_ops,
-            pacer=ReadPacer(),
+            pacer=ReadPacer(rivals=OtherWork(self.waits, stores.membership)),
         )
         self.lease = LeaseServer(
             stores,

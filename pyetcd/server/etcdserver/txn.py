@@ -19,6 +19,7 @@ from pyetcd.mvcc import KVStore
 from pyetcd.mvcc.errors import CompactedError, FutureRevisionError, KeyNotFoundError
 from pyetcd.mvcc.errors import LeaseNotFoundError as _LeaseNotFound
 from pyetcd.mvcc.key_index import index_end
+from pyetcd.mvcc.revision import Revision
 from pyetcd.mvcc.types import (
     CompactionResponse,
     Compare,
@@ -134,7 +135,10 @@ def range_steps(kv: KVStore, req: RangeRequest, cur_rev: int, slice_keys: int) -
             break
         yield
     kvs, count = cursor.kvs, cursor.count
+    # the revision of each of kvs while they stay the records as read, in their order
+    revs: list[Revision] | None = cursor.revs
     if not _plain(req):
+        revs = None
         kept: list[KeyValue] = []
         for part in _parts(kvs, slice_keys):
             kept += [x for x in part if _passes_filters(req, x)]
@@ -145,15 +149,22 @@ def range_steps(kv: KVStore, req: RangeRequest, cur_rev: int, slice_keys: int) -
     if order == SortOrder.DESCEND:
         if req.sort_target == SortTarget.KEY:
             kvs.reverse()  # already in key order, and keys are unique
+            if revs is not None:
+                revs.reverse()
         else:
             kvs.sort(key=_SORT_KEYS[req.sort_target], reverse=True)
+            revs = None
     elif order == SortOrder.ASCEND and req.sort_target != SortTarget.KEY:
         kvs.sort(key=_SORT_KEYS[req.sort_target])
+        revs = None
     more = False
     if 0 < req.limit < len(kvs):
         kvs = kvs[: req.limit]
+        if revs is not None:
+            revs = revs[: req.limit]
         more = True
     if req.keys_only:
+        revs = None
         bare: list[KeyValue] = []
         for part in _parts(kvs, slice_keys):
             bare += [
@@ -162,7 +173,7 @@ def range_steps(kv: KVStore, req: RangeRequest, cur_rev: int, slice_keys: int) -
             ]
             yield
         kvs = bare
-    return RangeResponse(header, tuple(kvs), more, count)
+    return RangeResponse(header, tuple(kvs), more, count, tuple(revs) if revs else ())
 
 
 def _parts(kvs: list[KeyValue], size: int) -> Iterator[list[KeyValue]]:

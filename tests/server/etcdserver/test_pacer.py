@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Generator
+from types import SimpleNamespace
 
 import pytest
 
 from pyetcd.mvcc import types as mt
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.etcdserver import pbconv
-from pyetcd.server.etcdserver.pacer import ReadPacer
+from pyetcd.server.etcdserver.pacer import OtherWork, ReadPacer
 from pyetcd.server.etcdserver.txn import run_steps
 
 
@@ -80,6 +81,42 @@ def test_rest_gives_the_loop_its_share() -> None:
         assert took >= 0.035
 
     asyncio.run(main())
+
+
+class Switch:
+    def __init__(self) -> None:
+        self.on = False
+        self.asked = 0
+
+    def waiting(self) -> bool:
+        self.asked += 1
+        return self.on
+
+
+def test_rest_only_while_others_wait() -> None:
+    async def main() -> None:
+        rivals = Switch()
+        pacer = ReadPacer(slice_seconds=0.002, share=0.5, rivals=rivals)
+        await pacer.run(_busy_steps("a", 40, []))
+        assert rivals.asked > 0 and pacer.rests == 0  # nobody waited: no rest
+        rivals.on = True
+        t0 = time.perf_counter()
+        await pacer.run(_busy_steps("b", 40, []))
+        assert pacer.rests > 0 and time.perf_counter() - t0 >= 0.035
+
+    asyncio.run(main())
+
+
+def test_other_work_is_waiting_requests_or_peers() -> None:
+    waits: dict[int, object] = {}
+    membership = SimpleNamespace(members={1: "me"})
+    work = OtherWork(waits, membership)
+    assert not work.waiting()
+    waits[7] = "a put waiting for its apply"
+    assert work.waiting()
+    waits.clear()
+    membership.members[2] = "a peer"
+    assert work.waiting()
 
 
 def test_errors_propagate_and_cancel_closes_the_steps() -> None:
