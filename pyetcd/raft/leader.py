@@ -35,6 +35,10 @@ def maybe_send_append(r: Raft, to: int, send_if_empty: bool = True) -> bool:
     pr = r.trk.progress[to]
     if pr.is_paused():
         return False
+    if not send_if_empty and pr.next == r.raft_log.last_index() + 1:
+        # Nothing to send (the leader asks this after every acknowledgement, to keep
+        # the pipeline full): the same answer as below, without reading the log.
+        return False
     prev_index = pr.next - 1
     try:
         prev_term = r.raft_log.term(prev_index)

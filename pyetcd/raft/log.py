@@ -220,7 +220,8 @@ class RaftLog:
         return self.unstable.next_entries()
 
     def has_next_unstable_ents(self) -> bool:
-        return bool(self.unstable.next_entries())
+        u = self.unstable  # next_entries() without copying them out
+        return u.offset_in_progress - u.offset < len(u.entries)
 
     def has_next_or_in_progress_snapshot(self) -> bool:
         return self.unstable.snapshot is not None
@@ -237,6 +238,8 @@ class RaftLog:
         return self.slice(lo, hi, self.max_applying_size)
 
     def has_next_committed_ents(self) -> bool:
+        if self.applying >= self.committed:  # the common answer, without the log's bounds
+            return False
         if self.has_next_or_in_progress_snapshot():
             return False
         return self.applying < min(self.committed, self._max_appliable_index())

@@ -41,6 +41,7 @@ from .types import (
     Snapshot,
     SoftState,
     StateType,
+    value_type,
 )
 
 __all__ = ["RawNode", "Ready", "Status"]
@@ -48,7 +49,7 @@ __all__ = ["RawNode", "Ready", "Status"]
 MT = MessageType
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Ready:
     """What the core asks the application to do, field by field.
 

@@ -3,6 +3,12 @@
 Rule: every type here is an immutable value. The core never mutates a message
 or an entry once built, so the same object may sit in the log, in an outgoing
 message and in a test's recorded trace at once.
+
+The types built on every proposal and every peer message (entries, messages, hard and
+soft state, Ready) are ``value_type``s: frozen for the type checker (mypy refuses an
+assignment to a field), plain slotted dataclasses at run time. A frozen dataclass's
+``__init__`` sets each field through ``object.__setattr__``: 9 us for a Message against
+1 us, paid on every message built or decoded (issue 22).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
+from typing import TypeVar, dataclass_transform
 
 __all__ = [
     "ENTRY_OVERHEAD",
@@ -30,7 +37,20 @@ __all__ = [
     "SnapshotMetadata",
     "SoftState",
     "StateType",
+    "value_type",
 ]
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def value_type(cls: type[_T]) -> type[_T]:
+    """An immutable value type: frozen to the type checker, a fast slotted dataclass at
+    run time (no ``__setattr__`` guard in its ``__init__``); hashable and compared by
+    value as a frozen dataclass is. Nothing may assign to its fields after building it:
+    ``dataclasses.replace`` makes a changed copy."""
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
 
 #: The "no node" id: no leader, no vote.
 NONE = 0
@@ -117,7 +137,7 @@ def vote_response_type(t: MessageType) -> MessageType:
     raise ValueError(f"not a vote message: {t!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Entry:
     """One log entry. ``index`` is its log position, ``term`` the leader's term
     when it was appended; an entry never changes once written at (index, term)."""
@@ -132,7 +152,7 @@ class Entry:
         return len(self.data) + ENTRY_OVERHEAD
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class HardState:
     """What must be durable before any message depending on it is sent."""
 
@@ -147,7 +167,7 @@ class HardState:
 EMPTY_HARD_STATE = HardState()
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SoftState:
     """Volatile state, useful for logging and metrics; need not be persisted."""
 
@@ -201,7 +221,7 @@ class Snapshot:
 EMPTY_SNAPSHOT = Snapshot()
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Message:
     """A message between members (or a local input to ``step``).
 
@@ -224,7 +244,7 @@ class Message:
     context: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ReadState:
     """A linearizable read is safe once the applied index reaches ``index``."""
 

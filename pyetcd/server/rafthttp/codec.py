@@ -277,20 +277,24 @@ def _entries(flat: object) -> tuple[Entry, ...]:
     if type(flat) is not list or len(flat) % 4:
         raise CodecError("bad entries")
     out = []
-    for term, index, etype, data in zip(
-        flat[0::4], flat[1::4], flat[2::4], flat[3::4], strict=True
-    ):
-        kind = _ENTRY_TYPES.get(etype) if type(etype) is int else None
-        if kind is None:
-            raise CodecError(f"bad entry type: {etype!r:.40}")
-        out.append(
-            Entry(
-                _u64(term, "entry term"),
-                _u64(index, "entry index"),
-                kind,
-                _bytes(data, "entry data"),
-            )
-        )
+    kinds = _ENTRY_TYPES
+    for i in range(0, len(flat), 4):
+        term, index, etype, data = flat[i : i + 4]
+        kind = kinds.get(etype) if type(etype) is int else None
+        if not (
+            kind is not None
+            and type(term) is int
+            and type(index) is int
+            and type(data) is bytes
+            and 0 <= term <= _U64_MAX
+            and 0 <= index <= _U64_MAX
+        ):
+            if kind is None:
+                raise CodecError(f"bad entry type: {etype!r:.40}")
+            _u64(term, "entry term")
+            _u64(index, "entry index")
+            _bytes(data, "entry data")
+        out.append(Entry(term, index, kind, data))
     return tuple(out)
 
 
@@ -320,19 +324,45 @@ def _message(body: list[Any]) -> Message:
     kind = _MESSAGE_TYPES.get(mtype) if type(mtype) is int else None
     if kind is None:
         raise CodecError(f"bad message type: {mtype!r:.40}")
+    # Every message is decoded on the hot path: the common shape (in-range integers,
+    # no entries or well-formed ones, no snapshot) is checked in one expression; the
+    # field-by-field checks below run only to name what is wrong.
+    ints = (to, frm, term, log_term, index, commit, hint)
+    if not (
+        type(to) is int
+        and type(frm) is int
+        and type(term) is int
+        and type(log_term) is int
+        and type(index) is int
+        and type(commit) is int
+        and type(hint) is int
+        and min(ints) >= 0
+        and max(ints) <= _U64_MAX
+        and type(reject) is bool
+        and type(ctx) is bytes
+    ):
+        _u64(to, "to")
+        _u64(frm, "from")
+        _u64(term, "term")
+        _u64(log_term, "log term")
+        _u64(index, "index")
+        _u64(commit, "commit")
+        _u64(hint, "reject hint")
+        _bool(reject, "reject")
+        _bytes(ctx, "context")
     return Message(
-        type=kind,
-        to=_u64(to, "to"),
-        frm=_u64(frm, "from"),
-        term=_u64(term, "term"),
-        log_term=_u64(log_term, "log term"),
-        index=_u64(index, "index"),
-        entries=_entries(flat),
-        commit=_u64(commit, "commit"),
-        snapshot=_snapshot(snap),
-        reject=_bool(reject, "reject"),
-        reject_hint=_u64(hint, "reject hint"),
-        context=_bytes(ctx, "context"),
+        kind,
+        to,
+        frm,
+        term,
+        log_term,
+        index,
+        () if type(flat) is list and not flat else _entries(flat),
+        commit,
+        None if snap is None else _snapshot(snap),
+        reject,
+        hint,
+        ctx,
     )
 
 

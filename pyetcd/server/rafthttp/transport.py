@@ -26,6 +26,7 @@ import asyncio
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 
@@ -46,6 +47,7 @@ from .codec import (
 )
 from .options import TransportOptions
 from .peer import READ_BYTES, Peer, checked_urls, peer_address
+from .receiver import MessageReceiver
 from .snapshot import DBSource, OnSnapshot, OpenSnapshotDB, receive_snapshot, send_snapshot
 
 __all__ = [
@@ -451,7 +453,7 @@ class PeerTransport:
             self._inbound[task] = hello.frm
             frames.decoder.max_frame_bytes = self.options.max_frame_bytes
             if hello.stream == StreamType.MESSAGE:
-                await self._serve_messages(hello.frm, frames, task)
+                await self._serve_messages(hello.frm, frames, writer.transport, task)
             else:
                 await receive_snapshot(self, hello.frm, frames, writer)
         except CodecError as exc:
@@ -521,7 +523,11 @@ class PeerTransport:
         return HelloStatus.OK
 
     async def _serve_messages(
-        self, frm: int, frames: FrameReader, task: asyncio.Task[None]
+        self,
+        frm: int,
+        frames: FrameReader,
+        transport: asyncio.BaseTransport,
+        task: asyncio.Task[None],
     ) -> None:
         # A peer that redials (after a restart, say) replaces its half-open old stream.
         old = self._message_streams.get(frm)
@@ -535,14 +541,17 @@ class PeerTransport:
         }
         self.log.info("established TCP streaming connection with remote peer", fields)
         received = self.metrics.received_bytes
-        counted = frames.bytes_read
+
+        def count(n: int) -> None:
+            received[frm] = received.get(frm, 0) + n
+
+        # From here the connection's bytes are decoded and delivered as they arrive,
+        # with no task woken per message (see receiver.py).
+        receiver = MessageReceiver(frames.decoder, self.deliver, count)
+        pending, frames.pending = list(frames.pending), deque()
         try:
-            while (f := await frames.next()) is not None:
-                if type(f) is not Message or f.type == MessageType.SNAP:
-                    raise CodecError(f"unexpected {type(f).__name__} on a message stream")
-                received[frm] = received.get(frm, 0) + frames.bytes_read - counted
-                counted = frames.bytes_read
-                self.deliver(f)
+            receiver.take_over(transport, pending)
+            await receiver.done
             if not self._closing:
                 self.log.warn(
                     "lost TCP streaming connection with remote peer", {**fields, "error": "EOF"}
