@@ -169,15 +169,21 @@ class WALStorage:
 
     def save(
         self, hard_state: HardState, entries: Sequence[Entry] = (), *, inline: bool = False
-    ) -> Future[None]:
+    ) -> Future[None] | None:
         """Append ``entries`` and set ``hard_state`` (if not empty); the future completes
         when they are durable. Memory is updated at once, so reads see them before then.
-        ``inline``: see ``WAL.save``."""
+
+        ``inline``: write (and sync) on this thread if the WAL's writer has nothing
+        queued (``WAL.save_inline``); None is returned once they are durable, and a
+        failure is raised here. Otherwise they are queued as without it.
+        """
         if entries:
             self.memory.append(list(entries))
         if not hard_state.is_empty():
             self.memory.set_hard_state(hard_state)
-        return self.wal.save(hard_state, entries, inline=inline)
+        if inline and self.wal.save_inline(hard_state, entries):
+            return None
+        return self.wal.save(hard_state, entries)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Persist a snapshot received from the leader and replace the log with it.

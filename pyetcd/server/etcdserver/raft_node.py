@@ -220,23 +220,22 @@ class RaftNode:
             self._send(rd.messages)
         if rd.entries or rd.hard_state is not None:
             t0 = time.perf_counter()
-            fut = self.storage.save(
-                rd.hard_state or HardState(), rd.entries, inline=self._save_inline(rd)
-            )
+            try:
+                # None: written (and synced) inline, on this thread, already.
+                fut = self.storage.save(
+                    rd.hard_state or HardState(), rd.entries, inline=self._save_inline(rd)
+                )
+                if rd.must_sync and fut is not None:
+                    await asyncio.wrap_future(fut)
+            except Exception as err:
+                raise FatalError("failed to save Raft hard state and entries", err) from err
             if rd.must_sync:
-                try:
-                    if fut.done():
-                        fut.result()  # raises what the write raised
-                    else:
-                        await asyncio.wrap_future(fut)
-                except Exception as err:
-                    raise FatalError("failed to save Raft hard state and entries", err) from err
                 took = time.perf_counter() - t0
                 self.metrics.wal_fsync.observe(took)
                 self.sync_seconds_average += (
                     took - self.sync_seconds_average
                 ) * _SYNC_AVERAGE_WEIGHT
-            else:
+            elif fut is not None:
                 # Nobody waits for a commit-only write; its failure still ends the member
                 # (the WAL's error sticks, but the next synced save may be far away).
                 fut.add_done_callback(self._unsynced_saved)
