@@ -5,9 +5,10 @@ Starts one member (``--kind pyetcd`` or ``etcd_3.4`` ..., or ``floor_memory`` /
 warms it up, then sends ``--puts`` sequential puts from one synchronous grpc client in
 this process and prints the server's CPU (utime + stime of all its threads, from
 ``/proc/<pid>/stat``) and wall time per put, and the load average. With
-``--pyspy FILE`` the measured puts are also recorded by ``py-spy record --rate 1000``
-(raw stacks, ``--format raw``, only while a thread holds the GIL: ``--gil``) on the server's pid, so the profiler's cost lands in
-that run's figures: profile and measure in separate runs.
+``--pyspy FILE`` the measured puts of the first run are also recorded by ``py-spy
+record --rate 1000 --gil --format raw`` (samples only while a thread holds the GIL, so
+a thread waiting in fdatasync or epoll is not counted) on the server's pid; the
+profiler's cost lands in that run's figures: read the others for CPU.
 
     python bench/put_cpu.py [--kind pyetcd] [--puts 3000] [--repeats 3] [--pyspy out.txt]
 
@@ -81,31 +82,30 @@ def server(kind: str) -> Iterator[tuple[int, str]]:
 
 def one_run(kind: str, puts: int, pyspy: str | None) -> dict[str, float]:
     rng = random.Random(22)
-    with server(kind) as (pid, endpoint):
-        with grpc.insecure_channel(endpoint) as ch:
-            kv = rpc_pb2_grpc.KVStub(ch)
-            for _ in range(500):
-                kv.Put(rpc_pb2.PutRequest(key=b"%08d" % rng.randrange(10**8), value=VALUE))
-            spy = None
-            if pyspy:
-                spy = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(pid), "--rate", "1000", "--gil", "--format",
-                     "raw", "--output", pyspy, "--nonblocking"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-                time.sleep(1.0)
-            threads0 = thread_cpu(pid)
-            sys0 = cpu_seconds(pid, system_only=True)
-            cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
-            for _ in range(puts):
-                kv.Put(rpc_pb2.PutRequest(key=b"%08d" % rng.randrange(10**8), value=VALUE))
-            cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - wall0
-            system = cpu_seconds(pid, system_only=True) - sys0
-            threads = thread_cpu(pid)
-            main = threads.get(pid, 0.0) - threads0.get(pid, 0.0)
-            if spy is not None:
-                spy.send_signal(2)
-                spy.wait(30)
+    with server(kind) as (pid, endpoint), grpc.insecure_channel(endpoint) as ch:
+        kv = rpc_pb2_grpc.KVStub(ch)
+        for _ in range(500):
+            kv.Put(rpc_pb2.PutRequest(key=b"%08d" % rng.randrange(10**8), value=VALUE))
+        spy = None
+        if pyspy:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(pid), "--rate", "1000", "--gil", "--format",
+                 "raw", "--output", pyspy, "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1.0)
+        threads0 = thread_cpu(pid)
+        sys0 = cpu_seconds(pid, system_only=True)
+        cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
+        for _ in range(puts):
+            kv.Put(rpc_pb2.PutRequest(key=b"%08d" % rng.randrange(10**8), value=VALUE))
+        cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - wall0
+        system = cpu_seconds(pid, system_only=True) - sys0
+        threads = thread_cpu(pid)
+        main = threads.get(pid, 0.0) - threads0.get(pid, 0.0)
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
     return {
         "cpu_us": round(cpu / puts * 1e6, 1),
         "main_thread_cpu_us": round(main / puts * 1e6, 1),
