@@ -165,6 +165,11 @@ class WALStorage:
     def snapshot(self) -> Snapshot:
         return self.memory.snapshot()
 
+    @property
+    def sync_seconds_average(self) -> float:
+        """Moving average of the WAL's fdatasync calls (the disk's speed)."""
+        return self.wal.sync_seconds_average
+
     # -- writes by the application -----------------------------------------------
 
     def save(

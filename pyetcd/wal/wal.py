@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 SEGMENT_SIZE_BYTES = 64 * 1000 * 1000
 #: An fsync slower than this is logged (etcd's warnSyncDuration).
 WARN_SYNC_SECONDS = 1.0
+#: Weight of the newest fdatasync in ``WAL.sync_seconds_average``.
+SYNC_AVERAGE_WEIGHT = 0.125
 
 _HEADER = struct.Struct("<QIB")
 _ENTRY = int(RecordType.ENTRY)
@@ -125,6 +127,9 @@ class WAL:
         self._closed = False
         #: Number of fdatasync calls for saves (group commit makes it << number of saves).
         self.sync_count = 0
+        #: Moving average of the saves' fdatasync calls alone (the disk, not the thread
+        #: hand-offs or a busy CPU around them); written by whichever thread synced.
+        self.sync_seconds_average = 0.0
         #: Bytes written to segments since this open (etcd_disk_wal_write_bytes_total);
         #: bumped by the writer thread, read by anyone.
         self.bytes_written = 0
@@ -408,6 +413,7 @@ class WAL:
         self.fs.fdatasync(self._fd)
         self.sync_count += 1
         took = time.monotonic() - start
+        self.sync_seconds_average += (took - self.sync_seconds_average) * SYNC_AVERAGE_WEIGHT
         if took > WARN_SYNC_SECONDS:
             log.warning("slow fdatasync took %.3fs, expected < %.3fs", took, WARN_SYNC_SECONDS)
 

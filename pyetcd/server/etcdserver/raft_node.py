@@ -57,11 +57,13 @@ SNAPSHOT_CATCHUP_ENTRIES = 5000
 #: two thread hand-offs around the fdatasync; under load, Readies carry many entries
 #: and the writer thread syncs while the loop takes in the next requests.
 INLINE_SAVE_MAX_ENTRIES = 1
-#: ...but only while synced saves take less than this (a moving average): on a slow
-#: disk the hand-offs cost little next to the sync, and the loop keeps serving reads,
-#: heartbeats and other clients while the writer thread waits for it.
+#: ...but only while the WAL's fdatasync calls take less than this (a moving average
+#: of the sync alone, ``WALStorage.sync_seconds_average``): on a slow disk the hand-offs
+#: cost little next to the sync, and the loop keeps serving reads, heartbeats and other
+#: clients while the writer thread waits for it. Measured around the save and its
+#: await instead, a busy CPU (the hand-off's wake-ups late by milliseconds) kept a fast
+#: disk's saves on the writer thread, paying those wake-ups on every put.
 INLINE_SAVE_MAX_SECONDS = 0.002
-_SYNC_AVERAGE_WEIGHT = 0.125  # of the newest sample in the moving average
 
 
 class StateMachine(Protocol):
@@ -138,8 +140,11 @@ class RaftNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.leader_changed_at = time.monotonic()
-        #: Moving average of synced saves' durations (see INLINE_SAVE_MAX_SECONDS).
-        self.sync_seconds_average = 0.0
+
+    @property
+    def sync_seconds_average(self) -> float:
+        """Moving average of the WAL's fdatasync calls (see INLINE_SAVE_MAX_SECONDS)."""
+        return self.storage.sync_seconds_average
 
     @property
     def is_leader(self) -> bool:
@@ -230,11 +235,7 @@ class RaftNode:
             except Exception as err:
                 raise FatalError("failed to save Raft hard state and entries", err) from err
             if rd.must_sync:
-                took = time.perf_counter() - t0
-                self.metrics.wal_fsync.observe(took)
-                self.sync_seconds_average += (
-                    took - self.sync_seconds_average
-                ) * _SYNC_AVERAGE_WEIGHT
+                self.metrics.wal_fsync.observe(time.perf_counter() - t0)
             elif fut is not None:
                 # Nobody waits for a commit-only write; its failure still ends the member
                 # (the WAL's error sticks, but the next synced save may be far away).
@@ -265,7 +266,7 @@ class RaftNode:
             return True  # one write(), no fdatasync: always cheaper than a hand-off
         return (
             len(rd.entries) <= INLINE_SAVE_MAX_ENTRIES
-            and self.sync_seconds_average < INLINE_SAVE_MAX_SECONDS
+            and self.storage.sync_seconds_average < INLINE_SAVE_MAX_SECONDS
         )
 
     def _may_send_before_persisting(self, rd: Ready) -> bool:
