@@ -64,6 +64,9 @@ INLINE_SAVE_MAX_ENTRIES = 1
 #: await instead, a busy CPU (the hand-off's wake-ups late by milliseconds) kept a fast
 #: disk's saves on the writer thread, paying those wake-ups on every put.
 INLINE_SAVE_MAX_SECONDS = 0.002
+#: ...and only while its entry is small: a large one (1 MiB values) is written and
+#: synced by the writer thread while the loop takes in the next requests.
+INLINE_SAVE_MAX_BYTES = 64 * 1024
 
 
 class StateMachine(Protocol):
@@ -264,9 +267,11 @@ class RaftNode:
     def _save_inline(self, rd: Ready) -> bool:
         if not rd.must_sync:
             return True  # one write(), no fdatasync: always cheaper than a hand-off
+        entries = rd.entries
         return (
-            len(rd.entries) <= INLINE_SAVE_MAX_ENTRIES
+            len(entries) <= INLINE_SAVE_MAX_ENTRIES
             and self.storage.sync_seconds_average < INLINE_SAVE_MAX_SECONDS
+            and sum(len(e.data) for e in entries) <= INLINE_SAVE_MAX_BYTES
         )
 
     def _may_send_before_persisting(self, rd: Ready) -> bool:
