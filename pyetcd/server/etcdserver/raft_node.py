@@ -268,10 +268,14 @@ class RaftNode:
         if not rd.must_sync:
             return True  # one write(), no fdatasync: always cheaper than a hand-off
         entries = rd.entries
+        if len(entries) > INLINE_SAVE_MAX_ENTRIES:
+            return False
+        size = 0
+        for e in entries:
+            size += len(e.data)
         return (
-            len(entries) <= INLINE_SAVE_MAX_ENTRIES
+            size <= INLINE_SAVE_MAX_BYTES
             and self.storage.sync_seconds_average < INLINE_SAVE_MAX_SECONDS
-            and sum(len(e.data) for e in entries) <= INLINE_SAVE_MAX_BYTES
         )
 
     def _may_send_before_persisting(self, rd: Ready) -> bool:
