@@ -229,10 +229,12 @@ class RaftNode:
         if rd.entries or rd.hard_state is not None:
             t0 = time.perf_counter()
             try:
-                # None: written (and synced) inline, on this thread, already.
-                fut = self.storage.save(
-                    rd.hard_state or HardState(), rd.entries, inline=self._save_inline(rd)
-                )
+                hs = rd.hard_state or HardState()
+                if self._save_inline(rd):
+                    # None: written (and synced) on this thread, already.
+                    fut = self.storage.save_inline(hs, rd.entries)
+                else:
+                    fut = self.storage.save(hs, rd.entries)
                 if rd.must_sync and fut is not None:
                     await asyncio.wrap_future(fut)
             except Exception as err:
