@@ -127,7 +127,7 @@ class GrpcConnection(asyncio.Protocol):
         self._pings = PingPolicy(limits.keepalive_min_time, limits.keepalive_permit_without_stream)
         self._resets = RateCap(limits.max_resets, limits.reset_interval)
         self._settings = RateCap(limits.max_settings, limits.settings_interval)
-        self._flushing = False
+        self._flush_handle: asyncio.Handle | None = None  # a _flush_scheduled to come
         self._window_waiters: list[asyncio.Future[None]] = []
         self._writable_waiters: list[asyncio.Future[None]] = []
         self._going_away = False
@@ -392,12 +392,22 @@ class GrpcConnection(asyncio.Protocol):
     # -- writing ----------------------------------------------------------------------------------
 
     def _kick(self) -> None:
-        if not self._flushing:
-            self._flushing = True
-            self._loop.call_soon(self._flush)
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush_scheduled)
+
+    def _flush_scheduled(self) -> None:
+        self._flush_handle = None
+        self._write_queued()
 
     def _flush(self) -> None:
-        self._flushing = False
+        """Write what the core queued now; a flush ``_kick`` scheduled is dropped."""
+        handle = self._flush_handle
+        if handle is not None:
+            self._flush_handle = None
+            handle.cancel()
+        self._write_queued()
+
+    def _write_queued(self) -> None:
         if not self._closed and self.transport is not None:
             data = self.h2.data_to_send()
             if data:

@@ -363,8 +363,9 @@ async def test_the_only_calls_answer_is_written_in_its_own_turn() -> None:
     await asyncio.sleep(0)  # the call task's turn: the handler answers, and it is written
     assert _ended(sink, 1)
     assert sink.writes == 1
+    assert fed.conn._flush_handle is None  # no turn of the loop left scheduled for it
     await turns()
-    assert sink.writes == 1  # nothing left for a later flush
+    assert sink.writes == 1
 
 
 async def test_answers_of_calls_ending_in_one_turn_leave_in_one_write() -> None:
