@@ -125,14 +125,12 @@ class Proposer:
 def _embedded(name: str, msg: Message) -> bytes:
     """Field ``name`` of InternalRaftRequest holding ``msg``, in protobuf wire format."""
     raw = msg.SerializeToString()
-    n = len(raw)
-    return b"".join((_TAGS[name], _ONE_BYTE[n] if n < 0x80 else varint(n), raw))
+    return b"".join((_TAGS[name], varint(len(raw)), raw))
 
 
-# Each message field's key (number, wire type 2) as encoded; one-byte lengths.
+# Each message field's key (number, wire type 2) as encoded.
 _TAGS = {
     f.name: varint(f.number << 3 | 2)
     for f in raft_internal_pb2.InternalRaftRequest.DESCRIPTOR.fields
     if f.message_type is not None
 }
-_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
