@@ -91,10 +91,17 @@ def crc32c(data: bytes, crc: int = 0) -> int:
     return crc32c_python(data, crc)
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def varint(n: int) -> bytes:
     """``n`` as a protobuf varint (an int64 field's negative as ten bytes)."""
     if n < 0:
         n += 1 << 64  # int64 fields encode negatives as ten-byte varints
+    elif n < 0x80:
+        return _ONE_BYTE[n]
+    elif n < 0x4000:  # lengths of most messages: two bytes, no loop
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)

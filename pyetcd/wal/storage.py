@@ -165,19 +165,35 @@ class WALStorage:
     def snapshot(self) -> Snapshot:
         return self.memory.snapshot()
 
+    @property
+    def sync_seconds_average(self) -> float:
+        """Moving average of the WAL's fdatasync calls (the disk's speed)."""
+        return self.wal.sync_seconds_average
+
     # -- writes by the application -----------------------------------------------
 
-    def save(
-        self, hard_state: HardState, entries: Sequence[Entry] = (), *, inline: bool = False
-    ) -> Future[None]:
+    def save(self, hard_state: HardState, entries: Sequence[Entry] = ()) -> Future[None]:
         """Append ``entries`` and set ``hard_state`` (if not empty); the future completes
-        when they are durable. Memory is updated at once, so reads see them before then.
-        ``inline``: see ``WAL.save``."""
+        when they are durable. Memory is updated at once, so reads see them before then."""
+        self._remember(hard_state, entries)
+        return self.wal.save(hard_state, entries)
+
+    def save_inline(
+        self, hard_state: HardState, entries: Sequence[Entry] = ()
+    ) -> Future[None] | None:
+        """``save``, written (and synced) on this thread if the WAL's writer has nothing
+        queued (``WAL.save_inline``): None once they are durable, and a failure is
+        raised here. Otherwise queued as by ``save``, whose future is returned."""
+        self._remember(hard_state, entries)
+        if self.wal.save_inline(hard_state, entries):
+            return None
+        return self.wal.save(hard_state, entries)
+
+    def _remember(self, hard_state: HardState, entries: Sequence[Entry]) -> None:
         if entries:
             self.memory.append(list(entries))
         if not hard_state.is_empty():
             self.memory.set_hard_state(hard_state)
-        return self.wal.save(hard_state, entries, inline=inline)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Persist a snapshot received from the leader and replace the log with it.

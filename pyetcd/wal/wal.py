@@ -5,9 +5,9 @@ Rules:
    normally the writer thread. ``save`` only queues; the thread drains everything
    queued, encodes it in order, writes it with one ``write`` and makes it durable with
    one ``fdatasync`` (group commit). Callers learn completion per save through a
-   ``concurrent.futures.Future``. ``save(..., inline=True)`` writes on the caller's
-   thread instead, but only when no queued save is still unwritten (``_unwritten``
-   counts them), so saves stay in call order.
+   ``concurrent.futures.Future``. ``save_inline`` writes on the caller's thread
+   instead (no future, no hand-off), but only when no queued save is still unwritten
+   (``_unwritten`` counts them), so saves stay in call order.
 2. A save is synced when it carries entries, changes term or vote, or is a snapshot
    marker (etcd's MustSync); a commit-only hard state is written but not synced.
 3. A new segment is a temp file, preallocated, written, fsynced, renamed, and the
@@ -46,7 +46,6 @@ from .record import (
     encode_snapshot,
     encode_state,
     length_word,
-    padding_for,
 )
 from .segment import SegmentName, list_segment_names, segment_name
 
@@ -58,9 +57,12 @@ log = logging.getLogger(__name__)
 SEGMENT_SIZE_BYTES = 64 * 1000 * 1000
 #: An fsync slower than this is logged (etcd's warnSyncDuration).
 WARN_SYNC_SECONDS = 1.0
+#: Weight of the newest fdatasync in ``WAL.sync_seconds_average``.
+SYNC_AVERAGE_WEIGHT = 0.125
 
 _HEADER = struct.Struct("<QIB")
-_ENTRY_TYPE = bytes([RecordType.ENTRY])
+_ENTRY = int(RecordType.ENTRY)
+_ENTRY_TYPE = bytes([_ENTRY])
 _PAD = [b"\0" * i for i in range(8)]
 _JOIN_ONCE = 4096  # entries longer than this are not concatenated with their framing
 
@@ -70,7 +72,7 @@ class _Save:
     hard_state: HardState
     entries: Sequence[Entry]
     snapshot: WALSnapshot | None
-    future: Future[None]
+    future: Future[None] | None  # None: written inline, the caller is told directly
 
 
 def wal_exists(wal_dir: str, fs: FS = OS_FS) -> bool:
@@ -125,6 +127,9 @@ class WAL:
         self._closed = False
         #: Number of fdatasync calls for saves (group commit makes it << number of saves).
         self.sync_count = 0
+        #: Moving average of the saves' fdatasync calls alone (the disk, not the thread
+        #: hand-offs or a busy CPU around them); written by whichever thread synced.
+        self.sync_seconds_average = 0.0
         #: Bytes written to segments since this open (etcd_disk_wal_write_bytes_total);
         #: bumped by the writer thread, read by anyone.
         self.bytes_written = 0
@@ -265,18 +270,12 @@ class WAL:
 
     # -- writing ------------------------------------------------------------
 
-    def save(
-        self, hard_state: HardState, entries: Sequence[Entry] = (), *, inline: bool = False
-    ) -> Future[None]:
+    def save(self, hard_state: HardState, entries: Sequence[Entry] = ()) -> Future[None]:
         """Queue ``entries`` then ``hard_state`` for writing; the future completes when
         they are written (and fdatasynced if entries, term or vote changed).
 
         Safe to call from any thread; saves are written in call order. ``entries`` must
         not be mutated afterwards. A failed write fails this and every later save.
-
-        ``inline``: write (and sync) on this thread before returning, skipping the two
-        thread hand-offs, if the writer has nothing queued; otherwise queue as usual.
-        The returned future is then already done.
         """
         fut: Future[None] = Future()
         if self._closed:
@@ -284,10 +283,38 @@ class WAL:
         elif hard_state.is_empty() and not entries:
             fut.set_result(None)
         else:
-            r = _Save(hard_state, entries, None, fut)
-            if not (inline and self._try_inline(r)):
-                self._enqueue(r)
+            self._enqueue(_Save(hard_state, entries, None, fut))
         return fut
+
+    def save_inline(self, hard_state: HardState, entries: Sequence[Entry] = ()) -> bool:
+        """Write ``entries`` then ``hard_state`` (and fdatasync them, as ``save`` would)
+        on this thread before returning, skipping the two thread hand-offs and the
+        future: True once done. False, with nothing done, when the writer thread has
+        saves queued or is writing (call ``save``: saves stay in call order).
+
+        Raises what the write or sync raised (WALClosedError once closed); a failed
+        write fails every later save too.
+        """
+        if self._closed:
+            raise WALClosedError()
+        if hard_state.is_empty() and not entries:
+            return True
+        if not self._tail_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._unwritten:
+                return False
+            if self._error is not None:
+                raise self._error
+            try:
+                if self._write_batch((_Save(hard_state, entries, None, None),)):
+                    self._sync()
+            except BaseException as exc:
+                self._error = exc
+                raise
+            return True
+        finally:
+            self._tail_lock.release()
 
     def save_snapshot(self, snap: WALSnapshot) -> Future[None]:
         """Queue a snapshot marker; completes once it is fdatasynced."""
@@ -302,17 +329,6 @@ class WAL:
         with self._count_lock:
             self._unwritten += 1
         self._queue.put(r)
-
-    def _try_inline(self, r: _Save) -> bool:
-        if not self._tail_lock.acquire(blocking=False):
-            return False
-        try:
-            if self._unwritten:
-                return False
-            self._commit([r])
-            return True
-        finally:
-            self._tail_lock.release()
 
     def close(self) -> None:
         """Stop the writer after everything queued, sync, and release the lock."""
@@ -375,7 +391,8 @@ class WAL:
     def _commit(self, reqs: list[_Save]) -> None:
         # RUNNING futures can no longer be cancelled; a save is written even if its
         # caller gave up waiting, or the log would get a hole.
-        live = [r.future.set_running_or_notify_cancel() for r in reqs]
+        futures = [r.future for r in reqs if r.future is not None]
+        live = [f.set_running_or_notify_cancel() for f in futures]
         try:
             if self._error is not None:
                 raise self._error
@@ -383,23 +400,24 @@ class WAL:
                 self._sync()
         except BaseException as exc:
             self._error = exc
-            for r, ok in zip(reqs, live, strict=True):
+            for f, ok in zip(futures, live, strict=True):
                 if ok:
-                    r.future.set_exception(exc)
+                    f.set_exception(exc)
             return
-        for r, ok in zip(reqs, live, strict=True):
+        for f, ok in zip(futures, live, strict=True):
             if ok:
-                r.future.set_result(None)
+                f.set_result(None)
 
     def _sync(self) -> None:
         start = time.monotonic()
         self.fs.fdatasync(self._fd)
         self.sync_count += 1
         took = time.monotonic() - start
+        self.sync_seconds_average += (took - self.sync_seconds_average) * SYNC_AVERAGE_WEIGHT
         if took > WARN_SYNC_SECONDS:
             log.warning("slow fdatasync took %.3fs, expected < %.3fs", took, WARN_SYNC_SECONDS)
 
-    def _write_batch(self, reqs: list[_Save]) -> bool:
+    def _write_batch(self, reqs: Sequence[_Save]) -> bool:
         """Write the batch (cutting segments as they fill); True if a sync is owed."""
         chunks: list[bytes] = []
         size = 0
@@ -419,8 +437,8 @@ class WAL:
         return must_sync
 
     def _encode(self, r: _Save, out: list[bytes]) -> tuple[int, bool]:
-        start = len(out)
         crc = self._crc
+        size = 0
         sync = False
         if r.entries:
             pack = self._packer.pack
@@ -431,26 +449,31 @@ class WAL:
                 data = pack((e.term, e.index, int(e.type), e.data))
                 crc = crc32(data, crc32(_ENTRY_TYPE, crc))
                 n = 5 + len(data)
-                head, pad = header(length_word(n), crc, RecordType.ENTRY), _PAD[padding_for(n)]
+                head, pad = header(length_word(n), crc, _ENTRY), _PAD[-n % 8]
                 if n > _JOIN_ONCE:  # a long entry is copied once, by the write's join
                     out += (head, data, pad)
                 else:
                     append(head + data + pad)
+                size += 8 + n + len(pad)
             self._last_index = r.entries[-1].index
             sync = True
-        hs = r.hard_state
-        if not hs.is_empty() and hs != self._hs:
-            sync = sync or hs.term != self._hs.term or hs.vote != self._hs.vote
+        hs, old = r.hard_state, self._hs
+        if (hs.term != old.term or hs.vote != old.vote or hs.commit != old.commit) and not (
+            hs.is_empty()
+        ):
+            sync = sync or hs.term != old.term or hs.vote != old.vote
             frame, crc = encode_frame(RecordType.STATE, encode_state(hs), crc)
             out.append(frame)
+            size += len(frame)
             self._hs = hs
         if r.snapshot is not None:
             frame, crc = encode_frame(RecordType.SNAPSHOT, encode_snapshot(r.snapshot), crc)
             out.append(frame)
+            size += len(frame)
             self._last_index = max(self._last_index, r.snapshot.index)
             sync = True
         self._crc = crc
-        return sum(len(b) for b in out[start:]), sync
+        return size, sync
 
     def _write(self, chunks: list[bytes]) -> None:
         data = b"".join(chunks)

@@ -130,11 +130,13 @@ class KV(rpc_pb2_grpc.KVServicer):  # type: ignore[misc]
 
 
 class Fed:
-    def __init__(self, max_receive: int = 1 << 20, **limits: Any) -> None:
+    def __init__(
+        self, max_receive: int = 1 << 20, sink: Sink | None = None, **limits: Any
+    ) -> None:
         self.g = GrpcServer(Logger([]), max_receive, limits=ServerLimits(**limits))
         self.kv = KV()
         rpc_pb2_grpc.add_KVServicer_to_server(self.kv, self.g)
-        self.sink = Sink()
+        self.sink = Sink() if sink is None else sink
         self.conn: GrpcConnection = self.g.connection("test", {})
         self.conn.connection_made(cast(asyncio.Transport, self.sink))
         self.encoder = hpack.Encoder()
@@ -330,3 +332,51 @@ async def test_closed_connections_leave_no_cycles(no_gc: None) -> None:
     await turns()
     kinds = (GrpcConnection, H2Connection)
     assert [o for o in gc.get_objects() if isinstance(o, kinds)] == []
+
+
+# -- when answers are written ---------------------------------------------------------------------
+
+
+class CountingSink(Sink):
+    """A Sink that counts its writes (each a syscall on a real socket)."""
+
+    writes = 0
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.writes += 1
+        self.extend(data)
+
+
+def _fed_counting() -> tuple[Fed, CountingSink]:
+    sink = CountingSink()
+    return Fed(sink=sink, **QUIET), sink
+
+
+def _ended(sink: Sink, sid: int) -> bool:
+    return any(
+        f.type == FrameType.HEADERS and f.sid == sid and f.flags & Flag.END_STREAM
+        for f in sink.frames()
+    )
+
+
+async def test_the_only_calls_answer_is_written_in_its_own_turn() -> None:
+    fed, sink = _fed_counting()
+    await turns()
+    sink.writes = 0
+    fed.conn.data_received(fed.call(1, b"k"))
+    await asyncio.sleep(0)  # the call task's turn: the handler answers, and it is written
+    assert _ended(sink, 1)
+    assert sink.writes == 1
+    assert fed.conn._flush_handle is None  # no turn of the loop left scheduled for it
+    await turns()
+    assert sink.writes == 1
+
+
+async def test_answers_of_calls_ending_in_one_turn_leave_in_one_write() -> None:
+    fed, sink = _fed_counting()
+    await turns()
+    sink.writes = 0
+    fed.conn.data_received(b"".join(fed.call(1 + 2 * i, b"k") for i in range(8)))
+    await turns()
+    assert all(_ended(sink, 1 + 2 * i) for i in range(8))
+    assert sink.writes == 1

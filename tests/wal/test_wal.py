@@ -250,8 +250,7 @@ def test_inline_save_is_written_and_synced_on_the_callers_thread(tmp_path: Path)
     w = WAL.create(wal_dir(tmp_path), META, fs=fs, segment_size=SMALL_SEGMENT)
     fs.threads.clear()
     before = w.sync_count
-    fut = w.save(HardState(1, 1, 0), [entry(1)], inline=True)
-    assert fut.done() and fut.result() is None
+    assert w.save_inline(HardState(1, 1, 0), [entry(1)]) is True
     me = threading.current_thread().name
     assert fs.threads == [("write", me), ("fdatasync", me)]
     assert w.sync_count == before + 1
@@ -266,13 +265,14 @@ def test_inline_save_never_overtakes_a_queued_one(tmp_path: Path) -> None:
     fs.gate = threading.Event()
     first = w.save(HardState(1, 1, 0), [entry(1)])  # the writer thread blocks in its sync
     assert fs.syncing.wait(10)
-    second = w.save(HardState(1, 1, 0), [entry(2)], inline=True)
-    assert not second.done()  # queued behind the first, not written ahead of it
+    # The writer is busy: nothing is written ahead of the first; queued behind it instead.
+    assert w.save_inline(HardState(1, 1, 0), [entry(2)]) is False
+    second = w.save(HardState(1, 1, 0), [entry(2)])
+    assert not second.done()
     fs.gate.set()
     first.result(10)
     second.result(10)
-    third = w.save(HardState(1, 1, 0), [entry(3)], inline=True)
-    assert third.done()  # the writer is idle again: inline
+    assert w.save_inline(HardState(1, 1, 0), [entry(3)]) is True  # the writer is idle again
     w.close()
     _, r = _open_closed(wal_dir(tmp_path))
     assert [e.index for e in r.entries] == [1, 2, 3]
@@ -286,10 +286,10 @@ def test_a_failed_inline_save_fails_every_later_save(tmp_path: Path) -> None:
 
     w = WAL.create(wal_dir(tmp_path), META, fs=Failing(), segment_size=SMALL_SEGMENT)
     with pytest.raises(OSError, match="I/O error"):
-        w.save(HardState(1, 1, 0), [entry(1)], inline=True).result()
+        w.save_inline(HardState(1, 1, 0), [entry(1)])
     with pytest.raises(OSError, match="I/O error"):
         w.save(HardState(1, 1, 0), [entry(2)]).result(10)
     with pytest.raises(OSError, match="I/O error"):
-        w.save(HardState(1, 1, 0), [entry(3)], inline=True).result()
+        w.save_inline(HardState(1, 1, 0), [entry(3)])
     with contextlib.suppress(OSError):
         w.close()

@@ -54,14 +54,16 @@ def _run_and_cut(
     root: Path, fs: PowerCutFS, inline: bool = False
 ) -> tuple[list[int], HardState]:
     """Write through ``fs``: acked entries and the last acked hard state; then cut.
-    ``inline``: the acknowledged saves are written on this thread (``save(inline=True)``)."""
+    ``inline``: the acknowledged saves are written on this thread (``save_inline``)."""
     d = str(root / "data" / "member" / "wal")
     w = WAL.create(d, META, fs=fs, segment_size=2048)
     acked: list[int] = []
     hs = HardState()
     for i in range(1, 120):
         hs_i = HardState(term=1 + i // 40, vote=1, commit=i - 1)
-        w.save(hs_i, [entry(i, term=hs_i.term, size=40)], inline=inline).result()
+        e = [entry(i, term=hs_i.term, size=40)]
+        if not (inline and w.save_inline(hs_i, e)):
+            w.save(hs_i, e).result()
         acked.append(i)
         hs = hs_i
         if i == 60:

@@ -130,11 +130,15 @@ class Applier:
         req = raft_internal_pb2.InternalRaftRequest()
         req.ParseFromString(data)
         req_id = req.header.ID or req.ID
-        which = _which(req)
+        # The store request this member converted when it proposed the entry (None for
+        # another member's entry, or one proposed without it); its type also names the
+        # request, which spares asking protobuf for the fields that are set.
+        request = self.waits.take_request(req_id)
+        which = _WHICH_OF_REQUEST.get(type(request)) or _which(req)
         start = time.monotonic()
         success = False
         try:
-            result = self._dispatch(req, which, req_id, index)
+            result = self._dispatch(req, which, req_id, index, request)
             success = True
         except (MvccError, ServerError) as err:
             # etcd counts a compacted revision as a successful apply.
@@ -166,7 +170,12 @@ class Applier:
         return () if lease is None else tuple(sorted(lease.keys))
 
     def _dispatch(
-        self, req: raft_internal_pb2.InternalRaftRequest, which: str, req_id: int, index: int
+        self,
+        req: raft_internal_pb2.InternalRaftRequest,
+        which: str,
+        req_id: int,
+        index: int,
+        request: object,
     ) -> object:
         store = self.stores.kv
         auth = self.stores.auth
@@ -178,19 +187,15 @@ class Applier:
         # The proposer of the entry (if it is this member) converted the request once
         # already; every other member converts it here.
         if which == "put":
-            p = self.waits.take_request(req_id)
-            if not isinstance(p, mt.PutRequest):
-                p = pbconv.put_from_pb(req.put)
+            p = request if isinstance(request, mt.PutRequest) else pbconv.put_from_pb(req.put)
             return txn.put(store, p)
         if which == "delete_range":
-            d = self.waits.take_request(req_id)
+            d = request
             if not isinstance(d, mt.DeleteRangeRequest):
                 d = pbconv.delete_range_from_pb(req.delete_range)
             return txn.delete_range(store, d)
         if which == "txn":
-            t = self.waits.take_request(req_id)
-            if not isinstance(t, mt.TxnRequest):
-                t = pbconv.txn_from_pb(req.txn)
+            t = request if isinstance(request, mt.TxnRequest) else pbconv.txn_from_pb(req.txn)
             return txn.txn(store, t)
         if which == "compaction":
             return self._compact(store, req.compaction.revision)
@@ -438,6 +443,13 @@ MAX_LEARNERS = 1
 
 # entries checked against the auth store at apply (rule 4)
 _CHECKED = frozenset(("put", "delete_range", "txn", "lease_revoke"))
+# What the proposer registers with an entry it built (KVServer: put, delete_range, txn
+# carry exactly that request and a header) names the entry's request.
+_WHICH_OF_REQUEST: dict[type, str] = {
+    mt.PutRequest: "put",
+    mt.DeleteRangeRequest: "delete_range",
+    mt.TxnRequest: "txn",
+}
 _REFUSED_WHEN_CORRUPT = frozenset(
     ("put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke")
 )

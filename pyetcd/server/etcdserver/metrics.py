@@ -34,7 +34,7 @@ from pyetcd.wal import SnapMetrics
 
 from .transport import PeerMetrics
 
-__all__ = ["ApplyDurations", "Metrics", "exponential_buckets"]
+__all__ = ["ApplyDurations", "Metrics", "PlainHistogram", "exponential_buckets"]
 
 
 def exponential_buckets(start: float, factor: float, count: int) -> tuple[float, ...]:
@@ -57,6 +57,33 @@ class _Series:
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * (buckets + 1)
         self.sum = 0.0
+
+
+class PlainHistogram(Collector):
+    """A histogram without labels observed on the hot path (one per put): a bisect and
+    two additions on plain numbers, where a prometheus_client ``Histogram`` takes a lock
+    per bucket and sum; exposed as the same family when scraped. Not thread-safe:
+    observe from one thread (the event loop's)."""
+
+    def __init__(self, name: str, doc: str, buckets: Sequence[float]) -> None:
+        self.name = name
+        self.doc = doc
+        self.buckets = tuple(buckets)
+        self._series = _Series(len(self.buckets))
+
+    def observe(self, seconds: float) -> None:
+        series = self._series
+        series.counts[bisect_left(self.buckets, seconds)] += 1
+        series.sum += seconds
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self.name, self.doc)
+        bounds = [*map(floatToGoString, self.buckets), "+Inf"]
+        series = self._series
+        family.add_metric(
+            [], list(zip(bounds, accumulate(series.counts), strict=True)), series.sum
+        )
+        return [family]
 
 
 class ApplyDurations(Collector):
@@ -119,11 +146,12 @@ class Metrics:
         def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
             return Counter(name, doc, labels, registry=r)
 
-        self.wal_fsync = histogram(
+        self.wal_fsync = PlainHistogram(
             "etcd_disk_wal_fsync_duration_seconds",
             "The latency distributions of fsync called by WAL.",
             DISK_BUCKETS,
         )
+        r.register(self.wal_fsync)
         self.backend_commit = histogram(
             "etcd_disk_backend_commit_duration_seconds",
             "The latency distributions of commit called by backend.",

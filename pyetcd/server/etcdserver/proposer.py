@@ -86,8 +86,7 @@ class Proposer:
             data = _embedded(*body) + data
         if len(data) > self.max_request_bytes:
             raise RequestTooLargeError()
-        loop = asyncio.get_running_loop()
-        fut = self.waits.register(req_id, loop.time() + self.request_timeout, request)
+        fut = self.waits.register_until(req_id, self.request_timeout, request)
         self.inbox.propose(data)
         # run_expiry fails the waiter once its deadline passed.
         return await fut
@@ -125,9 +124,13 @@ class Proposer:
 
 def _embedded(name: str, msg: Message) -> bytes:
     """Field ``name`` of InternalRaftRequest holding ``msg``, in protobuf wire format."""
-    number = _FIELDS[name].number
     raw = msg.SerializeToString()
-    return b"".join((varint(number << 3 | 2), varint(len(raw)), raw))
+    return b"".join((_TAGS[name], varint(len(raw)), raw))
 
 
-_FIELDS = raft_internal_pb2.InternalRaftRequest.DESCRIPTOR.fields_by_name
+# Each message field's key (number, wire type 2) as encoded.
+_TAGS = {
+    f.name: varint(f.number << 3 | 2)
+    for f in raft_internal_pb2.InternalRaftRequest.DESCRIPTOR.fields
+    if f.message_type is not None
+}

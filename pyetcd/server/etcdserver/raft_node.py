@@ -57,11 +57,16 @@ SNAPSHOT_CATCHUP_ENTRIES = 5000
 #: two thread hand-offs around the fdatasync; under load, Readies carry many entries
 #: and the writer thread syncs while the loop takes in the next requests.
 INLINE_SAVE_MAX_ENTRIES = 1
-#: ...but only while synced saves take less than this (a moving average): on a slow
-#: disk the hand-offs cost little next to the sync, and the loop keeps serving reads,
-#: heartbeats and other clients while the writer thread waits for it.
+#: ...but only while the WAL's fdatasync calls take less than this (a moving average
+#: of the sync alone, ``WALStorage.sync_seconds_average``): on a slow disk the hand-offs
+#: cost little next to the sync, and the loop keeps serving reads, heartbeats and other
+#: clients while the writer thread waits for it. Measured around the save and its
+#: await instead, a busy CPU (the hand-off's wake-ups late by milliseconds) kept a fast
+#: disk's saves on the writer thread, paying those wake-ups on every put.
 INLINE_SAVE_MAX_SECONDS = 0.002
-_SYNC_AVERAGE_WEIGHT = 0.125  # of the newest sample in the moving average
+#: ...and only while its entry is small: a large one (1 MiB values) is written and
+#: synced by the writer thread while the loop takes in the next requests.
+INLINE_SAVE_MAX_BYTES = 64 * 1024
 
 
 class StateMachine(Protocol):
@@ -138,8 +143,11 @@ class RaftNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.leader_changed_at = time.monotonic()
-        #: Moving average of synced saves' durations (see INLINE_SAVE_MAX_SECONDS).
-        self.sync_seconds_average = 0.0
+
+    @property
+    def sync_seconds_average(self) -> float:
+        """Moving average of the WAL's fdatasync calls (see INLINE_SAVE_MAX_SECONDS)."""
+        return self.storage.sync_seconds_average
 
     @property
     def is_leader(self) -> bool:
@@ -220,23 +228,20 @@ class RaftNode:
             self._send(rd.messages)
         if rd.entries or rd.hard_state is not None:
             t0 = time.perf_counter()
-            fut = self.storage.save(
-                rd.hard_state or HardState(), rd.entries, inline=self._save_inline(rd)
-            )
+            try:
+                hs = rd.hard_state or HardState()
+                if self._save_inline(rd):
+                    # None: written (and synced) on this thread, already.
+                    fut = self.storage.save_inline(hs, rd.entries)
+                else:
+                    fut = self.storage.save(hs, rd.entries)
+                if rd.must_sync and fut is not None:
+                    await asyncio.wrap_future(fut)
+            except Exception as err:
+                raise FatalError("failed to save Raft hard state and entries", err) from err
             if rd.must_sync:
-                try:
-                    if fut.done():
-                        fut.result()  # raises what the write raised
-                    else:
-                        await asyncio.wrap_future(fut)
-                except Exception as err:
-                    raise FatalError("failed to save Raft hard state and entries", err) from err
-                took = time.perf_counter() - t0
-                self.metrics.wal_fsync.observe(took)
-                self.sync_seconds_average += (
-                    took - self.sync_seconds_average
-                ) * _SYNC_AVERAGE_WEIGHT
-            else:
+                self.metrics.wal_fsync.observe(time.perf_counter() - t0)
+            elif fut is not None:
                 # Nobody waits for a commit-only write; its failure still ends the member
                 # (the WAL's error sticks, but the next synced save may be far away).
                 fut.add_done_callback(self._unsynced_saved)
@@ -264,9 +269,15 @@ class RaftNode:
     def _save_inline(self, rd: Ready) -> bool:
         if not rd.must_sync:
             return True  # one write(), no fdatasync: always cheaper than a hand-off
+        entries = rd.entries
+        if len(entries) > INLINE_SAVE_MAX_ENTRIES:
+            return False
+        size = 0
+        for e in entries:
+            size += len(e.data)
         return (
-            len(rd.entries) <= INLINE_SAVE_MAX_ENTRIES
-            and self.sync_seconds_average < INLINE_SAVE_MAX_SECONDS
+            size <= INLINE_SAVE_MAX_BYTES
+            and self.storage.sync_seconds_average < INLINE_SAVE_MAX_SECONDS
         )
 
     def _may_send_before_persisting(self, rd: Ready) -> bool:

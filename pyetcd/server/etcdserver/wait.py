@@ -35,6 +35,18 @@ class RequestWait:
             self._requests[req_id] = request
         return fut
 
+    def register_until(
+        self, req_id: int, timeout: float, request: object = None
+    ) -> asyncio.Future[object]:
+        """``register`` with a deadline ``timeout`` seconds from now (the loop's clock)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[object] = loop.create_future()
+        self._futs[req_id] = fut
+        heapq.heappush(self._deadlines, (loop.time() + timeout, req_id))
+        if request is not None:
+            self._requests[req_id] = request
+        return fut
+
     def take_request(self, req_id: int) -> object:
         """The store request registered with ``req_id`` (None if none is waiting)."""
         return self._requests.pop(req_id, None)

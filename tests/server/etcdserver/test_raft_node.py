@@ -17,6 +17,7 @@ from sole_voter import Applied, sole_voter_node
 from pyetcd.logutil import new_logger
 from pyetcd.server.etcdserver.fatal import Fatal
 from pyetcd.server.etcdserver.raft_node import (
+    INLINE_SAVE_MAX_BYTES,
     INLINE_SAVE_MAX_SECONDS,
     RaftNode,
 )
@@ -41,10 +42,11 @@ class RecordingFS(FS):
 
 
 async def _run_node(
-    tmp: Path, fs: RecordingFS, proposals: int
+    tmp: Path, fs: RecordingFS, proposals: int, pad: int = 0
 ) -> tuple[RaftNode, Applied, list[str]]:
-    """Elect the node, then propose one entry at a time, each after the last applied.
-    Returns the node, what was applied and the threads of the syncs after election."""
+    """Elect the node, then propose one entry at a time (``pad`` more bytes each), each
+    after the last applied. Returns the node, what was applied and the threads of the
+    syncs after election."""
     storage = WALStorage.open(str(tmp), metadata=Metadata(member_id=1, cluster_id=1), fs=fs)
     quiet = new_logger("zap", ["/dev/null"], "error")
     node, applied, led = sole_voter_node(storage, quiet, Fatal(quiet))
@@ -54,7 +56,7 @@ async def _run_node(
         await asyncio.wait_for(led.wait(), 10)
         fs.sync_threads.clear()  # from here on: the proposals' syncs
         for i in range(proposals):
-            inbox.propose(b"put-%d" % i)
+            inbox.propose(b"put-%d" % i + b"v" * pad)
             while len(applied.entries) <= i:
                 applied.changed.clear()
                 await asyncio.wait_for(applied.changed.wait(), 10)
@@ -72,6 +74,16 @@ async def test_one_proposal_at_a_time_is_synced_on_the_loops_thread(tmp_path: Pa
     # Every proposal's Ready held one entry on a fast disk: all synced inline.
     assert len(syncs) >= 20
     assert set(syncs) == {threading.current_thread().name}
+
+
+async def test_a_large_entry_is_synced_by_the_writer_thread(tmp_path: Path) -> None:
+    fs = RecordingFS()
+    _, applied, syncs = await _run_node(tmp_path, fs, 3, pad=INLINE_SAVE_MAX_BYTES)
+    assert [e.data[:5] for e in applied.entries] == [b"put-0", b"put-1", b"put-2"]
+    # A fast disk, one entry per Ready, but each over the size limit: the loop keeps
+    # taking in requests while the writer thread writes and syncs it.
+    assert len(syncs) >= 3
+    assert set(syncs) == {"wal-writer"}
 
 
 async def test_a_slow_disk_moves_the_sync_back_to_the_writer_thread(tmp_path: Path) -> None:
