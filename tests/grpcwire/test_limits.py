@@ -346,6 +346,11 @@ class CountingSink(Sink):
         self.writes += 1
         self.extend(data)
 
+    def writelines(self, pieces: list[bytes | memoryview]) -> None:
+        self.writes += 1  # one write of all the pieces (sendmsg) on a real transport
+        for piece in pieces:
+            self.extend(piece)
+
 
 def _fed_counting() -> tuple[Fed, CountingSink]:
     sink = CountingSink()
