@@ -61,7 +61,7 @@ from .raft_node import RaftNode, conf_change_entries
 from .read_index import ReadIndexer
 from .stores import BackendSnapshots, Stores
 from .transport import NullTransport, Transport, TransportParams
-from .wait import AppliedIndex, RequestWait
+from .wait import AppliedIndex, RequestWait, set_or_after
 
 __all__ = ["EtcdServer", "TransportFactory"]
 
@@ -581,16 +581,9 @@ class EtcdServer:
 
     async def _watch_sync_loop(self) -> None:
         # etcd syncs unsynced watchers every 100 ms; we also sync at once when kicked.
-        # The 100 ms is a timer that kicks too: wait_for would make (and cancel) a task
-        # at every wake, ten times a second on an idle member.
-        kick = self._watch_kick
-        loop = asyncio.get_running_loop()
         while True:
-            if not kick.is_set():
-                timer = loop.call_later(0.1, kick.set)
-                await kick.wait()
-                timer.cancel()
-            kick.clear()
+            await set_or_after(self._watch_kick, 0.1)
+            self._watch_kick.clear()
             watchable = self.stores.watchable
             if watchable.sync() and watchable.unsynced:
                 # More history to catch up on: yield to writers, then continue.

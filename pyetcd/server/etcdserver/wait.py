@@ -6,7 +6,7 @@ import asyncio
 import heapq
 from collections.abc import Callable
 
-__all__ = ["AppliedIndex", "RequestWait"]
+__all__ = ["AppliedIndex", "RequestWait", "set_or_after"]
 
 
 class RequestWait:
@@ -95,6 +95,22 @@ class RequestWait:
 
     def __len__(self) -> int:
         return len(self._futs)
+
+
+async def set_or_after(event: asyncio.Event, seconds: float) -> None:
+    """Return once ``event`` is set or ``seconds`` have passed, whichever comes first.
+
+    What ``wait_for(event.wait(), seconds)`` does, without the task it makes and
+    cancels at every timeout: a loop that wakes ten times a second on an idle member
+    pays that ten times a second. The event is left set when the time ran out.
+    """
+    if event.is_set():
+        return
+    timer = asyncio.get_running_loop().call_later(seconds, event.set)
+    try:
+        await event.wait()
+    finally:
+        timer.cancel()
 
 
 class AppliedIndex:

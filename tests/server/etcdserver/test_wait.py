@@ -10,7 +10,7 @@ import pytest
 from pyetcd.server.etcdserver.errors import RequestTimeoutError
 from pyetcd.server.etcdserver.inbox import RaftInbox
 from pyetcd.server.etcdserver.proposer import Proposer
-from pyetcd.server.etcdserver.wait import RequestWait
+from pyetcd.server.etcdserver.wait import RequestWait, set_or_after
 
 
 async def test_armed_while_a_deadline_is_pending() -> None:
@@ -53,3 +53,17 @@ async def test_sweep_fails_a_request_past_its_deadline_after_an_idle_spell() -> 
         assert p.proposals_failed == 1
     finally:
         sweep.cancel()
+
+
+async def test_set_or_after_returns_on_the_event_or_the_time() -> None:
+    ev = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await set_or_after(ev, 0.05)  # nobody sets it: the time runs out, the event is set
+    assert loop.time() - t0 >= 0.04 and ev.is_set()
+    ev.clear()
+    waiter = asyncio.ensure_future(set_or_after(ev, 60.0))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    ev.set()  # set early: returns at once, long before the 60 s
+    await asyncio.wait_for(waiter, 1.0)
