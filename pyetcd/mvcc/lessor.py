@@ -204,6 +204,11 @@ class Lessor:
         """The lease with this ID, or None."""
         return self._leases.get(lease_id)
 
+    @property
+    def lease_count(self) -> int:
+        """How many leases are live (without sorting them as :meth:`leases` does)."""
+        return len(self._leases)
+
     def leases(self) -> list[Lease]:
         """Every lease, soonest expiry first (etcd's LeaseLeases order); ties by ID."""
         return sorted(self._leases.values(), key=lambda item: (item.expiry, item.id))

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from pyetcd.api.etcdhttp.metrics import CHART_SERIES
 from pyetcd.pb import rpc_pb2, rpc_pb2_grpc
 from tests.api.conftest import LiveMember, http, read_reply, start_member
 from tests.test_cli import run as run_cli
@@ -166,6 +169,66 @@ async def test_samples_carry_requests_and_latencies(tmp_path: Path) -> None:
             assert s["requests_failed"] == 0
         finally:
             feed.close()
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+
+
+def _chart_series_of(exposition: str) -> dict[str, float]:
+    """The charted series as /metrics exposes them (the page's numbers before issue 22's
+    direct reads: the sampler then walked these very families)."""
+    out: dict[str, float] = {"requests": 0.0, "requests_failed": 0.0}
+    by_name = {name: series for series, name in CHART_SERIES.items()}
+    for family in text_string_to_metric_families(exposition):
+        for s in family.samples:
+            if not s.labels and s.name in by_name:
+                out[by_name[s.name]] = s.value
+            elif s.name == "grpc_server_handled_total":
+                out["requests"] += s.value
+                if s.labels["grpc_code"] != "OK":
+                    out["requests_failed"] += s.value
+            elif s.labels.get("grpc_type") == "unary" and s.name.startswith(
+                "grpc_server_handling_seconds_"
+            ):
+                series = {"sum": "latency_sum", "count": "latency_count"}.get(s.name[29:])
+                if series is not None:
+                    out[series] = out.get(series, 0.0) + s.value
+    return out
+
+
+async def test_sampled_values_equal_what_metrics_exposes(tmp_path: Path) -> None:
+    """A sample reads the charted numbers from the objects that hold them: each must be
+    what /metrics says for its series, taken while the member is quiet."""
+    m, stop, task = await start_member(tmp_path, metrics="extensive")
+    try:
+        async with grpc.aio.insecure_channel(m.target) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            for i in range(20):
+                await kv.Put(rpc_pb2.PutRequest(key=b"k%d" % i, value=b"v" * 100))
+            with pytest.raises(grpc.aio.AioRpcError):  # a future revision: OutOfRange
+                await kv.Range(rpc_pb2.RangeRequest(key=b"k", revision=10**6))
+            lease = rpc_pb2_grpc.LeaseStub(ch)
+            await lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=600))
+        for _ in range(10):  # a backend commit may land between two reads: read again
+            before = _chart_series_of((await http(m, "GET", "/metrics")).body.decode())
+            asked = time.time()
+            async with asyncio.timeout(10):
+                while True:
+                    _, state = await get(m, "/dashboard/api/state")
+                    if state["history"] and state["history"][-1]["t"] > asked:
+                        sample = state["history"][-1]
+                        break
+                    await asyncio.sleep(0.2)
+            after = _chart_series_of((await http(m, "GET", "/metrics")).body.decode())
+            if before == after:
+                break
+        assert before == after, "the member never stayed quiet between two scrapes"
+        got = {k: v for k, v in sample.items() if k not in ("t", "leases")}
+        assert got == after
+        assert sample["leases"] == 1
+        assert after["requests"] >= 22 and after["requests_failed"] == 1
+        assert after["latency_count"] >= 22 and after["commit_count"] > 0
+        assert after["revision"] == 21 and after["fsync_count"] > 0
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 20) == 0

@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
 from pyetcd.api.dashboard.state import MetricsSampler, cluster_view, rates
 
 
@@ -123,18 +121,15 @@ def test_timeline_merges_every_member_in_time_order_and_shows_applied_changes_on
     ]
 
 
-def test_sampler_reads_the_metrics_registry() -> None:
-    reg = CollectorRegistry()
-    committed = Counter("etcd_server_proposals_committed", "c", registry=reg)
-    Gauge("etcd_debugging_mvcc_current_revision", "r", registry=reg).set(42)
-    Gauge("unrelated_metric", "u", registry=reg).set(1)
+def test_sampler_keeps_what_it_reads_up_to_its_capacity() -> None:
+    values = {"committed": 5.0, "revision": 42.0}
     ticks = iter([100.0, 101.0, 102.0])
-    s = MetricsSampler(reg, lambda: {"leases": 2.0}, capacity=2, clock=lambda: next(ticks))
-    committed.inc(5)
+    s = MetricsSampler(lambda: values, capacity=2, clock=lambda: next(ticks))
     first = s.sample().to_json()
-    assert first == {"t": 100.0, "committed": 5.0, "revision": 42.0, "leases": 2.0}
-    committed.inc(10)
-    s.sample()
+    assert first == {"t": 100.0, "committed": 5.0, "revision": 42.0}
+    values["committed"] = 15.0
+    assert s.sample().values["committed"] == 15.0
+    assert first["committed"] == 5.0  # a sample is a copy, not the reader's dict
     s.sample()
     assert [h["t"] for h in s.history()] == [101.0, 102.0]  # capacity 2
 
@@ -161,35 +156,6 @@ def test_rates() -> None:
     assert abs(r["fsync_ms"] - 10.0) < 1e-9  # 0.5 s over 50 syncs
     assert "fsync_ms" not in rates(a, {**b, "fsync_count": 10})
     assert rates(b, a) == {}
-
-
-def test_sampler_sums_requests_and_reads_the_latency_histograms() -> None:
-    reg = CollectorRegistry()
-    handled = Counter(
-        "grpc_server_handled", "h", ["grpc_type", "grpc_method", "grpc_code"], registry=reg
-    )
-    handled.labels("unary", "Put", "OK").inc(7)
-    handled.labels("unary", "Range", "OK").inc(3)
-    handled.labels("unary", "Put", "Unavailable").inc(2)
-    commit = Histogram("etcd_disk_backend_commit_duration_seconds", "c", registry=reg)
-    commit.observe(0.25)
-    commit.observe(0.75)
-    s = MetricsSampler(reg, clock=lambda: 1.0)
-    got = s.sample().values
-    assert (got["requests"], got["requests_failed"]) == (12.0, 2.0)
-    assert (got["commit_sum"], got["commit_count"]) == (1.0, 2.0)
-    assert "latency_count" not in got  # basic metrics: no handling times, the page says so
-
-    # --metrics=extensive: unary handling times count, a stream's lifetime does not.
-    handling = Histogram(
-        "grpc_server_handling_seconds", "l", ["grpc_type", "grpc_method"], registry=reg
-    )
-    assert (s.sample().values["latency_sum"], s.sample().values["latency_count"]) == (0.0, 0.0)
-    handling.labels("unary", "Put").observe(0.5)
-    handling.labels("unary", "Range").observe(0.25)
-    handling.labels("bidi_stream", "Watch").observe(30.0)
-    got = s.sample().values
-    assert (got["latency_sum"], got["latency_count"]) == (0.75, 2.0)
 
 
 def test_rates_of_requests_and_mean_latencies() -> None:

@@ -98,13 +98,17 @@ class Dashboard:
         self.server = server
         self.timeline = timeline
         self.client_ssl = client_ssl
-        self.sampler = MetricsSampler(metrics.sampled, self._extra_series)
+        self.metrics = metrics
+        self.sampler = MetricsSampler(self._chart_values)
         self.differ = StateDiffer(timeline)
         self.assets = _assets()
         self._task: asyncio.Task[None] | None = None
 
-    def _extra_series(self) -> dict[str, float]:
-        return {"leases": float(len(self.server.lessor.leases()))}
+    def _chart_values(self) -> dict[str, float]:
+        # the live lease count is no /metrics series (etcd has none)
+        values = self.metrics.chart_values()
+        values["leases"] = float(self.server.lessor.lease_count)
+        return values
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ watchers and recent timeline) into a JSON-ready dict; peers serve it at
 ``/dashboard/api/member``. :func:`cluster_view` merges this member's view with the
 views fetched from its peers (or why a peer could not be asked) into what the page
 shows. :class:`MetricsSampler` keeps the last minutes of the numbers ``/metrics``
-exposes, one sample a second, for the charts.
+exposes, one sample a second, for the charts; a sample reads those few numbers from the
+objects that hold them (``ServerMetrics.chart_values``), not a scrape of every family.
 
 ``cluster_view`` and the sampler's arithmetic are pure: the unit tests feed them dicts.
 """
@@ -18,8 +19,6 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from prometheus_client import CollectorRegistry
 
 from pyetcd.pb import rpc_pb2
 from pyetcd.server.etcdserver.membership import Member
@@ -47,41 +46,6 @@ def _enum_name(value: object) -> str:
     """A Raft enum's name as the page shows it (``PRE_CANDIDATE`` -> ``pre-candidate``)."""
     name = getattr(value, "name", str(value))
     return str(name).lower().replace("_", "-")
-
-
-# /metrics sample name -> the chart series it feeds
-_SERIES = {
-    "etcd_server_proposals_committed_total": "committed",
-    "etcd_server_proposals_applied_total": "applied",
-    "etcd_server_proposals_failed_total": "failed",
-    "etcd_server_proposals_pending": "pending",
-    "etcd_debugging_mvcc_current_revision": "revision",
-    "etcd_disk_wal_fsync_duration_seconds_sum": "fsync_sum",
-    "etcd_disk_wal_fsync_duration_seconds_count": "fsync_count",
-    "etcd_mvcc_db_total_size_in_bytes": "db_size",
-    "etcd_debugging_mvcc_watcher_total": "watchers",
-    "etcd_server_leader_changes_seen_total": "leader_changes",
-    "etcd_disk_backend_commit_duration_seconds_sum": "commit_sum",
-    "etcd_disk_backend_commit_duration_seconds_count": "commit_count",
-}
-
-
-def _labelled_series(name: str, labels: Mapping[str, str]) -> tuple[str, ...]:
-    """The chart series a labelled /metrics sample adds to (summed over its labels).
-
-    ``requests``: every finished gRPC call (a stream counts when it ends);
-    ``requests_failed``: those ending with a code other than OK. ``latency_sum`` and
-    ``latency_count``: the unary calls' handling time, which only ``--metrics=extensive``
-    keeps (a stream's handling time is its lifetime, no request latency).
-    """
-    if name == "grpc_server_handled_total":
-        return ("requests",) if labels.get("grpc_code") == "OK" else ("requests", "requests_failed")
-    if labels.get("grpc_type") == "unary":
-        if name == "grpc_server_handling_seconds_sum":
-            return ("latency_sum",)
-        if name == "grpc_server_handling_seconds_count":
-            return ("latency_count",)
-    return ()
 
 
 def _hex(member_id: int) -> str:
@@ -255,44 +219,23 @@ class Sample:
 
 
 class MetricsSampler:
-    """The last :data:`HISTORY_SECONDS` samples of this member's ``/metrics`` numbers."""
+    """The last :data:`HISTORY_SECONDS` samples of the numbers the charts plot."""
 
     def __init__(
         self,
-        registry: CollectorRegistry,
-        extra: Callable[[], Mapping[str, float]] | None = None,
+        read: Callable[[], Mapping[str, float]],
         capacity: int = HISTORY_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``extra``: series not in /metrics (the live lease count)."""
-        self.registry = registry
-        self.extra = extra
+        """``read``: the charted numbers now, by series name (``ServerMetrics.chart_values``
+        and the live lease count); it runs once a second, so it must stay cheap."""
+        self.read = read
         self.samples: deque[Sample] = deque(maxlen=capacity)
         self._clock = clock
 
     def sample(self) -> Sample:
-        """Scrape the registry once and keep the sample."""
-        values: dict[str, float] = {}
-        for family in self.registry.collect():
-            if family.name == "grpc_server_handling_seconds":
-                # kept (--metrics=extensive) even before its first call: the page then
-                # charts zero instead of telling how to turn it on
-                values.setdefault("latency_sum", 0.0)
-                values.setdefault("latency_count", 0.0)
-            elif family.name == "grpc_server_handled":
-                values.setdefault("requests", 0.0)
-                values.setdefault("requests_failed", 0.0)
-            for s in family.samples:
-                if not s.labels:
-                    series = _SERIES.get(s.name)
-                    if series is not None:
-                        values[series] = s.value
-                    continue
-                for series in _labelled_series(s.name, s.labels):
-                    values[series] = values.get(series, 0.0) + s.value
-        if self.extra is not None:
-            values.update(self.extra())
-        out = Sample(self._clock(), values)
+        """Read the numbers once and keep the sample."""
+        out = Sample(self._clock(), dict(self.read()))
         self.samples.append(out)
         return out
 

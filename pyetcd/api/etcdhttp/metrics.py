@@ -24,7 +24,7 @@ from pyetcd.grpcwire import CODE_NAMES, MethodStats
 from pyetcd.server.etcdserver.server import EtcdServer
 from pyetcd.version import API_VERSION, SERVER_VERSION
 
-__all__ = ["CONTENT_TYPE", "ServerMetrics"]
+__all__ = ["CHART_SERIES", "CONTENT_TYPE", "ServerMetrics"]
 
 #: The Prometheus text exposition format prometheus_client writes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -435,26 +435,36 @@ def _etcd_counter_names(text: bytes) -> bytes:
     return text
 
 
-class _GrpcTotalsCollector(Collector):
-    """``grpc_server_handled`` summed over the methods, by code: what the dashboard's
-    request charts need, without the per-method families (some 900 samples, preinitialized
-    as go-grpc-prometheus does) that made its once-a-second sample stall the loop."""
+#: The dashboard's series read by :meth:`ServerMetrics.chart_values` that are one
+#: unlabelled ``/metrics`` sample each, and that sample's name.
+CHART_SERIES = {
+    "committed": "etcd_server_proposals_committed_total",
+    "applied": "etcd_server_proposals_applied_total",
+    "failed": "etcd_server_proposals_failed_total",
+    "pending": "etcd_server_proposals_pending",
+    "revision": "etcd_debugging_mvcc_current_revision",
+    "fsync_sum": "etcd_disk_wal_fsync_duration_seconds_sum",
+    "fsync_count": "etcd_disk_wal_fsync_duration_seconds_count",
+    "db_size": "etcd_mvcc_db_total_size_in_bytes",
+    "watchers": "etcd_debugging_mvcc_watcher_total",
+    "leader_changes": "etcd_server_leader_changes_seen_total",
+    "commit_sum": "etcd_disk_backend_commit_duration_seconds_sum",
+    "commit_count": "etcd_disk_backend_commit_duration_seconds_count",
+}
 
-    def __init__(self, stats: Mapping[str, MethodStats]) -> None:
-        self.stats = stats
 
-    def collect(self) -> Iterable[Metric]:
-        totals = [0] * len(CODE_NAMES)
-        for st in self.stats.values():
-            for code, n in enumerate(st.handled):
-                totals[code] += n
-        handled = CounterMetricFamily(
-            "grpc_server_handled", "RPCs completed, by code.", labels=["grpc_code"]
-        )
-        for code, n in enumerate(totals):
-            if n:
-                handled.add_metric([CODE_NAMES[code]], n)
-        return [handled]
+def _unary_sum_and_count(histogram: Collector) -> tuple[float, float]:
+    """``grpc_server_handling_seconds``' ``_sum`` and ``_count`` over the unary calls."""
+    total = count = 0.0
+    for family in histogram.collect():
+        for sample in family.samples:
+            if sample.labels.get("grpc_type") != "unary":
+                continue
+            if sample.name.endswith("_sum"):
+                total += sample.value
+            elif sample.name.endswith("_count"):
+                count += sample.value
+    return total, count
 
 
 class _RegistryCollector(Collector):
@@ -488,12 +498,7 @@ class ServerMetrics:
         self.registry.register(_RegistryCollector(observed.registry))
         self.registry.register(_ServerCollector(server))
         self.registry.register(_GrpcCollector(stats))
-        # What the dashboard samples every second: the member's own series and the gRPC
-        # totals, not the per-method and process families only /metrics needs.
-        self.sampled = CollectorRegistry(auto_describe=False)
-        self.sampled.register(_RegistryCollector(observed.registry))
-        self.sampled.register(_ServerCollector(server))
-        self.sampled.register(_GrpcTotalsCollector(stats))
+        self.grpc_stats = stats
         self.registry.register(_OSCollector())
         ProcessCollector(registry=self.registry)
         # promhttp's own counter of scrapes, by HTTP status.
@@ -509,6 +514,47 @@ class ServerMetrics:
             "Current number of scrapes being served.",
             registry=self.registry,
         )
+
+    def chart_values(self) -> dict[str, float]:
+        """The few numbers the dashboard charts, read from the objects that hold them
+        (what ``/metrics`` would expose for them, see :data:`CHART_SERIES`), without
+        building every family: the dashboard samples them once a second, page open or not.
+
+        ``requests`` and ``requests_failed`` sum ``grpc_server_handled`` over the
+        methods (failed: a code other than OK); ``latency_sum`` and ``latency_count``
+        sum the unary calls' ``grpc_server_handling_seconds``, present only with
+        ``--metrics=extensive`` (a stream's handling time is its lifetime).
+        """
+        s = self.server
+        observed = s.metrics
+        w = s.stores.watchable
+        requests = failed = 0
+        for st in self.grpc_stats.values():
+            handled = st.handled
+            n = sum(handled)
+            requests += n
+            failed += n - handled[0]
+        values = {
+            "committed": float(s.rawnode.committed),
+            "applied": float(s.applied.applied),
+            "failed": float(s.proposer.proposals_failed),
+            "pending": float(len(s.waits)),
+            "revision": float(s.stores.kv.current_revision),
+            "fsync_sum": observed.wal_fsync.sum,
+            "fsync_count": float(observed.wal_fsync.count),
+            "db_size": float(s.stores.kv.db_size),
+            "watchers": float(w.synced_count + len(w.unsynced) + len(w.victims)),
+            "leader_changes": float(s.leadership.changes_seen),
+            "commit_sum": observed.backend_commit.sum,
+            "commit_count": float(observed.backend_commit.count),
+            "requests": float(requests),
+            "requests_failed": float(failed),
+        }
+        if observed.grpc_handling is not None:  # a histogram child per method called
+            values["latency_sum"], values["latency_count"] = _unary_sum_and_count(
+                observed.grpc_handling
+            )
+        return values
 
     def exposition(self) -> bytes:
         """The Prometheus text of every metric, as ``/metrics`` serves it."""

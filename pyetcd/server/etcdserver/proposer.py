@@ -118,6 +118,8 @@ class Proposer:
         """Fail the waiters whose deadline passed (runs for the member's life)."""
         loop = asyncio.get_running_loop()
         while True:
+            # idle (no deadline pending): no wake-ups; else a sweep every 100 ms
+            await self.waits.armed.wait()
             await asyncio.sleep(0.1)
             self.waits.expire(loop.time(), self._timeout_error)
 

@@ -61,7 +61,7 @@ from .raft_node import RaftNode, conf_change_entries
 from .read_index import ReadIndexer
 from .stores import BackendSnapshots, Stores
 from .transport import NullTransport, Transport, TransportParams
-from .wait import AppliedIndex, RequestWait
+from .wait import AppliedIndex, RequestWait, set_or_after
 
 __all__ = ["EtcdServer", "TransportFactory"]
 
@@ -582,8 +582,7 @@ class EtcdServer:
     async def _watch_sync_loop(self) -> None:
         # etcd syncs unsynced watchers every 100 ms; we also sync at once when kicked.
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._watch_kick.wait(), 0.1)
+            await set_or_after(self._watch_kick, 0.1)
             self._watch_kick.clear()
             watchable = self.stores.watchable
             if watchable.sync() and watchable.unsynced:

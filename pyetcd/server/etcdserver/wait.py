@@ -6,14 +6,16 @@ import asyncio
 import heapq
 from collections.abc import Callable
 
-__all__ = ["AppliedIndex", "RequestWait"]
+__all__ = ["AppliedIndex", "RequestWait", "set_or_after"]
 
 
 class RequestWait:
     """Futures keyed by request ID, resolved by the apply loop.
 
     A waiter registered with a deadline is failed by ``expire`` once it passes: one
-    periodic sweep instead of a timer per request keeps the hot path cheap.
+    periodic sweep instead of a timer per request keeps the hot path cheap. The sweep
+    need not wake while no deadline is pending (an idle member): ``armed`` is set when
+    the first deadline is pushed, and cleared by the ``expire`` that pops the last.
     """
 
     def __init__(self) -> None:
@@ -22,6 +24,8 @@ class RequestWait:
         # The store request each waiter's entry carries, converted from protobuf once
         # when proposed: the apply loop takes it instead of converting again.
         self._requests: dict[int, object] = {}
+        #: set while ``_deadlines`` is not empty (what the sweep waits for when idle)
+        self.armed = asyncio.Event()
 
     def register(
         self, req_id: int, deadline: float | None = None, request: object = None
@@ -30,6 +34,8 @@ class RequestWait:
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._futs[req_id] = fut
         if deadline is not None:
+            if not self._deadlines:
+                self.armed.set()
             heapq.heappush(self._deadlines, (deadline, req_id))
         if request is not None:
             self._requests[req_id] = request
@@ -42,6 +48,8 @@ class RequestWait:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[object] = loop.create_future()
         self._futs[req_id] = fut
+        if not self._deadlines:
+            self.armed.set()
         heapq.heappush(self._deadlines, (loop.time() + timeout, req_id))
         if request is not None:
             self._requests[req_id] = request
@@ -62,6 +70,8 @@ class RequestWait:
             if fut is not None and not fut.done():
                 fut.set_exception(err())
                 n += 1
+        if not heap:
+            self.armed.clear()
         return n
 
     def cancel(self, req_id: int) -> None:
@@ -85,6 +95,22 @@ class RequestWait:
 
     def __len__(self) -> int:
         return len(self._futs)
+
+
+async def set_or_after(event: asyncio.Event, seconds: float) -> None:
+    """Return once ``event`` is set or ``seconds`` have passed, whichever comes first.
+
+    What ``wait_for(event.wait(), seconds)`` does, without the task it makes and
+    cancels at every timeout: a loop that wakes ten times a second on an idle member
+    pays that ten times a second. The event is left set when the time ran out.
+    """
+    if event.is_set():
+        return
+    timer = asyncio.get_running_loop().call_later(seconds, event.set)
+    try:
+        await event.wait()
+    finally:
+        timer.cancel()
 
 
 class AppliedIndex:
