@@ -86,8 +86,9 @@ def _maybe_send_snapshot(r: Raft, to: int, pr: Progress) -> bool:
 
 
 def bcast_append(r: Raft) -> None:
-    for node, _ in r.trk.visit():
-        if node != r.id:
+    me = r.id
+    for node in sorted(r.trk.progress):  # trk.visit()'s order, without the generator
+        if node != me:
             maybe_send_append(r, node)
 
 

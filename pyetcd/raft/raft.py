@@ -478,7 +478,9 @@ class Raft:
         return self.raft_log.maybe_commit(self.trk.committed(), self.term)
 
     def _increase_uncommitted_size(self, ents: list[Entry]) -> bool:
-        s = sum(len(e.data) for e in ents)
+        s = 0
+        for e in ents:
+            s += len(e.data)
         if (
             self.uncommitted_size > 0
             and s > 0
@@ -546,7 +548,8 @@ class Raft:
         old = self.raft_log.applied
         new = max(index, old)
         self.raft_log.applied_to(new)
-        self.reduce_uncommitted_size(size)
+        if size:
+            self.reduce_uncommitted_size(size)
         if (
             self.trk.config.auto_leave
             and new >= self.pending_conf_index

@@ -243,9 +243,12 @@ class RawNode:
         if rd.snapshot is not None:
             r.raft_log.stable_snap_to(rd.snapshot.metadata.index)
             r.raft_log.applied_to(rd.snapshot.metadata.index)
-        if rd.committed_entries:
-            size = sum(len(e.data) for e in rd.committed_entries)
-            r.applied_to(rd.committed_entries[-1].index, size)
+        committed = rd.committed_entries
+        if committed:
+            size = 0
+            for e in committed:
+                size += len(e.data)
+            r.applied_to(committed[-1].index, size)
 
     # -- inspection (read-only; cheap enough for a driver's every turn) -----------------------
 
