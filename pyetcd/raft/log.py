@@ -152,6 +152,15 @@ class RaftLog:
         k = i - u.offset
         if 0 <= k < len(u.entries):
             return u.entries[k].term
+        if k < 0 and u.snapshot is None:
+            # Below the unstable tail: storage's, and not past the last index when the
+            # tail has entries (the bounds below, with first_index/last_index inlined).
+            st = self.storage
+            if i < st.first_index() - 1:
+                raise CompactedError(f"index {i} is compacted")
+            if not u.entries and i > st.last_index():
+                raise UnavailableError(f"index {i} is unavailable")
+            return st.term(i)
         t = u.maybe_term(i)
         if t is not None:
             return t
@@ -276,9 +285,10 @@ class RaftLog:
         return self.storage.snapshot()
 
     def entries(self, i: int, max_size: int = NO_LIMIT) -> list[Entry]:
-        if i > self.last_index():
+        last = self.last_index()
+        if i > last:
             return []
-        return self.slice(i, self.last_index() + 1, max_size)
+        return self.slice(i, last + 1, max_size)
 
     def all_entries(self) -> list[Entry]:
         while True:
