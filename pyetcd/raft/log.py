@@ -309,7 +309,6 @@ class RaftLog:
         if lo == hi:
             return []
         ents: list[Entry] = []
-        uoff = self.unstable.offset
         if lo < uoff:
             stored = self.storage.entries(lo, min(hi, uoff), max_size)
             # A short read from storage means the size limit cut it: stop there.
@@ -317,8 +316,8 @@ class RaftLog:
                 return stored
             ents = stored
         if hi > uoff:
-            u = self.unstable.entries[max(lo, uoff) - uoff : hi - uoff]
-            ents = ents + u if ents else list(u)
+            tail = u.entries[max(lo, uoff) - uoff : hi - uoff]
+            ents = ents + tail if ents else tail
         return limit_size(ents, max_size)
 
     def _must_check_out_of_bounds(self, lo: int, hi: int) -> None:
