@@ -243,7 +243,7 @@ class RawNode:
             self._prev_hard = rd.hard_state
         if rd.entries:
             last = rd.entries[-1]
-            r.raft_log.stable_to(last.index, last.term)
+            r.raft_log.unstable.stable_to(last.index, last.term)  # (RaftLog.stable_to's)
         if rd.snapshot is not None:
             r.raft_log.stable_snap_to(rd.snapshot.metadata.index)
             r.raft_log.applied_to(rd.snapshot.metadata.index)

@@ -295,7 +295,14 @@ class RaftNode:
     def _send(self, msgs: Sequence[Message]) -> None:
         if not msgs:
             return
-        if any(m.type == MessageType.SNAP for m in msgs):
+        # One pass over the messages for the two kinds that need more than a send.
+        snap = beat = False
+        for m in msgs:
+            if m.type == MessageType.SNAP:
+                snap = True
+            elif m.type == MessageType.HEARTBEAT:
+                beat = True
+        if snap:
             msgs = tuple(self._merged_snapshot(m) for m in msgs)
             for m in msgs:
                 if m.type == MessageType.SNAP and m.snapshot is not None:
@@ -306,8 +313,8 @@ class RaftNode:
                         index=index,
                         to=f"{m.to:x}",
                     )
-        if self.is_leader:
-            self._time_heartbeats(msgs)
+        if beat and self.is_leader:
+            self._time_heartbeats(msgs)  # (it looks at heartbeats only)
         self.transport.send(msgs)
 
     def _time_heartbeats(self, msgs: Sequence[Message]) -> None:
