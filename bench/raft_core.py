@@ -1,10 +1,10 @@
-"""Throughput of the pure Raft core: a 3-member cluster in memory, no I/O.
+"""Throughput of the pure Raft core: a cluster in memory (3 members by default), no I/O.
 
 Proposals go to the leader in batches; every Ready is persisted into MemoryStorage,
 its messages delivered, its committed entries counted. The figure is entries
 committed and applied on ALL members per second of wall time.
 
-Usage: python bench/raft_core.py [--batch 512] [--seconds 5] [--payload 64] [--calls]
+Usage: python bench/raft_core.py [--batch 512] [--seconds 5] [--payload 64] [--members 3] [--calls]
 The last line printed is one JSON object. ``--calls`` adds the Python function calls per
 entry committed on all members (cProfile over 1,000 rounds, a figure the machine's load
 does not move) and the CPU per entry of the unprofiled run (process time).
@@ -66,8 +66,8 @@ class Cluster:
         self.stabilize()
 
 
-def run(batch: int, seconds: float, payload: int) -> dict[str, object]:
-    c = Cluster(3)
+def run(batch: int, seconds: float, payload: int, members: int = 3) -> dict[str, object]:
+    c = Cluster(members)
     c.nodes[1].campaign()
     c.stabilize()
     assert c.nodes[1].is_leader()
@@ -94,7 +94,7 @@ def run(batch: int, seconds: float, payload: int) -> dict[str, object]:
         "cpu_us_per_entry": round(cpu / max(committed_all, 1) * 1e6, 2),
         "batch_size": batch,
         "payload_bytes": payload,
-        "members": 3,
+        "members": members,
         "entries_proposed": proposed,
         "entries_committed_on_all": committed_all,
         "seconds": round(elapsed, 3),
@@ -102,11 +102,11 @@ def run(batch: int, seconds: float, payload: int) -> dict[str, object]:
     }
 
 
-def calls_per_entry(batch: int, payload: int, rounds: int = 1000) -> float:
+def calls_per_entry(batch: int, payload: int, members: int = 3, rounds: int = 1000) -> float:
     import cProfile
     import pstats
 
-    c = Cluster(3)
+    c = Cluster(members)
     c.nodes[1].campaign()
     c.stabilize()
     data = [b"x" * payload] * batch
@@ -129,11 +129,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--payload", type=int, default=64)
+    ap.add_argument("--members", type=int, default=3, choices=(1, 3, 5))
     ap.add_argument("--calls", action="store_true", help="count function calls per entry")
     args = ap.parse_args()
-    out = run(args.batch, args.seconds, args.payload)
+    out = run(args.batch, args.seconds, args.payload, args.members)
     if args.calls:
-        out["calls_per_entry"] = calls_per_entry(args.batch, args.payload)
+        out["calls_per_entry"] = calls_per_entry(args.batch, args.payload, args.members)
     print(json.dumps(out))
 
 
