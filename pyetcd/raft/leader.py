@@ -61,7 +61,10 @@ def maybe_send_append(r: Raft, to: int, send_if_empty: bool = True) -> bool:
             commit=r.raft_log.committed,
         )
     )
-    pr.update_on_entries_send(len(ents), sum(len(e.data) for e in ents), pr.next)
+    nbytes = 0
+    for e in ents:
+        nbytes += len(e.data)
+    pr.update_on_entries_send(len(ents), nbytes, pr.next)
     return True
 
 
@@ -86,8 +89,9 @@ def _maybe_send_snapshot(r: Raft, to: int, pr: Progress) -> bool:
 
 
 def bcast_append(r: Raft) -> None:
-    for node, _ in r.trk.visit():
-        if node != r.id:
+    me = r.id
+    for node in sorted(r.trk.progress):  # trk.visit()'s order, without the generator
+        if node != me:
             maybe_send_append(r, node)
 
 

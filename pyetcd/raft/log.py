@@ -68,9 +68,10 @@ class Unstable:
             self.snapshot_in_progress = True
 
     def stable_to(self, index: int, term: int) -> None:
-        got = self.maybe_term(index)
-        if got is None or index < self.offset:
-            return
+        k = index - self.offset
+        if not 0 <= k < len(self.entries):
+            return  # maybe_term would find it in the snapshot at best: below offset
+        got = self.entries[k].term
         # Only drop the entries if the term still matches: a newer leader may
         # have replaced them while they were being written.
         if got == term:
@@ -127,17 +128,40 @@ class RaftLog:
 
     # -- positions -----------------------------------------------------------
 
+    # ``last_index`` and ``term`` run several times per proposal: they read the unstable
+    # tail in place (same answers as ``Unstable.maybe_*``, without the calls). Nothing is
+    # cached: the application writes storage between Readies.
+
     def first_index(self) -> int:
-        i = self.unstable.maybe_first_index()
-        return i if i is not None else self.storage.first_index()
+        snap = self.unstable.snapshot
+        if snap is not None:
+            return snap.metadata.index + 1
+        return self.storage.first_index()
 
     def last_index(self) -> int:
-        i = self.unstable.maybe_last_index()
-        return i if i is not None else self.storage.last_index()
+        u = self.unstable
+        if u.entries:
+            return u.offset + len(u.entries) - 1
+        if u.snapshot is not None:
+            return u.snapshot.metadata.index
+        return self.storage.last_index()
 
     def term(self, i: int) -> int:
         """The term at ``i``; raises CompactedError / UnavailableError outside the log."""
-        t = self.unstable.maybe_term(i)
+        u = self.unstable
+        k = i - u.offset
+        if 0 <= k < len(u.entries):
+            return u.entries[k].term
+        if k < 0 and u.snapshot is None:
+            # Below the unstable tail: storage's, and not past the last index when the
+            # tail has entries (the bounds below, with first_index/last_index inlined).
+            st = self.storage
+            if i < st.first_index() - 1:
+                raise CompactedError(f"index {i} is compacted")
+            if not u.entries and i > st.last_index():
+                raise UnavailableError(f"index {i} is unavailable")
+            return st.term(i)
+        t = u.maybe_term(i)
         if t is not None:
             return t
         if i < self.first_index() - 1:
@@ -229,7 +253,7 @@ class RaftLog:
     def next_committed_ents(self) -> list[Entry]:
         """Committed entries ready to apply: those persisted locally, and those handed
         out for persistence in the same Ready (which makes them durable first)."""
-        if self.has_next_or_in_progress_snapshot():
+        if self.applying >= self.committed or self.unstable.snapshot is not None:
             return []
         lo = self.applying + 1
         hi = min(self.committed, self._max_appliable_index()) + 1
@@ -261,9 +285,10 @@ class RaftLog:
         return self.storage.snapshot()
 
     def entries(self, i: int, max_size: int = NO_LIMIT) -> list[Entry]:
-        if i > self.last_index():
+        last = self.last_index()
+        if i > last:
             return []
-        return self.slice(i, self.last_index() + 1, max_size)
+        return self.slice(i, last + 1, max_size)
 
     def all_entries(self) -> list[Entry]:
         while True:
@@ -274,11 +299,16 @@ class RaftLog:
 
     def slice(self, lo: int, hi: int, max_size: int = NO_LIMIT) -> list[Entry]:
         """Entries in [lo, hi) within ``max_size`` bytes (at least one)."""
+        u = self.unstable
+        uoff = u.offset
+        if uoff <= lo < hi <= uoff + len(u.entries) and u.snapshot is None:
+            # All in the unstable tail (the usual case: a just-committed proposal),
+            # which is within bounds by construction.
+            return limit_size(u.entries[lo - uoff : hi - uoff], max_size)
         self._must_check_out_of_bounds(lo, hi)
         if lo == hi:
             return []
         ents: list[Entry] = []
-        uoff = self.unstable.offset
         if lo < uoff:
             stored = self.storage.entries(lo, min(hi, uoff), max_size)
             # A short read from storage means the size limit cut it: stop there.
@@ -286,8 +316,8 @@ class RaftLog:
                 return stored
             ents = stored
         if hi > uoff:
-            u = self.unstable.entries[max(lo, uoff) - uoff : hi - uoff]
-            ents = ents + u if ents else list(u)
+            tail = u.entries[max(lo, uoff) - uoff : hi - uoff]
+            ents = ents + tail if ents else tail
         return limit_size(ents, max_size)
 
     def _must_check_out_of_bounds(self, lo: int, hi: int) -> None:
@@ -303,7 +333,7 @@ class RaftLog:
 
     def commit_to(self, tocommit: int) -> None:
         if self.committed < tocommit:
-            if self.last_index() < tocommit:
+            if tocommit > self.last_index():
                 raise AssertionError(
                     f"tocommit({tocommit}) is out of range [lastIndex({self.last_index()})]"
                 )
@@ -311,7 +341,16 @@ class RaftLog:
 
     def maybe_commit(self, max_index: int, term: int) -> bool:
         """Commit ``max_index`` if the entry there is of ``term`` (the leader's term)."""
-        if max_index > self.committed and self.zero_term_on_out_of_range(max_index) == term:
+        if max_index <= self.committed:
+            return False
+        u = self.unstable
+        k = max_index - u.offset
+        if 0 <= k < len(u.entries):  # in the unstable tail: in the log, no bounds to check
+            if u.entries[k].term != term:
+                return False
+            self.committed = max_index
+            return True
+        if self.zero_term_on_out_of_range(max_index) == term:
             self.commit_to(max_index)
             return True
         return False

@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
 from . import follower, leader
@@ -48,6 +49,7 @@ from .types import (
 __all__ = ["CampaignType", "Config", "Raft"]
 
 MT = MessageType
+_VOTE_REQUESTS = frozenset((MT.VOTE, MT.PRE_VOTE))
 
 #: Context of a vote request sent because of a leadership transfer: it overrides the lease.
 CAMPAIGN_TRANSFER: Final = b"CampaignTransfer"
@@ -125,7 +127,9 @@ class Raft:
         self.heartbeat_elapsed = 0
         self.rng = c.rng
         self.log = c.logger
-        self._step: Callable[[Message], None] = self._step_follower
+        # The role's step handler, bound to this Raft with functools.partial (a C call:
+        # one Python frame less per message than a method forwarding to the module).
+        self._step: Callable[[Message], None] = partial(follower.step_follower, self)
         self._tick: Callable[[], None] = self._tick_election
 
         cfg, prs = restore(cs, self.raft_log.last_index(), c.max_inflight_msgs)
@@ -230,7 +234,7 @@ class Raft:
         self.read_only = ReadOnly()
 
     def become_follower(self, term: int, lead: int) -> None:
-        self._step = self._step_follower
+        self._step = partial(follower.step_follower, self)
         self._reset(term)
         self._tick = self._tick_election
         self.lead = lead
@@ -240,7 +244,7 @@ class Raft:
     def become_candidate(self) -> None:
         if self.state == StateType.LEADER:
             raise AssertionError("invalid transition [leader -> candidate]")
-        self._step = self._step_candidate
+        self._step = partial(follower.step_candidate, self)
         self._reset(self.term + 1)
         self._tick = self._tick_election
         self.vote = self.id
@@ -251,7 +255,7 @@ class Raft:
         if self.state == StateType.LEADER:
             raise AssertionError("invalid transition [leader -> pre-candidate]")
         # A pre-candidate changes neither its term nor its vote.
-        self._step = self._step_candidate
+        self._step = partial(follower.step_candidate, self)
         self.trk.reset_votes()
         self._tick = self._tick_election
         self.lead = NONE
@@ -261,7 +265,7 @@ class Raft:
     def become_leader(self) -> None:
         if self.state == StateType.FOLLOWER:
             raise AssertionError("invalid transition [follower -> leader]")
-        self._step = self._step_leader
+        self._step = partial(leader.step_leader, self)
         self._reset(self.term)
         self._tick = self._tick_heartbeat
         self.lead = self.id
@@ -354,7 +358,7 @@ class Raft:
 
         if m.type == MT.HUP:
             self.hup(CampaignType.PRE_ELECTION if self.pre_vote else CampaignType.ELECTION)
-        elif m.type in (MT.VOTE, MT.PRE_VOTE):
+        elif m.type in _VOTE_REQUESTS:
             self._step_vote_request(m)
         else:
             self._step(m)
@@ -423,15 +427,6 @@ class Raft:
 
     # -- role step handlers ------------------------------------------------------------
 
-    def _step_follower(self, m: Message) -> None:
-        follower.step_follower(self, m)
-
-    def _step_candidate(self, m: Message) -> None:
-        follower.step_candidate(self, m)
-
-    def _step_leader(self, m: Message) -> None:
-        leader.step_leader(self, m)
-
     def bcast_append(self) -> None:
         """Send every follower the entries it is missing (leader only)."""
         leader.bcast_append(self)
@@ -478,7 +473,9 @@ class Raft:
         return self.raft_log.maybe_commit(self.trk.committed(), self.term)
 
     def _increase_uncommitted_size(self, ents: list[Entry]) -> bool:
-        s = sum(len(e.data) for e in ents)
+        s = 0
+        for e in ents:
+            s += len(e.data)
         if (
             self.uncommitted_size > 0
             and s > 0
@@ -546,7 +543,8 @@ class Raft:
         old = self.raft_log.applied
         new = max(index, old)
         self.raft_log.applied_to(new)
-        self.reduce_uncommitted_size(size)
+        if size:
+            self.reduce_uncommitted_size(size)
         if (
             self.trk.config.auto_leave
             and new >= self.pending_conf_index

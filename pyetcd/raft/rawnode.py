@@ -206,21 +206,25 @@ class RawNode:
         )
         term_vote_changed = r.term != prev_hard.term or r.vote != prev_hard.vote
         hard = r.hard_state() if term_vote_changed or log.committed != prev_hard.commit else None
-        entries = tuple(log.next_unstable_ents())
+        u = log.unstable
+        entries = tuple(u.next_entries())
         committed = tuple(log.next_committed_ents())
+        msgs, read_states = r.msgs, r.read_states
         rd = Ready(
             soft_state=soft,
             hard_state=hard,
             entries=entries,
-            snapshot=log.unstable.next_snapshot(),
+            snapshot=u.next_snapshot(),
             committed_entries=committed,
-            messages=tuple(r.msgs),
-            read_states=tuple(r.read_states),
+            messages=tuple(msgs) if msgs else (),
+            read_states=tuple(read_states) if read_states else (),
             must_sync=bool(entries) or term_vote_changed,
         )
-        r.msgs = []
-        r.read_states = []
-        log.unstable.accept_in_progress()
+        if msgs:
+            r.msgs = []
+        if read_states:
+            r.read_states = []
+        u.accept_in_progress()
         if committed:
             log.accept_applying(committed[-1].index)
         if soft is not None:
@@ -239,13 +243,16 @@ class RawNode:
             self._prev_hard = rd.hard_state
         if rd.entries:
             last = rd.entries[-1]
-            r.raft_log.stable_to(last.index, last.term)
+            r.raft_log.unstable.stable_to(last.index, last.term)  # (RaftLog.stable_to's)
         if rd.snapshot is not None:
             r.raft_log.stable_snap_to(rd.snapshot.metadata.index)
             r.raft_log.applied_to(rd.snapshot.metadata.index)
-        if rd.committed_entries:
-            size = sum(len(e.data) for e in rd.committed_entries)
-            r.applied_to(rd.committed_entries[-1].index, size)
+        committed = rd.committed_entries
+        if committed:
+            size = 0
+            for e in committed:
+                size += len(e.data)
+            r.applied_to(committed[-1].index, size)
 
     # -- inspection (read-only; cheap enough for a driver's every turn) -----------------------
 

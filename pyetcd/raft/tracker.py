@@ -223,6 +223,14 @@ class ProgressTracker:
         return len(self.config.voters.incoming) == 1 and not self.config.voters.outgoing
 
     def committed(self) -> int:
+        voters, prs = self.config.voters, self.progress
+        if not voters.outgoing and voters.incoming:
+            # The usual (not joint) config, run on every proposal and acknowledgement:
+            # MajorityConfig.committed_index without the callback per voter.
+            inc = voters.incoming
+            idx = sorted([prs[v].match if v in prs else 0 for v in inc], reverse=True)
+            return idx[len(inc) // 2]
+
         def acked(node: int) -> int | None:
             pr = self.progress.get(node)
             return pr.match if pr is not None else None

@@ -99,12 +99,15 @@ class RaftInbox:
                     "dropped message",
                     {"type": m.type.name, "from": f"{m.frm:x}", "error": str(err)},
                 )
-        for node_id, ok in self._reports:
-            if ok is None:
-                node.report_unreachable(node_id)
-            else:
-                node.report_snapshot(node_id, ok)
-        self._reports.clear()
+        # Each kind is looked at only when queued: the driver feeds twice per Ready,
+        # and most turns bring one kind (a proposal, or a peer's message).
+        if self._reports:
+            for node_id, ok in self._reports:
+                if ok is None:
+                    node.report_unreachable(node_id)
+                else:
+                    node.report_snapshot(node_id, ok)
+            self._reports.clear()
         if self._proposals:
             batch, self._proposals = self._proposals, []
             try:
@@ -114,16 +117,19 @@ class RaftInbox:
         # Dropped conf changes (no leader) are kept and proposed again on the next turn;
         # their waiters time out if no leader appears. They must never reach the normal
         # proposal backlog, whose entries are applied as InternalRaftRequests.
-        pending, self._conf_changes = self._conf_changes, []
-        for i, cc in enumerate(pending):
-            try:
-                node.propose_conf_change(cc)
-            except ProposalDroppedError:
-                self._conf_changes.extend(pending[i:])
-                break
-        for ctx in self._read_ctxs:
-            node.read_index(ctx)
-        self._read_ctxs.clear()
-        for transferee in self._transfers:
-            node.transfer_leader(transferee)
-        self._transfers.clear()
+        if self._conf_changes:
+            pending, self._conf_changes = self._conf_changes, []
+            for i, cc in enumerate(pending):
+                try:
+                    node.propose_conf_change(cc)
+                except ProposalDroppedError:
+                    self._conf_changes.extend(pending[i:])
+                    break
+        if self._read_ctxs:
+            for ctx in self._read_ctxs:
+                node.read_index(ctx)
+            self._read_ctxs.clear()
+        if self._transfers:
+            for transferee in self._transfers:
+                node.transfer_leader(transferee)
+            self._transfers.clear()

@@ -130,6 +130,7 @@ class RaftNode:
         self.log = logger
         self.fatal = fatal
         self.lead = NONE
+        self._id = rawnode.id
         self.term = rawnode.term
         # (term, vote) as last written to the WAL
         self._durable_term_vote = (rawnode.term, rawnode.vote)
@@ -188,15 +189,18 @@ class RaftNode:
                 rd = node.ready()
                 await self._handle_ready(rd)
                 node.advance()
-                self._after_advance()
+                if self.applied.applied - self.snapshot_index > self.snapshot_count:
+                    self._snapshot()
                 inbox.feed(node, log)
 
     # -- the loop's steps ---------------------------------------------------------------------
 
     async def _handle_ready(self, rd: Ready) -> None:
-        if rd.hard_state is not None:
-            self.term = rd.hard_state.term
-            self._record_vote(rd.hard_state)
+        hard = rd.hard_state
+        if hard is not None:
+            self.term = hard.term
+            if hard.vote != NONE and hard.vote != self._id:  # most change the commit only
+                self._record_vote(hard)
         if rd.soft_state is not None:
             self._soft_state_changed(rd.soft_state.lead, rd.soft_state.raft_state)
         if rd.snapshot is not None:
@@ -223,13 +227,13 @@ class RaftNode:
         # bring back is stepped before this write completes, so an entry still
         # commits only once a quorum, the leader counted, has it on disk. Followers
         # and candidates answer only with what is durable.
-        early = self._may_send_before_persisting(rd)
+        early = bool(rd.messages) and self._may_send_before_persisting(rd)
         if early:
             self._send(rd.messages)
-        if rd.entries or rd.hard_state is not None:
+        if rd.entries or hard is not None:
             t0 = time.perf_counter()
             try:
-                hs = rd.hard_state or HardState()
+                hs = hard or HardState()
                 if self._save_inline(rd):
                     # None: written (and synced) on this thread, already.
                     fut = self.storage.save_inline(hs, rd.entries)
@@ -245,9 +249,11 @@ class RaftNode:
                 # Nobody waits for a commit-only write; its failure still ends the member
                 # (the WAL's error sticks, but the next synced save may be far away).
                 fut.add_done_callback(self._unsynced_saved)
-            if rd.hard_state is not None:
-                self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
-        if not early:
+            if hard is not None:
+                durable = self._durable_term_vote
+                if hard.term != durable[0] or hard.vote != durable[1]:
+                    self._durable_term_vote = (hard.term, hard.vote)
+        if not early and rd.messages:
             self._send(rd.messages)
         if rd.committed_entries:
             try:
@@ -289,7 +295,14 @@ class RaftNode:
     def _send(self, msgs: Sequence[Message]) -> None:
         if not msgs:
             return
-        if any(m.type == MessageType.SNAP for m in msgs):
+        # One pass over the messages for the two kinds that need more than a send.
+        snap = beat = False
+        for m in msgs:
+            if m.type == MessageType.SNAP:
+                snap = True
+            elif m.type == MessageType.HEARTBEAT:
+                beat = True
+        if snap:
             msgs = tuple(self._merged_snapshot(m) for m in msgs)
             for m in msgs:
                 if m.type == MessageType.SNAP and m.snapshot is not None:
@@ -300,8 +313,8 @@ class RaftNode:
                         index=index,
                         to=f"{m.to:x}",
                     )
-        if self.is_leader:
-            self._time_heartbeats(msgs)
+        if beat and self.is_leader:
+            self._time_heartbeats(msgs)  # (it looks at heartbeats only)
         self.transport.send(msgs)
 
     def _time_heartbeats(self, msgs: Sequence[Message]) -> None:
@@ -370,10 +383,6 @@ class RaftNode:
             self.events.record(
                 "leader", f"{text} at term {self.term}", term=self.term, leader=f"{lead:x}"
             )
-
-    def _after_advance(self) -> None:
-        if self.applied.applied - self.snapshot_index > self.snapshot_count:
-            self._snapshot()
 
     def _snapshot(self) -> None:
         index = self.applied.applied
