@@ -6,7 +6,7 @@ function is a field-by-field copy. This is the only module that knows both shape
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 from pyetcd.mvcc import types as mt
 from pyetcd.mvcc.read_cache import ReadCache
@@ -198,16 +198,7 @@ def range_encode_steps(
             m = rpc_pb2.RangeResponse()
             add = m.kvs.add
             for kv in kvs[i : i + step]:
-                # all fields in one call: cheaper than kv_to_pb's field by field, and a
-                # zero is not serialized either way
-                add(
-                    key=kv.key,
-                    create_revision=kv.create_revision,
-                    mod_revision=kv.mod_revision,
-                    version=kv.version,
-                    value=kv.value,
-                    lease=kv.lease,
-                )
+                _add_kv(add, kv)
             parts.append(m.SerializeToString())
             yield
     parts.append(rpc_pb2.RangeResponse(more=r.more, count=r.count).SerializeToString())
@@ -218,7 +209,15 @@ def _kv_field(kv: mt.KeyValue) -> bytes:
     # one KeyValue as RangeResponse's field 2 (tag, length, message): what the
     # message-at-a-time encoding above gives for it
     m = rpc_pb2.RangeResponse()
-    m.kvs.add(
+    _add_kv(m.kvs.add, kv)
+    encoded: bytes = m.SerializeToString()
+    return encoded
+
+
+def _add_kv(add: Callable[..., object], kv: mt.KeyValue) -> None:
+    # all fields in one call: cheaper than kv_to_pb's field by field, and a zero is not
+    # serialized either way
+    add(
         key=kv.key,
         create_revision=kv.create_revision,
         mod_revision=kv.mod_revision,
@@ -226,8 +225,6 @@ def _kv_field(kv: mt.KeyValue) -> bytes:
         value=kv.value,
         lease=kv.lease,
     )
-    encoded: bytes = m.SerializeToString()
-    return encoded
 
 
 def put_to_pb(r: mt.PutResponse) -> rpc_pb2.PutResponse:
