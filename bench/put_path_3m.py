@@ -28,16 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
+from bench.vs_etcd import proc_cpu_s  # noqa: E402
 from pyetcd.pb import rpc_pb2  # noqa: E402
 from tests.framework import Member, running_cluster, wait_until  # noqa: E402
 
 VALUE = b"v" * 256
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def pids(members: list[Member]) -> list[int]:
@@ -51,12 +46,12 @@ def pids(members: list[Member]) -> list[int]:
 def run_round(leader: Member, members: list[Member], puts: int, rng: random.Random) -> str:
     stub = leader.kv()
     ids = pids(members)
-    cpu0 = [cpu_seconds(p) for p in ids]
+    cpu0 = [proc_cpu_s(p) for p in ids]
     t0 = time.perf_counter()
     for _ in range(puts):
         stub.Put(rpc_pb2.PutRequest(key=rng.randbytes(8), value=VALUE), timeout=10)
     wall = time.perf_counter() - t0
-    cpu = [cpu_seconds(p) - c for p, c in zip(ids, cpu0, strict=True)]
+    cpu = [proc_cpu_s(p) - c for p, c in zip(ids, cpu0, strict=True)]
     per = " ".join(f"{c / puts * 1e3:.3f}" for c in cpu)
     return (
         f"wall {wall / puts * 1e3:.3f} ms/put ({puts / wall:.0f}/s)  "

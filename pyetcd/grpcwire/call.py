@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, Final, NoReturn, Protocol
 
-from .frames import OK_TRAILERS, RESPONSE_HEADERS, grpc_status_block
+from .frames import COPY_MAX, OK_TRAILERS, RESPONSE_HEADERS, grpc_status_block
 from .stats import HandlingObserver, MethodStats
 from .status import StatusCode, code_number
 
@@ -59,8 +59,6 @@ MethodHandler = Any
 
 _MESSAGE_PREFIX: Final = 5  # compressed flag + 32-bit length
 _END: Final = object()
-#: Messages shorter than this are sent joined to their prefix (one frame, one copy).
-_JOIN_BELOW: Final = 1 << 16
 SC = StatusCode
 # Headers that are HTTP/2 or gRPC framing, not the caller's metadata.
 _NOT_METADATA: Final = frozenset(
@@ -436,11 +434,12 @@ class ServerCall:
         if not self._headers_sent:
             self._headers_sent = True
             stream.send_headers(sid, RESPONSE_HEADERS)
+        # A message under frames.COPY_MAX is joined to its prefix (one frame, one copy).
         # A large message goes as its 5-byte prefix, then views of the payload: no copy
         # of it here nor when a window lets only part of it through (the peer reads
         # one byte stream either way; DATA frame boundaries carry no meaning).
         pieces: tuple[bytes | memoryview, ...] = (
-            (prefix + payload,) if len(payload) < _JOIN_BELOW else (prefix, memoryview(payload))
+            (prefix + payload,) if len(payload) < COPY_MAX else (prefix, memoryview(payload))
         )
         for data in pieces:
             while True:

@@ -458,9 +458,8 @@ class WAL:
             self._last_index = r.entries[-1].index
             sync = True
         hs, old = r.hard_state, self._hs
-        if (hs.term != old.term or hs.vote != old.vote or hs.commit != old.commit) and not (
-            hs.is_empty()
-        ):
+        changed = hs.term != old.term or hs.vote != old.vote or hs.commit != old.commit
+        if changed and not hs.is_empty():
             sync = sync or hs.term != old.term or hs.vote != old.vote
             frame, crc = encode_frame(RecordType.STATE, encode_state(hs), crc)
             out.append(frame)

@@ -190,9 +190,11 @@ class Applier:
             p = request if isinstance(request, mt.PutRequest) else pbconv.put_from_pb(req.put)
             return txn.put(store, p)
         if which == "delete_range":
-            d = request
-            if not isinstance(d, mt.DeleteRangeRequest):
-                d = pbconv.delete_range_from_pb(req.delete_range)
+            d = (
+                request
+                if isinstance(request, mt.DeleteRangeRequest)
+                else pbconv.delete_range_from_pb(req.delete_range)
+            )
             return txn.delete_range(store, d)
         if which == "txn":
             t = request if isinstance(request, mt.TxnRequest) else pbconv.txn_from_pb(req.txn)

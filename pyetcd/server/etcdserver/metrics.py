@@ -58,6 +58,19 @@ class _Series:
         self.counts = [0] * (buckets + 1)
         self.sum = 0.0
 
+    def observe(self, buckets: tuple[float, ...], seconds: float) -> None:
+        self.counts[bisect_left(buckets, seconds)] += 1
+        self.sum += seconds
+
+    def cumulative(self, bounds: Sequence[str]) -> list[tuple[str, int]]:
+        """(upper bound, observations up to it) for each of ``bounds`` (+Inf last)."""
+        return list(zip(bounds, accumulate(self.counts), strict=True))
+
+
+def _go_bounds(buckets: Sequence[float]) -> list[str]:
+    # a histogram's "le" labels as etcd's Go client writes them, +Inf last
+    return [*map(floatToGoString, buckets), "+Inf"]
+
 
 class PlainHistogram(Collector):
     """A histogram without labels observed on the hot path (one per put): a bisect and
@@ -72,9 +85,7 @@ class PlainHistogram(Collector):
         self._series = _Series(len(self.buckets))
 
     def observe(self, seconds: float) -> None:
-        series = self._series
-        series.counts[bisect_left(self.buckets, seconds)] += 1
-        series.sum += seconds
+        self._series.observe(self.buckets, seconds)
 
     @property
     def count(self) -> int:
@@ -88,11 +99,8 @@ class PlainHistogram(Collector):
 
     def collect(self) -> Iterable[Metric]:
         family = HistogramMetricFamily(self.name, self.doc)
-        bounds = [*map(floatToGoString, self.buckets), "+Inf"]
         series = self._series
-        family.add_metric(
-            [], list(zip(bounds, accumulate(series.counts), strict=True)), series.sum
-        )
+        family.add_metric([], series.cumulative(_go_bounds(self.buckets)), series.sum)
         return [family]
 
 
@@ -117,21 +125,16 @@ class ApplyDurations(Collector):
         series = by_field.get(field)
         if series is None:
             series = by_field[field] = _Series(len(self.BUCKETS))
-        series.counts[bisect_left(self.BUCKETS, seconds)] += 1
-        series.sum += seconds
+        series.observe(self.BUCKETS, seconds)
 
     def collect(self) -> Iterable[Metric]:
         family = HistogramMetricFamily(self.NAME, self.HELP, labels=["version", "op", "success"])
-        bounds = [*map(floatToGoString, self.BUCKETS), "+Inf"]
+        bounds = _go_bounds(self.BUCKETS)
         for success, by_field in (("true", self._ok), ("false", self._failed)):
             for field, series in sorted(by_field.items()):
                 # etcd's op label is the field's Go name: lease_grant -> LeaseGrant.
                 op = "".join(p.capitalize() for p in field.split("_")) or "unknown"
-                family.add_metric(
-                    ["v3", op, success],
-                    list(zip(bounds, accumulate(series.counts), strict=True)),
-                    series.sum,
-                )
+                family.add_metric(["v3", op, success], series.cumulative(bounds), series.sum)
         return [family]
 
 

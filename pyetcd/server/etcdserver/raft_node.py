@@ -199,8 +199,7 @@ class RaftNode:
         hard = rd.hard_state
         if hard is not None:
             self.term = hard.term
-            if hard.vote != NONE and hard.vote != self._id:  # most change the commit only
-                self._record_vote(hard)
+            self._record_vote(hard)
         if rd.soft_state is not None:
             self._soft_state_changed(rd.soft_state.lead, rd.soft_state.raft_state)
         if rd.snapshot is not None:
@@ -250,9 +249,7 @@ class RaftNode:
                 # (the WAL's error sticks, but the next synced save may be far away).
                 fut.add_done_callback(self._unsynced_saved)
             if hard is not None:
-                durable = self._durable_term_vote
-                if hard.term != durable[0] or hard.vote != durable[1]:
-                    self._durable_term_vote = (hard.term, hard.vote)
+                self._durable_term_vote = (hard.term, hard.vote)
         if not early and rd.messages:
             self._send(rd.messages)
         if rd.committed_entries:
@@ -356,7 +353,8 @@ class RaftNode:
         return self.conf_state
 
     def _record_vote(self, hs: HardState) -> None:
-        if hs.vote not in (NONE, self.rawnode.id) and (hs.term, hs.vote) != self._durable_term_vote:
+        # most hard states change the commit only, or carry this member's own vote
+        if hs.vote not in (NONE, self._id) and (hs.term, hs.vote) != self._durable_term_vote:
             self.events.record(
                 "election",
                 f"voted for {hs.vote:x} at term {hs.term}",
