@@ -6,9 +6,12 @@ dir; one client's sequential `KVServer.put`s (8-byte keys, 256 B values) to the
 leader. Prints the process CPU per put (all members: they share this process) and,
 with `--profile`, cProfile's per-put time and calls per put of the functions that
 make up the stages (main thread only: the WAL writer thread's work is not in it;
-cProfile's own overhead roughly doubles the times, so read them as shares).
+cProfile's own overhead roughly doubles the times, so read them as shares). With
+`--timers`, no profiler: a handful of stage functions (apply, mvcc put, backend commit,
+WAL encode+write, WAL sync) are wrapped with `time.perf_counter_ns` and their
+inclusive time per put is printed (each wrapper adds ~0.2 us).
 
-    python bench/put_stages.py --size 3 --puts 1000 [--profile]
+    python bench/put_stages.py --size 3 --puts 1000 [--profile | --timers]
 
 `PYTHONPATH=<tree>` picks the pyetcd copy to measure (for an A/B).
 """
@@ -77,7 +80,45 @@ def report(prof: cProfile.Profile, puts: int, rows: int) -> None:
         print(f"{own / puts * 1e6:8.1f}  {calls / puts:5.1f}  {name}")
 
 
-async def run(size: int, puts: int, profile: bool, rows: int) -> None:
+# (module, class, method, label) of the stages --timers wraps
+TIMED = (
+    ("pyetcd.server.etcdserver.apply", "Applier", "apply_entries", "apply (Applier.apply_entries)"),
+    ("pyetcd.server.etcdserver.txn", None, "put", "- txn.put"),
+    ("pyetcd.mvcc.kvstore", "KVStore", "write_put", "  - KVStore.write_put"),
+    ("pyetcd.mvcc.kvstore", "KVStore", "end_write", "  - KVStore.end_write"),
+    ("pyetcd.mvcc.backend", "Backend", "commit", "    - Backend.commit"),
+    ("pyetcd.server.etcdserver.wait", "RequestWait", "trigger", "- RequestWait.trigger"),
+    ("pyetcd.wal.wal", "WAL", "_write_batch", "WAL encode + write (WAL._write_batch)"),
+    ("pyetcd.wal.wal", "WAL", "_sync", "WAL fdatasync (WAL._sync)"),
+)
+
+
+def install_timers() -> dict[str, list[int]]:
+    import importlib
+
+    totals: dict[str, list[int]] = {}
+    for mod_name, cls_name, meth, label in TIMED:
+        mod = importlib.import_module(mod_name)
+        owner = getattr(mod, cls_name) if cls_name else mod
+        fn = getattr(owner, meth, None)
+        if fn is None:
+            continue
+        acc = totals.setdefault(label, [0, 0])
+
+        def wrapped(*a: object, __fn=fn, __acc=acc, **kw: object) -> object:  # type: ignore[no-untyped-def]
+            t0 = time.perf_counter_ns()
+            try:
+                return __fn(*a, **kw)
+            finally:
+                __acc[0] += time.perf_counter_ns() - t0
+                __acc[1] += 1
+
+        setattr(owner, meth, wrapped)
+    return totals
+
+
+async def run(size: int, puts: int, profile: bool, rows: int, timers: bool = False) -> None:
+    totals = install_timers() if timers else None
     with tempfile.TemporaryDirectory(prefix="put-stages-") as tmp:
         servers = await start(size, Path(tmp))
         try:
@@ -85,6 +126,8 @@ async def run(size: int, puts: int, profile: bool, rows: int) -> None:
             for i in range(200):  # warm-up
                 await lead.kv.put(rpc_pb2.PutRequest(key=b"w%07d" % i, value=VALUE))
             prof = cProfile.Profile() if profile else None
+            for acc in (totals or {}).values():
+                acc[0] = acc[1] = 0
             cpu0, wall0 = time.process_time(), time.perf_counter()
             if prof is not None:
                 prof.enable()
@@ -100,6 +143,8 @@ async def run(size: int, puts: int, profile: bool, rows: int) -> None:
             )
             if prof is not None:
                 report(prof, puts, rows)
+            for label, (ns, calls) in (totals or {}).items():
+                print(f"{ns / puts / 1000:8.1f} us/put {calls / puts:5.2f} calls/put  {label}")
         finally:
             for s in servers:
                 await s.stop()
@@ -111,13 +156,14 @@ def main() -> None:
     ap.add_argument("--puts", type=int, default=1000)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--rows", type=int, default=60)
+    ap.add_argument("--timers", action="store_true", help="time the stages without a profiler")
     args = ap.parse_args()
     try:
         import uvloop
 
-        uvloop.run(run(args.size, args.puts, args.profile, args.rows))
+        uvloop.run(run(args.size, args.puts, args.profile, args.rows, args.timers))
     except ImportError:
-        asyncio.run(run(args.size, args.puts, args.profile, args.rows))
+        asyncio.run(run(args.size, args.puts, args.profile, args.rows, args.timers))
 
 
 if __name__ == "__main__":

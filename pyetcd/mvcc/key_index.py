@@ -242,6 +242,35 @@ class TreeIndex:
         ki.put(rev)
         return ki
 
+    def put_live(self, key: bytes, rev: Revision, lease: int) -> tuple[int, int, int]:
+        """Record a put of ``key`` at ``rev`` (newer than every revision of the key)
+        attached to ``lease``: :meth:`put` plus what a write needs to know, in one call.
+
+        Returns:
+            (create main revision, version, lease before): the created revision and
+            version of the value now put, and the lease the key's live value had (0
+            when it had none or the key was not alive).
+        """
+        ki: KeyIndex | None = self._tree.get(key)
+        if ki is None:
+            ki = KeyIndex(key)
+            self._tree[key] = ki
+        elif rev <= ki.modified:
+            raise ValueError(f"put at {rev} not after {ki.modified} for {key!r}")
+        revs = ki.revs
+        if revs:
+            old_lease = ki.lease
+            revs.append(rev)
+        else:
+            # a new life (see KeyIndex.put): a list of exactly one
+            old_lease = 0
+            ki.created = rev
+            ki.revs = [rev]
+        ki.ver += 1
+        ki.modified = rev
+        ki.lease = lease
+        return ki.created[0], ki.ver, old_lease
+
     def load(self, keys: dict[bytes, KeyIndex]) -> None:
         """Add every KeyIndex of ``keys`` (restored from the backend) at once: sorted in
         one go."""

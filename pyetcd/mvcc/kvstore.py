@@ -44,6 +44,8 @@ from pyetcd.mvcc.revision import (
     bytes_to_rev,
     decode_kv,
     encode_kv,
+    encode_kv_fields,
+    rev_key,
     rev_to_bytes,
 )
 from pyetcd.mvcc.types import KeyValue
@@ -128,8 +130,8 @@ class KVStore:
             checkpoint_persist=lease_checkpoint_persist,
             metrics=m,
         )
-        # called after each write transaction with (revision, changes); the
-        # watchable store installs itself here
+        # called after each write transaction with (revision, changes) while set: the
+        # watchable store installs itself here while it has synced watchers
         self.on_changes: ChangeHook | None = None
         self._begin_rev = 0
         self._changes: list[KeyValue] = []
@@ -289,29 +291,45 @@ class KVStore:
         """One put inside the running write transaction; returns its main revision."""
         rev = self._begin_rev + 1
         sub = len(self._changes)
-        ki = self.index.get_index(key)
-        create = rev
-        ver = 0
-        old_lease = 0
-        if ki is not None:
-            got = ki.get(rev)
-            if got is not None:
-                create = got[1][0]
-                ver = got[2]
-                old_lease = ki.lease
+        create, ver, old_lease = self.index.put_live(key, (rev, sub), lease)
         m = self.metrics
         m.puts += 1
         m.put_bytes += len(key) + len(value)
         self._ops += 1
-        kv = KeyValue(key, create, rev, ver + 1, value, lease)
-        self.backend.key_put(rev_to_bytes((rev, sub)), encode_kv(kv))
-        ki = self.index.put(key, (rev, sub))
-        ki.lease = lease
+        kv = KeyValue(key, create, rev, ver, value, lease)
+        self.backend.key_put(rev_key(rev, sub), encode_kv(kv))
         self._changes.append(kv)
         if old_lease:
             self.lessor.detach(old_lease, key)
         if lease:
             self.lessor.attach(lease, key)
+        return rev
+
+    def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
+        """A write transaction of one put: ``begin_write``, ``write_put``, ``end_write``
+        in one call, with the same effects (the common Put request); returns its
+        revision. The KeyValue put is built only if ``on_changes`` is set."""
+        if self._changes:
+            raise RuntimeError("KVStore.put inside a running write transaction")
+        begin = self._current_rev
+        rev = begin + 1
+        create, ver, old_lease = self.index.put_live(key, (rev, 0), lease)
+        m = self.metrics
+        m.puts += 1
+        m.put_bytes += len(key) + len(value)
+        self._begin_rev = begin
+        self._ops_at_begin = self._ops
+        self._ops += 1
+        self.backend.key_put(rev_key(rev, 0), encode_kv_fields(key, create, rev, ver, value, lease))
+        if old_lease:
+            self.lessor.detach(old_lease, key)
+        if lease:
+            self.lessor.attach(lease, key)
+        self._current_rev = rev
+        hook = self.on_changes
+        if hook is not None:
+            hook(rev, [KeyValue(key, create, rev, ver, value, lease)])
+        self.backend.maybe_commit()
         return rev
 
     def write_delete_range(self, key: bytes, end: bytes | None) -> int:

@@ -20,7 +20,9 @@ __all__ = [
     "bytes_to_rev",
     "decode_kv",
     "encode_kv",
+    "encode_kv_fields",
     "is_tombstone",
+    "rev_key",
     "rev_to_bytes",
 ]
 
@@ -30,13 +32,20 @@ REV_BYTES_LEN = 17
 _REV = struct.Struct(">Q")
 # main, the b"_" separator (skipped), sub: unpacks straight into a Revision tuple
 _REV_PAIR = struct.Struct(">QxQ")
+# main, the b"_" separator, sub: a backend key in one pack
+_REV_KEY = struct.Struct(">QcQ")
 _KV_HEADER = struct.Struct(">qqqqI")
 
 
 def rev_to_bytes(rev: Revision, tombstone: bool = False) -> bytes:
     """Encode ``rev`` as a backend key (``t`` suffix for a tombstone)."""
-    b = _REV.pack(rev[0]) + b"_" + _REV.pack(rev[1])
+    b = _REV_KEY.pack(rev[0], b"_", rev[1])
     return b + b"t" if tombstone else b
+
+
+def rev_key(main: int, sub: int) -> bytes:
+    """The backend key of revision ``(main, sub)`` (``rev_to_bytes`` without the tuple)."""
+    return _REV_KEY.pack(main, b"_", sub)
 
 
 def bytes_to_rev(b: bytes) -> Revision:
@@ -61,6 +70,15 @@ def encode_kv(kv: KeyValue) -> bytes:
         _KV_HEADER.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease, len(key))
         + key
         + kv.value
+    )
+
+
+def encode_kv_fields(
+    key: bytes, create_revision: int, mod_revision: int, version: int, value: bytes, lease: int
+) -> bytes:
+    """:func:`encode_kv` of ``KeyValue(key, create_revision, ...)``, without building it."""
+    return (
+        _KV_HEADER.pack(create_revision, mod_revision, version, lease, len(key)) + key + value
     )
 
 

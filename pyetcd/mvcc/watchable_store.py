@@ -226,9 +226,11 @@ class WatchableStore:
     """Watch support on top of a :class:`KVStore` (installs its change hook)."""
 
     def __init__(self, kv: KVStore) -> None:
-        """Attach to ``kv``: every later write transaction is fanned out to watchers."""
+        """Attach to ``kv``: every later write transaction is fanned out to watchers
+        (the store's change hook is set while a synced watcher exists: with none, a
+        write builds no events at all)."""
         self.kv = kv
-        kv.on_changes = self.notify
+        kv.on_changes = None
         # The store that adopted this one's watchers (a restored backend): every stream
         # made on this store follows it from then on (see WatchStream.store).
         self.successor: WatchableStore | None = None
@@ -289,6 +291,8 @@ class WatchableStore:
     def _add_synced(self, w: Watcher) -> None:
         w.synced = True
         self.synced_count += 1
+        if self.synced_count == 1:
+            self.kv.on_changes = self.notify
         if w.end is not None:
             self._synced_ranges.add(w)
             return
@@ -305,6 +309,8 @@ class WatchableStore:
             return
         w.synced = False
         self.synced_count -= 1
+        if not self.synced_count:
+            self.kv.on_changes = None
         if w.end is not None:
             self._synced_ranges.discard(w)
             return

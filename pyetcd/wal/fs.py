@@ -26,7 +26,10 @@ class FS:
 
     def write(self, fd: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at the descriptor's position."""
-        view = memoryview(data)
+        n = os.write(fd, data)
+        if n == len(data):
+            return
+        view = memoryview(data)[n:]
         while view:
             n = os.write(fd, view)
             view = view[n:]

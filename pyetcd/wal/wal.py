@@ -63,6 +63,8 @@ SYNC_AVERAGE_WEIGHT = 0.125
 _HEADER = struct.Struct("<QIB")
 _ENTRY = int(RecordType.ENTRY)
 _ENTRY_TYPE = bytes([_ENTRY])
+_STATE = int(RecordType.STATE)
+_STATE_TYPE = bytes([_STATE])
 _PAD = [b"\0" * i for i in range(8)]
 _JOIN_ONCE = 4096  # entries longer than this are not concatenated with their framing
 
@@ -461,7 +463,11 @@ class WAL:
         changed = hs.term != old.term or hs.vote != old.vote or hs.commit != old.commit
         if changed and not hs.is_empty():
             sync = sync or hs.term != old.term or hs.vote != old.vote
-            frame, crc = encode_frame(RecordType.STATE, encode_state(hs), crc)
+            # encode_frame(STATE, encode_state(hs)) inline, with the WAL's own packer
+            data = self._packer.pack((hs.term, hs.vote, hs.commit))
+            crc = zlib.crc32(data, zlib.crc32(_STATE_TYPE, crc))
+            n = 5 + len(data)
+            frame = _HEADER.pack(length_word(n), crc, _STATE) + data + _PAD[-n % 8]
             out.append(frame)
             size += len(frame)
             self._hs = hs

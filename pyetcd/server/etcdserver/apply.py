@@ -179,7 +179,7 @@ class Applier:
     ) -> object:
         store = self.stores.kv
         auth = self.stores.auth
-        if which in _REFUSED_WHEN_CORRUPT and self._corrupt():
+        if which in _REFUSED_WHEN_CORRUPT and self.stores.alarms and self._corrupt():
             # etcd's corrupt applier: every member refuses writes under the alarm.
             raise CorruptError()
         if auth.enabled and which in _CHECKED:
@@ -462,7 +462,11 @@ def _alarm_key(key: tuple[int, int]) -> bytes:
 
 
 def _which(req: raft_internal_pb2.InternalRaftRequest) -> str:
-    # etcd's InternalRaftRequest has no oneof: the set field names the request.
+    # etcd's InternalRaftRequest has no oneof: the set field names the request (the
+    # first in field order). A put (another member's, mostly) is asked for first:
+    # three HasField cost less than ListFields; v2 and range are the fields before it.
+    if req.HasField("put") and not req.HasField("range") and not req.HasField("v2"):
+        return "put"
     for fd, _ in req.ListFields():
         if fd.name not in ("header", "ID"):
             return str(fd.name)

@@ -386,11 +386,15 @@ def put(kv: KVStore, req: PutRequest) -> PutResponse:
     over = kv.check_space(cost_put(req))
     if req.lease and kv.lessor.lookup(req.lease) is None:
         raise _LeaseNotFound()
-    if (req.ignore_value or req.ignore_lease) and kv.get(req.key) is None:
-        raise KeyNotFoundError()
-    kv.begin_write()
-    resp = _put(kv, req)
-    kv.end_write()
+    if req.ignore_value or req.ignore_lease or req.prev_kv:
+        if (req.ignore_value or req.ignore_lease) and kv.get(req.key) is None:
+            raise KeyNotFoundError()
+        kv.begin_write()
+        resp = _put(kv, req)
+        kv.end_write()
+    else:
+        # the common put: the store's one-put write transaction, in one call
+        resp = PutResponse(ResponseHeader(0, 0, kv.put(req.key, req.value, req.lease)))
     if over:
         kv.exceed_quota()
     return resp
