@@ -84,3 +84,38 @@ def test_frame_layout_matches_the_documented_format() -> None:
     assert word >> 56 == (0x80 | (-n % 8) if n % 8 else 0)
     assert stored_crc == crc and rtype == RecordType.STATE
     assert len(frame) == 8 + n + (-n % 8)
+
+
+@wal_settings
+@given(st.lists(st.tuples(st.lists(entries, max_size=3), states), min_size=1, max_size=4))
+def test_wal_writes_the_frames_record_encodes(
+    saves: list[tuple[list[Entry], HardState]],
+) -> None:
+    # The WAL's writer encodes entries and hard states inline (its own packer, no
+    # encode_frame call): the bytes must be exactly encode_frame's.
+    import os
+    import tempfile
+
+    from pyetcd.wal import WAL
+
+    with tempfile.TemporaryDirectory() as d:
+        w = WAL.create(os.path.join(d, "wal"), Metadata(1, 2))
+        start, crc, last = w._offset, w._crc, w._hs
+        expected = b""
+        for ents, hs in saves:
+            for e in ents:
+                frame, crc = encode_frame(RecordType.ENTRY, encode_entry(e), crc)
+                expected += frame
+            if (hs.term, hs.vote, hs.commit) != (last.term, last.vote, last.commit) and (
+                not hs.is_empty()
+            ):
+                frame, crc = encode_frame(RecordType.STATE, encode_state(hs), crc)
+                expected += frame
+                last = hs
+            assert w.save_inline(hs, ents)
+        path = os.path.join(d, "wal", str(w.segments()[-1]))
+        with open(path, "rb") as f:
+            f.seek(start)
+            written = f.read(len(expected))
+        w.close()
+    assert written == expected
