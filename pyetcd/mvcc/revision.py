@@ -77,9 +77,7 @@ def encode_kv_fields(
     key: bytes, create_revision: int, mod_revision: int, version: int, value: bytes, lease: int
 ) -> bytes:
     """:func:`encode_kv` of ``KeyValue(key, create_revision, ...)``, without building it."""
-    return (
-        _KV_HEADER.pack(create_revision, mod_revision, version, lease, len(key)) + key + value
-    )
+    return _KV_HEADER.pack(create_revision, mod_revision, version, lease, len(key)) + key + value
 
 
 def decode_kv(b: bytes) -> KeyValue:
