@@ -187,8 +187,17 @@ class Applier:
         # The proposer of the entry (if it is this member) converted the request once
         # already; every other member converts it here.
         if which == "put":
-            p = request if isinstance(request, mt.PutRequest) else pbconv.put_from_pb(req.put)
-            return txn.put(store, p)
+            if isinstance(request, mt.PutRequest):
+                return txn.put(store, request)
+            r = req.put
+            if not (
+                r.lease or r.prev_kv or r.ignore_value or r.ignore_lease
+            ) and not self.waits.waiting(req_id):
+                # another member's plain put (a follower's common entry): nobody here
+                # waits for its answer, so none is built
+                txn.put_plain(store, r.key, r.value)
+                return None
+            return txn.put(store, pbconv.put_from_pb(r))
         if which == "delete_range":
             d = (
                 request

@@ -46,11 +46,13 @@ __all__ = [
     "RangeSteps",
     "compact",
     "cost_put",
+    "cost_put_kv",
     "cost_txn",
     "delete_range",
     "is_txn_readonly",
     "lease_grant",
     "put",
+    "put_plain",
     "range_",
     "range_steps",
     "run_steps",
@@ -347,7 +349,12 @@ def _txn(
 
 def cost_put(req: PutRequest) -> int:
     """Quota cost of a put (etcd: the marshalled KeyValue plus an overhead)."""
-    return len(req.key) + len(req.value) + 16 + _KV_OVERHEAD
+    return cost_put_kv(req.key, req.value)
+
+
+def cost_put_kv(key: bytes, value: bytes) -> int:
+    """Quota cost of a put of ``key`` = ``value`` (see ``cost_put``)."""
+    return len(key) + len(value) + 16 + _KV_OVERHEAD
 
 
 def cost_txn(req: TxnRequest) -> int:
@@ -398,6 +405,20 @@ def put(kv: KVStore, req: PutRequest) -> PutResponse:
     if over:
         kv.exceed_quota()
     return resp
+
+
+def put_plain(kv: KVStore, key: bytes, value: bytes) -> int:
+    """Apply a Put of ``key`` without lease, prev_kv or ignore_* (``put`` of that
+    request, without building the response); returns its revision.
+
+    Raises:
+        NoSpaceError.
+    """
+    over = kv.check_space(cost_put_kv(key, value))
+    rev = kv.put(key, value)
+    if over:
+        kv.exceed_quota()
+    return rev
 
 
 def delete_range(kv: KVStore, req: DeleteRangeRequest) -> DeleteRangeResponse:

@@ -59,6 +59,10 @@ class RequestWait:
         """The store request registered with ``req_id`` (None if none is waiting)."""
         return self._requests.pop(req_id, None)
 
+    def waiting(self, req_id: int) -> bool:
+        """Whether a waiter for ``req_id`` is registered."""
+        return req_id in self._futs
+
     def expire(self, now: float, err: Callable[[], BaseException]) -> int:
         """Fail every waiter whose deadline is at or before ``now``; returns how many."""
         n = 0
