@@ -309,7 +309,15 @@ class WAL:
             if self._error is not None:
                 raise self._error
             try:
-                if self._write_batch((_Save(hard_state, entries, None, None),)):
+                # _write_batch of this one save, without building it
+                chunks: list[bytes] = []
+                size, sync = self._encode(hard_state, entries, None, chunks)
+                cut = self._offset + size >= self.segment_size
+                if chunks:
+                    self._write(chunks)
+                if cut:
+                    self._cut()  # syncs everything written so far
+                elif sync:
                     self._sync()
             except BaseException as exc:
                 self._error = exc
@@ -425,7 +433,7 @@ class WAL:
         size = 0
         must_sync = False
         for r in reqs:
-            added, sync = self._encode(r, chunks)
+            added, sync = self._encode(r.hard_state, r.entries, r.snapshot, chunks)
             size += added
             must_sync = must_sync or sync
             if self._offset + size >= self.segment_size:
@@ -438,16 +446,22 @@ class WAL:
             self._write(chunks)
         return must_sync
 
-    def _encode(self, r: _Save, out: list[bytes]) -> tuple[int, bool]:
+    def _encode(
+        self,
+        hs: HardState,
+        entries: Sequence[Entry],
+        snapshot: WALSnapshot | None,
+        out: list[bytes],
+    ) -> tuple[int, bool]:
         crc = self._crc
         size = 0
         sync = False
-        if r.entries:
+        if entries:
             pack = self._packer.pack
             crc32 = zlib.crc32
             header = _HEADER.pack
             append = out.append
-            for e in r.entries:
+            for e in entries:
                 data = pack((e.term, e.index, int(e.type), e.data))
                 crc = crc32(data, crc32(_ENTRY_TYPE, crc))
                 n = 5 + len(data)
@@ -457,9 +471,9 @@ class WAL:
                 else:
                     append(head + data + pad)
                 size += 8 + n + len(pad)
-            self._last_index = r.entries[-1].index
+            self._last_index = entries[-1].index
             sync = True
-        hs, old = r.hard_state, self._hs
+        old = self._hs
         changed = hs.term != old.term or hs.vote != old.vote or hs.commit != old.commit
         if changed and not hs.is_empty():
             sync = sync or hs.term != old.term or hs.vote != old.vote
@@ -471,11 +485,11 @@ class WAL:
             out.append(frame)
             size += len(frame)
             self._hs = hs
-        if r.snapshot is not None:
-            frame, crc = encode_frame(RecordType.SNAPSHOT, encode_snapshot(r.snapshot), crc)
+        if snapshot is not None:
+            frame, crc = encode_frame(RecordType.SNAPSHOT, encode_snapshot(snapshot), crc)
             out.append(frame)
             size += len(frame)
-            self._last_index = max(self._last_index, r.snapshot.index)
+            self._last_index = max(self._last_index, snapshot.index)
             sync = True
         self._crc = crc
         return size, sync
