@@ -152,6 +152,11 @@ class CallStream(Protocol):
         """Send the trailers (END_STREAM) and forget the call."""
         ...
 
+    def answer(self, call: ServerCall, message: bytes) -> bool:
+        """Send the response headers, ``message`` (framed) and OK trailers, and forget
+        the call, if all can go now; False (nothing sent) otherwise."""
+        ...
+
     async def wait_window(self, call: ServerCall) -> None: ...
 
     async def wait_writable(self) -> None: ...
@@ -422,7 +427,25 @@ class ServerCall:
                 await result
         else:
             response = await result
-            await self._send_message(h.response_serializer(response))
+            payload = h.response_serializer(response)
+            if self._code is None and len(payload) < COPY_MAX and self._answer(payload):
+                return
+            await self._send_message(payload)
+
+    def _answer(self, payload: bytes) -> bool:
+        # A unary answer whole, in one go (rule 3's trailers included): what
+        # _send_message then _finish would send, without their steps.
+        if self.finished or self._headers_sent:
+            return False
+        if not self.stream.answer(self, b"\x00" + len(payload).to_bytes(4, "big") + payload):
+            return False
+        self._headers_sent = self.finished = True
+        self._status = SC.OK
+        stats = self.stats
+        if stats is not None:
+            stats.msg_sent += 1
+            stats.bytes_sent += len(payload)
+        return True
 
     # -- sending -------------------------------------------------------------------------------
 

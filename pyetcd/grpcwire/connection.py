@@ -44,7 +44,7 @@ from .events import (
     TrailersReceived,
     WindowUpdated,
 )
-from .frames import ErrorCode
+from .frames import OK_TRAILERS, RESPONSE_HEADERS, ErrorCode
 from .h2connection import H2Connection
 from .limits import PingPolicy, RateCap, ServerLimits
 from .stats import HandlingObserver, MethodStats
@@ -349,6 +349,21 @@ class GrpcConnection(asyncio.Protocol):
         self._running -= 1
         if self._held and self._running == self.limits.max_concurrent_streams - 1:
             self._loop.call_soon(self._read_more)
+
+    def answer(self, call: ServerCall, message: bytes) -> bool:
+        """A unary call's whole answer (headers, one framed message, OK trailers), sent
+        now if nothing holds it back: the transport takes more and the windows allow
+        the message. False: nothing was sent (the call sends the slow way)."""
+        if self._closed or self.paused:
+            return False
+        h2, sid = self.h2, call.stream_id
+        if h2.local_flow_control_window(sid) < len(message):
+            return False
+        h2.send_headers(sid, RESPONSE_HEADERS)
+        h2.send_data(sid, message)
+        self._pings.forgive = True
+        self.finish(call, OK_TRAILERS)
+        return True
 
     def finish(self, call: ServerCall, trailers: bytes) -> None:
         if not self._closed:
