@@ -321,6 +321,10 @@ class ServerCall:
         while not self._requests:
             self._arrived = asyncio.get_running_loop().create_future()
             await self._arrived
+        return self._take()
+
+    def _take(self) -> bytes | None:
+        """The next request message (None at the end), from a queue not empty."""
         requests = self._requests
         item = requests.popleft()
         if item is _END:
@@ -412,7 +416,8 @@ class ServerCall:
             request: Any = self._request_iterator()
             fn = h.stream_stream if h.response_streaming else h.stream_unary
         else:
-            raw = await self._next_request()
+            # A unary request has mostly arrived whole with its HEADERS: taken at once.
+            raw = self._take() if self._requests else await self._next_request()
             self._reading = False
             if raw is None:
                 raise CallAborted(SC.INTERNAL, "grpc: no request message on a unary call")

@@ -274,7 +274,8 @@ class GrpcConnection(asyncio.Protocol):
                 self._calm(b"too_many_resets")
 
     def _on_window(self, _: WindowUpdated | RemoteSettingsChanged) -> None:
-        self._wake(self._window_waiters)
+        if self._window_waiters:  # (a client's every answer brings two, mostly unawaited)
+            self._wake(self._window_waiters)
 
     def _on_settings(self, event: RemoteSettingsChanged) -> None:
         self._wake(self._window_waiters)
