@@ -357,19 +357,21 @@ class GrpcConnection(asyncio.Protocol):
         the message. False: nothing was sent (the call sends the slow way)."""
         if self._closed or self.paused:
             return False
-        h2, sid = self.h2, call.stream_id
-        if h2.local_flow_control_window(sid) < len(message):
+        if not self.h2.send_answer(call.stream_id, RESPONSE_HEADERS, message, OK_TRAILERS):
             return False
-        h2.send_headers(sid, RESPONSE_HEADERS)
-        h2.send_data(sid, message)
         self._pings.forgive = True
-        self.finish(call, OK_TRAILERS)
+        self._ended(call)
         return True
 
     def finish(self, call: ServerCall, trailers: bytes) -> None:
         if not self._closed:
+            self.h2.send_headers(call.stream_id, trailers, end_stream=True)
+        self._ended(call)
+
+    def _ended(self, call: ServerCall) -> None:
+        # The call's END_STREAM is queued: send it, forget the call.
+        if not self._closed:
             h2, sid = self.h2, call.stream_id
-            h2.send_headers(sid, trailers, end_stream=True)
             # The answer is complete: a client still sending is told to stop, as grpc-go
             # does (RST_STREAM NO_ERROR, RFC 9113 8.1), and its late DATA is dropped.
             if sid in h2.streams and h2.stream_state(sid) is _HALF_CLOSED_LOCAL:
