@@ -174,6 +174,30 @@ class CallAborted(Exception):
 class ServerCall:
     """One stream's call; also the handler's servicer context."""
 
+    __slots__ = (
+        "_arrived",
+        "_code",
+        "_details",
+        "_headers_sent",
+        "_held",
+        "_partial",
+        "_reading",
+        "_requests",
+        "_started",
+        "_status",
+        "encoding",
+        "finished",
+        "handler",
+        "host",
+        "metadata",
+        "method",
+        "remote_closed",
+        "stats",
+        "stream",
+        "stream_id",
+        "task",
+    )
+
     def __init__(
         self,
         stream: CallStream,
