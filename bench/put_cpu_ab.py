@@ -7,8 +7,8 @@ member runs the tree in ``--base`` (as ``PYETCD_CLUSTER_SRC``), the other this c
 (or ``PYTHONPATH``'s), both started through ``tests.framework``; one client alternates
 blocks of ``--block`` sequential puts (256 B values) between them, so both see the same
 load, and each member's CPU (all its threads, from the kernel's per-process CPU clock,
-to the nanosecond: ``/proc``'s ticks are 10 ms) is read around its own blocks only. Each round prints both figures and their ratio; the last
-line (JSON) holds the medians.
+to the nanosecond: ``/proc``'s ticks are 10 ms) is read around its own blocks only.
+Each round prints both figures and their ratio; the last line (JSON) holds the medians.
 
     python bench/put_cpu_ab.py --base /work/main [--puts 3000] [--rounds 5] [--block 50]
 """
