@@ -152,6 +152,11 @@ class CallStream(Protocol):
         """Send the trailers (END_STREAM) and forget the call."""
         ...
 
+    def answer(self, call: ServerCall, message: bytes) -> bool:
+        """Send the response headers, ``message`` (framed) and OK trailers, and forget
+        the call, if all can go now; False (nothing sent) otherwise."""
+        ...
+
     async def wait_window(self, call: ServerCall) -> None: ...
 
     async def wait_writable(self) -> None: ...
@@ -168,6 +173,30 @@ class CallAborted(Exception):
 
 class ServerCall:
     """One stream's call; also the handler's servicer context."""
+
+    __slots__ = (
+        "_arrived",
+        "_code",
+        "_details",
+        "_headers_sent",
+        "_held",
+        "_partial",
+        "_reading",
+        "_requests",
+        "_started",
+        "_status",
+        "encoding",
+        "finished",
+        "handler",
+        "host",
+        "metadata",
+        "method",
+        "remote_closed",
+        "stats",
+        "stream",
+        "stream_id",
+        "task",
+    )
 
     def __init__(
         self,
@@ -316,6 +345,10 @@ class ServerCall:
         while not self._requests:
             self._arrived = asyncio.get_running_loop().create_future()
             await self._arrived
+        return self._take()
+
+    def _take(self) -> bytes | None:
+        """The next request message (None at the end), from a queue not empty."""
         requests = self._requests
         item = requests.popleft()
         if item is _END:
@@ -407,7 +440,8 @@ class ServerCall:
             request: Any = self._request_iterator()
             fn = h.stream_stream if h.response_streaming else h.stream_unary
         else:
-            raw = await self._next_request()
+            # A unary request has mostly arrived whole with its HEADERS: taken at once.
+            raw = self._take() if self._requests else await self._next_request()
             self._reading = False
             if raw is None:
                 raise CallAborted(SC.INTERNAL, "grpc: no request message on a unary call")
@@ -422,7 +456,25 @@ class ServerCall:
                 await result
         else:
             response = await result
-            await self._send_message(h.response_serializer(response))
+            payload = h.response_serializer(response)
+            if self._code is None and len(payload) < COPY_MAX and self._answer(payload):
+                return
+            await self._send_message(payload)
+
+    def _answer(self, payload: bytes) -> bool:
+        # A unary answer whole, in one go (rule 3's trailers included): what
+        # _send_message then _finish would send, without their steps.
+        if self.finished or self._headers_sent:
+            return False
+        if not self.stream.answer(self, b"\x00" + len(payload).to_bytes(4, "big") + payload):
+            return False
+        self._headers_sent = self.finished = True
+        self._status = SC.OK
+        stats = self.stats
+        if stats is not None:
+            stats.msg_sent += 1
+            stats.bytes_sent += len(payload)
+        return True
 
     # -- sending -------------------------------------------------------------------------------
 

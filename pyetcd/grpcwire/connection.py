@@ -44,7 +44,7 @@ from .events import (
     TrailersReceived,
     WindowUpdated,
 )
-from .frames import ErrorCode
+from .frames import OK_TRAILERS, RESPONSE_HEADERS, ErrorCode
 from .h2connection import H2Connection
 from .limits import PingPolicy, RateCap, ServerLimits
 from .stats import HandlingObserver, MethodStats
@@ -274,7 +274,8 @@ class GrpcConnection(asyncio.Protocol):
                 self._calm(b"too_many_resets")
 
     def _on_window(self, _: WindowUpdated | RemoteSettingsChanged) -> None:
-        self._wake(self._window_waiters)
+        if self._window_waiters:  # (a client's every answer brings two, mostly unawaited)
+            self._wake(self._window_waiters)
 
     def _on_settings(self, event: RemoteSettingsChanged) -> None:
         self._wake(self._window_waiters)
@@ -350,10 +351,27 @@ class GrpcConnection(asyncio.Protocol):
         if self._held and self._running == self.limits.max_concurrent_streams - 1:
             self._loop.call_soon(self._read_more)
 
+    def answer(self, call: ServerCall, message: bytes) -> bool:
+        """A unary call's whole answer (headers, one framed message, OK trailers), sent
+        now if nothing holds it back: the transport takes more and the windows allow
+        the message. False: nothing was sent (the call sends the slow way)."""
+        if self._closed or self.paused:
+            return False
+        if not self.h2.send_answer(call.stream_id, RESPONSE_HEADERS, message, OK_TRAILERS):
+            return False
+        self._pings.forgive = True
+        self._ended(call)
+        return True
+
     def finish(self, call: ServerCall, trailers: bytes) -> None:
         if not self._closed:
+            self.h2.send_headers(call.stream_id, trailers, end_stream=True)
+        self._ended(call)
+
+    def _ended(self, call: ServerCall) -> None:
+        # The call's END_STREAM is queued: send it, forget the call.
+        if not self._closed:
             h2, sid = self.h2, call.stream_id
-            h2.send_headers(sid, trailers, end_stream=True)
             # The answer is complete: a client still sending is told to stop, as grpc-go
             # does (RST_STREAM NO_ERROR, RFC 9113 8.1), and its late DATA is dropped.
             if sid in h2.streams and h2.stream_state(sid) is _HALF_CLOSED_LOCAL:

@@ -27,6 +27,7 @@ __all__ = [
     "Flag",
     "FrameType",
     "Setting",
+    "answer_frames",
     "encode_headers",
     "error_code",
     "frame",
@@ -101,6 +102,7 @@ class ErrorCode(enum.IntEnum):
     HTTP_1_1_REQUIRED = 13
 
 
+_END_TRAILERS: Final = Flag.END_HEADERS | Flag.END_STREAM
 #: The longest DATA payload that split_data copies into a frame of its own.
 COPY_MAX: Final = 1 << 16
 
@@ -109,6 +111,22 @@ def frame(ftype: int, flags: int, stream_id: int, payload: bytes | memoryview = 
     """One frame: the 9-byte header, then ``payload``."""
     n = len(payload)
     return _HEADER.pack(n >> 16, n & 0xFFFF, ftype, flags, stream_id) + payload
+
+
+def answer_frames(stream_id: int, headers: bytes, message: bytes, trailers: bytes) -> bytes:
+    """A short answer whole: HEADERS, one DATA frame, the trailers' HEADERS (END_STREAM),
+    each block and the message short enough for one frame."""
+    pack, n = _HEADER.pack, len(message)
+    return b"".join(
+        (
+            pack(0, len(headers), FrameType.HEADERS, Flag.END_HEADERS, stream_id),
+            headers,
+            pack(n >> 16, n & 0xFFFF, FrameType.DATA, 0, stream_id),
+            message,
+            pack(0, len(trailers), FrameType.HEADERS, _END_TRAILERS, stream_id),
+            trailers,
+        )
+    )
 
 
 def split_header_block(stream_id: int, flags: int, block: bytes, max_frame: int) -> list[bytes]:

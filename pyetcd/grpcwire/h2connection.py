@@ -32,7 +32,6 @@ the ``send_*`` methods, and write what ``data_to_send`` returns. Rules it keeps:
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections.abc import Callable
 from typing import Final
@@ -69,6 +68,7 @@ from .frames import (
     Flag,
     FrameType,
     Setting,
+    answer_frames,
     error_code,
     frame,
     goaway,
@@ -84,6 +84,7 @@ from .streams import (
     TRANSITIONS,
     ClosedBy,
     ClosedStreams,
+    ConnectionState,
     H2Stream,
     PendingBlock,
     StreamInput,
@@ -95,19 +96,12 @@ __all__ = ["ConnectionState", "H2Connection"]
 _HEADER: Final = struct.Struct(">BHBBL")  # 24-bit length (8 + 16), type, flags, stream id
 _PREFACE_LEN: Final = len(PREFACE)
 
-
-class ConnectionState(enum.IntEnum):
-    AWAITING_PREFACE = 0
-    OPEN = 1
-    GOING_AWAY = 2  # we sent GOAWAY(NO_ERROR): open streams finish, new ones are refused
-    CLOSED = 3  # a connection error (either side's): nothing more is read or sent
-
-
 # Enum members as module constants: looking one up on its class costs ~100 ns, and the
 # hot path (one unary call) takes dozens.
 _AWAITING_PREFACE, _CONN_OPEN, _GOING_AWAY, _CONN_CLOSED = ConnectionState
 _IDLE, _OPEN, _HALF_CLOSED_LOCAL, _HALF_CLOSED_REMOTE, _CLOSED = StreamState
 _REMOTE_OPEN: Final = (_OPEN, _HALF_CLOSED_LOCAL)
+_LOCAL_OPEN: Final = (_OPEN, _HALF_CLOSED_REMOTE)
 _RECV_HEADERS, _RECV_DATA, _RECV_END_STREAM, _RECV_RST_STREAM = tuple(StreamInput)[:4]
 _SEND_HEADERS, _SEND_DATA, _SEND_END_STREAM, _SEND_RST_STREAM = tuple(StreamInput)[4:]
 _ENDED, _RESET_BY_PEER, _RESET_BY_US = ClosedBy
@@ -274,7 +268,7 @@ class H2Connection:
             raise stream.illegal(_SEND_HEADERS) from None
         flags = Flag.END_STREAM if end_stream else 0
         if end_stream:
-            self._end_local(stream)
+            self._end(stream, _SEND_END_STREAM)
         limit = self.max_outbound_frame_size
         if len(block) <= limit:
             self._out.append(frame(FrameType.HEADERS, flags | Flag.END_HEADERS, stream_id, block))
@@ -303,8 +297,22 @@ class H2Connection:
         limit = self.max_outbound_frame_size
         last = Flag.END_STREAM if end_stream else 0
         if end_stream:
-            self._end_local(stream)
+            self._end(stream, _SEND_END_STREAM)
         self._out += split_data(stream_id, last, data, limit)
+
+    def send_answer(self, stream_id: int, headers: bytes, message: bytes, trailers: bytes) -> bool:
+        """Queue HEADERS, ``message`` in one DATA frame and the trailers (END_STREAM) as one
+        piece, if our side is open and the windows and frame size take it; else False."""
+        stream, n, limit = self.streams.get(stream_id), len(message), self.max_outbound_frame_size
+        if stream is None or stream.state not in _LOCAL_OPEN or n > self.outbound_window:
+            return False
+        if n > stream.send_window or max(n, len(headers), len(trailers)) > limit:
+            return False
+        stream.send_window -= n
+        self.outbound_window -= n
+        self._out.append(answer_frames(stream_id, headers, message, trailers))
+        self._end(stream, _SEND_END_STREAM)
+        return True
 
     def local_flow_control_window(self, stream_id: int) -> int:
         """How many DATA bytes ``send_data`` may send on the stream now (0 if closed)."""
@@ -396,13 +404,9 @@ class H2Connection:
 
     # -- streams -----------------------------------------------------------------------------------
 
-    def _end_local(self, stream: H2Stream) -> None:
-        if stream.step(_SEND_END_STREAM) is _CLOSED:
-            del self.streams[stream.stream_id]
-            self.closed.add(stream.stream_id, _ENDED)
-
-    def _end_remote(self, stream: H2Stream) -> None:
-        if stream.step(_RECV_END_STREAM) is _CLOSED:
+    def _end(self, stream: H2Stream, side: StreamInput) -> None:
+        # One side's END_STREAM (``side``: sent or received); the stream closes with both.
+        if stream.step(side) is _CLOSED:
             del self.streams[stream.stream_id]
             self.closed.add(stream.stream_id, _ENDED)
 
@@ -448,9 +452,8 @@ class H2Connection:
         except KeyError:
             raise stream.illegal(_RECV_DATA) from None
         end = bool(flags & Flag.END_STREAM)
-        if end and stream.step(_RECV_END_STREAM) is _CLOSED:
-            del self.streams[sid]
-            self.closed.add(sid, _ENDED)
+        if end:
+            self._end(stream, _RECV_END_STREAM)
         self._events.append(DataReceived(sid, data, n, end))
 
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
@@ -491,7 +494,7 @@ class H2Connection:
             if not end:
                 raise ProtocolError("trailers without END_STREAM", sid)
             stream.step(_RECV_HEADERS)
-            self._end_remote(stream)
+            self._end(stream, _RECV_END_STREAM)
             self._events.append(TrailersReceived(sid, headers))
             return
         if sid % 2 == 0:
@@ -508,7 +511,7 @@ class H2Connection:
         stream.step(_RECV_HEADERS)
         self.streams[sid] = stream
         if end:
-            self._end_remote(stream)
+            self._end(stream, _RECV_END_STREAM)
         self._events.append(RequestReceived(sid, headers, end))
 
     def _on_priority(self, flags: int, sid: int, payload: bytes) -> None:

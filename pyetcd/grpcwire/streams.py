@@ -26,6 +26,7 @@ __all__ = [
     "TRANSITIONS",
     "ClosedBy",
     "ClosedStreams",
+    "ConnectionState",
     "H2Stream",
     "PendingBlock",
     "StreamInput",
@@ -34,6 +35,13 @@ __all__ = [
 
 #: How many closed streams ``ClosedStreams`` remembers (a few bytes each).
 CLOSED_REMEMBERED: Final = 1024
+
+
+class ConnectionState(enum.IntEnum):
+    AWAITING_PREFACE = 0
+    OPEN = 1
+    GOING_AWAY = 2  # we sent GOAWAY(NO_ERROR): open streams finish, new ones are refused
+    CLOSED = 3  # a connection error (either side's): nothing more is read or sent
 
 
 class StreamState(enum.IntEnum):

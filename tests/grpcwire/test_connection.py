@@ -52,6 +52,9 @@ class KV(rpc_pb2_grpc.KVServicer):  # type: ignore[misc]
             await context.abort(SC.FAILED_PRECONDITION, value.decode())
         if key == b"boom":
             raise ValueError("boom")
+        if key == b"setcode":  # a status chosen by the handler goes with its answer
+            context.set_code(SC.ABORTED)
+            context.set_details(value.decode())
         if key in (b"block", b"hold"):
             self.started.put_nowait(value)
             try:
@@ -612,6 +615,46 @@ async def test_small_stream_window_is_respected(served: Served, opening: str) ->
     rest = await h2.response(1, window=False)
     (raw,) = split_messages(data_of(frames, 1) + rest.data)
     assert rpc_pb2.RangeResponse.FromString(raw).kvs[0].value == blob(0, 1000)
+    h2.writer.close()
+
+
+async def test_unary_answer_is_headers_one_message_and_ok_trailers(served: Served) -> None:
+    h2 = await H2.open(served.port)
+    h2.call(1, PUT, put(b"k", b"v"))
+    reply = await h2.response(1)
+    shape = [(f.type, f.flags) for f in reply.frames if f.sid == 1]
+    end = Flag.END_HEADERS | Flag.END_STREAM
+    assert shape == [(FrameType.HEADERS, Flag.END_HEADERS), (FrameType.DATA, 0), (1, end)]
+    assert reply.blocks == [
+        {":status": "200", "content-type": "application/grpc"},
+        {"grpc-status": "0"},
+    ]
+    assert echoed(reply, b"k", b"v")
+    h2.writer.close()
+
+
+async def test_unary_answer_waits_for_a_window_too_small(served: Served) -> None:
+    h2 = await H2.open(served.port, ((Setting.INITIAL_WINDOW_SIZE, 4),))
+    h2.call(1, PUT, put(b"k", b"v" * 100))
+    frames = await h2.until(is_type(FrameType.DATA), window=False)
+    frames += await h2.barrier(window=False)
+    assert len(data_of(frames, 1)) == 4  # the window, not a byte more; no trailers yet
+    assert [f.type for f in frames if f.sid == 1] == [FrameType.HEADERS, FrameType.DATA]
+    h2.send(h2f.window_update(1, 1000))
+    rest = await h2.response(1, window=False)
+    both = Reply(rest.blocks, data_of(frames, 1) + rest.data, rest.frames)
+    assert echoed(both, b"k", b"v" * 100)
+    h2.writer.close()
+
+
+async def test_a_status_the_handler_set_follows_its_answer(served: Served) -> None:
+    h2 = await H2.open(served.port)
+    h2.call(1, PUT, put(b"setcode", "late ✓".encode()))
+    reply = await h2.response(1)
+    (raw,) = split_messages(reply.data)
+    assert rpc_pb2.PutResponse.FromString(raw).prev_kv.key == b"setcode"
+    trailers = reply.blocks[-1]
+    assert (trailers["grpc-status"], trailers["grpc-message"]) == ("10", "late %E2%9C%93")
     h2.writer.close()
 
 

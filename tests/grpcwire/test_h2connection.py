@@ -19,6 +19,7 @@ from pyetcd.grpcwire import events as ev
 from pyetcd.grpcwire.errors import FlowControlError, H2Error, ProtocolError, StreamClosedError
 from pyetcd.grpcwire.frames import (
     DEFAULT_WINDOW,
+    OK_TRAILERS,
     RESPONSE_HEADERS,
     ErrorCode,
     Flag,
@@ -291,6 +292,63 @@ def test_response_as_the_h2_client_reads_it() -> None:
     assert trailers.headers == [("grpc-status", "13"), ("grpc-message", details)]
     assert kinds(got)[-1] == "StreamEnded"
     assert p.server.stream_state(1) is StreamState.CLOSED
+
+
+@pytest.mark.parametrize("half_closed", [True, False])
+def test_whole_answer_as_the_h2_client_reads_it(half_closed: bool) -> None:
+    p = Pair()
+    p.handshake()
+    p.client.send_headers(1, REQUEST, end_stream=half_closed)
+    p.to_server()
+    p.to_client()
+    body = random.Random(2).randbytes(300)
+    window = p.server.local_flow_control_window(1)
+    assert p.server.send_answer(1, RESPONSE_HEADERS, body, OK_TRAILERS)
+    (out,) = p.server.pieces_to_send()  # one piece
+    assert p.server.local_flow_control_window(1) == 0 if half_closed else window - len(body)
+    got = list(p.client.receive_data(out))
+    assert kinds(got) == [
+        "ResponseReceived",
+        "DataReceived",
+        "TrailersReceived",
+        "StreamEnded",
+    ]
+    assert got[0].headers == [(":status", "200"), ("content-type", "application/grpc")]
+    assert got[1].data == body
+    assert got[2].headers == [("grpc-status", "0")]
+    expected = StreamState.CLOSED if half_closed else StreamState.HALF_CLOSED_LOCAL
+    assert p.server.stream_state(1) is expected
+    # The same bytes as the three sends one by one.
+    q = Pair()
+    q.handshake()
+    q.client.send_headers(1, REQUEST, end_stream=half_closed)
+    q.to_server()
+    q.to_client()
+    q.server.send_headers(1, RESPONSE_HEADERS)
+    q.server.send_data(1, body)
+    q.server.send_headers(1, OK_TRAILERS, end_stream=True)
+    assert q.server.data_to_send() == out
+
+
+def test_whole_answer_refused_unless_all_fits_now() -> None:
+    p = Pair()
+    p.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100})
+    p.handshake()
+    p.client.send_headers(1, REQUEST, end_stream=True)
+    p.client.send_headers(3, REQUEST, end_stream=True)
+    p.to_server()
+    p.to_client()
+    assert not p.server.send_answer(1, RESPONSE_HEADERS, bytes(101), OK_TRAILERS)  # window
+    assert not p.server.send_answer(1, RESPONSE_HEADERS, bytes(10), bytes(16_385))  # frame
+    assert not p.server.send_answer(5, RESPONSE_HEADERS, b"", OK_TRAILERS)  # no such stream
+    assert p.server.data_to_send() == b""
+    assert p.server.local_flow_control_window(1) == 100
+    assert p.server.send_answer(1, RESPONSE_HEADERS, bytes(100), OK_TRAILERS)
+    assert not p.server.send_answer(1, RESPONSE_HEADERS, b"", OK_TRAILERS)  # ended
+    p.server.send_headers(3, RESPONSE_HEADERS)
+    p.server.send_data(3, bytes(30))  # the stream's own window: 70 left
+    assert p.server.local_flow_control_window(3) == 70
+    assert not p.server.send_answer(3, RESPONSE_HEADERS, bytes(71), OK_TRAILERS)
 
 
 def test_our_connection_error_reaches_h2_as_goaway() -> None:

@@ -43,6 +43,13 @@ class KVService:
         return await self.server.kv.put(request, auth)
 
     @translate_errors
+    async def PutEncoded(self, request: rpc_pb2.PutRequest, context: Ctx) -> bytes:
+        """Put for the gRPC wire: the PutResponse already serialized (see
+        ``register_range_encoded``)."""
+        auth = await caller(self.server, context) if self.server.auth_store.enabled else None
+        return await self.server.kv.put_encoded(request, auth)
+
+    @translate_errors
     async def DeleteRange(
         self, request: rpc_pb2.DeleteRangeRequest, context: Ctx
     ) -> rpc_pb2.DeleteRangeResponse:
@@ -67,8 +74,9 @@ def _as_is(payload: bytes) -> bytes:
 
 
 def register_range_encoded(kv: KVService, server: Any) -> None:
-    """Serve ``/etcdserverpb.KV/Range`` with ``kv.RangeEncoded`` on ``server`` (a
-    grpcwire GrpcServer, after the KV service's own handlers, which this one replaces)."""
+    """Serve ``/etcdserverpb.KV/Range`` and ``/Put`` with ``kv.RangeEncoded`` and
+    ``kv.PutEncoded`` on ``server`` (a grpcwire GrpcServer, after the KV service's own
+    handlers, which these replace): their answers come serialized."""
     server.add_registered_method_handlers(
         "etcdserverpb.KV",
         {
@@ -78,6 +86,9 @@ def register_range_encoded(kv: KVService, server: Any) -> None:
                 rpc_pb2.RangeRequest.FromString,
                 _as_is,
                 unary_unary=kv.RangeEncoded,
-            )
+            ),
+            "Put": Handler(
+                False, False, rpc_pb2.PutRequest.FromString, _as_is, unary_unary=kv.PutEncoded
+            ),
         },
     )

@@ -22,14 +22,48 @@ from collections import deque
 from pyetcd.logutil import Logger
 from pyetcd.raft import ConfChange, Message, ProposalDroppedError, RaftError, RawNode
 
-__all__ = ["RaftInbox"]
+__all__ = ["RaftInbox", "Wake"]
+
+
+class Wake:
+    """``asyncio.Event``'s set / clear / wait for its one waiter, the driver, without
+    Event's waiter list and loop lookups: every proposal sets it."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        """Return once set (at once if it is); one waiter at a time."""
+        if self._set:
+            return
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
 
 
 class RaftInbox:
     """Inputs for one RawNode, and the event that wakes its driver."""
 
     def __init__(self) -> None:
-        self.wake = asyncio.Event()
+        self.wake = Wake()
         self._proposals: list[bytes] = []
         # Proposals the core refused (no leader yet): they wait here for one (or for
         # their waiters' deadlines), see ``leader_found``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pyetcd.mvcc import types as mt
 from pyetcd.mvcc.errors import CompactedError
+from pyetcd.mvcc.hash import varint
 from pyetcd.pb import raft_internal_pb2, rpc_pb2
 from pyetcd.server.auth.check import check_range, check_txn
 from pyetcd.server.auth.store import AuthInfo
@@ -130,15 +131,30 @@ class KVServer:
     async def put(
         self, req: rpc_pb2.PutRequest, auth: AuthInfo | None = None
     ) -> rpc_pb2.PutResponse:
+        resp = pbconv.put_to_pb(await self._put(req, auth))
+        self.headers.fill(resp.header)
+        return resp
+
+    async def put_encoded(self, req: rpc_pb2.PutRequest, auth: AuthInfo | None = None) -> bytes:
+        """Put, answered as a serialized PutResponse: the bytes ``put``'s answer
+        serializes to, encoded by hand when it is a header alone (a put's usual answer)."""
+        result = await self._put(req, auth)
+        if result.prev_kv is not None:
+            resp = pbconv.put_to_pb(result)
+            self.headers.fill(resp.header)
+            encoded: bytes = resp.SerializeToString()
+            return encoded
+        header = self.headers.encoded(result.header.revision)
+        return b"\x0a" + varint(len(header)) + header  # field 1, the header
+
+    async def _put(self, req: rpc_pb2.PutRequest, auth: AuthInfo | None) -> mt.PutResponse:
         r = pbconv.put_from_pb(req)
         check_put_request(r)
         result = await self.proposer.propose(
             raft_internal_pb2.InternalRaftRequest(), auth, r, body=("put", req)
         )
         assert isinstance(result, mt.PutResponse)
-        resp = pbconv.put_to_pb(result)
-        self.headers.fill(resp.header)
-        return resp
+        return result
 
     async def delete_range(
         self, req: rpc_pb2.DeleteRangeRequest, auth: AuthInfo | None = None
