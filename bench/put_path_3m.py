@@ -64,14 +64,17 @@ def run_round(leader: Member, members: list[Member], puts: int, rng: random.Rand
     )
 
 
-def start_pyspy(members: list[Member], out: Path, fmt: str) -> list[subprocess.Popen[bytes]]:
+def start_pyspy(
+    members: list[Member], out: Path, fmt: str, gil: bool
+) -> list[subprocess.Popen[bytes]]:
     out.mkdir(parents=True, exist_ok=True)
     ext = "svg" if fmt == "flamegraph" else "txt"
+    extra = ["--gil"] if gil else []
     spies = [
         subprocess.Popen(
             [
                 "py-spy", "record", "--nonblocking", "-r", "200", "-f", fmt, "-p", str(pid),
-                "-o", str(out / f"{name}.{ext}"),
+                "-o", str(out / f"{name}.{ext}"), *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -90,6 +93,7 @@ def main() -> None:
     ap.add_argument("--strace", type=int, default=0)
     ap.add_argument("--pyspy", action="store_true")
     ap.add_argument("--pyspy-format", default="flamegraph")
+    ap.add_argument("--pyspy-gil", action="store_true", help="sample only while the GIL is held")
     ap.add_argument("--out", default="/tmp/put_path_3m")
     args = ap.parse_args()
     rng = random.Random(1)
@@ -104,7 +108,7 @@ def main() -> None:
         for r in range(args.rounds):
             spies = []
             if args.pyspy and r == args.rounds - 1:
-                spies = start_pyspy(members, Path(args.out), args.pyspy_format)
+                spies = start_pyspy(members, Path(args.out), args.pyspy_format, args.pyspy_gil)
             line = run_round(leader, members, args.puts, rng)
             for s in spies:
                 s.send_signal(signal.SIGINT)
