@@ -6,7 +6,10 @@ synchronous gRPC stub in this process, `--rounds` times. Prints per round the wa
 time per put and each member's server CPU per put (utime+stime from /proc), leader
 first. With `--strace N`, the last round's first N puts run under
 `strace -f -tt -T` on all three members (writes, reads, fdatasync, epoll) and the
-trace files are kept in `--out` for reading the critical path.
+trace files are kept in `--out` for reading the critical path. With `--pyspy`,
+the last round runs under `py-spy record` on each member (flame graphs
+`leader.svg`, `f1.svg`, `f2.svg`, or raw collapsed stacks with `--pyspy-format raw`,
+in `--out`).
 
     python bench/put_path_3m.py [--kind pyetcd] [--puts 2000] [--rounds 3]
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -60,12 +64,36 @@ def run_round(leader: Member, members: list[Member], puts: int, rng: random.Rand
     )
 
 
+def start_pyspy(
+    members: list[Member], out: Path, fmt: str, gil: bool
+) -> list[subprocess.Popen[bytes]]:
+    out.mkdir(parents=True, exist_ok=True)
+    ext = "svg" if fmt == "flamegraph" else "txt"
+    extra = ["--gil"] if gil else []
+    spies = [
+        subprocess.Popen(
+            [
+                "py-spy", "record", "--nonblocking", "-r", "200", "-f", fmt, "-p", str(pid),
+                "-o", str(out / f"{name}.{ext}"), *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in zip(("leader", "f1", "f2"), pids(members), strict=True)
+    ]
+    time.sleep(1.0)  # py-spy attaches
+    return spies
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kind", default="pyetcd")
     ap.add_argument("--puts", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--strace", type=int, default=0)
+    ap.add_argument("--pyspy", action="store_true")
+    ap.add_argument("--pyspy-format", default="flamegraph")
+    ap.add_argument("--pyspy-gil", action="store_true", help="sample only while the GIL is held")
     ap.add_argument("--out", default="/tmp/put_path_3m")
     args = ap.parse_args()
     rng = random.Random(1)
@@ -78,7 +106,13 @@ def main() -> None:
             stub.Put(rpc_pb2.PutRequest(key=rng.randbytes(8), value=VALUE), timeout=10)
         rounds = []
         for r in range(args.rounds):
+            spies = []
+            if args.pyspy and r == args.rounds - 1:
+                spies = start_pyspy(members, Path(args.out), args.pyspy_format, args.pyspy_gil)
             line = run_round(leader, members, args.puts, rng)
+            for s in spies:
+                s.send_signal(signal.SIGINT)
+                s.wait()
             rounds.append(float(line.split()[1]))
             print(f"{args.kind} round {r + 1}: {line}", flush=True)
         print(f"{args.kind} median wall {statistics.median(rounds):.3f} ms/put")

@@ -221,8 +221,11 @@ class RaftLog:
 
     def find_conflict(self, ents: tuple[Entry, ...] | list[Entry]) -> int:
         """The index of the first entry that is new or conflicts; 0 if all match."""
+        last = self.last_index()
         for e in ents:
-            if not self.match_term(e.index, e.term):
+            # An entry past our last index is new: match_term's answer, without the
+            # UnavailableError it raises and catches (every append a follower takes).
+            if e.index > last or not self.match_term(e.index, e.term):
                 return e.index
         return 0
 
