@@ -8,7 +8,7 @@ with `--profile`, cProfile's per-put time and calls per put of the functions tha
 make up the stages (main thread only: the WAL writer thread's work is not in it;
 cProfile's own overhead roughly doubles the times, so read them as shares). With
 `--timers`, no profiler: a handful of stage functions (apply, mvcc put, backend commit,
-WAL encode+write, WAL sync) are wrapped with `time.perf_counter_ns` and their
+WAL encode, write and sync) are wrapped with `time.perf_counter_ns` and their
 inclusive time per put is printed (each wrapper adds ~0.2 us).
 
     python bench/put_stages.py --size 3 --puts 1000 [--profile | --timers]
@@ -84,11 +84,13 @@ def report(prof: cProfile.Profile, puts: int, rows: int) -> None:
 TIMED = (
     ("pyetcd.server.etcdserver.apply", "Applier", "apply_entries", "apply (Applier.apply_entries)"),
     ("pyetcd.server.etcdserver.txn", None, "put", "- txn.put"),
+    ("pyetcd.mvcc.kvstore", "KVStore", "put", "  - KVStore.put (one-put write transaction)"),
     ("pyetcd.mvcc.kvstore", "KVStore", "write_put", "  - KVStore.write_put"),
     ("pyetcd.mvcc.kvstore", "KVStore", "end_write", "  - KVStore.end_write"),
     ("pyetcd.mvcc.backend", "Backend", "commit", "    - Backend.commit"),
     ("pyetcd.server.etcdserver.wait", "RequestWait", "trigger", "- RequestWait.trigger"),
-    ("pyetcd.wal.wal", "WAL", "_write_batch", "WAL encode + write (WAL._write_batch)"),
+    ("pyetcd.wal.wal", "WAL", "_encode", "WAL encode (WAL._encode)"),
+    ("pyetcd.wal.wal", "WAL", "_write", "WAL write (WAL._write)"),
     ("pyetcd.wal.wal", "WAL", "_sync", "WAL fdatasync (WAL._sync)"),
 )
 

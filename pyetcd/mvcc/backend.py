@@ -11,8 +11,9 @@ Rules this module keeps:
    comes from the Raft WAL, which is replayed from the consistent index.
 3. The pre-commit hook runs inside the transaction being committed, so the
    consistent index it writes covers exactly the changes committed with it.
-4. Key-table puts are buffered in memory and flushed with one executemany
-   before any read of the key table and before every commit.
+4. Key-table puts are buffered in memory and flushed, in the order they were made,
+   before any read of the key table and before every commit: runs of
+   ``_PUT_KEYS_ROWS`` rows as one multi-row INSERT each, the rest by executemany.
 5. Every write goes through :meth:`Backend._write`, so that while a defragmentation
    copies the database (:meth:`Backend.begin_defrag`) the writes made meanwhile are
    journaled and replayed into the copy before it replaces the file.
@@ -92,6 +93,13 @@ _DROP_BLOB = (
     "(SELECT value FROM key WHERE rev = ? AND typeof(value) = 'integer')"
 )
 _PUT_KEY = "INSERT OR REPLACE INTO key (rev, value) VALUES (?, ?)"
+#: Rows per multi-row INSERT of a flush (rule 4): one statement of this many rows costs
+#: about a third less per row than as many steps of ``_PUT_KEY`` (the rest of a flush,
+#: fewer rows, still goes through executemany). The same rows, in the same order.
+_PUT_KEYS_ROWS = 32
+_PUT_KEYS = "INSERT OR REPLACE INTO key (rev, value) VALUES " + ", ".join(
+    ["(?, ?)"] * _PUT_KEYS_ROWS
+)
 
 # meta keys excluded from hash(): they differ between members with equal data
 _HASH_IGNORED_META = (b"consistent_index", b"term")
@@ -364,9 +372,15 @@ class Backend:
         if self._error is not None:
             raise self._error
         if self._pending_keys:
-            rows, self._pending_keys = self._pending_keys, []
-            long = any(len(v) > KEY_INLINE_MAX for _, v in rows)
-            self._write(_PUT_KEY, self._spill(rows) if long else rows, many=True)
+            rows: list[tuple[bytes, object]]
+            pending, self._pending_keys = self._pending_keys, []
+            long = any(len(v) > KEY_INLINE_MAX for _, v in pending)
+            rows = self._spill(pending) if long else pending  # type: ignore[assignment]
+            whole = len(rows) - len(rows) % _PUT_KEYS_ROWS
+            for i in range(0, whole, _PUT_KEYS_ROWS):
+                self._write(_PUT_KEYS, [x for row in rows[i : i + _PUT_KEYS_ROWS] for x in row])
+            if whole < len(rows):
+                self._write(_PUT_KEY, rows[whole:] if whole else rows, many=True)
 
     def _spill(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[bytes, object]]:
         # Rule 7: long values go to key_blob under ids chosen here (so that a defrag's

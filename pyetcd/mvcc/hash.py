@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pyetcd.mvcc.revision import Revision, bytes_to_rev, decode_kv, is_tombstone
@@ -25,6 +25,7 @@ __all__ = [
     "KeyValueHash",
     "crc32c",
     "crc32c_python",
+    "hash_key_records",
     "marshal_kv",
     "varint",
 ]
@@ -131,6 +132,21 @@ def marshal_kv(kv: KeyValue, tombstone: bool = False) -> bytes:
 def hash_record(key: bytes, value: bytes, crc: int) -> int:
     """``crc`` continued over one key-table record (revision key, then the KeyValue)."""
     return crc32c(marshal_kv(decode_kv(value), is_tombstone(key)), crc32c(key, crc))
+
+
+def hash_key_records(
+    rows: Iterable[tuple[bytes, bytes]], lower: Revision, keep: set[Revision]
+) -> int:
+    """etcd's HashKV over key-table ``rows``: crc32c from ``b"key"`` over each record,
+    skipping those below ``lower`` that a compaction would drop (not in a non-empty
+    ``keep``)."""
+    h = crc32c(b"key")
+    for k, v in rows:
+        r = bytes_to_rev(k)
+        if r < lower and keep and r not in keep:
+            continue
+        h = hash_record(k, v, h)
+    return h
 
 
 @dataclass(frozen=True, slots=True)

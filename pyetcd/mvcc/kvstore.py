@@ -33,7 +33,7 @@ from pyetcd.mvcc.errors import (
     LeaseNotFoundError,
     NoSpaceError,
 )
-from pyetcd.mvcc.hash import CompactionHasher, HashStorage, crc32c, hash_record
+from pyetcd.mvcc.hash import CompactionHasher, HashStorage, crc32c, hash_key_records
 from pyetcd.mvcc.key_index import TreeIndex
 from pyetcd.mvcc.lessor import Lessor
 from pyetcd.mvcc.metrics import MvccMetrics
@@ -287,48 +287,38 @@ class KVStore:
             self.backend.maybe_commit()
         return self._current_rev
 
-    def write_put(self, key: bytes, value: bytes, lease: int) -> int:
-        """One put inside the running write transaction; returns its main revision."""
-        rev = self._begin_rev + 1
-        sub = len(self._changes)
+    def _put_kv(self, key: bytes, value: bytes, lease: int, rev: int, sub: int) -> tuple[int, int]:
         create, ver, old_lease = self.index.put_live(key, (rev, sub), lease)
         m = self.metrics
         m.puts += 1
         m.put_bytes += len(key) + len(value)
         self._ops += 1
-        kv = KeyValue(key, create, rev, ver, value, lease)
-        self.backend.key_put(rev_key(rev, sub), encode_kv(kv))
-        self._changes.append(kv)
+        record = encode_kv_fields(key, create, rev, ver, value, lease)
+        self.backend.key_put(rev_key(rev, sub), record)
         if old_lease:
             self.lessor.detach(old_lease, key)
         if lease:
             self.lessor.attach(lease, key)
+        return create, ver
+
+    def write_put(self, key: bytes, value: bytes, lease: int) -> int:
+        """One put inside the running write transaction; returns its main revision."""
+        rev = self._begin_rev + 1
+        create, ver = self._put_kv(key, value, lease, rev, len(self._changes))
+        self._changes.append(KeyValue(key, create, rev, ver, value, lease))
         return rev
 
     def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
-        """A write transaction of one put: ``begin_write``, ``write_put``, ``end_write``
-        in one call, with the same effects (the common Put request); returns its
-        revision. The KeyValue put is built only if ``on_changes`` is set."""
+        """A write transaction of one put (``begin_write``, ``write_put``, ``end_write``
+        in one call; a KeyValue only if ``on_changes`` is set); returns its revision."""
         if self._changes:
             raise RuntimeError("KVStore.put inside a running write transaction")
-        begin = self._current_rev
-        rev = begin + 1
-        create, ver, old_lease = self.index.put_live(key, (rev, 0), lease)
-        m = self.metrics
-        m.puts += 1
-        m.put_bytes += len(key) + len(value)
-        self._begin_rev = begin
+        self._begin_rev = begin = self._current_rev
         self._ops_at_begin = self._ops
-        self._ops += 1
-        self.backend.key_put(rev_key(rev, 0), encode_kv_fields(key, create, rev, ver, value, lease))
-        if old_lease:
-            self.lessor.detach(old_lease, key)
-        if lease:
-            self.lessor.attach(lease, key)
-        self._current_rev = rev
-        hook = self.on_changes
-        if hook is not None:
-            hook(rev, [KeyValue(key, create, rev, ver, value, lease)])
+        create, ver = self._put_kv(key, value, lease, begin + 1, 0)
+        self._current_rev = rev = begin + 1
+        if self.on_changes is not None:
+            self.on_changes(rev, [KeyValue(key, create, rev, ver, value, lease)])
         self.backend.maybe_commit()
         return rev
 
@@ -482,19 +472,13 @@ class KVStore:
             raise FutureRevisionError()
         if rev == 0:
             rev = self._current_rev
-        h = crc32c(b"key")
         if rev < 0:
             # etcd hashes the records below revision rev + 1: none at all
-            return h, self._current_rev, compact
+            return crc32c(b"key"), self._current_rev, compact
         # etcd keeps, below the compaction, only what a compaction AT ``rev`` would keep.
         keep = self.index.keep(rev)
-        lower = (compact + 1, 0)
-        for k, v in self.backend.key_range(rev_to_bytes((0, 0)), rev_to_bytes((rev + 1, 0))):
-            r = bytes_to_rev(k)
-            if r < lower and keep and r not in keep:
-                continue
-            h = hash_record(k, v, h)
-        return h, self._current_rev, compact
+        rows = self.backend.key_range(rev_to_bytes((0, 0)), rev_to_bytes((rev + 1, 0)))
+        return hash_key_records(rows, (compact + 1, 0), keep), self._current_rev, compact
 
     # -- restore ----------------------------------------------------------------
 
