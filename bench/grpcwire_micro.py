@@ -62,6 +62,10 @@ class _Sink:
     def write(self, data: bytes) -> None:
         self.written += len(data)
 
+    def writelines(self, pieces: list[bytes | memoryview]) -> None:
+        for piece in pieces:
+            self.written += len(piece)
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
 

@@ -10,12 +10,13 @@ load, and each member's CPU (all its threads, from the kernel's per-process CPU 
 to the nanosecond: ``/proc``'s ticks are 10 ms) is read around its own blocks only.
 Each round prints both figures and their ratio; the last line (JSON) holds the medians.
 
-    python bench/put_cpu_ab.py --base /work/main [--puts 3000] [--rounds 5] [--block 50]
+    python bench/put_cpu_ab.py --base /work/main [--puts 3000] [--rounds 5] [--block 50] [--aio]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -60,29 +61,13 @@ def member_of(tree: str | None, parent: Path):  # type: ignore[no-untyped-def]
         cm.__exit__(None, None, None)
 
 
-def one_round(base: str, puts: int, block: int, seed: int) -> dict[str, float]:
-    rng = random.Random(seed)
+def one_round(base: str, puts: int, block: int, seed: int, aio: bool) -> dict[str, float]:
     parent = Path.cwd()
     with member_of(base, parent) as a, member_of(None, parent) as b:
         assert a.proc is not None and b.proc is not None
-        pids = {"base": a.proc.pid, "this": b.proc.pid}
-        with grpc.insecure_channel(a.endpoint) as ca, grpc.insecure_channel(b.endpoint) as cb:
-            stubs = {"base": rpc_pb2_grpc.KVStub(ca), "this": rpc_pb2_grpc.KVStub(cb)}
-            for stub in stubs.values():  # warm-up
-                for _ in range(500):
-                    stub.Put(rpc_pb2.PutRequest(key=b"%08d" % rng.randrange(10**8), value=VALUE))
-            cpu = {"base": 0.0, "this": 0.0}
-            wall = {"base": 0.0, "this": 0.0}
-            order = ["base", "this"]
-            for i in range(puts // block):
-                for name in order if i % 2 == 0 else order[::-1]:
-                    stub, pid = stubs[name], pids[name]
-                    c0, w0 = cpu_seconds(pid), time.perf_counter()
-                    for _ in range(block):
-                        key = b"%08d" % rng.randrange(10**8)
-                        stub.Put(rpc_pb2.PutRequest(key=key, value=VALUE))
-                    wall[name] += time.perf_counter() - w0
-                    cpu[name] += cpu_seconds(pid) - c0
+        members = {"base": (a.endpoint, a.proc.pid), "this": (b.endpoint, b.proc.pid)}
+        run = _aio_blocks if aio else _blocks
+        cpu, wall = run(members, puts, block, random.Random(seed))
     n = puts // block * block
     return {
         "base_cpu_us": round(cpu["base"] / n * 1e6, 1),
@@ -93,16 +78,81 @@ def one_round(base: str, puts: int, block: int, seed: int) -> dict[str, float]:
     }
 
 
+Members = dict[str, tuple[str, int]]  # name -> (endpoint, pid)
+Figures = tuple[dict[str, float], dict[str, float]]  # CPU and wall seconds, by name
+
+
+def _order(i: int) -> list[str]:
+    return ["base", "this"] if i % 2 == 0 else ["this", "base"]
+
+
+def _blocks(members: Members, puts: int, block: int, rng: random.Random) -> Figures:
+    """The puts from grpcio's synchronous client."""
+    cpu = {"base": 0.0, "this": 0.0}
+    wall = {"base": 0.0, "this": 0.0}
+    with contextlib.ExitStack() as stack:
+        stubs = {
+            name: rpc_pb2_grpc.KVStub(stack.enter_context(grpc.insecure_channel(endpoint)))
+            for name, (endpoint, _) in members.items()
+        }
+        for stub in stubs.values():  # warm-up
+            for _ in range(500):
+                stub.Put(rpc_pb2.PutRequest(key=b"%08d" % rng.randrange(10**8), value=VALUE))
+        for i in range(puts // block):
+            for name in _order(i):
+                stub, pid = stubs[name], members[name][1]
+                c0, w0 = cpu_seconds(pid), time.perf_counter()
+                for _ in range(block):
+                    stub.Put(rpc_pb2.PutRequest(key=b"%08d" % rng.randrange(10**8), value=VALUE))
+                wall[name] += time.perf_counter() - w0
+                cpu[name] += cpu_seconds(pid) - c0
+    return cpu, wall
+
+
+def _aio_blocks(members: Members, puts: int, block: int, rng: random.Random) -> Figures:
+    """The puts from grpc.aio with a deadline, as ``vs_etcd_load.py``'s clients send them."""
+
+    async def run() -> Figures:
+        cpu = {"base": 0.0, "this": 0.0}
+        wall = {"base": 0.0, "this": 0.0}
+        channels = {name: grpc.aio.insecure_channel(ep) for name, (ep, _) in members.items()}
+        stubs = {name: rpc_pb2_grpc.KVStub(ch) for name, ch in channels.items()}
+
+        async def put(stub: rpc_pb2_grpc.KVStub) -> None:
+            key = b"%08d" % rng.randrange(10**8)
+            await stub.Put(rpc_pb2.PutRequest(key=key, value=VALUE), timeout=10.0)
+
+        try:
+            for stub in stubs.values():  # warm-up
+                for _ in range(500):
+                    await put(stub)
+            for i in range(puts // block):
+                for name in _order(i):
+                    stub, pid = stubs[name], members[name][1]
+                    c0, w0 = cpu_seconds(pid), time.perf_counter()
+                    for _ in range(block):
+                        await put(stub)
+                    wall[name] += time.perf_counter() - w0
+                    cpu[name] += cpu_seconds(pid) - c0
+        finally:
+            for ch in channels.values():
+                await ch.close()
+        return cpu, wall
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="a tree holding the base's pyetcd package")
     ap.add_argument("--puts", type=int, default=3000, help="puts to each member per round")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--block", type=int, default=50)
+    ap.add_argument("--aio", action="store_true", help="send with grpc.aio (vs_etcd's client)")
     args = ap.parse_args()
     runs = []
     for i in range(args.rounds):
-        r = one_round(args.base, args.puts, args.block, seed=22 + i)
+        r = one_round(args.base, args.puts, args.block, 22 + i, args.aio)
         r["ratio"] = round(r["this_cpu_us"] / r["base_cpu_us"], 3)
         runs.append(r)
         print(f"round {i + 1}: {r}", file=sys.stderr, flush=True)

@@ -55,7 +55,7 @@ class ResponseHeaders:
         ids, term = self._ids, self._term
         if (ids[0], ids[1], term[0]) != (self.cluster_id, self.member_id, self._raft.term):
             ids, term = self._encode_fixed()
-        return b"".join((ids[2], _field(0x18, revision), term[1]))
+        return b"".join((ids[2], b"\x18" + varint(revision) if revision else b"", term[1]))
 
     def _encode_fixed(self) -> tuple[tuple[int, int, bytes], tuple[int, bytes]]:
         # The fields around the revision change seldom: encoded again when they do.
