@@ -153,14 +153,10 @@ class RaftLog:
         if 0 <= k < len(u.entries):
             return u.entries[k].term
         if k < 0 and u.snapshot is None:
-            # Below the unstable tail: storage's, and not past the last index when the
-            # tail has entries (the bounds below, with first_index/last_index inlined).
-            st = self.storage
-            if i < st.first_index() - 1:
-                raise CompactedError(f"index {i} is compacted")
-            if not u.entries and i > st.last_index():
-                raise UnavailableError(f"index {i} is unavailable")
-            return st.term(i)
+            # Below the unstable tail: storage's, whose ``term`` checks the same bounds
+            # as below (compacted under first_index()-1, unavailable past its last index,
+            # which is the log's when the tail is empty and under the tail otherwise).
+            return self.storage.term(i)
         t = u.maybe_term(i)
         if t is not None:
             return t
@@ -200,14 +196,18 @@ class RaftLog:
         if not self.match_term(index, log_term):
             return None
         last_new = index + len(ents)
-        ci = self.find_conflict(ents)
+        ci = self.find_conflict(ents) if ents else 0
         if ci:
             if ci <= self.committed:
                 raise AssertionError(
                     f"entry {ci} conflict with committed entry [committed({self.committed})]"
                 )
             self.append(list(ents[ci - index - 1 :]))
-        self.commit_to(min(committed, last_new))
+        # commit_to(min(committed, last_new)): every index up to last_new is now in the
+        # log (matched or appended), so commit_to's bound holds without asking for it.
+        tocommit = committed if committed < last_new else last_new
+        if self.committed < tocommit:
+            self.committed = tocommit
         return last_new
 
     def append(self, ents: list[Entry]) -> int:
@@ -222,6 +222,8 @@ class RaftLog:
     def find_conflict(self, ents: tuple[Entry, ...] | list[Entry]) -> int:
         """The index of the first entry that is new or conflicts; 0 if all match."""
         last = self.last_index()
+        if ents and ents[0].index > last:
+            return ents[0].index  # the usual append: every entry is new
         for e in ents:
             # An entry past our last index is new: match_term's answer, without the
             # UnavailableError it raises and catches (every append a follower takes).
@@ -314,8 +316,9 @@ class RaftLog:
         ents: list[Entry] = []
         if lo < uoff:
             stored = self.storage.entries(lo, min(hi, uoff), max_size)
-            # A short read from storage means the size limit cut it: stop there.
-            if len(stored) < min(hi, uoff) - lo:
+            # A short read from storage means the size limit cut it: stop there; so does
+            # a read that is all from storage (storage applied the same limit).
+            if hi <= uoff or len(stored) < uoff - lo:
                 return stored
             ents = stored
         if hi > uoff:
@@ -354,7 +357,8 @@ class RaftLog:
             self.committed = max_index
             return True
         if self.zero_term_on_out_of_range(max_index) == term:
-            self.commit_to(max_index)
+            # (term > 0 was found at max_index: it is in the log, within commit_to's bound)
+            self.committed = max_index
             return True
         return False
 

@@ -172,7 +172,9 @@ class RawNode:
 
     def has_ready(self) -> bool:
         # The driver asks this at least twice per Ready: it compares fields in place
-        # rather than building the soft and hard states it would compare.
+        # rather than building the soft and hard states it would compare, and reads the
+        # unstable tail and the indexes itself (the answers of ``Unstable.next_snapshot``,
+        # ``RaftLog.has_next_unstable_ents`` and ``has_next_committed_ents``).
         r = self.raft
         if self._in_progress is not None:
             return False
@@ -187,11 +189,20 @@ class RawNode:
             term != 0 or vote != NONE or commit != 0  # not an empty hard state
         ):
             return True
-        return bool(
-            log.unstable.next_snapshot() is not None
-            or log.has_next_unstable_ents()
-            or log.has_next_committed_ents()
-        )
+        u = log.unstable
+        if u.snapshot is not None:
+            # a snapshot not handed out yet; committed entries wait behind any snapshot
+            return not u.snapshot_in_progress or u.offset_in_progress - u.offset < len(
+                u.entries
+            )
+        if u.offset_in_progress - u.offset < len(u.entries):
+            return True
+        if log.applying >= commit:
+            return False
+        # Committed entries to apply, unless all of them are still in flight (handed
+        # out in an earlier Ready not yet acknowledged; ``_max_appliable_index``).
+        # ``commit <= last_index()`` always (the log's rule 2).
+        return u.offset_in_progress <= u.offset or log.applying < min(commit, u.offset - 1)
 
     def ready(self) -> Ready:
         """Collect everything the application must do now. See ``Ready``."""
@@ -206,27 +217,45 @@ class RawNode:
         )
         term_vote_changed = r.term != prev_hard.term or r.vote != prev_hard.vote
         hard = r.hard_state() if term_vote_changed or log.committed != prev_hard.commit else None
+        # Unstable.next_entries / next_snapshot / accept_in_progress, read in place.
         u = log.unstable
-        entries = tuple(u.next_entries())
-        committed = tuple(log.next_committed_ents())
+        ents = u.entries
+        start = u.offset_in_progress - u.offset
+        if start < len(ents):
+            entries: tuple[Entry, ...] = tuple(ents[start:]) if start else tuple(ents)
+        else:
+            entries = ()
+        # (the committed entries are read before the new entries count as in flight)
+        committed = (
+            tuple(log.next_committed_ents())
+            if log.applying < log.committed and u.snapshot is None
+            else ()
+        )
+        if ents:
+            u.offset_in_progress = ents[-1].index + 1
+        snap = u.snapshot
+        if snap is not None:
+            if u.snapshot_in_progress:
+                snap = None
+            else:
+                u.snapshot_in_progress = True
         msgs, read_states = r.msgs, r.read_states
         rd = Ready(
-            soft_state=soft,
-            hard_state=hard,
-            entries=entries,
-            snapshot=u.next_snapshot(),
-            committed_entries=committed,
-            messages=tuple(msgs) if msgs else (),
-            read_states=tuple(read_states) if read_states else (),
-            must_sync=bool(entries) or term_vote_changed,
+            soft,
+            hard,
+            entries,
+            snap,
+            committed,
+            tuple(msgs) if msgs else (),
+            tuple(read_states) if read_states else (),
+            bool(entries) or term_vote_changed,
         )
         if msgs:
             r.msgs = []
         if read_states:
             r.read_states = []
-        u.accept_in_progress()
         if committed:
-            log.accept_applying(committed[-1].index)
+            log.applying = committed[-1].index  # (RaftLog.accept_applying's)
         if soft is not None:
             self._prev_soft = soft
         self._in_progress = rd

@@ -40,7 +40,11 @@ class Storage(Protocol):
         ...
 
     def term(self, index: int) -> int:
-        """The term of the entry at ``index``, for first_index()-1 <= index <= last_index()."""
+        """The term of the entry at ``index``, for first_index()-1 <= index <= last_index().
+
+        Raises CompactedError below first_index()-1, UnavailableError past last_index()
+        (the core relies on these bounds rather than asking for them first).
+        """
         ...
 
     def first_index(self) -> int: ...
