@@ -49,6 +49,7 @@ class FollowerRaft(Protocol):
     election_elapsed: int
     disable_proposal_forwarding: bool
     raft_log: RaftLog
+    msgs: list[Message]
     read_states: list[ReadState]
     log: Callable[[str], None]
 
@@ -73,13 +74,17 @@ class FollowerRaft(Protocol):
 
 def step_follower(r: FollowerRaft, m: Message) -> None:
     t = m.type
-    if t == MT.PROP:
+    if t == MT.APP:  # the usual message, first (the branches below exclude each other)
+        r.election_elapsed = 0
+        r.lead = m.frm
+        handle_append_entries(r, m)
+    elif t == MT.PROP:
         if r.lead == NONE:
             raise ProposalDroppedError("raft proposal dropped: no leader")
         if r.disable_proposal_forwarding:
             raise ProposalDroppedError("raft proposal dropped: forwarding disabled")
         r.send(Message(MT.PROP, to=r.lead, frm=r.id, entries=m.entries))
-    elif t in (MT.APP, MT.HEARTBEAT, MT.SNAP):
+    elif t in (MT.HEARTBEAT, MT.SNAP):
         r.election_elapsed = 0
         r.lead = m.frm
         _handle_leader_message(r, m)
@@ -139,7 +144,8 @@ def handle_append_entries(r: FollowerRaft, m: Message) -> None:
         return
     last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
     if last_new is not None:
-        r.send(r.msg(MT.APP_RESP, m.frm, index=last_new))
+        # r.send(r.msg(MT.APP_RESP, m.frm, index=last_new)), built in one call
+        r.msgs.append(Message(MT.APP_RESP, m.frm, r.id, r.term, 0, last_new))
         return
     # Reject, with a hint that lets the leader skip a whole term's entries at a
     # time: the largest index at or below the probe whose term is <= the probe's.

@@ -33,38 +33,41 @@ MT = MessageType
 def maybe_send_append(r: Raft, to: int, send_if_empty: bool = True) -> bool:
     """Send the entries ``to`` is missing (or a snapshot); False if nothing was sent."""
     pr = r.trk.progress[to]
-    if pr.is_paused():
+    state = pr.state
+    # Progress.is_paused(), read in place (this runs on every proposal and every ack)
+    if state == ProgressState.SNAPSHOT or pr.msg_app_flow_paused:
         return False
-    if not send_if_empty and pr.next == r.raft_log.last_index() + 1:
+    log = r.raft_log
+    last = log.last_index()
+    nxt = pr.next
+    if not send_if_empty and nxt == last + 1:
         # Nothing to send (the leader asks this after every acknowledgement, to keep
         # the pipeline full): the same answer as below, without reading the log.
         return False
-    prev_index = pr.next - 1
+    prev_index = nxt - 1
     try:
-        prev_term = r.raft_log.term(prev_index)
+        prev_term = log.term(prev_index)
         ents: list[Entry] = []
         # With a full window only an empty append goes out: if all in-flight appends
         # were lost, the follower's answer to it (ack or reject) restarts the flow.
-        if pr.state != ProgressState.REPLICATE or not pr.inflights.full():
-            ents = r.raft_log.entries(pr.next, r.max_msg_size)
+        # (RaftLog.entries(nxt) is empty past the last index, without a log read.)
+        if nxt <= last and (state != ProgressState.REPLICATE or not pr.inflights.full()):
+            ents = log.slice(nxt, last + 1, r.max_msg_size)
     except (CompactedError, UnavailableError):
         return _maybe_send_snapshot(r, to, pr)
-    if not ents and not send_if_empty:
-        return False
-    r.send(
-        r.msg(
-            MT.APP,
-            to,
-            index=prev_index,
-            log_term=prev_term,
-            entries=tuple(ents),
-            commit=r.raft_log.committed,
-        )
+    if not ents:
+        if not send_if_empty:
+            return False
+        r.msgs.append(Message(MT.APP, to, r.id, r.term, prev_term, prev_index, (), log.committed))
+        pr.update_on_entries_send(0, 0, nxt)
+        return True
+    r.msgs.append(
+        Message(MT.APP, to, r.id, r.term, prev_term, prev_index, tuple(ents), log.committed)
     )
     nbytes = 0
     for e in ents:
         nbytes += len(e.data)
-    pr.update_on_entries_send(len(ents), nbytes, pr.next)
+    pr.update_on_entries_send(len(ents), nbytes, nxt)
     return True
 
 
@@ -208,7 +211,7 @@ def _on_append_resp(r: Raft, m: Message, pr: Progress) -> None:
     if m.reject:
         _on_append_rejected(r, m, pr)
         return
-    old_paused = pr.is_paused()
+    old_paused = pr.state == ProgressState.SNAPSHOT or pr.msg_app_flow_paused  # is_paused()
     if pr.maybe_update(m.index) or (pr.match == m.index and pr.state == ProgressState.PROBE):
         if pr.state == ProgressState.PROBE:
             pr.become_replicate()
@@ -219,7 +222,8 @@ def _on_append_resp(r: Raft, m: Message, pr: Progress) -> None:
         elif pr.state == ProgressState.REPLICATE:
             pr.inflights.free_le(m.index)
         if r.maybe_commit():
-            release_pending_read_index_messages(r)
+            if r.pending_read_index_messages:
+                release_pending_read_index_messages(r)
             bcast_append(r)
         elif old_paused:
             maybe_send_append(r, m.frm)

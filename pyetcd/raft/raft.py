@@ -540,11 +540,13 @@ class Raft:
 
     def applied_to(self, index: int, size: int) -> None:
         """The application applied up to ``index`` (``size`` bytes of proposals)."""
-        old = self.raft_log.applied
-        new = max(index, old)
-        self.raft_log.applied_to(new)
+        log = self.raft_log
+        new = log.applied
+        if index > new:  # (applied_to(max(index, applied)) changes nothing otherwise)
+            log.applied_to(index)
+            new = index
         if size:
-            self.reduce_uncommitted_size(size)
+            self.uncommitted_size = max(0, self.uncommitted_size - size)
         if (
             self.trk.config.auto_leave
             and new >= self.pending_conf_index
