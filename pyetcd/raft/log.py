@@ -216,7 +216,11 @@ class RaftLog:
         after = ents[0].index - 1
         if after < self.committed:
             raise AssertionError(f"after({after}) is out of range [committed({self.committed})]")
-        self.unstable.truncate_and_append(ents)
+        u = self.unstable
+        if after + 1 == u.offset + len(u.entries):  # truncate_and_append's usual case
+            u.entries.extend(ents)
+            return after + len(ents)
+        u.truncate_and_append(ents)
         return self.last_index()
 
     def find_conflict(self, ents: tuple[Entry, ...] | list[Entry]) -> int:
@@ -258,10 +262,14 @@ class RaftLog:
     def next_committed_ents(self) -> list[Entry]:
         """Committed entries ready to apply: those persisted locally, and those handed
         out for persistence in the same Ready (which makes them durable first)."""
-        if self.applying >= self.committed or self.unstable.snapshot is not None:
+        u = self.unstable
+        if self.applying >= self.committed or u.snapshot is not None:
             return []
         lo = self.applying + 1
-        hi = min(self.committed, self._max_appliable_index()) + 1
+        # min(committed, _max_appliable_index()) + 1, with committed <= last_index() (rule 2)
+        hi = self.committed + 1
+        if u.offset_in_progress > u.offset and u.offset < hi:
+            hi = u.offset
         if lo >= hi:
             return []
         return self.slice(lo, hi, self.max_applying_size)

@@ -457,12 +457,13 @@ class Raft:
 
     def append_entries(self, es: list[Entry]) -> bool:
         """Append proposals to the leader's log; False if the uncommitted budget is full."""
-        li = self.raft_log.last_index()
+        log = self.raft_log
+        li = log.last_index()
         term = self.term
         ents = [Entry(term, i, e.type, e.data) for i, e in enumerate(es, li + 1)]
         if not self._increase_uncommitted_size(ents):
             return False
-        li = self.raft_log.append(ents)
+        li = log.append(ents)
         # The leader's own entries count towards the quorum; the application makes
         # them durable before it sends any message carrying them.
         self.trk.progress[self.id].maybe_update(li)

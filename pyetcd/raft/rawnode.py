@@ -129,9 +129,8 @@ class RawNode:
         """Propose a batch as one message: one append, one broadcast."""
         if not datas:
             return
-        self.raft.step(
-            Message(MT.PROP, frm=self.raft.id, entries=tuple(Entry(data=d) for d in datas))
-        )
+        ents = (Entry(data=datas[0]),) if len(datas) == 1 else tuple([Entry(data=d) for d in datas])
+        self.raft.step(Message(MT.PROP, frm=self.raft.id, entries=ents))
 
     def propose_conf_change(self, cc: ConfChange) -> None:
         """Propose a membership change; it takes effect when applied."""

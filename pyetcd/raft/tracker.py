@@ -228,6 +228,9 @@ class ProgressTracker:
             # The usual (not joint) config, run on every proposal and acknowledgement:
             # MajorityConfig.committed_index without the callback per voter.
             inc = voters.incoming
+            if len(inc) == 1:  # a sole voter: its own match
+                for v in inc:
+                    return prs[v].match if v in prs else 0
             idx = sorted([prs[v].match if v in prs else 0 for v in inc], reverse=True)
             return idx[len(inc) // 2]
 
