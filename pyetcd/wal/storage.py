@@ -46,6 +46,13 @@ class WALStorage:
         self.wal = wal
         self.snapshotter = snapshotter
         self.memory = memory
+        # The reads the Raft core makes several times per put go straight to the memory
+        # log, one Python frame less each (the methods below say the same; ``memory``
+        # is never replaced).
+        self.term = memory.term  # type: ignore[method-assign]
+        self.first_index = memory.first_index  # type: ignore[method-assign]
+        self.last_index = memory.last_index  # type: ignore[method-assign]
+        self.entries = memory.entries  # type: ignore[method-assign]
         #: True if this open created the WAL (a new member), False on restart.
         self.created = created
 

@@ -184,9 +184,11 @@ class RaftNode:
 
     async def _run(self) -> None:
         inbox, node, log = self.inbox, self.rawnode, self.log
+        wake = inbox.wake
         while not self._stopping:
-            await inbox.wake.wait()
-            inbox.wake.clear()
+            if not wake.is_set():
+                await wake.wait()
+            wake.clear()
             inbox.feed(node, log)
             while node.has_ready():
                 rd = node.ready()
@@ -202,7 +204,8 @@ class RaftNode:
         hard = rd.hard_state
         if hard is not None:
             self.term = hard.term
-            self._record_vote(hard)
+            if hard.vote != self._id and hard.vote != NONE:  # (most carry no new vote)
+                self._record_vote(hard)
         if rd.soft_state is not None:
             self._soft_state_changed(rd.soft_state.lead, rd.soft_state.raft_state)
         if rd.snapshot is not None:
@@ -229,14 +232,15 @@ class RaftNode:
         # bring back is stepped before this write completes, so an entry still
         # commits only once a quorum, the leader counted, has it on disk. Followers
         # and candidates answer only with what is durable.
-        early = bool(rd.messages) and self._may_send_before_persisting(rd)
+        messages = rd.messages
+        early = bool(messages) and self._may_send_before_persisting(rd)
         if early:
-            self._send(rd.messages)
+            self._send(messages)
         if rd.entries or hard is not None:
-            t0 = time.perf_counter()
+            t0 = time.perf_counter() if rd.must_sync else 0.0
             try:
                 hs = hard or HardState()
-                if self._save_inline(rd):
+                if not rd.must_sync or self._save_inline(rd):
                     # None: written (and synced) on this thread, already.
                     fut = self.storage.save_inline(hs, rd.entries)
                 else:
@@ -253,8 +257,8 @@ class RaftNode:
                 fut.add_done_callback(self._unsynced_saved)
             if hard is not None:
                 self._durable_term_vote = (hard.term, hard.vote)
-        if not early and rd.messages:
-            self._send(rd.messages)
+        if not early and messages:
+            self._send(messages)
         if rd.committed_entries:
             try:
                 self.applier.apply_entries(rd.committed_entries, self._apply_conf_change)
@@ -287,7 +291,9 @@ class RaftNode:
         )
 
     def _may_send_before_persisting(self, rd: Ready) -> bool:
-        if not rd.messages or self.rawnode.state != StateType.LEADER:
+        # ``_role`` is the core's role as of this Ready (its soft state, handled first;
+        # nothing steps the core between ``ready()`` and here).
+        if not rd.messages or self._role != StateType.LEADER:
             return False
         hs = rd.hard_state
         return hs is None or (hs.term, hs.vote) == self._durable_term_vote
