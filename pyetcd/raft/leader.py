@@ -92,8 +92,11 @@ def _maybe_send_snapshot(r: Raft, to: int, pr: Progress) -> bool:
 
 
 def bcast_append(r: Raft) -> None:
+    prs = r.trk.progress
+    if len(prs) == 1 and r.id in prs:
+        return  # a sole member: nobody to send to
     me = r.id
-    for node in sorted(r.trk.progress):  # trk.visit()'s order, without the generator
+    for node in sorted(prs):  # trk.visit()'s order, without the generator
         if node != me:
             maybe_send_append(r, node)
 
@@ -143,7 +146,7 @@ def _on_prop(r: Raft, m: Message) -> None:
         )
     ents = list(m.entries)
     for i, e in enumerate(ents):
-        if e.type == EntryType.NORMAL:
+        if e.type == EntryType.NORMAL:  # (IntEnum: 0)
             continue
         refused = _refuse_conf_change(r, ConfChange.decode(e.data))
         if refused:

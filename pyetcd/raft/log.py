@@ -78,7 +78,8 @@ class Unstable:
             num = index + 1 - self.offset
             self.entries = self.entries[num:]
             self.offset = index + 1
-            self.offset_in_progress = max(self.offset_in_progress, self.offset)
+            if self.offset_in_progress < self.offset:
+                self.offset_in_progress = self.offset
 
     def stable_snap_to(self, index: int) -> None:
         if self.snapshot is not None and self.snapshot.metadata.index == index:
@@ -317,7 +318,8 @@ class RaftLog:
         if uoff <= lo < hi <= uoff + len(u.entries) and u.snapshot is None:
             # All in the unstable tail (the usual case: a just-committed proposal),
             # which is within bounds by construction.
-            return limit_size(u.entries[lo - uoff : hi - uoff], max_size)
+            ents = u.entries[lo - uoff : hi - uoff]
+            return ents if hi - lo == 1 else limit_size(ents, max_size)
         self._must_check_out_of_bounds(lo, hi)
         if lo == hi:
             return []
@@ -382,7 +384,8 @@ class RaftLog:
                 f"committed({self.committed})]"
             )
         self.applied = index
-        self.applying = max(self.applying, index)
+        if self.applying < index:
+            self.applying = index
 
     def stable_to(self, index: int, term: int) -> None:
         self.unstable.stable_to(index, term)

@@ -547,7 +547,8 @@ class Raft:
             log.applied_to(index)
             new = index
         if size:
-            self.uncommitted_size = max(0, self.uncommitted_size - size)
+            left = self.uncommitted_size - size
+            self.uncommitted_size = left if left > 0 else 0
         if (
             self.trk.config.auto_leave
             and new >= self.pending_conf_index

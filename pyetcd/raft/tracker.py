@@ -128,7 +128,8 @@ class Progress:
             self.match = n
             updated = True
             self.msg_app_flow_paused = False
-        self.next = max(self.next, n + 1)
+        if self.next <= n:  # next = max(next, n + 1)
+            self.next = n + 1
         return updated
 
     def maybe_decr_to(self, rejected: int, match_hint: int) -> bool:
