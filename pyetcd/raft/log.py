@@ -318,8 +318,8 @@ class RaftLog:
         if uoff <= lo < hi <= uoff + len(u.entries) and u.snapshot is None:
             # All in the unstable tail (the usual case: a just-committed proposal),
             # which is within bounds by construction.
-            ents = u.entries[lo - uoff : hi - uoff]
-            return ents if hi - lo == 1 else limit_size(ents, max_size)
+            tail = u.entries[lo - uoff : hi - uoff]
+            return tail if hi - lo == 1 else limit_size(tail, max_size)
         self._must_check_out_of_bounds(lo, hi)
         if lo == hi:
             return []

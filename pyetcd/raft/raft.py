@@ -467,7 +467,7 @@ class Raft:
         # The leader's own entries count towards the quorum; the application makes
         # them durable before it sends any message carrying them.
         self.trk.progress[self.id].maybe_update(li)
-        self.maybe_commit()
+        log.maybe_commit(self.trk.committed(), term)  # (self.maybe_commit())
         return True
 
     def maybe_commit(self) -> bool:
@@ -544,8 +544,15 @@ class Raft:
         log = self.raft_log
         new = log.applied
         if index > new:  # (applied_to(max(index, applied)) changes nothing otherwise)
-            log.applied_to(index)
-            new = index
+            # RaftLog.applied_to(index), in place
+            if log.committed < index:
+                raise AssertionError(
+                    f"applied({index}) is out of range [prevApplied({new}), "
+                    f"committed({log.committed})]"
+                )
+            log.applied = new = index
+            if log.applying < index:
+                log.applying = index
         if size:
             left = self.uncommitted_size - size
             self.uncommitted_size = left if left > 0 else 0

@@ -194,7 +194,7 @@ class RawNode:
             return not u.snapshot_in_progress or u.offset_in_progress - u.offset < len(
                 u.entries
             )
-        if u.offset_in_progress - u.offset < len(u.entries):
+        if u.entries and u.offset_in_progress - u.offset < len(u.entries):
             return True
         if log.applying >= commit:
             return False
@@ -215,7 +215,12 @@ class RawNode:
             r.soft_state() if r.lead != prev_soft.lead or r.state != prev_soft.raft_state else None
         )
         term_vote_changed = r.term != prev_hard.term or r.vote != prev_hard.vote
-        hard = r.hard_state() if term_vote_changed or log.committed != prev_hard.commit else None
+        commit = log.committed
+        hard = (
+            HardState(r.term, r.vote, commit)  # (Raft.hard_state())
+            if term_vote_changed or commit != prev_hard.commit
+            else None
+        )
         # Unstable.next_entries / next_snapshot / accept_in_progress, read in place.
         u = log.unstable
         ents = u.entries
@@ -271,7 +276,15 @@ class RawNode:
             self._prev_hard = rd.hard_state
         if rd.entries:
             last = rd.entries[-1]
-            r.raft_log.unstable.stable_to(last.index, last.term)  # (RaftLog.stable_to's)
+            u = r.raft_log.unstable
+            k = last.index - u.offset
+            # Unstable.stable_to's usual case in place: all handed-out entries written
+            # and still of their term, nothing appended since
+            if k == len(u.entries) - 1 and k >= 0 and u.entries[k].term == last.term:
+                u.entries = []
+                u.offset = u.offset_in_progress = last.index + 1
+            else:
+                u.stable_to(last.index, last.term)  # (RaftLog.stable_to's)
         if rd.snapshot is not None:
             r.raft_log.stable_snap_to(rd.snapshot.metadata.index)
             r.raft_log.applied_to(rd.snapshot.metadata.index)
