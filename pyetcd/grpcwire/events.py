@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .frames import ErrorCode
+from .hpack import HeaderList
 
 __all__ = [
     "ConnectionTerminated",
@@ -29,8 +30,8 @@ __all__ = [
     "WindowUpdated",
 ]
 
-#: (name, value) pairs as HPACK decoded them.
-Headers = list[tuple[str, str]]
+#: (name, value) pairs as HPACK decoded them (shared: never modified).
+Headers = HeaderList
 
 
 @dataclass(frozen=True, slots=True)

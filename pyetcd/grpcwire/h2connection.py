@@ -106,6 +106,9 @@ _RECV_HEADERS, _RECV_DATA, _RECV_END_STREAM, _RECV_RST_STREAM = tuple(StreamInpu
 _SEND_HEADERS, _SEND_DATA, _SEND_END_STREAM, _SEND_RST_STREAM = tuple(StreamInput)[4:]
 _ENDED, _RESET_BY_PEER, _RESET_BY_US = ClosedBy
 _UNLIMITED: Final = 1 << 62
+_CONTINUATION: Final = FrameType.CONTINUATION
+_WINDOW_UPDATE: Final = FrameType.WINDOW_UPDATE
+_END_STREAM: Final = Flag.END_STREAM
 
 
 class H2Connection:
@@ -213,11 +216,14 @@ class H2Connection:
             pos = start + length
             sid &= 0x7FFFFFFF
             try:
-                if self._pending is not None and ftype != FrameType.CONTINUATION:
+                if self._pending is not None and ftype != _CONTINUATION:
                     raise ProtocolError("expected CONTINUATION")
-                handler = handlers.get(ftype)
-                if handler is not None:  # frames of unknown types are ignored (RFC 9113 4.1)
-                    handler(self, flags, sid, data[start:pos])
+                if ftype == _WINDOW_UPDATE:  # two of a unary call's four frames
+                    self._on_window_update(flags, sid, data[start:pos])
+                else:
+                    handler = handlers.get(ftype)
+                    if handler is not None:  # frames of unknown types are ignored (4.1)
+                        handler(self, flags, sid, data[start:pos])
             except H2Error as err:
                 if err.stream_id == 0:
                     self._fail(err)
@@ -447,13 +453,16 @@ class H2Connection:
             self._ack_connection(n)  # the receiver never sees these bytes
             stream.step(_RECV_DATA)  # StreamClosedError once the peer ended its side
             raise FlowControlError(f"DATA beyond stream {sid}'s window", sid)
-        try:  # stream.step(_RECV_DATA), inlined on the hot path
-            stream.state = TRANSITIONS[stream.state, _RECV_DATA]
-        except KeyError:
-            raise stream.illegal(_RECV_DATA) from None
-        end = bool(flags & Flag.END_STREAM)
+        # stream.step(_RECV_DATA) then, with END_STREAM, self._end(stream, _RECV_END_STREAM),
+        # inlined on the hot path: both are legal in the two states checked above.
+        end = flags & _END_STREAM == _END_STREAM
         if end:
-            self._end(stream, _RECV_END_STREAM)
+            if stream.state is _OPEN:
+                stream.state = _HALF_CLOSED_REMOTE
+            else:  # half closed (local): both sides ended
+                stream.state = _CLOSED
+                del self.streams[sid]
+                self.closed.add(sid, _ENDED)
         self._events.append(DataReceived(sid, data, n, end))
 
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
@@ -508,10 +517,9 @@ class H2Connection:
             self._out.append(rst_stream(sid, ErrorCode.REFUSED_STREAM))
             return
         stream = H2Stream(sid, self.peer_initial_window, self._stream_window)
-        stream.step(_RECV_HEADERS)
+        # idle -(HEADERS)-> open [-(END_STREAM)-> half closed (remote)], without step().
+        stream.state = _HALF_CLOSED_REMOTE if end else _OPEN
         self.streams[sid] = stream
-        if end:
-            self._end(stream, _RECV_END_STREAM)
         self._events.append(RequestReceived(sid, headers, end))
 
     def _on_priority(self, flags: int, sid: int, payload: bytes) -> None:
@@ -564,7 +572,10 @@ class H2Connection:
         self._events.append(ConnectionTerminated(error_code(code), last, debug))
 
     def _on_window_update(self, flags: int, sid: int, payload: bytes) -> None:
-        increment = checks.window_increment(sid, payload)
+        if len(payload) == 4 and payload[0] < 0x80:  # the usual: checks.window_increment's
+            increment = int.from_bytes(payload, "big")  # rules, with no reserved bit set
+        else:
+            increment = checks.window_increment(sid, payload)
         if sid == 0:
             if increment == 0:
                 raise ProtocolError("WINDOW_UPDATE of 0")
