@@ -271,11 +271,23 @@ class ServerCall:
             CallAborted: a message breaks the size limit (RESOURCE_EXHAUSTED) or cannot
                 be inflated (INTERNAL); the call must end with that status.
         """
-        credit = size - len(data)  # padding: nobody reads it
-        self._held += len(data)
-        if self._reading and data:
-            self._parse(data)
+        n = len(data)
+        credit = size - n  # padding: nobody reads it
+        self._held += n
+        if self._reading and n:
             requests = self._requests
+            if (
+                not self._partial
+                and data[0] == 0
+                and int.from_bytes(data[1:5], "big") == n - 5
+                and n - 5 <= self.host.max_receive
+            ):  # _parse's common case, inlined: one whole uncompressed message
+                requests.append(data[5:])
+                waiter = self._arrived
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            else:
+                self._parse(data)
             if not requests or requests[0] is _END:  # the handler reads what came
                 credit += self._held
                 self._held = 0
