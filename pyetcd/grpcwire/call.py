@@ -345,7 +345,10 @@ class ServerCall:
 
     def end_of_requests(self) -> None:
         self.remote_closed = True
-        self._push(_END)
+        self._requests.append(_END)  # self._push(_END), inlined: every call comes here
+        waiter = self._arrived
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _push(self, item: object) -> None:
         self._requests.append(item)

@@ -109,6 +109,12 @@ _UNLIMITED: Final = 1 << 62
 _CONTINUATION: Final = FrameType.CONTINUATION
 _WINDOW_UPDATE: Final = FrameType.WINDOW_UPDATE
 _END_STREAM: Final = Flag.END_STREAM
+_HEADERS: Final = FrameType.HEADERS
+_END_HEADERS: Final = Flag.END_HEADERS
+_BLOCK_FLAGS: Final = Flag.END_HEADERS | Flag.PADDED | Flag.PRIORITY
+# The events every unary call brings are NamedTuples, built here as their __new__ would
+# (tuple.__new__(cls, fields)) without its Python-level call.
+_new_event: Final = tuple.__new__
 
 
 class H2Connection:
@@ -220,6 +226,8 @@ class H2Connection:
                     raise ProtocolError("expected CONTINUATION")
                 if ftype == _WINDOW_UPDATE:  # two of a unary call's four frames
                     self._on_window_update(flags, sid, data[start:pos])
+                elif ftype == _HEADERS and flags & _BLOCK_FLAGS == _END_HEADERS and sid:
+                    self._on_header_block(flags, sid, data[start:pos])  # all _on_headers does
                 else:
                     handler = handlers.get(ftype)
                     if handler is not None:  # frames of unknown types are ignored (4.1)
@@ -463,7 +471,7 @@ class H2Connection:
                 stream.state = _CLOSED
                 del self.streams[sid]
                 self.closed.add(sid, _ENDED)
-        self._events.append(DataReceived(sid, data, n, end))
+        self._events.append(_new_event(DataReceived, (sid, data, n, end)))
 
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
@@ -520,7 +528,7 @@ class H2Connection:
         # idle -(HEADERS)-> open [-(END_STREAM)-> half closed (remote)], without step().
         stream.state = _HALF_CLOSED_REMOTE if end else _OPEN
         self.streams[sid] = stream
-        self._events.append(RequestReceived(sid, headers, end))
+        self._events.append(_new_event(RequestReceived, (sid, headers, end)))
 
     def _on_priority(self, flags: int, sid: int, payload: bytes) -> None:
         checks.check_priority(sid, payload)
@@ -593,7 +601,7 @@ class H2Connection:
             stream.send_window += increment
             if stream.send_window > MAX_WINDOW:
                 raise FlowControlError("stream window above 2^31-1", sid)
-        self._events.append(WindowUpdated(sid, increment))
+        self._events.append(_new_event(WindowUpdated, (sid, increment)))
 
 
 # Frame handlers by type: plain functions (bound ones kept on it would make a cycle).
