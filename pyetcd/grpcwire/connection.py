@@ -232,12 +232,12 @@ class GrpcConnection(asyncio.Protocol):
         request = headers.meaning
         if request is None:
             request = headers.meaning = request_of(headers)
-        path, encoding, metadata = request
+        path = request.path
         sid = event.stream_id
         host = self.host
         handler = host.lookup(path)
         stats = host.method_stats.get(path) if handler is not None else None
-        call = ServerCall(self, host, sid, handler, path, metadata, encoding, stats)
+        call = ServerCall(self, host, sid, handler, request, stats)
         self.calls[sid] = call
         self._running += 1
         self._starting.append(call)
