@@ -73,7 +73,7 @@ from .frames import (
     frame,
     goaway,
     rst_stream,
-    settings,
+    server_settings,
     split_data,
     split_header_block,
     window_update,
@@ -106,15 +106,10 @@ _RECV_HEADERS, _RECV_DATA, _RECV_END_STREAM, _RECV_RST_STREAM = tuple(StreamInpu
 _SEND_HEADERS, _SEND_DATA, _SEND_END_STREAM, _SEND_RST_STREAM = tuple(StreamInput)[4:]
 _ENDED, _RESET_BY_PEER, _RESET_BY_US = ClosedBy
 _UNLIMITED: Final = 1 << 62
-_CONTINUATION: Final = FrameType.CONTINUATION
-_WINDOW_UPDATE: Final = FrameType.WINDOW_UPDATE
-_END_STREAM: Final = Flag.END_STREAM
-_HEADERS: Final = FrameType.HEADERS
-_END_HEADERS: Final = Flag.END_HEADERS
-_BLOCK_FLAGS: Final = Flag.END_HEADERS | Flag.PADDED | Flag.PRIORITY
-# The events every unary call brings are NamedTuples, built here as their __new__ would
-# (tuple.__new__(cls, fields)) without its Python-level call.
-_new_event: Final = tuple.__new__
+_HEADERS, _CONTINUATION = FrameType.HEADERS, FrameType.CONTINUATION
+_WINDOW_UPDATE, _END_STREAM = FrameType.WINDOW_UPDATE, Flag.END_STREAM
+_END_HEADERS, _BLOCK_FLAGS = Flag.END_HEADERS, Flag.END_HEADERS | Flag.PADDED | Flag.PRIORITY
+_new_event: Final = tuple.__new__  # a NamedTuple event built without its __new__'s call
 
 
 class H2Connection:
@@ -164,16 +159,7 @@ class H2Connection:
 
     def initiate_connection(self) -> None:
         """Queue our SETTINGS (the server's preface) and the connection window's grant."""
-        lim = self._limits
-        ours: tuple[tuple[Setting, int], ...] = (
-            (Setting.MAX_CONCURRENT_STREAMS, lim.max_concurrent_streams),
-            (Setting.INITIAL_WINDOW_SIZE, self._stream_window),
-            (Setting.ENABLE_PUSH, 0),
-            (Setting.MAX_HEADER_LIST_SIZE, lim.max_header_list_size),
-        )
-        if self._max_frame != DEFAULT_MAX_FRAME:
-            ours += ((Setting.MAX_FRAME_SIZE, self._max_frame),)
-        self._out.append(settings(ours))
+        self._out.append(server_settings(self._limits, self._stream_window, self._max_frame))
         if self._connection_window > DEFAULT_WINDOW:
             grant = self._connection_window - DEFAULT_WINDOW
             self._out.append(window_update(0, grant))
@@ -461,8 +447,7 @@ class H2Connection:
             self._ack_connection(n)  # the receiver never sees these bytes
             stream.step(_RECV_DATA)  # StreamClosedError once the peer ended its side
             raise FlowControlError(f"DATA beyond stream {sid}'s window", sid)
-        # stream.step(_RECV_DATA) then, with END_STREAM, self._end(stream, _RECV_END_STREAM),
-        # inlined on the hot path: both are legal in the two states checked above.
+        # step(_RECV_DATA) [and _end(stream, _RECV_END_STREAM)], legal in both states above:
         end = flags & _END_STREAM == _END_STREAM
         if end:
             if stream.state is _OPEN:
@@ -525,8 +510,7 @@ class H2Connection:
             self._out.append(rst_stream(sid, ErrorCode.REFUSED_STREAM))
             return
         stream = H2Stream(sid, self.peer_initial_window, self._stream_window)
-        # idle -(HEADERS)-> open [-(END_STREAM)-> half closed (remote)], without step().
-        stream.state = _HALF_CLOSED_REMOTE if end else _OPEN
+        stream.state = _HALF_CLOSED_REMOTE if end else _OPEN  # idle, HEADERS [, END_STREAM]
         self.streams[sid] = stream
         self._events.append(_new_event(RequestReceived, (sid, headers, end)))
 
@@ -580,10 +564,7 @@ class H2Connection:
         self._events.append(ConnectionTerminated(error_code(code), last, debug))
 
     def _on_window_update(self, flags: int, sid: int, payload: bytes) -> None:
-        if len(payload) == 4 and payload[0] < 0x80:  # the usual: checks.window_increment's
-            increment = int.from_bytes(payload, "big")  # rules, with no reserved bit set
-        else:
-            increment = checks.window_increment(sid, payload)
+        increment = checks.window_increment(sid, payload)
         if sid == 0:
             if increment == 0:
                 raise ProtocolError("WINDOW_UPDATE of 0")
