@@ -39,7 +39,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
-from typing import Any, Final, NoReturn, Protocol
+from typing import Any, Final, NamedTuple, NoReturn, Protocol
 
 from .frames import COPY_MAX, OK_TRAILERS, RESPONSE_HEADERS, grpc_status_block
 from .stats import HandlingObserver, MethodStats
@@ -50,6 +50,7 @@ __all__ = [
     "CallHost",
     "CallStream",
     "MethodHandler",
+    "Request",
     "ServerCall",
     "request_of",
 ]
@@ -72,9 +73,18 @@ def _b64(value: str) -> bytes:
     return base64.b64decode(value + "=" * (-len(value) % 4))
 
 
-def request_of(headers: list[tuple[str, str]]) -> tuple[str, str, Metadata]:
-    """The method path, grpc-encoding and caller metadata of a request's header block
-    (``-bin`` values base64-decoded; undecodable ones dropped)."""
+class Request(NamedTuple):
+    """What a request's header block says, as a call needs it."""
+
+    path: str
+    encoding: str  # grpc-encoding
+    metadata: Metadata  # the caller's: ``-bin`` values base64-decoded
+    client_api_version: str  # etcd's clientv3 sends it; "unknown" otherwise
+
+
+def request_of(headers: list[tuple[str, str]]) -> Request:
+    """The method path, grpc-encoding, caller metadata and client-api-version of a
+    request's header block (``-bin`` values base64-decoded; undecodable ones dropped)."""
     path, encoding = "", "identity"
     metadata: list[tuple[str, str | bytes]] = []
     for name, value in headers:
@@ -88,7 +98,8 @@ def request_of(headers: list[tuple[str, str]]) -> tuple[str, str, Metadata]:
                 metadata.append((name, _b64(value) if name.endswith("-bin") else value))
             except ValueError:
                 continue
-    return path, encoding, tuple(metadata)
+    md = tuple(metadata)
+    return Request(path, encoding, md, _client_api_version(md))
 
 
 def _client_api_version(metadata: Metadata) -> str:
@@ -175,6 +186,7 @@ class ServerCall:
     """One stream's call; also the handler's servicer context."""
 
     __slots__ = (
+        "_api_version",
         "_arrived",
         "_code",
         "_details",
@@ -204,18 +216,14 @@ class ServerCall:
         host: CallHost,
         stream_id: int,
         handler: MethodHandler | None,
-        method: str,
-        metadata: Metadata,
-        encoding: str,
+        request: Request,
         stats: MethodStats | None = None,
     ) -> None:
         self.stream = stream
         self.host = host
         self.stream_id = stream_id
         self.handler: Any = handler  # None: no such method (answered UNIMPLEMENTED)
-        self.method = method
-        self.metadata = metadata
-        self.encoding = encoding
+        self.method, self.encoding, self.metadata, self._api_version = request
         self.task: asyncio.Task[None] | None = None
         # Request messages decoded so far (bytes), ended by _END, and their waiter.
         self._requests: deque[object] = deque()
@@ -271,11 +279,23 @@ class ServerCall:
             CallAborted: a message breaks the size limit (RESOURCE_EXHAUSTED) or cannot
                 be inflated (INTERNAL); the call must end with that status.
         """
-        credit = size - len(data)  # padding: nobody reads it
-        self._held += len(data)
-        if self._reading and data:
-            self._parse(data)
+        n = len(data)
+        credit = size - n  # padding: nobody reads it
+        self._held += n
+        if self._reading and n:
             requests = self._requests
+            if (
+                not self._partial
+                and data[0] == 0
+                and int.from_bytes(data[1:5], "big") == n - 5
+                and n - 5 <= self.host.max_receive
+            ):  # _parse's common case, inlined: one whole uncompressed message
+                requests.append(data[5:])
+                waiter = self._arrived
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            else:
+                self._parse(data)
             if not requests or requests[0] is _END:  # the handler reads what came
                 credit += self._held
                 self._held = 0
@@ -333,7 +353,10 @@ class ServerCall:
 
     def end_of_requests(self) -> None:
         self.remote_closed = True
-        self._push(_END)
+        self._requests.append(_END)  # self._push(_END), inlined: every call comes here
+        waiter = self._arrived
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _push(self, item: object) -> None:
         self._requests.append(item)
@@ -387,7 +410,7 @@ class ServerCall:
                 return
             if stats is not None:
                 stats.started += 1
-                version = _client_api_version(self.metadata)
+                version = self._api_version
                 versions = stats.client_api_versions
                 versions[version] = versions.get(version, 0) + 1
                 if self.host.handling is not None:

@@ -191,12 +191,16 @@ class GrpcConnection(asyncio.Protocol):
             return
         try:
             for event in events:
-                if isinstance(event, DataReceived):  # the two events of every call first
-                    self._on_data(event)
-                elif isinstance(event, RequestReceived):
-                    self._on_request(event)
+                kind = type(event)  # the events of every unary call first
+                if kind is WindowUpdated:  # two a call: they matter only to a waiter
+                    if self._window_waiters:
+                        self._wake(self._window_waiters)
+                elif kind is DataReceived:
+                    self._on_data(event)  # type: ignore[arg-type]
+                elif kind is RequestReceived:
+                    self._on_request(event)  # type: ignore[arg-type]
                 else:
-                    handler = _ON_EVENT.get(type(event))
+                    handler = _ON_EVENT.get(kind)
                     if handler is not None:
                         handler(self, event)
                 if self._failed:  # a flood ended the connection
@@ -223,12 +227,17 @@ class GrpcConnection(asyncio.Protocol):
     # -- events -----------------------------------------------------------------------------------
 
     def _on_request(self, event: RequestReceived) -> None:
-        path, encoding, metadata = request_of(event.headers)
+        # A repeated header block is one shared HeaderList (hpack.py): read it once.
+        headers = event.headers
+        request = headers.meaning
+        if request is None:
+            request = headers.meaning = request_of(headers)
+        path = request.path
         sid = event.stream_id
         host = self.host
         handler = host.lookup(path)
         stats = host.method_stats.get(path) if handler is not None else None
-        call = ServerCall(self, host, sid, handler, path, metadata, encoding, stats)
+        call = ServerCall(self, host, sid, handler, request, stats)
         self.calls[sid] = call
         self._running += 1
         self._starting.append(call)

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import quote
 
+from .limits import ServerLimits
+
 __all__ = [
     "COPY_MAX",
     "DEFAULT_MAX_FRAME",
@@ -34,6 +36,7 @@ __all__ = [
     "goaway",
     "grpc_status_block",
     "rst_stream",
+    "server_settings",
     "settings",
     "split_data",
     "split_header_block",
@@ -178,6 +181,20 @@ def error_code(code: int) -> ErrorCode | int:
 
 def settings(values: Iterable[tuple[Setting, int]]) -> bytes:
     return frame(FrameType.SETTINGS, 0, 0, b"".join(struct.pack(">HL", k, v) for k, v in values))
+
+
+def server_settings(limits: ServerLimits, stream_window: int, max_frame: int) -> bytes:
+    """The SETTINGS frame a server opens with: push off, the other values its own (the
+    maximum frame size only when it is not HTTP/2's default)."""
+    ours = [
+        (Setting.MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams),
+        (Setting.INITIAL_WINDOW_SIZE, stream_window),
+        (Setting.ENABLE_PUSH, 0),
+        (Setting.MAX_HEADER_LIST_SIZE, limits.max_header_list_size),
+    ]
+    if max_frame != DEFAULT_MAX_FRAME:
+        ours.append((Setting.MAX_FRAME_SIZE, max_frame))
+    return settings(ours)
 
 
 def window_update(stream_id: int, increment: int) -> bytes:

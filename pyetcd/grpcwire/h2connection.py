@@ -73,7 +73,7 @@ from .frames import (
     frame,
     goaway,
     rst_stream,
-    settings,
+    server_settings,
     split_data,
     split_header_block,
     window_update,
@@ -106,6 +106,10 @@ _RECV_HEADERS, _RECV_DATA, _RECV_END_STREAM, _RECV_RST_STREAM = tuple(StreamInpu
 _SEND_HEADERS, _SEND_DATA, _SEND_END_STREAM, _SEND_RST_STREAM = tuple(StreamInput)[4:]
 _ENDED, _RESET_BY_PEER, _RESET_BY_US = ClosedBy
 _UNLIMITED: Final = 1 << 62
+_HEADERS, _CONTINUATION = FrameType.HEADERS, FrameType.CONTINUATION
+_WINDOW_UPDATE, _END_STREAM = FrameType.WINDOW_UPDATE, Flag.END_STREAM
+_END_HEADERS, _BLOCK_FLAGS = Flag.END_HEADERS, Flag.END_HEADERS | Flag.PADDED | Flag.PRIORITY
+_new_event: Final = tuple.__new__  # a NamedTuple event built without its __new__'s call
 
 
 class H2Connection:
@@ -155,16 +159,7 @@ class H2Connection:
 
     def initiate_connection(self) -> None:
         """Queue our SETTINGS (the server's preface) and the connection window's grant."""
-        lim = self._limits
-        ours: tuple[tuple[Setting, int], ...] = (
-            (Setting.MAX_CONCURRENT_STREAMS, lim.max_concurrent_streams),
-            (Setting.INITIAL_WINDOW_SIZE, self._stream_window),
-            (Setting.ENABLE_PUSH, 0),
-            (Setting.MAX_HEADER_LIST_SIZE, lim.max_header_list_size),
-        )
-        if self._max_frame != DEFAULT_MAX_FRAME:
-            ours += ((Setting.MAX_FRAME_SIZE, self._max_frame),)
-        self._out.append(settings(ours))
+        self._out.append(server_settings(self._limits, self._stream_window, self._max_frame))
         if self._connection_window > DEFAULT_WINDOW:
             grant = self._connection_window - DEFAULT_WINDOW
             self._out.append(window_update(0, grant))
@@ -213,11 +208,16 @@ class H2Connection:
             pos = start + length
             sid &= 0x7FFFFFFF
             try:
-                if self._pending is not None and ftype != FrameType.CONTINUATION:
+                if self._pending is not None and ftype != _CONTINUATION:
                     raise ProtocolError("expected CONTINUATION")
-                handler = handlers.get(ftype)
-                if handler is not None:  # frames of unknown types are ignored (RFC 9113 4.1)
-                    handler(self, flags, sid, data[start:pos])
+                if ftype == _WINDOW_UPDATE:  # two of a unary call's four frames
+                    self._on_window_update(flags, sid, data[start:pos])
+                elif ftype == _HEADERS and flags & _BLOCK_FLAGS == _END_HEADERS and sid:
+                    self._on_header_block(flags, sid, data[start:pos])  # all _on_headers does
+                else:
+                    handler = handlers.get(ftype)
+                    if handler is not None:  # frames of unknown types are ignored (4.1)
+                        handler(self, flags, sid, data[start:pos])
             except H2Error as err:
                 if err.stream_id == 0:
                     self._fail(err)
@@ -447,14 +447,16 @@ class H2Connection:
             self._ack_connection(n)  # the receiver never sees these bytes
             stream.step(_RECV_DATA)  # StreamClosedError once the peer ended its side
             raise FlowControlError(f"DATA beyond stream {sid}'s window", sid)
-        try:  # stream.step(_RECV_DATA), inlined on the hot path
-            stream.state = TRANSITIONS[stream.state, _RECV_DATA]
-        except KeyError:
-            raise stream.illegal(_RECV_DATA) from None
-        end = bool(flags & Flag.END_STREAM)
+        # step(_RECV_DATA) [and _end(stream, _RECV_END_STREAM)], legal in both states above:
+        end = flags & _END_STREAM == _END_STREAM
         if end:
-            self._end(stream, _RECV_END_STREAM)
-        self._events.append(DataReceived(sid, data, n, end))
+            if stream.state is _OPEN:
+                stream.state = _HALF_CLOSED_REMOTE
+            else:  # half closed (local): both sides ended
+                stream.state = _CLOSED
+                del self.streams[sid]
+                self.closed.add(sid, _ENDED)
+        self._events.append(_new_event(DataReceived, (sid, data, n, end)))
 
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
@@ -508,11 +510,9 @@ class H2Connection:
             self._out.append(rst_stream(sid, ErrorCode.REFUSED_STREAM))
             return
         stream = H2Stream(sid, self.peer_initial_window, self._stream_window)
-        stream.step(_RECV_HEADERS)
+        stream.state = _HALF_CLOSED_REMOTE if end else _OPEN  # idle, HEADERS [, END_STREAM]
         self.streams[sid] = stream
-        if end:
-            self._end(stream, _RECV_END_STREAM)
-        self._events.append(RequestReceived(sid, headers, end))
+        self._events.append(_new_event(RequestReceived, (sid, headers, end)))
 
     def _on_priority(self, flags: int, sid: int, payload: bytes) -> None:
         checks.check_priority(sid, payload)
@@ -582,7 +582,7 @@ class H2Connection:
             stream.send_window += increment
             if stream.send_window > MAX_WINDOW:
                 raise FlowControlError("stream window above 2^31-1", sid)
-        self._events.append(WindowUpdated(sid, increment))
+        self._events.append(_new_event(WindowUpdated, (sid, increment)))
 
 
 # Frame handlers by type: plain functions (bound ones kept on it would make a cycle).

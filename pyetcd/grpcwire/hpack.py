@@ -4,7 +4,12 @@ A gRPC client sends nearly the same headers on every call, and after its first c
 a connection the block is mostly references into the static and dynamic tables: the
 same few bytes each time. A block that changes no table entry decodes to the same list
 as long as the table is unchanged, so ``Decoder`` keeps such blocks' results keyed by
-(table generation, block bytes) and a repeated block costs one dict lookup.
+(table generation, block bytes) and a repeated block costs one dict lookup. The
+generation moves on every change of the table (an insertion, with the evictions it
+causes, and a size update), so a block whose references now name other entries misses.
+
+A cached result is one shared ``HeaderList``: its reader may note on it (``meaning``)
+what it derived from the headers, and a repeated block then costs no re-reading either.
 
 The static table and Huffman code come from the ``hpack`` library; the representations
 and the dynamic table are here.
@@ -13,12 +18,12 @@ and the dynamic table are here.
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from typing import Any, Final
 
 from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
 
-__all__ = ["Decoder", "HPACKDecodeError"]
+__all__ = ["Decoder", "HPACKDecodeError", "HeaderList"]
 
 _STATIC: Final = tuple((n.decode(), v.decode()) for n, v in HeaderTable.STATIC_TABLE)
 _ENTRY_OVERHEAD: Final = 32  # RFC 7541 4.1
@@ -28,6 +33,18 @@ _CACHE_BLOCK_BYTES: Final = 1024  # only small blocks: a cache of big ones would
 
 class HPACKDecodeError(Exception):
     """The block is not valid HPACK (a connection error: COMPRESSION_ERROR)."""
+
+
+class HeaderList(list[tuple[str, str]]):
+    """A decoded header block, (name, value) pairs in order; shared when cached, so never
+    modified. ``meaning`` is its reader's: what it derived from these headers (None
+    until it sets it), valid as long as the list since the list never changes."""
+
+    __slots__ = ("meaning",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meaning: Any = None
 
 
 class Decoder:
@@ -40,9 +57,9 @@ class Decoder:
         self._dynamic: deque[tuple[str, str]] = deque()  # newest first
         self._size = 0
         self._generation = 0
-        self._cache: dict[tuple[int, bytes], list[tuple[str, str]]] = {}
+        self._cache: dict[tuple[int, bytes], HeaderList] = {}
 
-    def decode(self, block: bytes) -> list[tuple[str, str]]:
+    def decode(self, block: bytes) -> HeaderList:
         """The (name, value) pairs of ``block``, in order (shared: do not modify).
 
         Raises:
@@ -63,8 +80,8 @@ class Decoder:
             self._cache[key] = headers
         return headers
 
-    def _decode(self, data: bytes) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
+    def _decode(self, data: bytes) -> HeaderList:
+        out = HeaderList()
         pos, end, total = 0, len(data), 0
         while pos < end:
             b = data[pos]

@@ -290,6 +290,20 @@ async def test_unary_round_trip_metadata_and_peer(served: Served) -> None:
     assert re.fullmatch(r"ipv4:127\.0\.0\.1:\d+", peer)
 
 
+async def test_metadata_is_read_per_call_through_the_header_block_cache(
+    served: Served,
+) -> None:
+    # Repeated blocks are decoded once (hpack.py) and read once (HeaderList.meaning):
+    # a token that changes, comes back, or repeats must still be each call's own.
+    tokens = ["a", "a", "b", "a", "c" * 40, "b", "b", "a"]
+    async with served.channel() as ch:
+        stub = served.kv_stub(ch)
+        for i, token in enumerate(tokens):
+            md = (("token", token),)  # no timeout either: repeated calls repeat their block
+            await stub.Put(rpc_pb2.PutRequest(key=b"k%d" % i), metadata=md)
+    assert [dict(metadata)["token"] for metadata, _ in served.kv.seen] == tokens
+
+
 @pytest.mark.parametrize("details", ["plain words", "nicht möglich: 100% ✓ 日本語 %41", ""])
 async def test_abort_code_and_details_reach_the_client(served: Served, details: str) -> None:
     async with served.channel() as ch:
