@@ -277,6 +277,39 @@ async def test_lost_messages_are_resent(make_cluster: MakeCluster) -> None:
     assert seen[0] > 0
 
 
+async def test_commit_index_rides_on_the_next_append(make_cluster: MakeCluster) -> None:
+    """Sequential puts: a follower learns each put's commit with the next put's append,
+    not from a commit-only MsgApp of its own (raft_node's CommitNotices). With the
+    notices' timer out of the way, an empty append can only go out taken along by a
+    heartbeat, so there are at most as many as heartbeats; before, one per put."""
+    c = await make_cluster()
+    leader = await c.leader()
+    leader.raft._notices._delay = 3600.0  # only heartbeats take held notices along
+    followers = {f.member_id for f in c.others(leader)}
+    empty = dict.fromkeys(followers, 0)
+    beats = dict.fromkeys(followers, 0)
+    appends = dict.fromkeys(followers, 0)
+
+    def observe(m: Message) -> bool:
+        if m.frm == leader.member_id and m.to in followers:
+            if m.type.name == "HEARTBEAT":
+                beats[m.to] += 1
+            elif m.type.name == "APP":
+                (appends if m.entries else empty)[m.to] += 1
+        return False  # lose nothing
+
+    c.net.drop_if(observe)
+    puts = 30
+    for i in range(puts):
+        await put(leader, f"seq/{i}", str(i))
+    for f in c.others(leader):
+        assert appends[f.member_id] >= puts
+        assert empty[f.member_id] <= beats[f.member_id], (empty, beats)
+        # ...and the last put's commit still reaches it, with a heartbeat.
+        await caught_up(f, leader.applied_wait.applied)
+    print(f"{puts} puts: empty appends {empty}, heartbeats {beats}")
+
+
 async def test_membership_changes_checked_at_apply(make_cluster: MakeCluster) -> None:
     c = await make_cluster()
     leader = await c.leader()

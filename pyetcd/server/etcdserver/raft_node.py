@@ -45,7 +45,7 @@ from .events import NO_EVENTS, EventRecorder
 from .fatal import Fatal, FatalError
 from .inbox import RaftInbox
 from .metrics import Metrics
-from .transport import Transport
+from .transport import CommitNotices, Transport
 from .wait import AppliedIndex
 
 __all__ = ["RaftNode", "StateMachine"]
@@ -122,6 +122,8 @@ class RaftNode:
         self.inbox = inbox
         self.storage = storage
         self.transport = transport
+        # the leader's commit-only appends ride on the next append (see CommitNotices)
+        self._notices = CommitNotices(transport)
         self.applier = applier
         self.applied = applied
         self.tick_interval = tick_interval
@@ -166,6 +168,7 @@ class RaftNode:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._notices.flush()
         self.inbox.wake.set()
         for task in (self._ticker, self._task):
             if task is not None:
@@ -318,7 +321,7 @@ class RaftNode:
                     )
         if beat and self.is_leader:
             self._time_heartbeats(msgs)  # (it looks at heartbeats only)
-        self.transport.send(msgs)
+        self._notices.send(msgs)
 
     def _time_heartbeats(self, msgs: Sequence[Message]) -> None:
         now = 0.0
