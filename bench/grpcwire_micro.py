@@ -44,6 +44,19 @@ class KV(rpc_pb2_grpc.KVServicer):  # type: ignore[misc]
         return rpc_pb2.PutResponse(header=rpc_pb2.ResponseHeader(revision=2))
 
 
+#: The request headers grpc-python sends with a Put.
+HEADERS = [
+    (":method", "POST"),
+    (":scheme", "http"),
+    (":path", PUT),
+    (":authority", "127.0.0.1:2379"),
+    ("content-type", "application/grpc"),
+    ("te", "trailers"),
+    ("grpc-accept-encoding", "identity,deflate,gzip"),
+    ("user-agent", "grpc-python/1.85 grpc-c/46.0.0 (linux; chttp2)"),
+]
+
+
 def new_server() -> GrpcServer:
     g = GrpcServer(Logger([]), max_receive=2 << 20)
     rpc_pb2_grpc.add_KVServicer_to_server(KV(), g)
@@ -83,18 +96,7 @@ def _requests(first_sid: int, n: int, encoder: hpack.Encoder) -> bytes:
     msg = b"\x00" + len(body).to_bytes(4, "big") + body
     out = []
     for sid in range(first_sid, first_sid + 2 * n, 2):
-        block = encoder.encode(
-            [
-                (":method", "POST"),
-                (":scheme", "http"),
-                (":path", PUT),
-                (":authority", "127.0.0.1:2379"),
-                ("content-type", "application/grpc"),
-                ("te", "trailers"),
-                ("grpc-accept-encoding", "identity,deflate,gzip"),
-                ("user-agent", "grpc-python/1.85 grpc-c/46.0.0 (linux; chttp2)"),
-            ]
-        )
+        block = encoder.encode(HEADERS)
         out.append(frame(FrameType.HEADERS, Flag.END_HEADERS, sid, block))
         out.append(frame(FrameType.DATA, Flag.END_STREAM, sid, msg))
     return b"".join(out)

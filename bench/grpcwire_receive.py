@@ -27,21 +27,10 @@ import hpack
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grpcwire_micro import PUT, _Sink, new_server
+from grpcwire_micro import HEADERS, _Sink, new_server
 
 from pyetcd.grpcwire.frames import PREFACE, Flag, FrameType, frame, settings
 from pyetcd.pb import rpc_pb2
-
-HEADERS = [
-    (":method", "POST"),
-    (":scheme", "http"),
-    (":path", PUT),
-    (":authority", "127.0.0.1:2379"),
-    ("content-type", "application/grpc"),
-    ("te", "trailers"),
-    ("grpc-accept-encoding", "identity,deflate,gzip"),
-    ("user-agent", "grpc-python/1.85 grpc-c/46.0.0 (linux; chttp2)"),
-]
 
 
 def reads(calls: int) -> list[bytes]:
